@@ -1,0 +1,113 @@
+"""The per-turn record: one row per started turn, the source of exact percentiles.
+
+Locust rounds response times in its stats, so the harness also writes every turn, unrounded,
+to ``PREFIX_turns.csv`` next to Locust's CSV files. Every started turn ends in exactly one
+record: a success (``failure`` empty) or a failure with a diagnosis code from
+:mod:`voiceharness.diagnoses`.
+
+Times are milliseconds as floats; a metric that was not observed (no reply audio, say) is an
+empty cell, read back as NaN.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import IO, Any
+
+TURNS_SUFFIX = "_turns.csv"
+
+
+@dataclass
+class TurnRecord:
+    timestamp: float = 0.0  # wall-clock seconds since the epoch when the turn started
+    worker: str = ""  # "host:pid" of the load generator process
+    user: int = 0  # Locust user number within its worker
+    connection_id: str = ""  # the sessionId sent in the header
+    turn_index: int = 0  # turn number within the user's life (0-based)
+    scenario: str = ""
+    utterance_id: str = ""
+    expected_intent: str = ""
+    intent: str = ""  # recognised intent, empty when none arrived
+    confidence: float = math.nan
+    transcript: str = ""
+    success: bool = False
+    failure: str = ""  # diagnosis code, empty on success
+    failure_detail: str = ""
+    close_code: int | None = None
+    connect_ms: float = math.nan  # of the connection this turn ran on (NaN if reused and already counted)
+    roundtrip_ms: float = math.nan  # end of speech -> first reply audio frame
+    intent_ms: float = math.nan  # end of speech -> intent metadata
+    reply_ms: float = math.nan  # end of speech -> last reply audio frame
+    ping_ms: float = math.nan  # most recent WebSocket ping -> pong on this connection
+    speech_ms: float = math.nan  # duration of the utterance's audio sent
+    chunks_sent: int = 0
+    chunks_received: int = 0
+    reply_audio_bytes: int = 0
+    reply_complete: bool = False  # reply_end seen (or the inactivity gap closed a reply that had audio)
+    reconnections: int = 0  # reconnects of this user's connection so far
+    send_lateness_p99_ms: float = math.nan  # p99 of (actual - due) send time of this turn's frames
+    send_lateness_max_ms: float = math.nan
+    pace: str = "realtime"
+
+
+COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TurnRecord))
+FLOAT_COLUMNS = tuple(f.name for f in dataclasses.fields(TurnRecord) if f.type == "float")
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        return round(value, 3)
+    if value is None:
+        return ""
+    return value
+
+
+def record_row(record: TurnRecord | Mapping[str, Any]) -> dict[str, Any]:
+    """The CSV row of a record (or of a dict of its fields, as sent between processes)."""
+    data = dataclasses.asdict(record) if isinstance(record, TurnRecord) else record
+    return {name: _cell(data.get(name)) for name in COLUMNS}
+
+
+class TurnWriter:
+    """Appends records to a turns CSV and flushes each one, so a killed run loses nothing."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        directory = os.path.dirname(self.path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        self._file: IO[str] = open(self.path, "w", newline="", encoding="utf-8")
+        self._writer = csv.DictWriter(self._file, fieldnames=COLUMNS)
+        self._writer.writeheader()
+        self._file.flush()
+        self.count = 0
+
+    def write(self, record: TurnRecord | Mapping[str, Any]) -> None:
+        self._writer.writerow(record_row(record))
+        self._file.flush()
+        self.count += 1
+
+    def write_many(self, records: Iterable[TurnRecord | Mapping[str, Any]]) -> None:
+        for record in records:
+            self._writer.writerow(record_row(record))
+            self.count += 1
+        self._file.flush()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+
+def turns_path(csv_prefix: str) -> str:
+    """Where the turns file of a Locust ``--csv PREFIX`` run lives."""
+    return f"{csv_prefix}{TURNS_SUFFIX}"
+
