@@ -116,6 +116,10 @@ DIAGNOSES: dict[str, Diagnosis] = {
             ("gateway bug", "incompatible protocol version"), ("check the gateway's version and logs",),
         ),
         Diagnosis(
+            "run_stopped", "Turn cut short", "the run ended while the turn was in progress",
+            ("end of the run time (-t) or Ctrl-C",), ("none needed: not a gateway failure; not counted as one",),
+        ),
+        Diagnosis(
             "mic_no_device", MICROPHONE_FAILED, "no input device",
             ("microphone missing or broken", "no sound server"), ("check the connection", "check the sound settings"),
         ),

@@ -1,0 +1,32 @@
+"""Analysis of a finished load run: the usage guide's "Interpreting the metrics", automated.
+
+A run leaves files under one prefix (Locust's ``--csv PREFIX``)::
+
+    PREFIX_stats.csv          Locust: one row per (Type, Name); Type is the metric kind
+    PREFIX_stats_history.csv  Locust: users, requests/s and failures/s over time
+    PREFIX_failures.csv       Locust: failed requests grouped by error
+    PREFIX_exceptions.csv     Locust: errors raised in user code
+    PREFIX_turns.csv          the harness: one unrounded record per turn
+
+Command line (exit 0 ok, 1 a gate failed, 2 bad input or usage)::
+
+    python -m analysis results/run
+    python -m analysis results/run --gate 'roundtrip.p95<500' --gate 'intent.accuracy>=0.98'
+    python -m analysis results/baseline results/candidate          # comparison
+
+The layers, each importable without Locust:
+
+* :mod:`analysis.readers`     files -> :class:`~analysis.readers.Run` (columnar numpy arrays)
+* :mod:`analysis.metrics`     Run -> summary dict (percentiles, bands, accuracy, diagnoses...)
+* :mod:`analysis.compare`     summaries -> what moved between a baseline and a candidate
+* :mod:`analysis.gate`        ``roundtrip.p95<500`` expressions -> checks
+* :mod:`analysis.terminal`    summary -> text;   :mod:`analysis.report_html` -> report.html
+* :mod:`analysis.plots`       matplotlib (Agg) figures as PNG bytes
+* :mod:`analysis.exports`     report.json and JUnit XML
+* :mod:`analysis.cli`         the command line that ties them together
+"""
+
+from analysis.readers import Run, read_run
+from analysis.metrics import summarize
+
+__all__ = ["Run", "read_run", "summarize"]

@@ -1,0 +1,93 @@
+"""report.json and JUnit XML.
+
+report.json holds the whole summary (every figure the terminal and the page show), the gate's
+checks and, for several runs, the comparisons. The JUnit file shows the gate's checks as test
+cases (suite ``voice-gateway analysis``), so CI systems list each threshold as passed or failed;
+without a gate it holds one passing case per run so the file is never empty.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import xml.etree.ElementTree as ET
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+
+
+def _clean(value):  # type: ignore[no-untyped-def]
+    """JSON-safe: NaN/inf -> None, numpy scalars -> Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def check_dict(check) -> dict:  # type: ignore[no-untyped-def]
+    return {
+        "threshold": check.threshold.text, "name": check.threshold.name, "op": check.threshold.op,
+        "limit": check.threshold.value, "measured": check.measured, "passed": check.passed,
+        "message": check.message,
+    }
+
+
+def report_dict(summaries: list[dict], checks: list | None = None, comparisons: list[dict] | None = None) -> dict:
+    checks = checks or []
+    return _clean({
+        "schema_version": SCHEMA_VERSION,
+        "runs": summaries,
+        "gate": {
+            "applied_to": summaries[-1]["run"]["prefix"] if checks else None,
+            "passed": all(c.passed for c in checks),
+            "checks": [check_dict(c) for c in checks],
+        },
+        "comparisons": comparisons or [],
+    })
+
+
+def to_json(summaries: list[dict], checks: list | None = None, comparisons: list[dict] | None = None) -> str:
+    return json.dumps(report_dict(summaries, checks, comparisons), indent=2, allow_nan=False) + "\n"
+
+
+def to_junit(summaries: list[dict], checks: list | None = None) -> str:
+    """JUnit XML: one test case per gate check (or one per run when there is no gate)."""
+    checks = checks or []
+    suite = ET.Element("testsuite", name="voice-gateway analysis")
+    failures = 0
+    if checks:
+        classname = f"gate.{summaries[-1]['run']['label']}"
+        for check in checks:
+            case = ET.SubElement(suite, "testcase", classname=classname, name=check.threshold.text, time="0")
+            if not check.passed:
+                failures += 1
+                failure = ET.SubElement(case, "failure", message=check.message, type="threshold")
+                failure.text = check.message
+            else:
+                ET.SubElement(case, "system-out").text = check.message
+    else:
+        for summary in summaries:
+            case = ET.SubElement(suite, "testcase", classname="analysis", name=f"analysed {summary['run']['label']}", time="0")
+            ET.SubElement(case, "system-out").text = "verdict: " + summary["verdict"]["text"]
+    suite.set("tests", str(len(suite)))
+    suite.set("failures", str(failures))
+    suite.set("errors", "0")
+    root = ET.Element("testsuites")
+    root.append(suite)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def write_text(path: str, text: str) -> None:
+    directory = os.path.dirname(path)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as file:
+        file.write(text)

@@ -1,0 +1,75 @@
+"""report.html: one self-contained page (plots embedded as base64 PNG, CSS inline, no script).
+
+The page opens from disk with no network: every image is a ``data:`` URI and nothing is
+fetched. The template is ``templates/report.html.j2``; this module only draws the plots and
+hands the template the summaries, the gate's checks and the comparisons.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from dataclasses import dataclass
+
+import jinja2
+
+from analysis import plots
+from analysis.metrics import band_ranges
+from analysis.readers import Run
+from analysis.terminal import number, percent
+
+TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
+
+
+@dataclass
+class Plot:
+    id: str
+    title: str
+    png_base64: str | None
+    missing: str  # why there is no plot, when there is none
+
+
+def _plot(id_: str, title: str, png: bytes | None, missing: str) -> Plot:
+    return Plot(id_, title, base64.b64encode(png).decode("ascii") if png else None, missing)
+
+
+def draw_plots(run: Run, summary: dict) -> list[Plot]:
+    """Every plot of one run; a plot the run has no data for carries the reason instead."""
+    turns = run.turns
+    no_turns = "needs the turns file (Locust's CSVs hold no per-turn values)"
+    return [
+        _plot("roundtrip", "Roundtrip over time",
+              plots.roundtrip_over_time(turns) if turns is not None else None,
+              no_turns if turns is None else "no turn had a roundtrip (no reply audio)"),
+        _plot("latency", "Latency histogram and CDF",
+              plots.latency_distribution(turns.numbers["ping_ms"]) if turns is not None else None,
+              no_turns if turns is None else "no ping was measured"),
+        _plot("users", "Users and failures over time", plots.users_and_failures(run.history, turns),
+              "needs Locust's _stats_history.csv or the turns file"),
+        _plot("intent", "Intent accuracy per utterance", plots.intent_per_utterance(summary["intent"]),
+              "no turn had an expected intent"),
+        _plot("chunks", "Audio chunks", plots.chunks_distribution(turns) if turns is not None else None,
+              no_turns if turns is None else "no turn streamed audio"),
+        _plot("reconnections", "Reconnections",
+              plots.reconnections_distribution(turns) if turns is not None else None,
+              no_turns if turns is None else "no reconnection counts recorded"),
+    ]
+
+
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+    )
+    env.filters["num"] = number
+    env.filters["pct"] = percent
+    env.globals["band_ranges"] = band_ranges
+    return env
+
+
+def render(runs: list[tuple[Run, dict]], checks: list | None = None, comparisons: list[dict] | None = None) -> str:
+    """The page for one run, or several with their comparisons to the first."""
+    sections = [{"summary": summary, "plots": draw_plots(run, summary)} for run, summary in runs]
+    template = environment().get_template("report.html.j2")
+    return template.render(sections=sections, checks=checks or [], comparisons=comparisons or [],
+                           gate_target=runs[-1][1]["run"]["label"])

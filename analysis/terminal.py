@@ -1,0 +1,220 @@
+"""The summary as plain text for a terminal or a CI log (no colours, no width tricks).
+
+:func:`render` prints the sections in the order a person reads after a run: what was read,
+the four documented metrics with their bands, timings, intent accuracy, diagnoses, Locust's
+own failures, whether the load generator kept up, and the one-line verdict last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from analysis.metrics import band_ranges
+
+MAX_UTTERANCES = 15
+MAX_ROWS = 10
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]], indent: str = "  ") -> str:
+    """A text table; columns whose cells all look numeric are right-aligned."""
+    cells = [[str(c) for c in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def numeric(i: int) -> bool:
+        values = [row[i] for row in cells[1:] if row[i] not in ("", "-")]
+        return bool(values) and all(v.replace(".", "").replace("%", "").replace("-", "").replace("+", "")
+                                    .replace(" ms", "").replace(",", "").isdigit() for v in values)
+
+    right = [numeric(i) for i in range(len(headers))]
+    lines = []
+    for n, row in enumerate(cells):
+        text = "  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right))
+        lines.append(indent + text.rstrip())
+        if n == 0:
+            lines.append(indent + "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def number(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    text = f"{value:.0f}" if abs(value) >= 100 or float(value).is_integer() else f"{value:.1f}"
+    return f"{text} {unit}".strip() if unit else text
+
+
+def percent(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}%}"
+
+
+def render(summary: dict, *, all_rows: bool = False) -> str:
+    sections = [
+        _run(summary["run"]),
+        *(_metric(name, entry) for name, entry in summary["metrics"].items()),
+        _timings(summary["timings"]),
+        _intent(summary["intent"], all_rows),
+        _diagnoses(summary["diagnoses"]),
+        _locust(summary["locust"]),
+        _lateness(summary["send_lateness"]),
+        "verdict: " + summary["verdict"]["text"],
+    ]
+    return "\n\n".join(s for s in sections if s) + "\n"
+
+
+def _run(run: dict) -> str:
+    lines = [f"Run {run['prefix']}"]
+    if run["mode"] == "turns":
+        duration = run.get("duration_s") or 0
+        rate = run.get("turns_per_s")
+        lines.append(
+            f"  {run['turns']} turns ({run['succeeded']} ok, {run['failed']} failed, {percent(run['failure_rate'])}), "
+            f"{run['workers']} worker(s), {run['users']} user(s), {duration:.1f} s"
+            + (f", {rate:.1f} turns/s" if rate else "")
+        )
+    else:
+        lines.append(f"  {run['requests']} Locust requests, {run['failed']} failed ({percent(run['failure_rate'])})")
+    if run.get("start"):
+        lines.append(f"  from {run['start']} to {run['end']}" + (f", peak {run['peak_users']} users" if run.get("peak_users") else ""))
+    lines.append(f"  percentiles: {run['percentile_source']}")
+    if run["missing"]:
+        lines.append("  not found: " + ", ".join(run["missing"]))
+    return "\n".join(lines)
+
+
+def _metric(name: str, entry: dict) -> str:
+    unit = entry["unit"]
+    if entry["source"] is None:
+        return f"{entry['title']}: {entry['definition']}\n  {entry['note']}"
+    band = entry["band"] or "-"
+    head = f"{entry['title']}: {band.upper()} (band of the {entry['band_basis']}); {entry['definition']}"
+    ranges = band_ranges(name)
+    per = entry["per"]
+    rows = [
+        [row["band"], ranges[row["band"]], row["count"], percent(row["share"])]
+        for row in entry["bands"]
+    ]
+    lines = [head, table(["band", "range", per, "share"], rows)]
+    p = entry["percentiles"]
+    lines.append(
+        "  " + "  ".join(f"{k} {number(p[k])}" for k in ("p50", "p90", "p95", "p99", "max"))
+        + (f" {unit}" if unit and unit != "chunks" else "") + f"  ({entry['count']} {per})"
+    )
+    if "received" in entry and entry["received"]["p50"] is not None:
+        r = entry["received"]
+        lines.append(f"  received per turn: p50 {number(r['p50'])}  p95 {number(r['p95'])}  max {number(r['max'])}")
+    if entry["note"]:
+        lines.append(f"  note: {entry['note']}")
+    return "\n".join(lines)
+
+
+def _timings(timings: dict) -> str:
+    if not timings:
+        return ""
+    rows = [
+        [entry["title"], *(number(entry[k]) for k in ("p50", "p90", "p95", "p99", "max"))]
+        for entry in timings.values()
+    ]
+    return "Other timings (ms, no documented bands)\n" + table(["timing", "p50", "p90", "p95", "p99", "max"], rows)
+
+
+def _intent(intent: dict, all_rows: bool) -> str:
+    if not intent.get("turns"):
+        return "Intent accuracy\n  no turns with an expected intent"
+    lines = [f"Intent accuracy: {percent(intent['accuracy'], 2)} ({intent['correct']}/{intent['turns']} turns)"]
+    if intent.get("note"):
+        lines.append(f"  note: {intent['note']}")
+    if intent["per_intent"]:
+        rows = [[r["intent"], r["turns"], r["correct"], percent(r["accuracy"]), percent(r["precision"])]
+                for r in intent["per_intent"]]
+        lines += ["  per expected intent", table(["intent", "turns", "correct", "accuracy", "precision"], rows, "    ")]
+    utterances = intent["per_utterance"]
+    shown = utterances if all_rows else utterances[:MAX_UTTERANCES]
+    rows = [
+        [r["utterance"], r["expected"] or "-", r["turns"], percent(r["accuracy"]),
+         f"{r['top_wrong']} x{r['top_wrong_count']}" if r["top_wrong"] else "-"]
+        for r in shown
+    ]
+    lines += ["  per utterance (worst first)", table(["utterance", "expected", "turns", "accuracy", "most common wrong"], rows, "    ")]
+    if len(shown) < len(utterances):
+        lines.append(f"    ... {len(utterances) - len(shown)} more (--all, or the HTML report)")
+    confusion = intent["confusion"]
+    if confusion["expected"]:
+        headers = ["expected \\ got", *confusion["recognised"]]
+        rows = [[e, *counts] for e, counts in zip(confusion["expected"], confusion["counts"])]
+        lines += ["  confusion matrix (rows: expected, columns: recognised)", table(headers, rows, "    ")]
+    return "\n".join(lines)
+
+
+def _diagnoses(diagnoses: list[dict]) -> str:
+    if not diagnoses:
+        return "Diagnoses: none (no failed turns)"
+    lines = ["Diagnoses"]
+    for d in diagnoses:
+        lines.append(f"  {d['count']:>7} {percent(d['share']):>6}  {d['code']}: {d['headline']}: {d['finding']}")
+        if d["causes"]:
+            lines.append(f"                  likely causes: {'; '.join(d['causes'])}")
+        lines.append(f"                  fix: {'; '.join(d['fixes'])}")
+    return "\n".join(lines)
+
+
+def _locust(locust: dict) -> str:
+    lines = []
+    if locust["failures"]:
+        rows = [[f["occurrences"], f["kind"], f["name"], f["error"][:70]] for f in locust["failures"][:MAX_ROWS]]
+        lines += ["Locust failures (_failures.csv)", table(["count", "type", "name", "error"], rows)]
+    if locust["exceptions"]:
+        rows = [[e["count"], e["message"][:90]] for e in locust["exceptions"][:MAX_ROWS]]
+        lines += ["Exceptions in user code (_exceptions.csv): bugs in the load test, not the gateway",
+                  table(["count", "message"], rows)]
+    return "\n".join(lines)
+
+
+def _lateness(lateness: dict) -> str:
+    if not lateness.get("turns"):
+        return f"Send lateness: unknown ({lateness.get('note', '')})"
+    lines = [
+        f"Send lateness (frame sent - frame due): {lateness['status'].upper()}",
+        f"  per-turn p99 lateness: p50 {number(lateness['p50_ms'])} ms, p99 {number(lateness['p99_ms'])} ms; "
+        f"worst frame {number(lateness['max_ms'])} ms; {lateness['late_turns']} turn(s) "
+        f"over {lateness['warn_ms']:g} ms ({percent(lateness['late_share'])})",
+        f"  {lateness['explanation']}",
+    ]
+    if len(lateness["per_worker"]) > 1:
+        rows = [[w["worker"], w["turns"], number(w["p99_ms"]), number(w["max_ms"])] for w in lateness["per_worker"][:MAX_ROWS]]
+        lines.append(table(["worker", "turns", "p99 ms", "max ms"], rows))
+    return "\n".join(lines)
+
+
+def render_checks(checks: list) -> str:
+    if not checks:
+        return ""
+    failed = [c for c in checks if not c.passed]
+    lines = [f"Gate: {len(checks) - len(failed)}/{len(checks)} passed"]
+    lines += [f"  {'ok  ' if c.passed else 'FAIL'} {c.message}" for c in checks]
+    return "\n".join(lines)
+
+
+def render_comparison(comparison: dict) -> str:
+    lines = [f"Comparison: baseline {comparison['baseline_prefix']} -> candidate {comparison['candidate_prefix']}"]
+    if not comparison["exact"]:
+        lines.append("  note: at least one run has no turns file; its percentiles are Locust's rounded ones")
+    rows = []
+    for r in comparison["rows"]:
+        delta = "-" if r["delta"] is None else f"{r['delta']:+.1f}"
+        pct = "-" if r["delta_pct"] is None else f"{r['delta_pct']:+.1f}%"
+        band = "-" if r["baseline_band"] is None else (
+            r["baseline_band"] if r["baseline_band"] == r["candidate_band"] else f"{r['baseline_band']} -> {r['candidate_band']}"
+        )
+        rows.append([f"{r['metric']}.{r['stat']}", number(r["baseline"]), number(r["candidate"]), delta, pct,
+                     band, (r["direction"] + (" *" if r["moved"] else ""))])
+    lines.append(table(["metric", "baseline", "candidate", "delta", "delta %", "band", "change"], rows))
+    rows = [[b["metric"], b["baseline"] or "-", b["candidate"] or "-", b["change"]] for b in comparison["bands"]]
+    lines += ["  overall bands", table(["metric", "baseline", "candidate", "change"], rows, "    ")]
+    rows = [[s["name"], percent(s["baseline"], 2), percent(s["candidate"], 2),
+             "-" if s["delta"] is None else f"{s['delta'] * 100:+.2f} pt", s["direction"] + (" *" if s["moved"] else "")]
+            for s in comparison["scalars"]]
+    lines.append(table(["", "baseline", "candidate", "delta", "change"], rows))
+    moved = ", ".join(comparison["moved"]) or "nothing"
+    lines.append(f"  * moved (>= {comparison['moved_pct']:g}% or across a band edge): {moved}")
+    if comparison["worse"]:
+        lines.append(f"  worse: {', '.join(comparison['worse'])}")
+    return "\n".join(lines)

@@ -1,0 +1,66 @@
+"""Fault switches: the gateway misbehaves on purpose so the harness's diagnoses can be tested.
+
+Each switch maps to one failure the usage guide's troubleshooting section names:
+
+=================================  ==================================================
+``--fault-delay-ms N``             slow answer (roundtrip bands); fixed delay before the reply
+``--fault-no-audio``               "No audio response", TTS down: metadata, no audio
+``--fault-wrong-intent [INTENT]``  "No audio response", wrong intent
+``--fault-close-after-frames N``   "Recording stopped unexpectedly": close after N audio
+``--fault-close-code C``           frames with code C (1006: drop TCP without a close frame)
+``--fault-refuse-status S``        "WebSocket connection failed": refuse upgrades with S
+=================================  ==================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from voiceharness import guide
+
+# Close codes a server may put in a close frame (RFC 6455 7.4, IANA registry, 3000-4999 for
+# applications); 1006 is never sent on the wire, it means "dropped": we abort the TCP link.
+SENDABLE_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
+CLOSE_ABORT = 1006
+
+
+def valid_close_code(code: int) -> bool:
+    return code in SENDABLE_CLOSE_CODES or code == CLOSE_ABORT or 3000 <= code <= 4999
+
+
+@dataclass(frozen=True)
+class Faults:
+    delay_ms: float = 0.0
+    no_audio: bool = False
+    wrong_intent: bool = False
+    wrong_intent_forced: str = ""  # with --fault-wrong-intent INTENT: ask the pipeline for this intent
+    close_after_frames: int = 0  # 0: never
+    close_code: int = 1011
+    refuse_status: int = 0  # 0: accept upgrades
+
+    @property
+    def any(self) -> bool:
+        return self != Faults()
+
+    def describe(self) -> str:
+        """The switches that are on, for the startup log line."""
+        parts = []
+        if self.delay_ms:
+            parts.append(f"delay_ms={self.delay_ms:g}")
+        if self.no_audio:
+            parts.append("no_audio")
+        if self.wrong_intent:
+            parts.append(f"wrong_intent={self.wrong_intent_forced or 'rotate'}")
+        if self.close_after_frames:
+            parts.append(f"close_after_frames={self.close_after_frames}/{self.close_code}")
+        if self.refuse_status:
+            parts.append(f"refuse_status={self.refuse_status}")
+        return ",".join(parts) or "none"
+
+
+def wrong_intent_for(intent: str) -> str:
+    """An intent of the NLU contract that is surely not ``intent``: the next one in the list."""
+    intents = guide.INTENTS
+    if intent in intents:
+        return intents[(intents.index(intent) + 1) % len(intents)]
+    return intents[0]

@@ -1,0 +1,707 @@
+"""The reference voice-gateway's I/O: WebSocket sessions, HTTP probes, and the pipeline off the loop.
+
+The protocol rules live in :mod:`voiceharness.protocol` (:class:`ServerSession` and
+:func:`reply_messages`); this module moves messages between a ``websockets`` connection and
+those objects. One connection is one :class:`_Session` with two tasks::
+
+    socket --reader--> ServerSession --audio/end--> _FrameQueue (50, drop oldest)
+          --assembler--> Endpointer --utterance--> runner (worker process/thread) --> reply frames
+
+* :class:`Gateway` owns the ``websockets`` server, the HTTP answers given in
+  ``process_request`` (``/healthz``, ``/readyz``, ``/metrics``, 404, 401, fault statuses),
+  the event-loop lag watch and the pipeline runner.
+* Runners run ``pipeline.process(pcm, 16000, forced_intent=..., tts_enabled=...)`` off the event
+  loop: :class:`ProcessRunner` (default: pocketsphinx holds the GIL while it decodes, measured
+  at 230 ms of loop lag in a thread), :class:`ThreadRunner` (a pipeline object, as tests pass
+  one), :class:`FastSinkRunner` (``--fast-sink``: a fixed answer, no pipeline at all).
+
+Log events (``event=...``, with ``session=<sessionId>`` where there is one): listening,
+ready, upgrade_refused, session_start, header_rejected, protocol_error, utterance,
+end_marker_ignored, queue_drop, turn, turn_failed, fault_close, session_end, loop_lag,
+shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import hmac
+import importlib
+import logging
+import math
+import multiprocessing
+import os
+import signal
+import time
+import urllib.parse
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, Protocol
+
+import numpy as np
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from voiceharness import guide
+from voiceharness.protocol import (
+    AudioReceived,
+    EndMarker,
+    HeaderAccepted,
+    ProtocolError,
+    ServerSession,
+    reply_messages,
+)
+
+from gateway.config import GatewayConfig
+from gateway.endpointer import Endpointer, Utterance
+from gateway.faults import CLOSE_ABORT, wrong_intent_for
+from gateway.metrics import CONTENT_TYPE, GatewayMetrics
+
+log = logging.getLogger("gateway")
+
+LOOP_LAG_INTERVAL_S = 0.02
+LOOP_LAG_LOG_EVERY_S = 10.0
+LOOP_LAG_WARN_MS = 50.0  # the requirement: with 50 sessions the loop never blocks longer
+FAST_SINK_REPLY_MS = 100
+
+
+def _event(level: int, event: str, **fields: Any) -> None:
+    if log.isEnabledFor(level):
+        log.log(level, event, extra={"fields": fields})
+
+
+# ----------------------------------------------------------------------------- runners
+
+
+class TurnResultLike(Protocol):
+    """What ``gateway.pipeline.TurnResult`` provides; the server reads nothing else."""
+
+    intent: str
+    confidence: float
+    transcript: str
+    slots: dict[str, Any]
+    reply_text: str
+    audio_pcm: bytes
+    recognize_ms: float
+    nlu_ms: float
+    synth_ms: float
+
+
+class Runner(Protocol):
+    async def start(self) -> None: ...
+    async def process(self, pcm: bytes, *, forced_intent: str | None, tts_enabled: bool) -> TurnResultLike: ...
+    def shutdown(self) -> None: ...
+
+
+def load_factory(spec: str) -> Callable[[], Any]:
+    """``"package.module:Name"`` -> the object it names (a class or a function returning a pipeline)."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"pipeline spec must look like module:Class, got {spec!r}")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+_worker_pipeline: Any = None
+
+
+def _init_worker(spec: str) -> None:
+    """Runs once in each worker process: ignore Ctrl-C (the parent shuts us down), yield CPU to the loop, load."""
+    global _worker_pipeline
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        os.nice(5)  # the event loop's process must win the CPU when it wakes, or lag grows
+    except OSError:
+        pass
+    _worker_pipeline = load_factory(spec)()
+
+
+def _worker_process(pcm: bytes, sample_rate_hz: int, forced_intent: str | None, tts_enabled: bool) -> Any:
+    return _worker_pipeline.process(pcm, sample_rate_hz, forced_intent=forced_intent, tts_enabled=tts_enabled)
+
+
+def _worker_ready() -> int:
+    return os.getpid()
+
+
+class ProcessRunner:
+    """The pipeline in worker processes, one pipeline per process, built by ``spec``."""
+
+    def __init__(self, spec: str, workers: int) -> None:
+        self.spec = spec
+        self.workers = workers
+        # spawn, not fork: the parent runs an event loop and threads that must not be copied.
+        self._executor = concurrent.futures.ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(spec,),
+        )
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        # One call per worker makes the pool start them all and load the model in each.
+        pids = await asyncio.gather(*(loop.run_in_executor(self._executor, _worker_ready) for _ in range(self.workers)))
+        _event(logging.DEBUG, "workers_started", pids=",".join(map(str, sorted(set(pids)))))
+
+    async def process(self, pcm: bytes, *, forced_intent: str | None, tts_enabled: bool) -> TurnResultLike:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, _worker_process, pcm, guide.SAMPLE_RATE_HZ, forced_intent, tts_enabled
+        )
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class ThreadRunner:
+    """The pipeline in a thread pool: for a pipeline object (tests) or one that releases the GIL."""
+
+    def __init__(self, pipeline: Any = None, *, spec: str = "", workers: int = 4) -> None:
+        self._pipeline = pipeline
+        self._spec = spec
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pipeline")
+
+    async def start(self) -> None:
+        if self._pipeline is None:
+            loop = asyncio.get_running_loop()
+            self._pipeline = await loop.run_in_executor(self._executor, lambda: load_factory(self._spec)())
+
+    async def process(self, pcm: bytes, *, forced_intent: str | None, tts_enabled: bool) -> TurnResultLike:
+        loop = asyncio.get_running_loop()
+        call = functools.partial(
+            self._pipeline.process, pcm, guide.SAMPLE_RATE_HZ, forced_intent=forced_intent, tts_enabled=tts_enabled
+        )
+        return await loop.run_in_executor(self._executor, call)
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass(frozen=True)
+class FixedResult:
+    """A turn result with no pipeline behind it (the fast sink)."""
+
+    intent: str
+    confidence: float = 1.0
+    transcript: str = ""
+    slots: dict[str, Any] = field(default_factory=dict)
+    reply_text: str = ""
+    audio_pcm: bytes = b""
+    recognize_ms: float = 0.0
+    nlu_ms: float = 0.0
+    synth_ms: float = 0.0
+
+
+def tone_pcm(duration_ms: float, frequency_hz: float = 440.0, level_dbfs: float = -20.0) -> bytes:
+    """A sine tone as PCM16 mono 16 kHz (the fast sink's reply audio)."""
+    count = int(guide.SAMPLE_RATE_HZ * duration_ms / 1000)
+    t = np.arange(count) / guide.SAMPLE_RATE_HZ
+    amplitude = 32767 * 10 ** (level_dbfs / 20)
+    return (amplitude * np.sin(2 * np.pi * frequency_hz * t)).astype("<i2").tobytes()
+
+
+class FastSinkRunner:
+    """``--fast-sink``: answer at once with fixed metadata and a short tone, on the loop (it costs nothing)."""
+
+    def __init__(self, intent: str) -> None:
+        self._result = FixedResult(
+            intent=intent, transcript="", reply_text="fast sink", audio_pcm=tone_pcm(FAST_SINK_REPLY_MS)
+        )
+
+    async def start(self) -> None:
+        return None
+
+    async def process(self, pcm: bytes, *, forced_intent: str | None, tts_enabled: bool) -> TurnResultLike:
+        if forced_intent or not tts_enabled:
+            return FixedResult(
+                intent=forced_intent or self._result.intent,
+                reply_text=self._result.reply_text,
+                audio_pcm=self._result.audio_pcm if tts_enabled else b"",
+            )
+        return self._result
+
+    def shutdown(self) -> None:
+        return None
+
+
+def make_runner(config: GatewayConfig, pipeline: Any = None) -> Runner:
+    if pipeline is not None:
+        return ThreadRunner(pipeline, workers=config.workers)
+    if config.fast_sink:
+        return FastSinkRunner(config.fast_sink_intent)
+    if config.executor == "thread":
+        return ThreadRunner(spec=config.pipeline, workers=config.workers)
+    return ProcessRunner(config.pipeline, config.workers)
+
+
+# ----------------------------------------------------------------------------- the queue
+
+_END = object()  # the end marker's place in the queue
+
+
+class _FrameQueue:
+    """The bounded queue between a session's reader and its assembler.
+
+    When full, the oldest *audio* frame is dropped (an end marker is kept: losing it would
+    lose a whole reply, losing 64 ms of audio loses a syllable at worst).
+    """
+
+    def __init__(self, max_items: int) -> None:
+        self.max_items = max_items
+        self._items: deque[object] = deque()
+        self._ready = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, item: object) -> bool:
+        """Append; return True when an audio frame had to be dropped to make room."""
+        dropped = False
+        if len(self._items) >= self.max_items:
+            for index, old in enumerate(self._items):
+                if old is not _END:
+                    del self._items[index]
+                    dropped = True
+                    break
+            else:
+                self._items.popleft()
+        self._items.append(item)
+        self._ready.set()
+        return dropped
+
+    async def get(self) -> object:
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        return self._items.popleft()
+
+
+# ----------------------------------------------------------------------------- sessions
+
+
+class _Session:
+    """One WebSocket connection: header, then audio and markers, then replies."""
+
+    def __init__(self, gateway: Gateway, connection: ServerConnection) -> None:
+        self.gateway = gateway
+        self.config = gateway.config
+        self.metrics = gateway.metrics
+        self.ws = connection
+        self.protocol = ServerSession(expected_sample_rate_hz=guide.SAMPLE_RATE_HZ)
+        self.queue = _FrameQueue(self.config.queue_frames)
+        self.endpointer = Endpointer(
+            silence_ms=self.config.vad_silence_ms,
+            min_speech_ms=self.config.vad_min_speech_ms,
+            max_utterance_ms=self.config.vad_max_utterance_ms,
+            threshold_db=self.config.vad_threshold_db,
+        )
+        self.session_id = "-"
+        self.correlation_id: str | None = None
+        self.frames = 0
+        self.dropped = 0
+        self.turns = 0
+        self.close_code: int | None = None
+
+    def _event(self, level: int, event: str, **fields: Any) -> None:
+        _event(level, event, session=self.session_id, **fields)
+
+    async def run(self) -> None:
+        remote = self.ws.remote_address
+        peer = f"{remote[0]}:{remote[1]}" if remote else "-"
+        started = time.monotonic()
+        assembler: asyncio.Task[None] | None = None
+        try:
+            if not await self._read_header(peer):
+                return
+            assembler = asyncio.create_task(self._assemble(), name=f"assembler {self.session_id}")
+            await self._read_audio()
+        except ConnectionClosed:
+            pass
+        finally:
+            if assembler is not None:
+                assembler.cancel()
+                try:
+                    await assembler
+                except (asyncio.CancelledError, ConnectionClosed):
+                    pass
+                except Exception:
+                    self._event(logging.ERROR, "assembler_failed", exc_info=True)
+            self.protocol.close()
+            received = self.ws.close_rcvd.code if self.ws.close_rcvd else None
+            sent = self.ws.close_sent.code if self.ws.close_sent else None
+            self._event(
+                logging.INFO,
+                "session_end",
+                close_code=received if received is not None else (sent if sent is not None else 1006),
+                frames=self.frames,
+                dropped=self.dropped,
+                turns=self.turns,
+                duration_s=round(time.monotonic() - started, 3),
+            )
+
+    async def _read_header(self, peer: str) -> bool:
+        try:
+            async with asyncio.timeout(self.config.header_timeout_s):
+                first = await self.ws.recv()
+        except TimeoutError:
+            await self._close(1008, f"no header within {self.config.header_timeout_s:g} s")
+            _event(logging.WARNING, "header_rejected", peer=peer, reason="timeout")
+            return False
+        for event in self.protocol.receive(first):
+            if isinstance(event, ProtocolError):
+                _event(logging.WARNING, "header_rejected", peer=peer, code=event.close_code, reason=event.reason)
+                self.metrics.protocol_errors.labels(str(event.close_code)).inc()
+                await self._close(event.close_code, event.reason)
+                return False
+            if isinstance(event, HeaderAccepted):
+                self.session_id = event.header.session_id[:64]
+                self.correlation_id = event.header.correlation_id
+                self._event(
+                    logging.INFO,
+                    "session_start",
+                    peer=peer,
+                    path=self.ws.request.path.split("?", 1)[0] if self.ws.request else "-",
+                    correlation=self.correlation_id[:64],
+                    header_frame="text" if isinstance(first, str) else "binary",
+                )
+        return True
+
+    async def _read_audio(self) -> None:
+        close_after = self.config.faults.close_after_frames
+        async for message in self.ws:
+            for event in self.protocol.receive(message):
+                if isinstance(event, AudioReceived):
+                    self.frames += 1
+                    self.metrics.frames_received.inc()
+                    if self.queue.put(event.pcm):
+                        self._dropped_one()
+                    if close_after and self.frames >= close_after:
+                        await self._fault_close()
+                        return
+                elif isinstance(event, EndMarker):
+                    self.queue.put(_END)
+                elif isinstance(event, ProtocolError):
+                    self._event(logging.WARNING, "protocol_error", code=event.close_code, reason=event.reason)
+                    self.metrics.protocol_errors.labels(str(event.close_code)).inc()
+                    await self._close(event.close_code, event.reason)
+                    return
+
+    def _dropped_one(self) -> None:
+        self.dropped += 1
+        self.metrics.queue_drops.inc()
+        # The first drop and then every 50th: a slow pipeline must not also flood the log.
+        if self.dropped == 1 or self.dropped % 50 == 0:
+            self._event(logging.WARNING, "queue_drop", dropped=self.dropped, queue_frames=self.queue.max_items)
+
+    async def _fault_close(self) -> None:
+        code = self.config.faults.close_code
+        self._event(logging.INFO, "fault_close", frames=self.frames, code=code)
+        if code == CLOSE_ABORT:
+            self.ws.transport.abort()
+        else:
+            await self._close(code, f"fault: closed after {self.frames} audio frames")
+
+    async def _close(self, code: int, reason: str) -> None:
+        self.close_code = code
+        # A close reason must fit in a control frame (123 bytes of UTF-8).
+        await self.ws.close(code, reason.encode("utf-8")[:123].decode("utf-8", "ignore"))
+
+    # -- the assembler: endpointing and turns, one at a time per session
+    async def _assemble(self) -> None:
+        while True:
+            item = await self.queue.get()
+            if item is _END:
+                utterance = self.endpointer.end_marker()
+                if utterance is None:
+                    self._event(logging.DEBUG, "end_marker_ignored", reason="no audio since the last reply")
+                    continue
+                utterances = [utterance]
+            else:
+                assert isinstance(item, bytes)
+                utterances = self.endpointer.feed(item)
+            for utterance in utterances:
+                await self._turn(utterance)
+
+    async def _turn(self, utterance: Utterance) -> None:
+        self.turns += 1
+        turn = self.turns
+        started = time.perf_counter()
+        self.metrics.utterances.labels(utterance.reason).inc()
+        self._event(
+            logging.DEBUG,
+            "utterance",
+            turn=turn,
+            reason=utterance.reason,
+            audio_ms=round(utterance.duration_ms),
+            speech_ms=round(utterance.speech_ms),
+        )
+        faults = self.config.faults
+        await self.gateway.wait_ready()
+        try:
+            result = await self.gateway.runner.process(
+                utterance.pcm,
+                forced_intent=faults.wrong_intent_forced or None,
+                tts_enabled=not faults.no_audio,
+            )
+        except Exception as error:  # one bad turn must not end the session
+            self.metrics.turn_errors.inc()
+            self._event(logging.ERROR, "turn_failed", turn=turn, error=f"{type(error).__name__}: {error}")
+            return
+        if faults.delay_ms:
+            await asyncio.sleep(faults.delay_ms / 1000.0)
+        intent = result.intent
+        if faults.wrong_intent and not faults.wrong_intent_forced:
+            intent = wrong_intent_for(intent)
+        audio = b"" if faults.no_audio else result.audio_pcm
+        messages = reply_messages(
+            intent=intent,
+            confidence=result.confidence if math.isfinite(result.confidence) else 0.0,
+            transcript=result.transcript,
+            slots=dict(result.slots),
+            reply_text=result.reply_text,
+            audio_pcm=audio,
+            correlation_id=self.correlation_id,
+            chunk_bytes=self.config.reply_chunk_bytes,
+            json_as_binary=not self.config.json_text_frames,
+            audio_as_wav=self.config.reply_wav,
+            send_reply_end=self.config.reply_end,
+        )
+        for message in messages:
+            await self.ws.send(message)
+        total_ms = (time.perf_counter() - started) * 1000.0
+        m = self.metrics
+        m.turns.labels(intent).inc()
+        m.observe_stage_ms("recognize", result.recognize_ms)
+        m.observe_stage_ms("nlu", result.nlu_ms)
+        m.observe_stage_ms("synth", result.synth_ms)
+        m.observe_stage_ms("total", total_ms)
+        redact = self.config.redact_transcripts
+        self._event(
+            logging.INFO,
+            "turn",
+            turn=turn,
+            reason=utterance.reason,
+            audio_ms=round(utterance.duration_ms),
+            intent=intent,
+            confidence=round(float(result.confidence), 3),
+            transcript=f"<{len(result.transcript)} chars>" if redact else result.transcript,
+            reply_audio_ms=round(len(audio) / 2 * 1000 / guide.SAMPLE_RATE_HZ),
+            recognize_ms=round(result.recognize_ms, 1),
+            nlu_ms=round(result.nlu_ms, 1),
+            synth_ms=round(result.synth_ms, 1),
+            total_ms=round(total_ms, 1),
+        )
+
+
+# ----------------------------------------------------------------------------- the gateway
+
+
+class Gateway:
+    """The server: ``async with Gateway(config) as gateway: await gateway.wait_closed()``.
+
+    ``pipeline`` (an object with ``process``) runs in threads; without it the pipeline named
+    by ``config.pipeline`` is built in worker processes (or threads with
+    ``config.executor == "thread"``), or the fast sink answers (``config.fast_sink``).
+    """
+
+    def __init__(self, config: GatewayConfig, *, pipeline: Any = None, metrics: GatewayMetrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics or GatewayMetrics()
+        self.runner = make_runner(config, pipeline)
+        self.loop_lag_max_ms = 0.0
+        self._server: Server | None = None
+        self._sessions = 0
+        self._ready = asyncio.Event()
+        self._not_ready_reason = "model loading"
+        self._closing = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- lifecycle
+    async def start(self) -> None:
+        c = self.config
+        self._server = await serve(
+            self._handle,
+            c.host,
+            c.port,
+            process_request=self._process_request,
+            compression=None,  # PCM does not compress; the real gateway has permessage-deflate off
+            ping_interval=c.ping_interval_s or None,
+            ping_timeout=c.ping_timeout_s or None,
+            max_size=c.max_message_bytes,
+            logger=logging.getLogger("websockets.server"),
+        )
+        self._tasks.append(asyncio.create_task(self._watch_loop_lag(), name="loop lag"))
+        self._tasks.append(asyncio.create_task(self._load(), name="load pipeline"))
+        _event(
+            logging.INFO,
+            "listening",
+            host=c.host,
+            port=self.port,
+            paths=",".join(c.ws_paths),
+            mode="fast_sink" if c.fast_sink else f"{type(self.runner).__name__}x{c.workers}",
+            faults=c.faults.describe(),
+            auth="token" if c.auth_token else "none",
+        )
+
+    async def _load(self) -> None:
+        started = time.perf_counter()
+        try:
+            await self.runner.start()
+        except Exception as error:
+            self._not_ready_reason = f"model failed to load: {type(error).__name__}: {error}"[:200]
+            _event(logging.ERROR, "model_failed", error=self._not_ready_reason, exc_info=True)
+            return
+        self._not_ready_reason = ""
+        self._ready.set()
+        self.metrics.ready.set(1)
+        _event(logging.INFO, "ready", load_ms=round((time.perf_counter() - started) * 1000))
+
+    async def wait_ready(self) -> None:
+        """Wait for the model; a turn that arrives while it loads is answered late, not refused."""
+        if not self._ready.is_set():
+            await self._ready.wait()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "start() first"
+        return self._server.sockets[0].getsockname()[1]
+
+    def close(self, code: int = 1001, reason: str = "gateway shutting down") -> None:
+        """Stop accepting, close every session with ``code`` (1001 going away)."""
+        if self._closing:
+            return
+        self._closing = True
+        self.metrics.ready.set(0)
+        _event(logging.INFO, "shutdown", sessions=self._sessions, loop_lag_max_ms=round(self.loop_lag_max_ms, 1))
+        if self._server is not None:
+            self._server.close(close_connections=True, code=code, reason=reason)
+
+    async def wait_closed(self) -> None:
+        if self._server is not None:
+            await self._server.wait_closed()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.runner.shutdown()
+
+    async def __aenter__(self) -> Gateway:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+        await self.wait_closed()
+
+    # -- readiness
+    def not_ready_reason(self) -> str:
+        """Empty when ready; else why /readyz answers 503."""
+        if self._closing:
+            return "shutting down"
+        if self._not_ready_reason:
+            return self._not_ready_reason
+        if self._sessions >= self.config.max_sessions:
+            return f"shedding load: {self._sessions} sessions, limit {self.config.max_sessions}"
+        return ""
+
+    # -- HTTP, before the upgrade
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        url = urllib.parse.urlsplit(request.path)
+        path = url.path
+        if path == "/healthz":
+            return connection.respond(HTTPStatus.OK, "ok\n")
+        if path == "/readyz":
+            reason = self.not_ready_reason()
+            if reason:
+                return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, f"not ready: {reason}\n")
+            return connection.respond(HTTPStatus.OK, "ready\n")
+        if path == "/metrics":
+            response = connection.respond(HTTPStatus.OK, "")
+            response.body = self.metrics.render()
+            del response.headers["Content-Type"]
+            del response.headers["Content-Length"]
+            response.headers["Content-Type"] = CONTENT_TYPE
+            response.headers["Content-Length"] = str(len(response.body))
+            return response
+        if path not in self.config.ws_paths:
+            return self._refuse(connection, HTTPStatus.NOT_FOUND, f"no WebSocket at {path}; use {' or '.join(self.config.ws_paths)}")
+        if self.config.faults.refuse_status:
+            return self._refuse(connection, self.config.faults.refuse_status, "fault: upgrade refused on purpose")
+        if self.config.auth_token and not self._authorized(request, url.query):
+            response = self._refuse(connection, HTTPStatus.UNAUTHORIZED, "missing or wrong token")
+            response.headers["WWW-Authenticate"] = 'Bearer realm="voice-gateway"'
+            return response
+        if self._closing or self._sessions >= self.config.max_sessions:
+            return self._refuse(connection, HTTPStatus.SERVICE_UNAVAILABLE, self.not_ready_reason())
+        return None
+
+    def _refuse(self, connection: ServerConnection, status: int, reason: str) -> Response:
+        self.metrics.upgrades_refused.labels(str(int(status))).inc()
+        remote = connection.remote_address
+        _event(
+            logging.INFO,
+            "upgrade_refused",
+            status=int(status),
+            path=connection.request.path.split("?", 1)[0] if connection.request else "-",
+            peer=f"{remote[0]}:{remote[1]}" if remote else "-",
+            reason=reason,
+        )
+        return connection.respond(status, reason + "\n")
+
+    def _authorized(self, request: Request, query: str) -> bool:
+        expected = self.config.auth_token.encode("utf-8")
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode("utf-8"), expected):
+            return True
+        for value in urllib.parse.parse_qs(query).get("token", []):
+            if hmac.compare_digest(value.encode("utf-8"), expected):
+                return True
+        return False
+
+    # -- WebSocket sessions
+    async def _handle(self, connection: ServerConnection) -> None:
+        self._sessions += 1
+        self.metrics.sessions_active.inc()
+        self.metrics.sessions_total.inc()
+        try:
+            await _Session(self, connection).run()
+        finally:
+            self._sessions -= 1
+            self.metrics.sessions_active.dec()
+
+    @property
+    def sessions_active(self) -> int:
+        return self._sessions
+
+    # -- event-loop lag
+    async def _watch_loop_lag(self) -> None:
+        """Sleep a short fixed interval and measure how late the loop wakes us: that is how long it was blocked."""
+        loop = asyncio.get_running_loop()
+        window_max_ms = 0.0
+        window_started = loop.time()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(LOOP_LAG_INTERVAL_S)
+            now = loop.time()
+            lag_s = max(0.0, now - before - LOOP_LAG_INTERVAL_S)
+            self.metrics.loop_lag_seconds.observe(lag_s)
+            lag_ms = lag_s * 1000.0
+            window_max_ms = max(window_max_ms, lag_ms)
+            if lag_ms > self.loop_lag_max_ms:
+                self.loop_lag_max_ms = lag_ms
+                self.metrics.loop_lag_max_seconds.set(lag_s)
+            if now - window_started >= LOOP_LAG_LOG_EVERY_S:
+                if self._sessions or window_max_ms >= LOOP_LAG_WARN_MS:
+                    _event(
+                        logging.WARNING if window_max_ms >= LOOP_LAG_WARN_MS else logging.INFO,
+                        "loop_lag",
+                        window_max_ms=round(window_max_ms, 1),
+                        max_ms=round(self.loop_lag_max_ms, 1),
+                        sessions=self._sessions,
+                    )
+                window_max_ms = 0.0
+                window_started = now

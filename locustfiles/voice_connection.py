@@ -1,0 +1,264 @@
+"""The I/O layer of one simulated user's WebSocket: websocket-client under gevent.
+
+All protocol decisions live in :class:`voiceharness.protocol.ClientSession`; this module
+only moves frames between the socket and the session, with two helper greenlets per
+connection: a *reader* that feeds every received frame to the session (answering server
+pings on the way) and a *pinger* that measures ping → pong latency and notices a dead link
+(nothing received, pongs included, for twice the ping interval) without waiting for TCP.
+
+Connection failures are raised as :class:`~voiceharness.errors.ConnectionFailed` with a
+diagnosis code; nothing here prints a traceback for a fault the guide describes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import ssl
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gevent
+import gevent.event
+import websocket
+
+from voiceharness import diagnoses, protocol
+from voiceharness.errors import ConnectionFailed
+from voiceharness.settings import Settings
+
+log = logging.getLogger("voice.connection")
+
+# The harness caps what one message may hold (websocket-client has no cap of its own).
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ConnectOptions:
+    connect_timeout_s: float = 5.0
+    ping_interval_s: float = 2.0
+    tls_ca: str | None = None
+    insecure: bool = False
+    header_as_binary: bool = True
+
+
+def _sslopt(options: ConnectOptions) -> dict[str, object]:
+    if options.insecure:
+        return {"cert_reqs": ssl.CERT_NONE, "check_hostname": False}
+    sslopt: dict[str, object] = {"cert_reqs": ssl.CERT_REQUIRED}
+    if options.tls_ca:
+        sslopt["ca_certs"] = options.tls_ca
+    return sslopt
+
+
+def _close_code(frame_data: bytes) -> tuple[int | None, str]:
+    if len(frame_data) >= 2:
+        code = struct.unpack("!H", frame_data[:2])[0]
+        return code, frame_data[2:].decode("utf-8", "replace")
+    return None, ""
+
+
+class VoiceConnection:
+    """One open WebSocket to the gateway, with its :class:`ClientSession`.
+
+    ``on_event(event)`` is called (in the reader or pinger greenlet) for every event the
+    session produces, e.g. ``PingMeasured`` and ``TurnEnded``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        options: ConnectOptions,
+        session: protocol.ClientSession,
+        on_event: Callable[[object], None],
+    ) -> None:
+        self.settings = settings
+        self.options = options
+        self.session = session
+        self.on_event = on_event
+        self.connect_ms = math.nan
+        self.closed = gevent.event.Event()
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._ws: websocket.WebSocket | None = None
+        self._greenlets: list[gevent.Greenlet] = []
+
+    # -- opening
+    def open(self) -> None:
+        """Connect, send the header, start the reader and pinger. Raises ConnectionFailed."""
+        headers = []
+        if self.settings.auth_token:
+            headers.append(f"Authorization: Bearer {self.settings.auth_token}")
+        ws = websocket.WebSocket(sslopt=_sslopt(self.options), enable_multithread=True, skip_utf8_validation=False)
+        started = time.monotonic()
+        try:
+            ws.connect(
+                self.settings.url,
+                header=headers,
+                timeout=self.options.connect_timeout_s,
+                suppress_origin=True,
+            )
+        except websocket.WebSocketBadStatusException as error:
+            code = diagnoses.classify_http_status(error.status_code)
+            raise ConnectionFailed(
+                f"HTTP {error.status_code} at the WebSocket upgrade of {self.settings.url}",
+                code,
+                retryable=code != "connection_auth",
+            ) from None
+        except Exception as error:  # every library/OS error becomes a diagnosis, never a traceback
+            code = diagnoses.classify_connect_error(error)
+            raise ConnectionFailed(f"{self.settings.url}: {error or type(error).__name__}", code) from None
+        self.connect_ms = (time.monotonic() - started) * 1000.0
+        ws.settimeout(None)
+        self._ws = ws
+        header = self.session.header_message(as_binary=self.options.header_as_binary)
+        try:
+            if isinstance(header, bytes):
+                ws.send_binary(header)
+            else:
+                ws.send(header)
+        except Exception as error:
+            self._ws = None
+            raise ConnectionFailed(f"{self.settings.url}: closed before the header was sent ({error})", "recording_stopped") from None
+        self.session.frame_received(time.monotonic())
+        self._greenlets = [gevent.spawn(self._read_loop), gevent.spawn(self._ping_loop)]
+
+    @property
+    def is_open(self) -> bool:
+        return self._ws is not None and not self.closed.is_set()
+
+    # -- sending
+    def send_audio(self, frame: bytes | memoryview) -> None:
+        ws = self._ws
+        if ws is None or self.closed.is_set():
+            raise ConnectionError("connection closed")
+        ws.send_binary(frame)
+
+    def send_text(self, text: str) -> None:
+        ws = self._ws
+        if ws is None or self.closed.is_set():
+            raise ConnectionError("connection closed")
+        ws.send(text)
+
+    # -- receiving
+    def _read_loop(self) -> None:
+        ws = self._ws
+        assert ws is not None
+        code: int | None = None
+        reason = ""
+        try:
+            while True:
+                opcode, frame = ws.recv_data_frame(True)
+                now = time.monotonic()
+                if opcode == websocket.ABNF.OPCODE_CLOSE:
+                    code, reason = _close_code(frame.data)
+                    break
+                if opcode == websocket.ABNF.OPCODE_PONG:
+                    event = self.session.pong_received(frame.data, now)
+                    if event is not None:
+                        self.on_event(event)
+                    continue
+                if opcode == websocket.ABNF.OPCODE_PING:
+                    self.session.frame_received(now)
+                    continue
+                data = frame.data
+                if len(data) > MAX_MESSAGE_BYTES:
+                    code, reason = protocol.CLOSE_MESSAGE_TOO_BIG, f"message of {len(data)} bytes over the cap"
+                    self._send_close(code, "message too big")
+                    break
+                if opcode == websocket.ABNF.OPCODE_TEXT:
+                    message: protocol.Message = data.decode("utf-8") if isinstance(data, bytes) else data
+                else:
+                    message = data
+                for event in self.session.receive(message, now):
+                    self.on_event(event)
+        except websocket.WebSocketPayloadException as error:
+            code, reason = protocol.CLOSE_INVALID_PAYLOAD, f"invalid payload from the gateway: {error}"
+            self._send_close(code, "invalid payload")
+        except websocket.WebSocketProtocolException as error:
+            code, reason = protocol.CLOSE_PROTOCOL_ERROR, f"WebSocket protocol error from the gateway: {error}"
+            self._send_close(code, "protocol error")
+        except (websocket.WebSocketConnectionClosedException, OSError) as error:
+            reason = reason or f"connection lost: {error or type(error).__name__}"
+        except gevent.GreenletExit:
+            reason = reason or "closed by the harness"
+            raise
+        except Exception as error:  # a bug in our code must still end the turn, with its reason
+            log.exception("reader of %s failed", self.session.header.session_id)
+            reason = f"harness reader failed: {error!r}"
+        finally:
+            self._lost(code, reason)
+
+    def _ping_loop(self) -> None:
+        interval = self.options.ping_interval_s
+        first = True
+        while not self.closed.is_set():
+            # The first ping goes out at once so even a connection's first turn has a latency.
+            gevent.sleep(0.0 if first else interval)
+            first = False
+            now = time.monotonic()
+            if self.session.link_silent_for(now) > 2 * interval:
+                # The link is dead (a cut cable sends no FIN): end it now instead of waiting for TCP.
+                self._lost(None, f"dead link: nothing received for {self.session.link_silent_for(now):.1f} s", dead=True)
+                return
+            ws = self._ws
+            if ws is None:
+                return
+            try:
+                ws.ping(self.session.ping_payload(now))
+            except Exception:
+                return  # the reader sees the broken socket and reports it
+
+    def _send_close(self, code: int, reason: str) -> None:
+        ws = self._ws
+        if ws is None:
+            return
+        try:
+            ws.send_close(code, reason.encode("utf-8"))
+        except Exception:
+            pass
+
+    def _lost(self, code: int | None, reason: str, *, dead: bool = False) -> None:
+        if self.closed.is_set():
+            return
+        self.close_code, self.close_reason = code, reason
+        self.closed.set()
+        now = time.monotonic()
+        if dead:
+            events = self.session.abandon_turn(now, "dead_link", reason)
+            self.session.connection_lost(now, code, reason)
+        else:
+            events = self.session.connection_lost(now, code, reason)
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            try:
+                ws.shutdown()
+            except Exception:
+                pass
+        for event in events:
+            self.on_event(event)
+        if dead:
+            for greenlet in self._greenlets:
+                if greenlet is not gevent.getcurrent():
+                    greenlet.kill(block=False)
+
+    @property
+    def closed_cleanly(self) -> bool:
+        return self.close_code in (protocol.CLOSE_NORMAL,)
+
+    # -- closing
+    def close(self, code: int = protocol.CLOSE_NORMAL, reason: str = "bye") -> None:
+        """Close from our side; the turn in progress (if any) must be ended by the caller first.
+
+        Only the reader greenlet reads the socket, so we send the close frame and let the
+        reader see the gateway's answer, waiting at most a second for it.
+        """
+        if self._ws is not None and not self.closed.is_set():
+            self._send_close(code, reason)
+            self.closed.wait(1.0)
+        self._lost(code, reason)
+        current = gevent.getcurrent()
+        for greenlet in self._greenlets:
+            if greenlet is not current:
+                greenlet.kill(block=False)

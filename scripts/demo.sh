@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The demo (called by `make demo` after bootstrap): start the reference gateway on
+# 127.0.0.1:7090, run a short headless Locust load over the audio corpus, and end with
+# the band report of the analysis package. Tunables: USERS, SPAWN_RATE, RUN_TIME, PORT.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+USERS=${USERS:-20}
+SPAWN_RATE=${SPAWN_RATE:-5}
+RUN_TIME=${RUN_TIME:-45s}
+PORT=${PORT:-7090}
+OUT=${OUT:-results/demo}
+PY=.venv/bin/python
+
+mkdir -p "$OUT"
+if curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; then
+  echo "demo: something already listens on port $PORT; stop it or run PORT=7091 make demo" >&2
+  exit 2
+fi
+echo "demo: starting the reference gateway on 127.0.0.1:$PORT (log: $OUT/gateway.log)"
+$PY -m gateway --host 127.0.0.1 --port "$PORT" >"$OUT/gateway.log" 2>&1 &
+gateway_pid=$!
+trap 'kill $gateway_pid 2>/dev/null; wait $gateway_pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 120); do
+  curl -fsS "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break
+  kill -0 $gateway_pid 2>/dev/null || { echo "demo: the gateway exited; see $OUT/gateway.log" >&2; tail -20 "$OUT/gateway.log" >&2; exit 1; }
+  sleep 0.5
+done
+
+echo "demo: $USERS simulated users for $RUN_TIME over the clean corpus (Locust, headless)"
+.venv/bin/locust -f locustfiles/voice.py --host "ws://127.0.0.1:$PORT" \
+  --headless -u "$USERS" -r "$SPAWN_RATE" -t "$RUN_TIME" --stop-timeout 15 \
+  --csv "$OUT/run" --csv-full-history --only-summary --loglevel WARNING --exit-code-on-error 0 \
+  2>"$OUT/locust.log" || true
+
+echo
+$PY -m analysis "$OUT/run" --html "$OUT/report.html" --json "$OUT/report.json"

@@ -1,0 +1,120 @@
+"""Synthetic runs for the analysis tests: a turns file written by the harness's own TurnWriter,
+and real Locust CSVs made by running Locust headless on a tiny locustfile.
+
+Nothing here is a pytest fixture by itself; the test modules wrap these in fixtures.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from voiceharness.turns import TurnRecord, TurnWriter, turns_path
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+
+# (utterance id, expected intent) in the corpus's naming style.
+UTTERANCES = (
+    ("greeting_hello_jarvis_en-us_160", "GREETING"),
+    ("echo_hello_world_en-us_160", "ECHO"),
+    ("time_what_time_is_it_en-us_160", "TIME_NOW"),
+    ("weather_how_is_the_weather_en-us_160", "WEATHER_SIMPLE"),
+)
+
+
+def make_records(
+    n: int = 400, *, seed: int = 7, roundtrip_ms: float | None = None, wrong_share: float = 0.05,
+    fail_share: float = 0.03, reconnections_max: int = 2, start: float = 1_700_000_000.0,
+    workers: int = 2, users: int = 10, lateness_ms: float = 1.5,
+) -> list[TurnRecord]:
+    """Realistic turn records: lognormal roundtrips, a few wrong intents and failed turns."""
+    rng = random.Random(seed)
+    records = []
+    for i in range(n):
+        utterance, expected = UTTERANCES[i % len(UTTERANCES)]
+        user = i % users
+        failed = rng.random() < fail_share
+        wrong = not failed and rng.random() < wrong_share
+        intent = expected if not wrong else ("UNKNOWN" if expected != "ECHO" else "GREETING")
+        rt = roundtrip_ms if roundtrip_ms is not None else rng.lognormvariate(math.log(180), 0.5)
+        record = TurnRecord(
+            timestamp=start + i * 0.05, worker=f"host:{100 + user % workers}", user=user,
+            connection_id=f"c{user}", turn_index=i // users, scenario="basic", utterance_id=utterance,
+            expected_intent=expected, intent=intent, confidence=0.9, transcript="hello, \"jarvis\"",
+            success=not failed and not wrong, failure="wrong_intent" if wrong else "",
+            connect_ms=rng.uniform(2, 20), roundtrip_ms=rt, intent_ms=rt * 0.6, reply_ms=rt + 900,
+            ping_ms=rng.uniform(5, 80), speech_ms=1600.0, chunks_sent=rng.randint(30, 220),
+            chunks_received=rng.randint(10, 40), reply_audio_bytes=64000, reply_complete=True,
+            reconnections=min(reconnections_max, i // (n // (reconnections_max + 1) or 1)) if user == 0 else 0,
+            send_lateness_p99_ms=rng.uniform(0.2, lateness_ms), send_lateness_max_ms=lateness_ms * 2,
+        )
+        if failed:
+            record.success = False
+            record.failure = rng.choice(["no_intent", "no_audio_tts", "connection_refused"])
+            record.intent = "" if record.failure != "no_audio_tts" else expected
+            record.roundtrip_ms = math.nan
+            record.reply_ms = math.nan
+            if record.failure == "connection_refused":
+                record.chunks_sent = 0
+                record.ping_ms = math.nan
+        records.append(record)
+    return records
+
+
+def write_turns(prefix: str | os.PathLike[str], records: list[TurnRecord]) -> str:
+    path = turns_path(os.fspath(prefix))
+    writer = TurnWriter(path)
+    writer.write_many(records)
+    writer.close()
+    return path
+
+
+LOCUSTFILE = textwrap.dedent(
+    '''
+    import random
+    from locust import User, constant, task
+
+    UTTERANCES = ["greeting_hello_jarvis_en-us_160", "echo_hello_world_en-us_160"]
+
+    class Voice(User):
+        wait_time = constant(0.02)
+
+        @task
+        def turn(self):
+            fire = self.environment.events.request.fire
+            name = random.choice(UTTERANCES)
+            fire(request_type="connect", name=name, response_time=random.uniform(1, 20),
+                 response_length=0, exception=None, context={})
+            fire(request_type="roundtrip", name=name, response_time=random.lognormvariate(5, 0.5),
+                 response_length=2048, exception=None, context={})
+            wrong = random.random() < 0.1
+            fire(request_type="intent", name=name, response_time=random.uniform(50, 300), response_length=0,
+                 exception=Exception("wrong_intent: expected GREETING, got UNKNOWN") if wrong else None,
+                 context={})
+            fire(request_type="ping", name="ping", response_time=random.uniform(1, 90),
+                 response_length=0, exception=None, context={})
+            if random.random() < 0.02:
+                raise ValueError("boom in user code")
+    '''
+)
+
+
+def run_locust(directory: Path, name: str = "run", seconds: int = 3) -> str:
+    """Run real Locust headless for a few seconds; returns the --csv prefix it wrote."""
+    directory.mkdir(parents=True, exist_ok=True)
+    locustfile = directory / "tiny_locustfile.py"
+    locustfile.write_text(LOCUSTFILE)
+    prefix = directory / name
+    locust = Path(PYTHON).with_name("locust")
+    subprocess.run(
+        [str(locust), "-f", str(locustfile), "--headless", "-u", "4", "-r", "4", "-t", f"{seconds}s",
+         "--csv", str(prefix), "--only-summary", "--loglevel", "ERROR"],
+        cwd=directory, check=True, capture_output=True, timeout=120,
+    )
+    return str(prefix)
