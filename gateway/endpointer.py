@@ -16,8 +16,9 @@ How it decides, window by window (``window_ms``, 20 ms by default):
 * an utterance starts after ``min_speech_ms`` of consecutive speech windows (a click is
   one loud window, not speech) and ends after ``silence_ms`` of consecutive non-speech
   windows, or when it reaches ``max_utterance_ms``;
-* while no speech has started, only the last ``leadin_ms`` of audio are kept (the first
-  syllable may have been under the threshold before the floor settled).
+* while no speech has started, only the last ``leadin_ms`` of audio are kept, and when the
+  floor falls those windows are judged again: a stream that opens with speech sets the
+  first floor at speech level, and is found to be speech once a quieter window arrives.
 
 An explicit end marker (:meth:`Endpointer.end_marker`) ends the utterance in progress. A
 marker that arrives after silence already ended the utterance it belongs to (a client
@@ -37,6 +38,7 @@ from voiceharness import guide
 EndReason = Literal["silence", "marker", "max_length"]
 
 _DBFS_FLOOR = -100.0  # the level given to digital silence, so logarithms stay finite
+_RESCAN_STEP_DB = 3.0  # re-judge the lead-in when the threshold fell by this much
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ class Endpointer:
         self.max_utterance_ms = max_utterance_ms
         self.threshold_db = threshold_db
         self.min_threshold_dbfs = min_threshold_dbfs
+        self._min_speech_windows = max(1, math.ceil(min_speech_ms / self.window_ms - 1e-9))
         self._floor_rise_per_window_db = floor_rise_db_per_s * self.window_ms / 1000.0
         self._window_bytes = self.window_samples * 2
         self._leadin_bytes = int(leadin_ms * sample_rate_hz / 1000.0) * 2
@@ -103,6 +106,8 @@ class Endpointer:
 
     # -- state
     def _reset_utterance(self) -> None:
+        self._levels: list[float] = []  # dBFS of each analysed window while no speech has started
+        self._scanned_threshold = math.inf
         self._triggered = False
         self._speech_run_ms = 0.0
         self._silence_run_ms = 0.0
@@ -148,9 +153,11 @@ class Endpointer:
             if utterance is not None:
                 finished.append(utterance)
         if not self._triggered and self._analysed > self._leadin_bytes:
-            drop = self._analysed - self._leadin_bytes
-            del self._buffer[:drop]
-            self._analysed -= drop
+            drop_windows = (self._analysed - self._leadin_bytes) // self._window_bytes
+            if drop_windows:
+                del self._buffer[: drop_windows * self._window_bytes]
+                del self._levels[:drop_windows]
+                self._analysed -= drop_windows * self._window_bytes
         return finished
 
     def _judge_window(self, level: float) -> Utterance | None:
@@ -161,25 +168,68 @@ class Endpointer:
             self.noise_floor_dbfs = level
         else:
             self.noise_floor_dbfs = min(level, self.noise_floor_dbfs + self._floor_rise_per_window_db)
+        if not self._triggered:
+            self._levels.append(level)
         if is_speech:
             self._speech_run_ms += self.window_ms
             self._silence_run_ms = 0.0
             if self._triggered:
                 self._speech_ms += self.window_ms
             elif self._speech_run_ms >= self.min_speech_ms:
-                self._triggered = True
-                self._speech_ms = self._speech_run_ms
                 run_windows = round(self._speech_run_ms / self.window_ms)
-                self._speech_start = max(0, self._analysed - run_windows * self._window_bytes)
+                self._trigger(len(self._levels) - run_windows, self._speech_run_ms, 0.0)
         else:
             self._speech_run_ms = 0.0
             if self._triggered:
                 self._silence_run_ms += self.window_ms
-                if self._silence_run_ms >= self.silence_ms:
-                    return self._cut("silence")
-        if self._triggered and self._analysed - self._speech_start >= self._max_bytes:
-            return self._cut("max_length")
+        if not self._triggered:
+            self._rescan_if_floor_fell()
+        if self._triggered:
+            if self._silence_run_ms >= self.silence_ms:
+                return self._cut("silence")
+            if self._analysed - self._speech_start >= self._max_bytes:
+                return self._cut("max_length")
         return None
+
+    def _rescan_if_floor_fell(self) -> None:
+        """Judge the buffered windows again when the threshold fell.
+
+        A stream that opens with speech sets the first floor at speech level; the speech is
+        recognised as such once a quieter window shows where the floor really is. Windows
+        must also stand out from the quietest buffered window, so a steady noise that stops
+        (a microphone muted to digital zero) is not taken for speech.
+        """
+        threshold = self.threshold_dbfs
+        if threshold >= self._scanned_threshold - _RESCAN_STEP_DB:
+            self._scanned_threshold = max(self._scanned_threshold, threshold)
+            return
+        self._scanned_threshold = threshold
+        levels = np.asarray(self._levels)
+        if levels.size < 2:
+            return
+        # Judge against the quietest window *before* the one that made the floor fall: speech
+        # stands out from its own pauses, a steady noise that stopped does not.
+        above = levels > max(threshold, float(levels[:-1].min()) + self.threshold_db)
+        need = self._min_speech_windows
+        if above.size < need:
+            return
+        runs = np.convolve(above.astype(np.int32), np.ones(need, dtype=np.int32), mode="valid")
+        starts = np.flatnonzero(runs == need)
+        if starts.size == 0:
+            return
+        first = int(starts[0])
+        speech_windows = int(above[first:].sum())
+        last_speech = int(np.flatnonzero(above)[-1])
+        trailing_silence = above.size - 1 - last_speech
+        self._speech_run_ms = 0.0 if trailing_silence else self.window_ms
+        self._trigger(first, speech_windows * self.window_ms, trailing_silence * self.window_ms)
+
+    def _trigger(self, first_window: int, speech_ms: float, silence_ms: float) -> None:
+        self._triggered = True
+        self._speech_start = first_window * self._window_bytes
+        self._speech_ms = speech_ms
+        self._silence_run_ms = silence_ms
+        self._levels.clear()
 
     def _cut(self, reason: EndReason) -> Utterance:
         """End the utterance at the last analysed window; the rest stays for the next one."""

@@ -331,8 +331,8 @@ class _Session:
                 except Exception:
                     self._event(logging.ERROR, "assembler_failed", exc_info=True)
             self.protocol.close()
-            received = self.ws.close_rcvd.code if self.ws.close_rcvd else None
-            sent = self.ws.close_sent.code if self.ws.close_sent else None
+            received = self.ws.protocol.close_rcvd.code if self.ws.protocol.close_rcvd else None
+            sent = self.ws.protocol.close_sent.code if self.ws.protocol.close_sent else None
             self._event(
                 logging.INFO,
                 "session_end",

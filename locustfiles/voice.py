@@ -215,7 +215,7 @@ class VoiceUser(User):
             give_up = not failure.retryable or self.failed_connects > self.config.settings.max_retries
             if give_up and failure.retryable:
                 record.failure = "connection_gave_up"
-                record.failure_detail = f"{self.failed_connects} failed attempts; last: {failure}"
+                record.failure_detail = f"{self.failed_connects} failed attempts; last: {failure.diagnosis}: {failure}"
             self._finish(record)
             if give_up:
                 _Process.logbook.error(f"User {self.number} stops: {_explain_once(record.failure, record.failure_detail)}")

@@ -104,7 +104,8 @@ class VoiceConnection:
             raise ConnectionFailed(
                 f"HTTP {error.status_code} at the WebSocket upgrade of {self.settings.url}",
                 code,
-                retryable=code != "connection_auth",
+                # A refused token or a wrong path does not fix itself: retrying only adds load.
+                retryable=code not in ("connection_auth", "connection_http_404"),
             ) from None
         except Exception as error:  # every library/OS error becomes a diagnosis, never a traceback
             code = diagnoses.classify_connect_error(error)

@@ -112,9 +112,38 @@ def run_locust(directory: Path, name: str = "run", seconds: int = 3) -> str:
     locustfile.write_text(LOCUSTFILE)
     prefix = directory / name
     locust = Path(PYTHON).with_name("locust")
-    subprocess.run(
+    # Locust exits 1 when requests failed, which this locustfile makes some do on purpose.
+    result = subprocess.run(
         [str(locust), "-f", str(locustfile), "--headless", "-u", "4", "-r", "4", "-t", f"{seconds}s",
-         "--csv", str(prefix), "--only-summary", "--loglevel", "ERROR"],
-        cwd=directory, check=True, capture_output=True, timeout=120,
+         "--csv", str(prefix), "--only-summary", "--loglevel", "ERROR", "--exit-code-on-error", "0"],
+        cwd=directory, capture_output=True, text=True, timeout=120,
     )
+    if result.returncode != 0 or not Path(f"{prefix}_stats.csv").exists():
+        raise RuntimeError(f"locust failed ({result.returncode}): {result.stderr[-2000:]}")
     return str(prefix)
+
+
+_LOCUST_RUNS: dict[str, str] = {}
+
+
+def shared_locust_run(tmp_path_factory) -> str:  # type: ignore[no-untyped-def]
+    """One real Locust run per test session, shared by the modules that need it (copy before changing)."""
+    if "run" not in _LOCUST_RUNS:
+        _LOCUST_RUNS["run"] = run_locust(tmp_path_factory.mktemp("locust"), "run")
+    return _LOCUST_RUNS["run"]
+
+
+def copy_run(prefix: str, directory: Path, name: str = "run") -> str:
+    """Copy every file of the run at ``prefix`` to ``directory/name_*``; returns the new prefix."""
+    import shutil
+
+    source = Path(prefix)
+    directory.mkdir(parents=True, exist_ok=True)
+    for path in source.parent.glob(source.name + "_*.csv"):
+        shutil.copy(path, directory / (name + path.name[len(source.name):]))
+    return str(directory / name)
+
+
+def analysis_command(*args: str) -> subprocess.CompletedProcess:
+    """``python -m analysis ARGS`` from the repository root."""
+    return subprocess.run([PYTHON, "-m", "analysis", *args], cwd=REPO, capture_output=True, text=True, timeout=300)

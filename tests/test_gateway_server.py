@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
 import math
 import os
 import re
@@ -163,7 +164,7 @@ def http_get(port: int, path: str) -> tuple[int, str, dict[str, str]]:
 
 
 @pytest.fixture
-def start_gateway() -> Iterator[Any]:
+def start_gateway(caplog: pytest.LogCaptureFixture) -> Iterator[Any]:
     running: list[RunningGateway] = []
 
     def start(pipeline: Any = None, **overrides: Any) -> RunningGateway:
@@ -177,6 +178,8 @@ def start_gateway() -> Iterator[Any]:
     yield start
     for gw in running:
         gw.stop()
+    failures = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("websockets")]
+    assert not failures, f"the gateway's connection handler failed: {failures}"
 
 
 def header(**fields: Any) -> str:

@@ -1,0 +1,93 @@
+"""analysis.gate: parsing thresholds, refusing malformed ones, checking them against a summary."""
+
+import pytest
+from analysis_fixtures import make_records, write_turns
+
+from analysis import gate, metrics, readers
+from voiceharness.errors import UsageError
+
+
+@pytest.fixture(scope="module")
+def summary(tmp_path_factory):
+    prefix = str(tmp_path_factory.mktemp("gate") / "run")
+    write_turns(prefix, make_records(400, roundtrip_ms=300.0, wrong_share=0.0, fail_share=0.0))
+    return metrics.summarize(readers.read_run(prefix))
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "op", "value"),
+    [
+        ("roundtrip.p95<500", "roundtrip.p95", "<", 500.0),
+        (" latency.p99 <= 100ms ", "latency.p99", "<=", 100.0),
+        ("roundtrip.max<1.5s", "roundtrip.max", "<", 1500.0),
+        ("intent.accuracy>=98%", "intent.accuracy", ">=", 0.98),
+        ("reconnections.max<=3", "reconnections.max", "<=", 3.0),
+        ("ping.median<50", "latency.p50", "<", 50.0),
+        ("band.roundtrip<=good", "band.roundtrip", "<=", "good"),
+        ("band.reconnections<=minor_problems", "band.reconnections", "<=", "minor problems"),
+        ("band.reconnections<=minor", "band.reconnections", "<=", "minor problems"),
+        ("roundtrip.share.bad<=1%", "roundtrip.share.bad", "<=", 0.01),
+    ],
+)
+def test_parse_accepts_the_documented_forms(text, name, op, value):
+    threshold = gate.parse(text)
+    assert (threshold.name, threshold.op, threshold.value) == (name, op, value)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("roundtrip.p95", "not a threshold"),
+        ("roundtrip.p95 =< 500", "not a threshold"),
+        ("roundtrip.p42<500", "unknown name"),
+        ("jitter.p95<5", "unknown name"),
+        ("roundtrip.p95<fast", "not a number"),
+        ("band.roundtrip<=great", "unknown band"),
+        ("band.jitter<=good", "unknown metric"),
+        ("roundtrip.share.great<1", "unknown band"),
+    ],
+)
+def test_malformed_threshold_is_a_usage_error_that_says_why(text, fragment):
+    with pytest.raises(UsageError, match=fragment):
+        gate.parse(text)
+
+
+def test_split_expressions_allows_commas_semicolons_and_comments():
+    assert gate.split_expressions(["a<1, b<2; c<3  # note", "# only a comment", ""]) == ["a<1", "b<2", "c<3"]
+
+
+def test_gate_file(tmp_path):
+    path = tmp_path / "gate.txt"
+    path.write_text("# CI gate\nroundtrip.p95<500\nintent.accuracy>=0.98, reconnections.max<=3\n")
+    assert gate.read_gate_file(str(path)) == ["roundtrip.p95<500", "intent.accuracy>=0.98", "reconnections.max<=3"]
+    with pytest.raises(UsageError, match="not found"):
+        gate.read_gate_file(str(tmp_path / "missing.txt"))
+    (tmp_path / "empty.txt").write_text("# nothing\n")
+    with pytest.raises(UsageError, match="no threshold"):
+        gate.read_gate_file(str(tmp_path / "empty.txt"))
+
+
+def test_passing_and_failing_checks_report_the_measured_value(summary):
+    checks = gate.evaluate(gate.parse_all(["roundtrip.p95<500", "roundtrip.p95<250"]), summary)
+    assert [c.passed for c in checks] == [True, False]
+    assert checks[1].measured == pytest.approx(300.0)
+    assert "roundtrip.p95<250" in checks[1].message and "300 ms" in checks[1].message and "FAILED" in checks[1].message
+
+
+def test_band_threshold_compares_positions_best_first(summary):
+    checks = gate.evaluate(gate.parse_all(["band.roundtrip<=good", "band.roundtrip<=excellent", "band.roundtrip==good"]), summary)
+    assert [c.passed for c in checks] == [True, False, True]
+    assert checks[1].measured == "good"
+
+
+def test_every_known_name_has_a_measurement(summary):
+    values = gate.measurements(summary)
+    assert set(gate.known_names()) <= set(values)
+    assert values["intent.accuracy"] == 1.0 and values["failures.count"] == 0
+
+
+def test_a_value_the_run_did_not_measure_fails_and_says_so(summary):
+    missing = {**summary, "metrics": {**summary["metrics"], "chunks": {**summary["metrics"]["chunks"],
+               "percentiles": {k: None for k in summary["metrics"]["chunks"]["percentiles"]}}}}
+    (check,) = gate.evaluate([gate.parse("chunks.p95<300")], missing)
+    assert not check.passed and "not measured" in check.message
