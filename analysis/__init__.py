@@ -26,7 +26,7 @@ The layers, each importable without Locust:
 * :mod:`analysis.cli`         the command line that ties them together
 """
 
-from analysis.readers import Run, read_run
 from analysis.metrics import summarize
+from analysis.readers import Run, read_run
 
 __all__ = ["Run", "read_run", "summarize"]

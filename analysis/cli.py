@@ -38,25 +38,54 @@ def build_parser() -> argparse.ArgumentParser:
         "intent.accuracy>=0.98, reconnections.max<=3, band.roundtrip<=good, roundtrip.share.bad<=1%%, "
         "failures.rate<0.01. Exit status: 0 ok, 1 a threshold failed, 2 bad input or usage.",
     )
-    parser.add_argument("prefixes", nargs="+", metavar="PREFIX",
-                        help="the run's --csv prefix (e.g. results/run); a file of the run is accepted too")
-    parser.add_argument("--compare", metavar="BASELINE", help="compare the run(s) against this baseline prefix")
-    parser.add_argument("--gate", action="append", default=[], metavar="EXPR",
-                        help="a threshold; repeat it or separate several with ',' (checked on the last run)")
-    parser.add_argument("--gate-file", metavar="FILE", help="thresholds read from FILE, one or more a line, # comments")
-    parser.add_argument("--out-dir", metavar="DIR",
-                        help="where report.html, report.json and junit.xml go (default: the last run's directory)")
-    parser.add_argument("--html", metavar="FILE", help="path of the HTML report (default OUT_DIR/report.html)")
+    parser.add_argument(
+        "prefixes",
+        nargs="+",
+        metavar="PREFIX",
+        help="the run's --csv prefix (e.g. results/run); a file of the run is accepted too",
+    )
+    parser.add_argument(
+        "--compare", metavar="BASELINE", help="compare the run(s) against this baseline prefix"
+    )
+    parser.add_argument(
+        "--gate",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help="a threshold; repeat it or separate several with ',' (checked on the last run)",
+    )
+    parser.add_argument(
+        "--gate-file", metavar="FILE", help="thresholds read from FILE, one or more a line, # comments"
+    )
+    parser.add_argument(
+        "--out-dir",
+        metavar="DIR",
+        help="where report.html, report.json and junit.xml go (default: the last run's directory)",
+    )
+    parser.add_argument(
+        "--html", metavar="FILE", help="path of the HTML report (default OUT_DIR/report.html)"
+    )
     parser.add_argument("--json", metavar="FILE", help="path of report.json (default OUT_DIR/report.json)")
     parser.add_argument("--junit", metavar="FILE", help="path of the JUnit XML (default OUT_DIR/junit.xml)")
     parser.add_argument("--no-html", action="store_true", help="skip the HTML report (the slowest output)")
     parser.add_argument("--no-files", action="store_true", help="write no file, print only")
     parser.add_argument("--all", action="store_true", help="print every utterance, not only the worst ones")
-    parser.add_argument("--quiet", "-q", action="store_true", help="print only the verdict, the gate and where files went")
-    parser.add_argument("--moved-pct", type=float, default=compare_module.MOVED_PCT, metavar="PCT",
-                        help="a comparison calls a statistic moved at this change in percent (default %(default)s)")
-    parser.add_argument("--progress", choices=progress.MODES, default="auto",
-                        help="progress on stderr while reading: auto (large files on a terminal), always, never")
+    parser.add_argument(
+        "--quiet", "-q", action="store_true", help="print only the verdict, the gate and where files went"
+    )
+    parser.add_argument(
+        "--moved-pct",
+        type=float,
+        default=compare_module.MOVED_PCT,
+        metavar="PCT",
+        help="a comparison calls a statistic moved at this change in percent (default %(default)s)",
+    )
+    parser.add_argument(
+        "--progress",
+        choices=progress.MODES,
+        default="auto",
+        help="progress on stderr while reading: auto (large files on a terminal), always, never",
+    )
     parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     return parser
 
@@ -70,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except BrokenPipeError:
         return EXIT_OK
-    except Exception as error:  # noqa: BLE001 - the command line promises no traceback
+    except Exception as error:
         if args.debug:
             raise
         print(
@@ -92,7 +121,8 @@ def _run(args: argparse.Namespace) -> int:
     runs = [readers.read_run(prefix, progress=args.progress) for prefix in prefixes]
     summaries = [summarize(run) for run in runs]
     comparisons = [
-        compare_module.compare(summaries[0], candidate, moved_pct=args.moved_pct) for candidate in summaries[1:]
+        compare_module.compare(summaries[0], candidate, moved_pct=args.moved_pct)
+        for candidate in summaries[1:]
     ]
     checks = gate.evaluate(thresholds, summaries[-1]) if thresholds else []
 
@@ -121,7 +151,9 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _write_files(args: argparse.Namespace, runs: list, summaries: list[dict], checks: list, comparisons: list[dict]) -> list[str]:
+def _write_files(
+    args: argparse.Namespace, runs: list, summaries: list[dict], checks: list, comparisons: list[dict]
+) -> list[str]:
     out_dir = args.out_dir or os.path.dirname(runs[-1].prefix) or "."
     paths = {
         "json": args.json or os.path.join(out_dir, "report.json"),
@@ -139,5 +171,7 @@ def _write_files(args: argparse.Namespace, runs: list, summaries: list[dict], ch
         try:
             exports.write_text(path, texts[kind])
         except OSError as error:
-            raise HarnessError(f"{path}: cannot be written ({error.strerror}). Choose another --out-dir") from None
+            raise HarnessError(
+                f"{path}: cannot be written ({error.strerror}). Choose another --out-dir"
+            ) from None
     return [paths[kind] for kind in ("html", "json", "junit") if kind in paths]

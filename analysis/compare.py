@@ -24,12 +24,26 @@ def _direction(higher_is_worse: bool | None, delta: float) -> str:
 
 
 def compare_values(
-    metric: str, stat: str, baseline: float | None, candidate: float | None, *, moved_pct: float = MOVED_PCT,
+    metric: str,
+    stat: str,
+    baseline: float | None,
+    candidate: float | None,
+    *,
+    moved_pct: float = MOVED_PCT,
 ) -> dict:
     """One row: both values, the delta (absolute and percent), each value's band, and whether it moved."""
-    row = {"metric": metric, "stat": stat, "baseline": baseline, "candidate": candidate,
-           "delta": None, "delta_pct": None, "baseline_band": None, "candidate_band": None,
-           "direction": "n/a", "moved": False}
+    row = {
+        "metric": metric,
+        "stat": stat,
+        "baseline": baseline,
+        "candidate": candidate,
+        "delta": None,
+        "delta_pct": None,
+        "baseline_band": None,
+        "candidate_band": None,
+        "direction": "n/a",
+        "moved": False,
+    }
     if baseline is None or candidate is None:
         return row
     delta = candidate - baseline
@@ -47,14 +61,21 @@ def compare(baseline: dict, candidate: dict, *, moved_pct: float = MOVED_PCT) ->
     """What changed from ``baseline`` to ``candidate`` (two summaries)."""
     rows = []
     overall = []
-    for metric in HIGHER_IS_WORSE:
+    for metric, higher_is_worse in HIGHER_IS_WORSE.items():
         old, new = baseline["metrics"][metric], candidate["metrics"][metric]
         for stat in COMPARED_STATS:
-            rows.append(compare_values(metric, stat, old["percentiles"].get(stat), new["percentiles"].get(stat),
-                                       moved_pct=moved_pct))
+            rows.append(
+                compare_values(
+                    metric,
+                    stat,
+                    old["percentiles"].get(stat),
+                    new["percentiles"].get(stat),
+                    moved_pct=moved_pct,
+                )
+            )
         if old["band"] and new["band"]:
             change = bands.band_rank(metric, new["band"]) - bands.band_rank(metric, old["band"])
-            moved = "same" if change == 0 else _direction(HIGHER_IS_WORSE[metric], change)
+            moved = "same" if change == 0 else _direction(higher_is_worse, change)
         else:
             moved = "n/a"
         overall.append({"metric": metric, "baseline": old["band"], "candidate": new["band"], "change": moved})
@@ -64,19 +85,32 @@ def compare(baseline: dict, candidate: dict, *, moved_pct: float = MOVED_PCT) ->
         ("failures.rate", baseline["run"].get("failure_rate"), candidate["run"].get("failure_rate"), True),
     ):
         delta = None if old is None or new is None else new - old
-        scalars.append({
-            "name": name, "baseline": old, "candidate": new, "delta": delta,
-            "direction": "n/a" if delta is None else _direction(higher_is_worse, delta),
-            # Fractions: a move of half a percentage point or more is worth a look.
-            "moved": delta is not None and abs(delta) >= 0.005,
-        })
-    moved = [f"{r['metric']}.{r['stat']}" for r in rows if r["moved"]] + [s["name"] for s in scalars if s["moved"]]
+        scalars.append(
+            {
+                "name": name,
+                "baseline": old,
+                "candidate": new,
+                "delta": delta,
+                "direction": "n/a" if delta is None else _direction(higher_is_worse, delta),
+                # Fractions: a move of half a percentage point or more is worth a look.
+                "moved": delta is not None and abs(delta) >= 0.005,
+            }
+        )
+    moved = [f"{r['metric']}.{r['stat']}" for r in rows if r["moved"]] + [
+        s["name"] for s in scalars if s["moved"]
+    ]
     worse = [f"{r['metric']}.{r['stat']}" for r in rows if r["moved"] and r["direction"] == "worse"]
     worse += [s["name"] for s in scalars if s["moved"] and s["direction"] == "worse"]
     return {
-        "baseline": baseline["run"]["label"], "candidate": candidate["run"]["label"],
-        "baseline_prefix": baseline["run"]["prefix"], "candidate_prefix": candidate["run"]["prefix"],
-        "moved_pct": moved_pct, "rows": rows, "bands": overall, "scalars": scalars,
-        "moved": moved, "worse": worse,
+        "baseline": baseline["run"]["label"],
+        "candidate": candidate["run"]["label"],
+        "baseline_prefix": baseline["run"]["prefix"],
+        "candidate_prefix": candidate["run"]["prefix"],
+        "moved_pct": moved_pct,
+        "rows": rows,
+        "bands": overall,
+        "scalars": scalars,
+        "moved": moved,
+        "worse": worse,
         "exact": bool(baseline["run"]["mode"] == "turns" and candidate["run"]["mode"] == "turns"),
     }

@@ -33,24 +33,32 @@ def _clean(value):  # type: ignore[no-untyped-def]
 
 def check_dict(check) -> dict:  # type: ignore[no-untyped-def]
     return {
-        "threshold": check.threshold.text, "name": check.threshold.name, "op": check.threshold.op,
-        "limit": check.threshold.value, "measured": check.measured, "passed": check.passed,
+        "threshold": check.threshold.text,
+        "name": check.threshold.name,
+        "op": check.threshold.op,
+        "limit": check.threshold.value,
+        "measured": check.measured,
+        "passed": check.passed,
         "message": check.message,
     }
 
 
-def report_dict(summaries: list[dict], checks: list | None = None, comparisons: list[dict] | None = None) -> dict:
+def report_dict(
+    summaries: list[dict], checks: list | None = None, comparisons: list[dict] | None = None
+) -> dict:
     checks = checks or []
-    return _clean({
-        "schema_version": SCHEMA_VERSION,
-        "runs": summaries,
-        "gate": {
-            "applied_to": summaries[-1]["run"]["prefix"] if checks else None,
-            "passed": all(c.passed for c in checks),
-            "checks": [check_dict(c) for c in checks],
-        },
-        "comparisons": comparisons or [],
-    })
+    return _clean(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "runs": summaries,
+            "gate": {
+                "applied_to": summaries[-1]["run"]["prefix"] if checks else None,
+                "passed": all(c.passed for c in checks),
+                "checks": [check_dict(c) for c in checks],
+            },
+            "comparisons": comparisons or [],
+        }
+    )
 
 
 def to_json(summaries: list[dict], checks: list | None = None, comparisons: list[dict] | None = None) -> str:
@@ -74,7 +82,9 @@ def to_junit(summaries: list[dict], checks: list | None = None) -> str:
                 ET.SubElement(case, "system-out").text = check.message
     else:
         for summary in summaries:
-            case = ET.SubElement(suite, "testcase", classname="analysis", name=f"analysed {summary['run']['label']}", time="0")
+            case = ET.SubElement(
+                suite, "testcase", classname="analysis", name=f"analysed {summary['run']['label']}", time="0"
+            )
             ET.SubElement(case, "system-out").text = "verdict: " + summary["verdict"]["text"]
     suite.set("tests", str(len(suite)))
     suite.set("failures", str(failures))

@@ -30,14 +30,26 @@ from voiceharness import bands
 from voiceharness.errors import UsageError
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
-    "<=": operator.le, ">=": operator.ge, "==": operator.eq, "!=": operator.ne, "<": operator.lt, ">": operator.gt,
+    "<=": operator.le,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    ">": operator.gt,
 }
 METRIC_NAMES = (bands.ROUNDTRIP, bands.LATENCY, bands.CHUNKS, bands.RECONNECTIONS)
 ALIASES = {"ping": bands.LATENCY, "reconnects": bands.RECONNECTIONS, "median": "p50"}
 STATS = ("p50", "p90", "p95", "p99", "max", "min", "mean", "count")
 OTHER_NAMES = (
-    "intent.accuracy", "intent.turns", "failures.count", "failures.rate", "turns.count",
-    "send_lateness.p50", "send_lateness.p99", "send_lateness.max", "locust.exceptions",
+    "intent.accuracy",
+    "intent.turns",
+    "failures.count",
+    "failures.rate",
+    "turns.count",
+    "send_lateness.p50",
+    "send_lateness.p99",
+    "send_lateness.max",
+    "locust.exceptions",
 )
 _EXPRESSION = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(<=|>=|==|!=|<|>)\s*(.+?)\s*$")
 _NUMBER = re.compile(r"^([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(ms|s|%)?$")
@@ -84,7 +96,7 @@ def _band_name(metric: str, text: str) -> str:
     for band in bands.BANDS[metric]:
         if band == wanted or band.split()[0] == wanted:
             return band
-    raise ValueError(f"unknown band {text!r} for {metric}; choose one of {', '.join(bands.BANDS[metric])}")
+    raise ValueError(f"unknown band {text!r} for {metric}. Choose one of {', '.join(bands.BANDS[metric])}")
 
 
 def parse(text: str) -> Threshold:
@@ -100,7 +112,9 @@ def parse(text: str) -> Threshold:
     if name.startswith("band."):
         metric = name.split(".", 1)[1]
         if metric not in METRIC_NAMES:
-            raise UsageError(f"gate {text!r}: unknown metric {metric!r}; bands exist for {', '.join(METRIC_NAMES)}")
+            raise UsageError(
+                f"gate {text!r}: unknown metric {metric!r}. Bands exist for {', '.join(METRIC_NAMES)}"
+            )
         try:
             return Threshold(text.strip(), name, op, _band_name(metric, raw_value))
         except ValueError as error:
@@ -119,7 +133,10 @@ def parse(text: str) -> Threshold:
         )
     number = _NUMBER.match(raw_value.strip())
     if not number:
-        raise UsageError(f"gate {text!r}: {raw_value!r} is not a number (units: ms, s, %)")
+        raise UsageError(
+            f"gate {text!r}: {raw_value!r} is not a number. Write a number, optionally with a unit "
+            "(ms, s, %), e.g. roundtrip.p95<500ms"
+        )
     value = float(number.group(1))
     unit = number.group(2)
     if unit == "s":
@@ -185,7 +202,12 @@ def format_value(name: str, value: float | str | None) -> str:
         return str(value)
     if name.endswith((".accuracy", ".rate")) or ".share." in name:
         return f"{value:.4g} ({value:.2%})"
-    unit = " ms" if name.split(".")[0] in (bands.ROUNDTRIP, bands.LATENCY, "send_lateness") and not name.endswith(".count") else ""
+    unit = (
+        " ms"
+        if name.split(".")[0] in (bands.ROUNDTRIP, bands.LATENCY, "send_lateness")
+        and not name.endswith(".count")
+        else ""
+    )
     return f"{value:.6g}{unit}"
 
 
@@ -198,13 +220,29 @@ def evaluate(thresholds: Iterable[Threshold], summary: dict) -> list[Check]:
         if measured is None or (isinstance(measured, float) and math.isnan(measured)):
             mode = summary["run"].get("mode")
             why = " (needs the turns file)" if mode == "locust-only" else ""
-            checks.append(Check(threshold, None, False, f"{threshold.text}: FAILED, {threshold.name} not measured in this run{why}"))
+            checks.append(
+                Check(
+                    threshold,
+                    None,
+                    False,
+                    f"{threshold.text}: FAILED, {threshold.name} not measured in this run{why}",
+                )
+            )
             continue
         if threshold.is_band:
             metric = threshold.name.split(".", 1)[1]
-            passed = OPERATORS[threshold.op](bands.band_rank(metric, str(measured)), bands.band_rank(metric, str(threshold.value)))
+            passed = OPERATORS[threshold.op](
+                bands.band_rank(metric, str(measured)), bands.band_rank(metric, str(threshold.value))
+            )
         else:
             passed = OPERATORS[threshold.op](float(measured), float(threshold.value))
         verdict = "passed" if passed else "FAILED"
-        checks.append(Check(threshold, measured, passed, f"{threshold.text}: {verdict}, measured {threshold.name} = {format_value(threshold.name, measured)}"))
+        checks.append(
+            Check(
+                threshold,
+                measured,
+                passed,
+                f"{threshold.text}: {verdict}, measured {threshold.name} = {format_value(threshold.name, measured)}",
+            )
+        )
     return checks

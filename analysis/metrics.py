@@ -33,6 +33,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from voiceharness.errors import AnalysisError
+
 from analysis.readers import Categorical, Run, StatsRow, Turns
 from voiceharness import bands, guide
 from voiceharness.diagnoses import DIAGNOSES
@@ -42,14 +44,38 @@ STAT_NAMES = ("p50", "p90", "p95", "p99", "max")
 
 # Where each documented metric comes from.
 METRICS: dict[str, dict[str, str]] = {
-    bands.ROUNDTRIP: {"title": "Roundtrip", "unit": "ms", "column": "roundtrip_ms", "locust_kind": "roundtrip",
-                      "per": "turns", "definition": "end of speech -> first reply audio frame"},
-    bands.LATENCY: {"title": "Latency (ping)", "unit": "ms", "column": "ping_ms", "locust_kind": "ping",
-                    "per": "turns", "definition": "WebSocket ping -> pong round trip"},
-    bands.CHUNKS: {"title": "Audio chunks", "unit": "chunks", "column": "chunks_sent", "locust_kind": "",
-                   "per": "turns", "definition": "audio frames sent for the turn"},
-    bands.RECONNECTIONS: {"title": "Reconnections", "unit": "", "column": "reconnections", "locust_kind": "",
-                          "per": "users", "definition": "reconnects of a user's connection"},
+    bands.ROUNDTRIP: {
+        "title": "Roundtrip",
+        "unit": "ms",
+        "column": "roundtrip_ms",
+        "locust_kind": "roundtrip",
+        "per": "turns",
+        "definition": "end of speech -> first reply audio frame",
+    },
+    bands.LATENCY: {
+        "title": "Latency (ping)",
+        "unit": "ms",
+        "column": "ping_ms",
+        "locust_kind": "ping",
+        "per": "turns",
+        "definition": "WebSocket ping -> pong round trip",
+    },
+    bands.CHUNKS: {
+        "title": "Audio chunks",
+        "unit": "chunks",
+        "column": "chunks_sent",
+        "locust_kind": "",
+        "per": "turns",
+        "definition": "audio frames sent for the turn",
+    },
+    bands.RECONNECTIONS: {
+        "title": "Reconnections",
+        "unit": "",
+        "column": "reconnections",
+        "locust_kind": "",
+        "per": "users",
+        "definition": "reconnects of a user's connection",
+    },
 }
 TIMINGS = {"intent_ms": "time to intent", "reply_ms": "full reply", "connect_ms": "connect"}
 
@@ -106,8 +132,12 @@ def band_table(metric: str, values: np.ndarray) -> list[dict]:
     counts = bands.band_counts(metric, values)
     total = sum(counts.values())
     return [
-        {"band": name, "meaning": bands.MEANINGS[metric].get(name, ""), "count": count,
-         "share": count / total if total else None}
+        {
+            "band": name,
+            "meaning": bands.MEANINGS[metric].get(name, ""),
+            "count": count,
+            "share": count / total if total else None,
+        }
         for name, count in counts.items()
     ]
 
@@ -138,7 +168,10 @@ def user_keys(turns: Turns) -> np.ndarray:
 
 
 def bucketed_percentiles(
-    times: np.ndarray, values: np.ndarray, buckets: int = 120, quantiles: Iterable[float] = (0.5, 0.95, 0.99),
+    times: np.ndarray,
+    values: np.ndarray,
+    buckets: int = 120,
+    quantiles: Iterable[float] = (0.5, 0.95, 0.99),
 ) -> dict[str, np.ndarray]:
     """Per time bucket: centre, count and nearest-rank quantiles of ``values`` (NaN dropped).
 
@@ -168,7 +201,9 @@ def bucketed_percentiles(
     return result
 
 
-def rate_per_bucket(times: np.ndarray, mask: np.ndarray | None = None, bucket_s: float = 1.0) -> dict[str, np.ndarray]:
+def rate_per_bucket(
+    times: np.ndarray, mask: np.ndarray | None = None, bucket_s: float = 1.0
+) -> dict[str, np.ndarray]:
     """Events per second over time (all of ``times``, or those where ``mask``)."""
     times = np.asarray(times, dtype=float)
     if not len(times):
@@ -202,12 +237,20 @@ def mixture_band_counts(metric: str, rows: list[StatsRow]) -> list[dict]:
     total = sum(row.requests for row in rows)
     names = bands.BANDS[metric]
     if grid is None or not total:
-        return [{"band": n, "meaning": bands.MEANINGS[metric].get(n, ""), "count": 0, "share": None} for n in names]
+        return [
+            {"band": n, "meaning": bands.MEANINGS[metric].get(n, ""), "count": 0, "share": None}
+            for n in names
+        ]
     edges = _edges(metric)
     below = [float(np.interp(edge, grid, cdf, left=0.0, right=1.0)) for edge in edges] + [1.0]
     shares = np.diff([0.0] + below)
     return [
-        {"band": n, "meaning": bands.MEANINGS[metric].get(n, ""), "count": int(round(s * total)), "share": float(s)}
+        {
+            "band": n,
+            "meaning": bands.MEANINGS[metric].get(n, ""),
+            "count": round(s * total),
+            "share": float(s),
+        }
         for n, s in zip(names, shares)
     ]
 
@@ -237,6 +280,9 @@ def _mixture_cdf(rows: list[StatsRow]) -> tuple[np.ndarray | None, np.ndarray]:
     return grid, cdf / total
 
 
+RUN_STOPPED = "run_stopped"
+
+
 # --- the summary --------------------------------------------------------------------------------
 
 
@@ -245,17 +291,23 @@ def summarize(run: Run) -> dict:
     turns = run.turns
     summary: dict = {"run": _run_info(run)}
     if turns is not None:
+        # A turn the end of the run cut short is neither a success nor a gateway failure:
+        # it is counted apart and left out of every figure.
+        turns = turns.where(~turns.failure_is(RUN_STOPPED))
         summary["metrics"] = {metric: _metric_from_turns(metric, turns) for metric in METRICS}
         summary["timings"] = {
             name: {"title": title, **percentiles(turns.numbers[name])}
-            for name, title in TIMINGS.items() if name in turns.numbers
+            for name, title in TIMINGS.items()
+            if name in turns.numbers
         }
         summary["intent"] = intent_accuracy(
             turns.texts["utterance_id"], turns.texts["expected_intent"], turns.texts["intent"]
         )
         summary["diagnoses"] = diagnosis_counts(turns.texts["failure"], turns.numbers["success"])
         summary["send_lateness"] = send_lateness(
-            turns.numbers["send_lateness_p99_ms"], turns.numbers["send_lateness_max_ms"], turns.texts["worker"]
+            turns.numbers["send_lateness_p99_ms"],
+            turns.numbers["send_lateness_max_ms"],
+            turns.texts["worker"],
         )
     else:
         stats = run.stats or []
@@ -271,21 +323,44 @@ def summarize(run: Run) -> dict:
 
 def _run_info(run: Run) -> dict:
     info: dict = {
-        "prefix": run.prefix, "label": run.label, "files": dict(run.files), "missing": list(run.missing),
+        "prefix": run.prefix,
+        "label": run.label,
+        "files": dict(run.files),
+        "missing": list(run.missing),
     }
     turns = run.turns
     if turns is not None:
+        stopped = turns.failure_is(RUN_STOPPED)
+        cut_short = int(stopped.sum())
+        info["cut_short"] = cut_short
+        if cut_short:
+            info["cut_short_note"] = (
+                f"{cut_short} turn(s) cut short by the end of the run (run_stopped): not counted"
+            )
+        turns = turns.where(~stopped)
         n = len(turns)
+        if n == 0:
+            raise AnalysisError(
+                f"{run.turns.path}: all {cut_short} turns were cut short by the end of the run; "
+                "run longer (-t) or with --stop-timeout so turns can finish"
+            )
         success = turns.numbers["success"] > 0
         times = turns.numbers["timestamp"]
         start, end = float(times.min()), float(times.max())
         duration = end - start
         info.update(
-            mode="turns", percentile_source="per-turn records (exact)", turns=n,
-            succeeded=int(success.sum()), failed=int(n - success.sum()),
-            failure_rate=float((n - success.sum()) / n), start=_iso(start), end=_iso(end),
-            duration_s=duration, turns_per_s=n / duration if duration > 0 else None,
-            workers=int(len(np.unique(turns.texts["worker"].codes))), users=int(len(np.unique(user_keys(turns)))),
+            mode="turns",
+            percentile_source="per-turn records (exact)",
+            turns=n,
+            succeeded=int(success.sum()),
+            failed=int(n - success.sum()),
+            failure_rate=float((n - success.sum()) / n),
+            start=_iso(start),
+            end=_iso(end),
+            duration_s=duration,
+            turns_per_s=n / duration if duration > 0 else None,
+            workers=len(np.unique(turns.texts["worker"].codes)),
+            users=len(np.unique(user_keys(turns))),
         )
     else:
         requests = sum(row.requests for row in run.stats or [])
@@ -294,7 +369,9 @@ def _run_info(run: Run) -> dict:
             mode="locust-only",
             percentile_source="Locust's rounded percentiles (no turns file: values are rounded to 10 ms "
             "above 100 ms and 100 ms above 1 s, band shares are estimates)",
-            turns=None, requests=requests, failed=failures,
+            turns=None,
+            requests=requests,
+            failed=failures,
             failure_rate=failures / requests if requests else None,
         )
     if run.history is not None and len(run.history.timestamp):
@@ -320,9 +397,15 @@ def _metric_from_turns(metric: str, turns: Turns) -> dict:
         values = values[values > 0]
     stats = percentiles(values, counts=spec["unit"] != "ms")
     entry = {
-        **spec, "source": "turns", "exact": True, "count": int(len(finite(values))),
-        "percentiles": stats, "bands": band_table(metric, values), "band": overall_band(metric, stats),
-        "band_basis": "p50" if metric == bands.CHUNKS else "p95", "note": "",
+        **spec,
+        "source": "turns",
+        "exact": True,
+        "count": len(finite(values)),
+        "percentiles": stats,
+        "bands": band_table(metric, values),
+        "band": overall_band(metric, stats),
+        "band_basis": "p50" if metric == bands.CHUNKS else "p95",
+        "note": "",
     }
     if metric == bands.CHUNKS:
         entry["received"] = percentiles(turns.numbers["chunks_received"], counts=True)
@@ -335,21 +418,39 @@ def _metric_from_locust(metric: str, stats: list[StatsRow]) -> dict:
     empty = {"p50": None, "p90": None, "p95": None, "p99": None, "max": None, "min": None, "mean": None}
     if not rows:
         note = (
-            "not in Locust's CSVs: needs the turns file" if not spec["locust_kind"]
+            "not in Locust's CSVs: needs the turns file"
+            if not spec["locust_kind"]
             else f"no '{spec['locust_kind']}' rows in Locust's stats"
         )
-        return {**spec, "source": None, "exact": False, "count": 0, "percentiles": empty,
-                "bands": [], "band": None, "band_basis": "p95", "note": note}
+        return {
+            **spec,
+            "source": None,
+            "exact": False,
+            "count": 0,
+            "percentiles": empty,
+            "bands": [],
+            "band": None,
+            "band_basis": "p95",
+            "note": note,
+        }
     values = mixture_quantiles(rows, [0.5, 0.9, 0.95, 0.99])
     requests = sum(row.requests for row in rows)
     stats_ = dict(zip(("p50", "p90", "p95", "p99"), values))
     stats_.update(
-        max=max(row.max_ms for row in rows), min=min(row.min_ms for row in rows),
+        max=max(row.max_ms for row in rows),
+        min=min(row.min_ms for row in rows),
         mean=sum(row.average_ms * row.requests for row in rows) / requests if requests else None,
     )
     return {
-        **spec, "source": "locust", "exact": False, "count": requests, "percentiles": stats_,
-        "bands": mixture_band_counts(metric, rows), "band": overall_band(metric, stats_), "band_basis": "p95",
+        **spec,
+        "per": "requests",
+        "source": "locust",
+        "exact": False,
+        "count": requests,
+        "percentiles": stats_,
+        "bands": mixture_band_counts(metric, rows),
+        "band": overall_band(metric, stats_),
+        "band_basis": "p95",
         "note": "Locust's rounded percentiles; band shares estimated from them",
     }
 
@@ -363,8 +464,15 @@ def intent_accuracy(utterance: Categorical, expected: Categorical, recognised: C
     expected_labels = np.asarray(expected.labels, dtype=object)
     has_expected = expected_labels[expected.codes] != ""
     if not has_expected.any():
-        return {"source": "turns", "turns": 0, "correct": 0, "accuracy": None,
-                "per_utterance": [], "per_intent": [], "confusion": {"expected": [], "recognised": [], "counts": []}}
+        return {
+            "source": "turns",
+            "turns": 0,
+            "correct": 0,
+            "accuracy": None,
+            "per_utterance": [],
+            "per_intent": [],
+            "confusion": {"expected": [], "recognised": [], "counts": []},
+        }
     # Put both intent columns on one label set so codes compare directly.
     labels = sorted(set(expected_labels) | set(recognised.labels))
     position = {label: i for i, label in enumerate(labels)}
@@ -377,7 +485,7 @@ def intent_accuracy(utterance: Categorical, expected: Categorical, recognised: C
 
     expected_used = [i for i in range(k) if matrix[i].sum() > 0]
     recognised_used = [i for i in range(k) if matrix[:, i].sum() > 0]
-    shown = lambda i: labels[i] or NO_INTENT  # noqa: E731
+    shown = lambda i: labels[i] or NO_INTENT
     confusion = {
         "expected": [shown(i) for i in expected_used],
         "recognised": [shown(i) for i in recognised_used],
@@ -386,10 +494,16 @@ def intent_accuracy(utterance: Categorical, expected: Categorical, recognised: C
     per_intent = []
     for i in expected_used:
         n, hits, predicted = int(matrix[i].sum()), int(matrix[i, i]), int(matrix[:, i].sum())
-        per_intent.append({
-            "intent": shown(i), "turns": n, "correct": hits, "accuracy": hits / n,
-            "recognised_as_it": predicted, "precision": hits / predicted if predicted else None,
-        })
+        per_intent.append(
+            {
+                "intent": shown(i),
+                "turns": n,
+                "correct": hits,
+                "accuracy": hits / n,
+                "recognised_as_it": predicted,
+                "precision": hits / predicted if predicted else None,
+            }
+        )
 
     m = len(utterance.labels)
     utt_turns = np.bincount(utt, minlength=m)
@@ -402,17 +516,27 @@ def intent_accuracy(utterance: Categorical, expected: Categorical, recognised: C
     for u in np.flatnonzero(utt_turns):
         n, hits = int(utt_turns[u]), int(utt_correct[u])
         top_wrong = int(pair_wrong[u].argmax()) if pair_wrong[u].any() else None
-        per_utterance.append({
-            "utterance": str(utterance.labels[u]), "expected": shown(int(pair_expected[u].argmax())),
-            "turns": n, "correct": hits, "accuracy": hits / n,
-            "top_wrong": None if top_wrong is None else shown(top_wrong),
-            "top_wrong_count": 0 if top_wrong is None else int(pair_wrong[u, top_wrong]),
-        })
+        per_utterance.append(
+            {
+                "utterance": str(utterance.labels[u]),
+                "expected": shown(int(pair_expected[u].argmax())),
+                "turns": n,
+                "correct": hits,
+                "accuracy": hits / n,
+                "top_wrong": None if top_wrong is None else shown(top_wrong),
+                "top_wrong_count": 0 if top_wrong is None else int(pair_wrong[u, top_wrong]),
+            }
+        )
     per_utterance.sort(key=lambda row: (row["accuracy"], row["utterance"]))
     total = int(has_expected.sum())
     return {
-        "source": "turns", "turns": total, "correct": int(correct.sum()), "accuracy": float(correct.sum() / total),
-        "per_utterance": per_utterance, "per_intent": per_intent, "confusion": confusion,
+        "source": "turns",
+        "turns": total,
+        "correct": int(correct.sum()),
+        "accuracy": float(correct.sum() / total),
+        "per_utterance": per_utterance,
+        "per_intent": per_intent,
+        "confusion": confusion,
     }
 
 
@@ -423,15 +547,27 @@ def intent_from_locust(stats: list[StatsRow]) -> dict:
     correct = total - sum(row.failures for row in rows)
     per_utterance = sorted(
         (
-            {"utterance": row.name, "expected": None, "turns": row.requests, "correct": row.requests - row.failures,
-             "accuracy": (row.requests - row.failures) / row.requests, "top_wrong": None, "top_wrong_count": 0}
-            for row in rows if row.requests
+            {
+                "utterance": row.name,
+                "expected": None,
+                "turns": row.requests,
+                "correct": row.requests - row.failures,
+                "accuracy": (row.requests - row.failures) / row.requests,
+                "top_wrong": None,
+                "top_wrong_count": 0,
+            }
+            for row in rows
+            if row.requests
         ),
         key=lambda row: (row["accuracy"], row["utterance"]),
     )
     return {
-        "source": "locust" if rows else None, "turns": total, "correct": correct,
-        "accuracy": correct / total if total else None, "per_utterance": per_utterance, "per_intent": [],
+        "source": "locust" if rows else None,
+        "turns": total,
+        "correct": correct,
+        "accuracy": correct / total if total else None,
+        "per_utterance": per_utterance,
+        "per_intent": [],
         "confusion": {"expected": [], "recognised": [], "counts": []},
         "note": "from Locust's intent failures; per-intent accuracy and the confusion matrix need the turns file",
     }
@@ -440,12 +576,26 @@ def intent_from_locust(stats: list[StatsRow]) -> dict:
 def _diagnosis_entry(code: str, count: int, total: int) -> dict:
     diagnosis = DIAGNOSES.get(code)
     if diagnosis is None:
-        return {"code": code, "count": count, "share": count / total if total else None, "known": False,
-                "headline": "Unclassified failure", "finding": code, "causes": [],
-                "fixes": ["see failure_detail in the turns file"]}
-    return {"code": code, "count": count, "share": count / total if total else None, "known": True,
-            "headline": diagnosis.headline, "finding": diagnosis.finding,
-            "causes": list(diagnosis.causes), "fixes": list(diagnosis.fixes)}
+        return {
+            "code": code,
+            "count": count,
+            "share": count / total if total else None,
+            "known": False,
+            "headline": "Unclassified failure",
+            "finding": code,
+            "causes": [],
+            "fixes": ["see failure_detail in the turns file"],
+        }
+    return {
+        "code": code,
+        "count": count,
+        "share": count / total if total else None,
+        "known": True,
+        "headline": diagnosis.headline,
+        "finding": diagnosis.finding,
+        "causes": list(diagnosis.causes),
+        "fixes": list(diagnosis.fixes),
+    }
 
 
 def diagnosis_counts(failure: Categorical, success: np.ndarray) -> list[dict]:
@@ -475,7 +625,9 @@ def diagnoses_from_locust(failures: list) -> list[dict]:
         code = diagnose_error_text(row.error) or "unclassified"
         counts[code] = counts.get(code, 0) + row.occurrences
     total = sum(counts.values())
-    return sorted((_diagnosis_entry(c, n, total) for c, n in counts.items()), key=lambda e: (-e["count"], e["code"]))
+    return sorted(
+        (_diagnosis_entry(c, n, total) for c, n in counts.items()), key=lambda e: (-e["count"], e["code"])
+    )
 
 
 def send_lateness(p99_ms: np.ndarray, max_ms: np.ndarray, worker: Categorical) -> dict:
@@ -485,40 +637,55 @@ def send_lateness(p99_ms: np.ndarray, max_ms: np.ndarray, worker: Categorical) -
         return {"turns": 0, "status": "unknown", "note": "no send lateness recorded"}
     per_turn = p99_ms[ok]
     p99 = float(np.percentile(per_turn, 99))
-    status = "bottleneck" if p99 > LATENESS_BOTTLENECK_MS else "strained" if p99 > LATENESS_WARN_MS else "kept up"
+    status = (
+        "bottleneck" if p99 > LATENESS_BOTTLENECK_MS else "strained" if p99 > LATENESS_WARN_MS else "kept up"
+    )
     codes = worker.codes[ok]
     per_worker = []
     for w in np.unique(codes):
         mine = codes == w
         worker_max = finite(max_ms[ok][mine])
-        per_worker.append({
-            "worker": str(worker.labels[w]), "turns": int(mine.sum()),
-            "p99_ms": float(np.percentile(per_turn[mine], 99)),
-            "max_ms": float(worker_max.max()) if len(worker_max) else None,
-        })
+        per_worker.append(
+            {
+                "worker": str(worker.labels[w]),
+                "turns": int(mine.sum()),
+                "p99_ms": float(np.percentile(per_turn[mine], 99)),
+                "max_ms": float(worker_max.max()) if len(worker_max) else None,
+            }
+        )
     per_worker.sort(key=lambda row: -row["p99_ms"])
     maxima = finite(max_ms)
     explanation = {
         "kept up": "the load generator kept its real-time send schedule; the timings measure the gateway",
         "strained": f"the load generator sent frames late (p99 > {LATENESS_WARN_MS:g} ms); timings may be "
-                    "inflated by about that much: add workers or lower the users per worker",
+        "inflated by about that much: add workers or lower the users per worker",
         "bottleneck": f"the load generator was the bottleneck (p99 send lateness > {LATENESS_BOTTLENECK_MS:g} ms): "
-                      "it could not stream in real time; add workers before trusting these timings",
+        "it could not stream in real time; add workers before trusting these timings",
     }[status]
     return {
-        "turns": int(ok.sum()), "p50_ms": float(np.percentile(per_turn, 50)), "p99_ms": p99,
+        "turns": int(ok.sum()),
+        "p50_ms": float(np.percentile(per_turn, 50)),
+        "p99_ms": p99,
         "max_ms": float(maxima.max()) if len(maxima) else None,
         "late_turns": int((per_turn > LATENESS_WARN_MS).sum()),
         "late_share": float((per_turn > LATENESS_WARN_MS).mean()),
-        "warn_ms": LATENESS_WARN_MS, "bottleneck_ms": LATENESS_BOTTLENECK_MS,
-        "status": status, "explanation": explanation, "per_worker": per_worker,
+        "warn_ms": LATENESS_WARN_MS,
+        "bottleneck_ms": LATENESS_BOTTLENECK_MS,
+        "status": status,
+        "explanation": explanation,
+        "per_worker": per_worker,
     }
 
 
 def _locust_section(run: Run) -> dict:
     failures = [
-        {"kind": row.method, "name": row.name, "error": row.error, "occurrences": row.occurrences,
-         "diagnosis": diagnose_error_text(row.error)}
+        {
+            "kind": row.method,
+            "name": row.name,
+            "error": row.error,
+            "occurrences": row.occurrences,
+            "diagnosis": diagnose_error_text(row.error),
+        }
         for row in sorted(run.failures or [], key=lambda r: -r.occurrences)
     ]
     exceptions = [
@@ -535,8 +702,11 @@ def _locust_section(run: Run) -> dict:
 
 # --- the verdict --------------------------------------------------------------------------------
 
-_BAD_BANDS = {bands.ROUNDTRIP: {"bad"}, bands.LATENCY: {"slow"},
-              bands.RECONNECTIONS: {"network problems", "critical"}}
+_BAD_BANDS = {
+    bands.ROUNDTRIP: {"bad"},
+    bands.LATENCY: {"slow"},
+    bands.RECONNECTIONS: {"network problems", "critical"},
+}
 _WARN_BANDS = {bands.ROUNDTRIP: {"slow"}, bands.LATENCY: {"average"}, bands.RECONNECTIONS: {"minor problems"}}
 FAILURE_RATE_PROBLEM = 0.05
 ACCURACY_PROBLEM = 0.90
@@ -576,7 +746,9 @@ def verdict(summary: dict) -> dict:
             warnings.append(f"intent accuracy {accuracy:.1%}")
     lateness = summary["send_lateness"]["status"]
     if lateness in ("strained", "bottleneck"):
-        warnings.append(f"load generator {'was the bottleneck' if lateness == 'bottleneck' else 'fell behind'}")
+        warnings.append(
+            f"load generator {'was the bottleneck' if lateness == 'bottleneck' else 'fell behind'}"
+        )
     exceptions = sum(e["count"] for e in summary["locust"]["exceptions"])
     if exceptions:
         warnings.append(f"{exceptions} exception(s) in user code")
@@ -591,8 +763,12 @@ def verdict(summary: dict) -> dict:
     if lateness == "kept up":
         good.append("load generator kept up")
     parts = problems + warnings if level != "ok" else good
-    return {"level": level, "problems": problems, "warnings": warnings,
-            "text": f"{level.upper()}: " + ("; ".join(parts) if parts else "nothing measured")}
+    return {
+        "level": level,
+        "problems": problems,
+        "warnings": warnings,
+        "text": f"{level.upper()}: " + ("; ".join(parts) if parts else "nothing measured"),
+    }
 
 
 def _short(value: float | None) -> str:

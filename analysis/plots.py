@@ -56,8 +56,14 @@ def roundtrip_over_time(turns: Turns, buckets: int = 120, seed: int = 0) -> byte
     index = np.flatnonzero(ok)
     if len(index) > SAMPLE_POINTS:
         index = rng.choice(index, SAMPLE_POINTS, replace=False)
-    axis.scatter(times[index] - start, values[index], s=4, color="#607d8b", alpha=0.35, lw=0, label="turns (sample)")
-    for key, colour, label in (("q0.5", "#1565c0", "p50"), ("q0.95", "#6a1b9a", "p95"), ("q0.99", "#c62828", "p99")):
+    axis.scatter(
+        times[index] - start, values[index], s=4, color="#607d8b", alpha=0.35, lw=0, label="turns (sample)"
+    )
+    for key, colour, label in (
+        ("q0.5", "#1565c0", "p50"),
+        ("q0.95", "#6a1b9a", "p95"),
+        ("q0.99", "#c62828", "p99"),
+    ):
         axis.plot(series["time"], series[key], color=colour, lw=1.5, label=label)
     top = float(np.percentile(values[ok], 99.5)) * 1.15
     top = max(top, guide.ROUNDTRIP_EDGES_MS[1] * 1.1)
@@ -82,7 +88,9 @@ def latency_distribution(values: np.ndarray) -> bytes | None:
     axis = figure.add_subplot()
     top = max(float(np.percentile(data, 99.9)) * 1.1, guide.LATENCY_EDGES_MS[-1] * 1.1)
     counts, edges = np.histogram(np.minimum(data, top), bins=80, range=(0, top))
-    axis.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color="#42a5f5", alpha=0.8, label="turns")
+    axis.bar(
+        edges[:-1], counts, width=np.diff(edges), align="edge", color="#42a5f5", alpha=0.8, label="turns"
+    )
     _shade_bands(axis, guide.LATENCY_EDGES_MS, top, horizontal=False)
     cdf_axis = axis.twinx()
     points = np.linspace(0, 100, 401)

@@ -39,8 +39,14 @@ EXCEPTIONS_SUFFIX = "_exceptions.csv"
 SUFFIXES = (HISTORY_SUFFIX, EXCEPTIONS_SUFFIX, FAILURES_SUFFIX, STATS_SUFFIX, TURNS_SUFFIX)
 
 STATS_COLUMNS = (
-    "Type", "Name", "Request Count", "Failure Count", "Median Response Time",
-    "Average Response Time", "Min Response Time", "Max Response Time",
+    "Type",
+    "Name",
+    "Request Count",
+    "Failure Count",
+    "Median Response Time",
+    "Average Response Time",
+    "Min Response Time",
+    "Max Response Time",
 )
 HISTORY_COLUMNS = ("Timestamp", "User Count", "Name", "Requests/s", "Failures/s")
 FAILURES_COLUMNS = ("Method", "Name", "Error", "Occurrences")
@@ -49,8 +55,16 @@ EXCEPTIONS_COLUMNS = ("Count", "Message", "Traceback")
 # Turn-record columns the analysis needs; the rest of voiceharness.turns.COLUMNS are read if there.
 TURNS_TEXT_COLUMNS = ("worker", "utterance_id", "expected_intent", "intent", "failure")
 TURNS_NUMBER_COLUMNS = (
-    "timestamp", "user", "success", "roundtrip_ms", "ping_ms", "chunks_sent", "chunks_received",
-    "reconnections", "send_lateness_p99_ms", "send_lateness_max_ms",
+    "timestamp",
+    "user",
+    "success",
+    "roundtrip_ms",
+    "ping_ms",
+    "chunks_sent",
+    "chunks_received",
+    "reconnections",
+    "send_lateness_p99_ms",
+    "send_lateness_max_ms",
 )
 TURNS_OPTIONAL_NUMBER_COLUMNS = ("intent_ms", "reply_ms", "connect_ms", "confidence")
 TURNS_NOT_EMPTY = ("timestamp", "success")
@@ -81,6 +95,20 @@ class Turns:
 
     def __len__(self) -> int:
         return len(self.numbers["timestamp"])
+
+    def where(self, mask: np.ndarray) -> Turns:
+        """The turns where ``mask`` holds (a boolean array as long as the turns)."""
+        return Turns(
+            self.path,
+            {name: column[mask] for name, column in self.numbers.items()},
+            {name: Categorical(column.codes[mask], column.labels) for name, column in self.texts.items()},
+        )
+
+    def failure_is(self, code: str) -> np.ndarray:
+        """Boolean mask of the turns whose failure column equals ``code``."""
+        failure = self.texts["failure"]
+        matches = np.flatnonzero(failure.labels == code)
+        return np.isin(failure.codes, matches)
 
 
 @dataclass
@@ -154,7 +182,10 @@ def normalize_prefix(argument: str) -> str:
 
 
 def read_run(
-    prefix: str, *, progress: str = "auto", require_turns: bool = False,
+    prefix: str,
+    *,
+    progress: str = "auto",
+    require_turns: bool = False,
 ) -> Run:
     """Read every file of the run at ``prefix``; raise :class:`AnalysisError` if unusable."""
     prefix = normalize_prefix(prefix)
@@ -179,7 +210,9 @@ def read_run(
             f"{paths['stats']}). Give the prefix passed to locust --csv, e.g. results/run"
         )
     if require_turns and "turns" not in present:
-        raise AnalysisError(f"{paths['turns']}: not found. Run with the harness's locustfile, which writes it")
+        raise AnalysisError(
+            f"{paths['turns']}: not found. Run with the harness's locustfile, which writes it"
+        )
     if "turns" in present:
         run.turns = read_turns(present["turns"], progress=progress)
     if "stats" in present:
@@ -211,9 +244,13 @@ def _check_text_file(path: str, what: str) -> int:
     except OSError as error:
         raise AnalysisError(f"{path}: cannot be read ({error.strerror}). Check its permissions") from None
     if size == 0:
-        raise AnalysisError(f"{path}: is empty (0 bytes). The run wrote nothing: re-run it, or remove the file")
+        raise AnalysisError(
+            f"{path}: is empty (0 bytes). The run wrote nothing: re-run it, or remove the file"
+        )
     if b"\x00" in head:
-        raise AnalysisError(f"{path}: holds binary data, not {what}. Check that the prefix names the right run")
+        raise AnalysisError(
+            f"{path}: holds binary data, not {what}. Check that the prefix names the right run"
+        )
     try:
         head.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -294,7 +331,9 @@ def _small_csv(path: str, required: tuple[str, ...], what: str) -> list[tuple[in
                     )
                 rows.append((reader.line_num, row))
         except csv.Error as error:
-            raise AnalysisError(f"{path}: line {reader.line_num} is not valid CSV ({error}). Regenerate it") from None
+            raise AnalysisError(
+                f"{path}: line {reader.line_num} is not valid CSV ({error}). Regenerate it"
+            ) from None
     return rows
 
 
@@ -308,9 +347,7 @@ def read_stats(path: str) -> list[StatsRow]:
     if not rows:
         raise AnalysisError(f"{path}: has a header but no rows. The run did not finish writing it: re-run")
     percentile_columns = [
-        (float(match.group(1)), name)
-        for name in rows[0][1]
-        if (match := _PERCENTILE_COLUMN.match(name))
+        (float(match.group(1)), name) for name in rows[0][1] if (match := _PERCENTILE_COLUMN.match(name))
     ]
     result = []
     for line, row in rows:
@@ -343,7 +380,9 @@ def read_failures(path: str) -> list[FailureRow]:
     rows = _small_csv(path, FAILURES_COLUMNS, "a Locust failures CSV (_failures.csv)")
     return [
         FailureRow(
-            method=row["Method"], name=row["Name"], error=row["Error"],
+            method=row["Method"],
+            name=row["Name"],
+            error=row["Error"],
             occurrences=int(_number(path, line, "Occurrences", row["Occurrences"]) or 0),
         )
         for line, row in rows
@@ -355,8 +394,10 @@ def read_exceptions(path: str) -> list[ExceptionRow]:
     rows = _small_csv(path, EXCEPTIONS_COLUMNS, "a Locust exceptions CSV (_exceptions.csv)")
     return [
         ExceptionRow(
-            count=int(_number(path, line, "Count", row["Count"]) or 0), message=row["Message"],
-            traceback=row["Traceback"], nodes=row.get("Nodes", ""),
+            count=int(_number(path, line, "Count", row["Count"]) or 0),
+            message=row["Message"],
+            traceback=row["Traceback"],
+            nodes=row.get("Nodes", ""),
         )
         for line, row in rows
     ]
@@ -368,19 +409,24 @@ def read_history(path: str, *, progress: str = "auto") -> History:
     _check_text_file(path, what)
     _check_columns(path, _header(path), HISTORY_COLUMNS, what)
     columns = {
-        "Timestamp": "timestamp", "User Count": "users", "Requests/s": "requests_per_s",
-        "Failures/s": "failures_per_s", "Total Request Count": "total_requests",
+        "Timestamp": "timestamp",
+        "User Count": "users",
+        "Requests/s": "requests_per_s",
+        "Failures/s": "failures_per_s",
+        "Total Request Count": "total_requests",
         "Total Failure Count": "total_failures",
     }
     frame = _read_frame(
-        path, usecols=lambda name: name in columns or name == "Name", text=("Name",),
-        numbers=tuple(columns), progress=progress, what=what,
+        path,
+        usecols=lambda name: name in columns or name == "Name",
+        text=("Name",),
+        numbers=tuple(columns),
+        progress=progress,
+        what=what,
     )
     keep = frame["Name"] == "Aggregated"
     arrays = {
-        attribute: (
-            frame[column][keep] if column in frame else np.full(int(keep.sum()), math.nan)
-        )
+        attribute: (frame[column][keep] if column in frame else np.full(int(keep.sum()), math.nan))
         for column, attribute in columns.items()
     }
     if not len(arrays["timestamp"]):
@@ -401,8 +447,13 @@ def read_turns(path: str, *, progress: str = "auto") -> Turns:
     _check_columns(path, header, TURNS_TEXT_COLUMNS + TURNS_NUMBER_COLUMNS, what)
     numbers = TURNS_NUMBER_COLUMNS + tuple(c for c in TURNS_OPTIONAL_NUMBER_COLUMNS if c in header)
     frame = _read_frame(
-        path, usecols=TURNS_TEXT_COLUMNS + numbers, text=TURNS_TEXT_COLUMNS, numbers=numbers,
-        progress=progress, what=what, categorical=True,
+        path,
+        usecols=TURNS_TEXT_COLUMNS + numbers,
+        text=TURNS_TEXT_COLUMNS,
+        numbers=numbers,
+        progress=progress,
+        what=what,
+        categorical=True,
     )
     turns = Turns(
         path=path,
@@ -448,8 +499,14 @@ class _CountingReader(io.RawIOBase):
 
 
 def _read_frame(
-    path: str, *, usecols, text: tuple[str, ...], numbers: tuple[str, ...], progress: str,
-    what: str, categorical: bool = False,
+    path: str,
+    *,
+    usecols,
+    text: tuple[str, ...],
+    numbers: tuple[str, ...],
+    progress: str,
+    what: str,
+    categorical: bool = False,
 ) -> dict:
     """Columns of a CSV via pandas' C reader: numbers as float64 arrays, text as Categorical/str."""
     dtypes: dict[str, str] = {name: "category" if categorical else "str" for name in text}
@@ -461,17 +518,23 @@ def _read_frame(
         with open(path, "rb") as raw:
             counting = _CountingReader(raw, meter.update)
             reader = pd.read_csv(
-                counting, usecols=usecols, dtype=dtypes, keep_default_na=False,
+                counting,
+                usecols=usecols,
+                dtype=dtypes,
+                keep_default_na=False,
                 na_values={name: ["", "N/A", "nan", "NaN"] for name in numbers},
-                chunksize=_CHUNK_ROWS, engine="c", encoding="utf-8",
+                chunksize=_CHUNK_ROWS,
+                engine="c",
+                encoding="utf-8",
             )
-            for part in reader:
-                parts.append(part)
+            parts.extend(reader)
     except ValueError as error:
         message = str(error)
         if "Error tokenizing data" in message:
             detail = message.split("C error:")[-1].strip().rstrip(".")
-            raise AnalysisError(f"{path}: is not valid CSV ({detail}). The file is damaged: regenerate it") from None
+            raise AnalysisError(
+                f"{path}: is not valid CSV ({detail}). The file is damaged: regenerate it"
+            ) from None
         raise AnalysisError(_non_number_message(path, numbers, what)) from None
     except UnicodeDecodeError:
         raise AnalysisError(f"{path}: is not UTF-8 text, so not {what}. Check the prefix") from None
@@ -482,7 +545,11 @@ def _read_frame(
         for name in numbers:
             result[name] = np.empty(0)
         for name in text:
-            result[name] = Categorical(np.empty(0, dtype=np.int32), np.empty(0, dtype=object)) if categorical else np.empty(0, dtype=object)
+            result[name] = (
+                Categorical(np.empty(0, dtype=np.int32), np.empty(0, dtype=object))
+                if categorical
+                else np.empty(0, dtype=object)
+            )
         return result
     for name in numbers:
         if name in parts[0]:
@@ -502,7 +569,7 @@ def _non_number_message(path: str, numbers: tuple[str, ...], what: str) -> str:
     """Find the first cell of a number column that is not a number (only on the error path)."""
     try:
         frame = pd.read_csv(path, usecols=lambda n: n in numbers, dtype=str, keep_default_na=False)
-    except Exception as error:  # the file is broken in a way the first read did not say
+    except Exception as error:  # noqa: BLE001 - the file is broken in a way the first read did not say
         return f"{path}: cannot be read as {what} ({error}). Regenerate it"
     for name in frame.columns:
         column = frame[name]

@@ -38,28 +38,52 @@ def draw_plots(run: Run, summary: dict) -> list[Plot]:
     turns = run.turns
     no_turns = "needs the turns file (Locust's CSVs hold no per-turn values)"
     return [
-        _plot("roundtrip", "Roundtrip over time",
-              plots.roundtrip_over_time(turns) if turns is not None else None,
-              no_turns if turns is None else "no turn had a roundtrip (no reply audio)"),
-        _plot("latency", "Latency histogram and CDF",
-              plots.latency_distribution(turns.numbers["ping_ms"]) if turns is not None else None,
-              no_turns if turns is None else "no ping was measured"),
-        _plot("users", "Users and failures over time", plots.users_and_failures(run.history, turns),
-              "needs Locust's _stats_history.csv or the turns file"),
-        _plot("intent", "Intent accuracy per utterance", plots.intent_per_utterance(summary["intent"]),
-              "no turn had an expected intent"),
-        _plot("chunks", "Audio chunks", plots.chunks_distribution(turns) if turns is not None else None,
-              no_turns if turns is None else "no turn streamed audio"),
-        _plot("reconnections", "Reconnections",
-              plots.reconnections_distribution(turns) if turns is not None else None,
-              no_turns if turns is None else "no reconnection counts recorded"),
+        _plot(
+            "roundtrip",
+            "Roundtrip over time",
+            plots.roundtrip_over_time(turns) if turns is not None else None,
+            no_turns if turns is None else "no turn had a roundtrip (no reply audio)",
+        ),
+        _plot(
+            "latency",
+            "Latency histogram and CDF",
+            plots.latency_distribution(turns.numbers["ping_ms"]) if turns is not None else None,
+            no_turns if turns is None else "no ping was measured",
+        ),
+        _plot(
+            "users",
+            "Users and failures over time",
+            plots.users_and_failures(run.history, turns),
+            "needs Locust's _stats_history.csv or the turns file",
+        ),
+        _plot(
+            "intent",
+            "Intent accuracy per utterance",
+            plots.intent_per_utterance(summary["intent"]),
+            "no turn had an expected intent",
+        ),
+        _plot(
+            "chunks",
+            "Audio chunks",
+            plots.chunks_distribution(turns) if turns is not None else None,
+            no_turns if turns is None else "no turn streamed audio",
+        ),
+        _plot(
+            "reconnections",
+            "Reconnections",
+            plots.reconnections_distribution(turns) if turns is not None else None,
+            no_turns if turns is None else "no reconnection counts recorded",
+        ),
     ]
 
 
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["html", "j2"]),
-        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
     env.filters["num"] = number
     env.filters["pct"] = percent
@@ -67,9 +91,15 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def render(runs: list[tuple[Run, dict]], checks: list | None = None, comparisons: list[dict] | None = None) -> str:
+def render(
+    runs: list[tuple[Run, dict]], checks: list | None = None, comparisons: list[dict] | None = None
+) -> str:
     """The page for one run, or several with their comparisons to the first."""
     sections = [{"summary": summary, "plots": draw_plots(run, summary)} for run, summary in runs]
     template = environment().get_template("report.html.j2")
-    return template.render(sections=sections, checks=checks or [], comparisons=comparisons or [],
-                           gate_target=runs[-1][1]["run"]["label"])
+    return template.render(
+        sections=sections,
+        checks=checks or [],
+        comparisons=comparisons or [],
+        gate_target=runs[-1][1]["run"]["label"],
+    )

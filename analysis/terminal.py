@@ -22,8 +22,16 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], indent: str 
 
     def numeric(i: int) -> bool:
         values = [row[i] for row in cells[1:] if row[i] not in ("", "-")]
-        return bool(values) and all(v.replace(".", "").replace("%", "").replace("-", "").replace("+", "")
-                                    .replace(" ms", "").replace(",", "").isdigit() for v in values)
+        return bool(values) and all(
+            v.replace(".", "")
+            .replace("%", "")
+            .replace("-", "")
+            .replace("+", "")
+            .replace(" ms", "")
+            .replace(",", "")
+            .isdigit()
+            for v in values
+        )
 
     right = [numeric(i) for i in range(len(headers))]
     lines = []
@@ -71,10 +79,17 @@ def _run(run: dict) -> str:
             + (f", {rate:.1f} turns/s" if rate else "")
         )
     else:
-        lines.append(f"  {run['requests']} Locust requests, {run['failed']} failed ({percent(run['failure_rate'])})")
+        lines.append(
+            f"  {run['requests']} Locust requests, {run['failed']} failed ({percent(run['failure_rate'])})"
+        )
     if run.get("start"):
-        lines.append(f"  from {run['start']} to {run['end']}" + (f", peak {run['peak_users']} users" if run.get("peak_users") else ""))
+        lines.append(
+            f"  from {run['start']} to {run['end']}"
+            + (f", peak {run['peak_users']} users" if run.get("peak_users") else "")
+        )
     lines.append(f"  percentiles: {run['percentile_source']}")
+    if run.get("cut_short_note"):
+        lines.append(f"  {run['cut_short_note']}")
     if run["missing"]:
         lines.append("  not found: " + ", ".join(run["missing"]))
     return "\n".join(lines)
@@ -88,19 +103,20 @@ def _metric(name: str, entry: dict) -> str:
     head = f"{entry['title']}: {band.upper()} (band of the {entry['band_basis']}); {entry['definition']}"
     ranges = band_ranges(name)
     per = entry["per"]
-    rows = [
-        [row["band"], ranges[row["band"]], row["count"], percent(row["share"])]
-        for row in entry["bands"]
-    ]
+    rows = [[row["band"], ranges[row["band"]], row["count"], percent(row["share"])] for row in entry["bands"]]
     lines = [head, table(["band", "range", per, "share"], rows)]
     p = entry["percentiles"]
     lines.append(
-        "  " + "  ".join(f"{k} {number(p[k])}" for k in ("p50", "p90", "p95", "p99", "max"))
-        + (f" {unit}" if unit and unit != "chunks" else "") + f"  ({entry['count']} {per})"
+        "  "
+        + "  ".join(f"{k} {number(p[k])}" for k in ("p50", "p90", "p95", "p99", "max"))
+        + (f" {unit}" if unit and unit != "chunks" else "")
+        + f"  ({entry['count']} {per})"
     )
     if "received" in entry and entry["received"]["p50"] is not None:
         r = entry["received"]
-        lines.append(f"  received per turn: p50 {number(r['p50'])}  p95 {number(r['p95'])}  max {number(r['max'])}")
+        lines.append(
+            f"  received per turn: p50 {number(r['p50'])}  p95 {number(r['p95'])}  max {number(r['max'])}"
+        )
     if entry["note"]:
         lines.append(f"  note: {entry['note']}")
     return "\n".join(lines)
@@ -113,27 +129,44 @@ def _timings(timings: dict) -> str:
         [entry["title"], *(number(entry[k]) for k in ("p50", "p90", "p95", "p99", "max"))]
         for entry in timings.values()
     ]
-    return "Other timings (ms, no documented bands)\n" + table(["timing", "p50", "p90", "p95", "p99", "max"], rows)
+    return "Other timings (ms, no documented bands)\n" + table(
+        ["timing", "p50", "p90", "p95", "p99", "max"], rows
+    )
 
 
 def _intent(intent: dict, all_rows: bool) -> str:
     if not intent.get("turns"):
         return "Intent accuracy\n  no turns with an expected intent"
-    lines = [f"Intent accuracy: {percent(intent['accuracy'], 2)} ({intent['correct']}/{intent['turns']} turns)"]
+    lines = [
+        f"Intent accuracy: {percent(intent['accuracy'], 2)} ({intent['correct']}/{intent['turns']} turns)"
+    ]
     if intent.get("note"):
         lines.append(f"  note: {intent['note']}")
     if intent["per_intent"]:
-        rows = [[r["intent"], r["turns"], r["correct"], percent(r["accuracy"]), percent(r["precision"])]
-                for r in intent["per_intent"]]
-        lines += ["  per expected intent", table(["intent", "turns", "correct", "accuracy", "precision"], rows, "    ")]
+        rows = [
+            [r["intent"], r["turns"], r["correct"], percent(r["accuracy"]), percent(r["precision"])]
+            for r in intent["per_intent"]
+        ]
+        lines += [
+            "  per expected intent",
+            table(["intent", "turns", "correct", "accuracy", "precision"], rows, "    "),
+        ]
     utterances = intent["per_utterance"]
     shown = utterances if all_rows else utterances[:MAX_UTTERANCES]
     rows = [
-        [r["utterance"], r["expected"] or "-", r["turns"], percent(r["accuracy"]),
-         f"{r['top_wrong']} x{r['top_wrong_count']}" if r["top_wrong"] else "-"]
+        [
+            r["utterance"],
+            r["expected"] or "-",
+            r["turns"],
+            percent(r["accuracy"]),
+            f"{r['top_wrong']} x{r['top_wrong_count']}" if r["top_wrong"] else "-",
+        ]
         for r in shown
     ]
-    lines += ["  per utterance (worst first)", table(["utterance", "expected", "turns", "accuracy", "most common wrong"], rows, "    ")]
+    lines += [
+        "  per utterance (worst first)",
+        table(["utterance", "expected", "turns", "accuracy", "most common wrong"], rows, "    "),
+    ]
     if len(shown) < len(utterances):
         lines.append(f"    ... {len(utterances) - len(shown)} more (--all, or the HTML report)")
     confusion = intent["confusion"]
@@ -149,7 +182,9 @@ def _diagnoses(diagnoses: list[dict]) -> str:
         return "Diagnoses: none (no failed turns)"
     lines = ["Diagnoses"]
     for d in diagnoses:
-        lines.append(f"  {d['count']:>7} {percent(d['share']):>6}  {d['code']}: {d['headline']}: {d['finding']}")
+        lines.append(
+            f"  {d['count']:>7} {percent(d['share']):>6}  {d['code']}: {d['headline']}: {d['finding']}"
+        )
         if d["causes"]:
             lines.append(f"                  likely causes: {'; '.join(d['causes'])}")
         lines.append(f"                  fix: {'; '.join(d['fixes'])}")
@@ -159,12 +194,16 @@ def _diagnoses(diagnoses: list[dict]) -> str:
 def _locust(locust: dict) -> str:
     lines = []
     if locust["failures"]:
-        rows = [[f["occurrences"], f["kind"], f["name"], f["error"][:70]] for f in locust["failures"][:MAX_ROWS]]
+        rows = [
+            [f["occurrences"], f["kind"], f["name"], f["error"][:70]] for f in locust["failures"][:MAX_ROWS]
+        ]
         lines += ["Locust failures (_failures.csv)", table(["count", "type", "name", "error"], rows)]
     if locust["exceptions"]:
         rows = [[e["count"], e["message"][:90]] for e in locust["exceptions"][:MAX_ROWS]]
-        lines += ["Exceptions in user code (_exceptions.csv): bugs in the load test, not the gateway",
-                  table(["count", "message"], rows)]
+        lines += [
+            "Exceptions in user code (_exceptions.csv): bugs in the load test, not the gateway",
+            table(["count", "message"], rows),
+        ]
     return "\n".join(lines)
 
 
@@ -173,13 +212,18 @@ def _lateness(lateness: dict) -> str:
         return f"Send lateness: unknown ({lateness.get('note', '')})"
     lines = [
         f"Send lateness (frame sent - frame due): {lateness['status'].upper()}",
-        f"  per-turn p99 lateness: p50 {number(lateness['p50_ms'])} ms, p99 {number(lateness['p99_ms'])} ms; "
-        f"worst frame {number(lateness['max_ms'])} ms; {lateness['late_turns']} turn(s) "
-        f"over {lateness['warn_ms']:g} ms ({percent(lateness['late_share'])})",
+        (
+            f"  per-turn p99 lateness: p50 {number(lateness['p50_ms'])} ms, p99 {number(lateness['p99_ms'])} ms; "
+            f"worst frame {number(lateness['max_ms'])} ms; {lateness['late_turns']} turn(s) "
+            f"over {lateness['warn_ms']:g} ms ({percent(lateness['late_share'])})"
+        ),
         f"  {lateness['explanation']}",
     ]
     if len(lateness["per_worker"]) > 1:
-        rows = [[w["worker"], w["turns"], number(w["p99_ms"]), number(w["max_ms"])] for w in lateness["per_worker"][:MAX_ROWS]]
+        rows = [
+            [w["worker"], w["turns"], number(w["p99_ms"]), number(w["max_ms"])]
+            for w in lateness["per_worker"][:MAX_ROWS]
+        ]
         lines.append(table(["worker", "turns", "p99 ms", "max ms"], rows))
     return "\n".join(lines)
 
@@ -194,24 +238,50 @@ def render_checks(checks: list) -> str:
 
 
 def render_comparison(comparison: dict) -> str:
-    lines = [f"Comparison: baseline {comparison['baseline_prefix']} -> candidate {comparison['candidate_prefix']}"]
+    lines = [
+        f"Comparison: baseline {comparison['baseline_prefix']} -> candidate {comparison['candidate_prefix']}"
+    ]
     if not comparison["exact"]:
         lines.append("  note: at least one run has no turns file; its percentiles are Locust's rounded ones")
     rows = []
     for r in comparison["rows"]:
         delta = "-" if r["delta"] is None else f"{r['delta']:+.1f}"
         pct = "-" if r["delta_pct"] is None else f"{r['delta_pct']:+.1f}%"
-        band = "-" if r["baseline_band"] is None else (
-            r["baseline_band"] if r["baseline_band"] == r["candidate_band"] else f"{r['baseline_band']} -> {r['candidate_band']}"
+        band = (
+            "-"
+            if r["baseline_band"] is None
+            else (
+                r["baseline_band"]
+                if r["baseline_band"] == r["candidate_band"]
+                else f"{r['baseline_band']} -> {r['candidate_band']}"
+            )
         )
-        rows.append([f"{r['metric']}.{r['stat']}", number(r["baseline"]), number(r["candidate"]), delta, pct,
-                     band, (r["direction"] + (" *" if r["moved"] else ""))])
+        rows.append(
+            [
+                f"{r['metric']}.{r['stat']}",
+                number(r["baseline"]),
+                number(r["candidate"]),
+                delta,
+                pct,
+                band,
+                (r["direction"] + (" *" if r["moved"] else "")),
+            ]
+        )
     lines.append(table(["metric", "baseline", "candidate", "delta", "delta %", "band", "change"], rows))
-    rows = [[b["metric"], b["baseline"] or "-", b["candidate"] or "-", b["change"]] for b in comparison["bands"]]
+    rows = [
+        [b["metric"], b["baseline"] or "-", b["candidate"] or "-", b["change"]] for b in comparison["bands"]
+    ]
     lines += ["  overall bands", table(["metric", "baseline", "candidate", "change"], rows, "    ")]
-    rows = [[s["name"], percent(s["baseline"], 2), percent(s["candidate"], 2),
-             "-" if s["delta"] is None else f"{s['delta'] * 100:+.2f} pt", s["direction"] + (" *" if s["moved"] else "")]
-            for s in comparison["scalars"]]
+    rows = [
+        [
+            s["name"],
+            percent(s["baseline"], 2),
+            percent(s["candidate"], 2),
+            "-" if s["delta"] is None else f"{s['delta'] * 100:+.2f} pt",
+            s["direction"] + (" *" if s["moved"] else ""),
+        ]
+        for s in comparison["scalars"]
+    ]
     lines.append(table(["", "baseline", "candidate", "delta", "change"], rows))
     moved = ", ".join(comparison["moved"]) or "nothing"
     lines.append(f"  * moved (>= {comparison['moved_pct']:g}% or across a band edge): {moved}")

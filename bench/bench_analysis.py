@@ -34,18 +34,24 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from analysis import metrics, readers, report_html  # noqa: E402
-from voiceharness.turns import COLUMNS, TURNS_SUFFIX  # noqa: E402
+from analysis import metrics, readers, report_html
+from voiceharness.turns import COLUMNS, TURNS_SUFFIX
 
 GOAL_LOAD_ANALYSE_S = 10.0
 GOAL_HTML_S = 30.0
 UTTERANCES = [
     (f"{intent.lower()}_{words}_{accent}_160", intent)
-    for intent, words in (("GREETING", "hello_jarvis"), ("ECHO", "echo_hello_world"),
-                          ("TIME_NOW", "what_time_is_it"), ("WEATHER_SIMPLE", "how_is_the_weather"))
+    for intent, words in (
+        ("GREETING", "hello_jarvis"),
+        ("ECHO", "echo_hello_world"),
+        ("TIME_NOW", "what_time_is_it"),
+        ("WEATHER_SIMPLE", "how_is_the_weather"),
+    )
     for accent in ("en-us", "en-gb", "en-in", "de-de", "ru-ru")
 ]
-FAILURES = np.array(["no_intent", "no_audio_tts", "recording_stopped", "connection_refused", "incomplete_reply"])
+FAILURES = np.array(
+    ["no_intent", "no_audio_tts", "recording_stopped", "connection_refused", "incomplete_reply"]
+)
 
 
 def synthetic_turns(n: int, seed: int = 1, users: int = 1000, workers: int = 8) -> pd.DataFrame:
@@ -58,7 +64,11 @@ def synthetic_turns(n: int, seed: int = 1, users: int = 1000, workers: int = 8) 
     intents = np.array(["GREETING", "ECHO", "TIME_NOW", "WEATHER_SIMPLE", "UNKNOWN"], dtype=object)
     recognised = np.where(wrong, intents[rng.integers(0, 5, n)], expected)
     failed = rng.random(n) < 0.01
-    failure = np.where(failed, FAILURES[rng.integers(0, len(FAILURES), n)], np.where(recognised != expected, "wrong_intent", ""))
+    failure = np.where(
+        failed,
+        FAILURES[rng.integers(0, len(FAILURES), n)],
+        np.where(recognised != expected, "wrong_intent", ""),
+    )
     recognised = np.where(failure == "no_intent", "", recognised)
     roundtrip = rng.lognormal(np.log(220), 0.55, n)
     roundtrip[failed] = np.nan
@@ -121,24 +131,47 @@ def bench(records: int, workdir: str) -> dict:
     html_s = time.perf_counter() - started
     started = time.perf_counter()
     cli = subprocess.run(
-        [sys.executable, "-m", "analysis", prefix, "--quiet", "--progress", "never",
-         "--out-dir", os.path.join(workdir, "out")],
-        cwd=REPO, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "analysis",
+            prefix,
+            "--quiet",
+            "--progress",
+            "never",
+            "--out-dir",
+            os.path.join(workdir, "out"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     cli_s = time.perf_counter() - started
     if cli.returncode != 0:
         raise SystemExit(f"bench: the command line failed ({cli.returncode}): {cli.stderr.strip()}")
     load_analyse_s = load_s + analyse_s
     return {
-        "records": records, "turns_file_mb": round(size / 1e6, 1),
-        "generate_s": round(generate_s, 3), "load_s": round(load_s, 3), "analyse_s": round(analyse_s, 3),
-        "load_analyse_s": round(load_analyse_s, 3), "html_s": round(html_s, 3),
-        "html_kb": round(len(page) / 1e3, 1), "cli_total_s": round(cli_s, 3),
-        "goal_load_analyse_s": GOAL_LOAD_ANALYSE_S, "goal_html_s": GOAL_HTML_S,
-        "load_analyse_ok": load_analyse_s < GOAL_LOAD_ANALYSE_S, "html_ok": html_s < GOAL_HTML_S,
+        "records": records,
+        "turns_file_mb": round(size / 1e6, 1),
+        "generate_s": round(generate_s, 3),
+        "load_s": round(load_s, 3),
+        "analyse_s": round(analyse_s, 3),
+        "load_analyse_s": round(load_analyse_s, 3),
+        "html_s": round(html_s, 3),
+        "html_kb": round(len(page) / 1e3, 1),
+        "cli_total_s": round(cli_s, 3),
+        "goal_load_analyse_s": GOAL_LOAD_ANALYSE_S,
+        "goal_html_s": GOAL_HTML_S,
+        "load_analyse_ok": load_analyse_s < GOAL_LOAD_ANALYSE_S,
+        "html_ok": html_s < GOAL_HTML_S,
         "roundtrip_p95_ms": summary["metrics"]["roundtrip"]["percentiles"]["p95"],
         "intent_accuracy": summary["intent"]["accuracy"],
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+        },
     }
 
 
@@ -149,13 +182,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", help="where the JSON goes (default bench/results/analysis[-smoke].json)")
     args = parser.parse_args(argv)
     records = 10_000 if args.smoke else args.records
-    output = args.output or str(REPO / "bench" / "results" / ("analysis-smoke.json" if args.smoke else "analysis.json"))
+    output = args.output or str(
+        REPO / "bench" / "results" / ("analysis-smoke.json" if args.smoke else "analysis.json")
+    )
     with tempfile.TemporaryDirectory(prefix="bench-analysis-") as workdir:
         result = bench(records, workdir)
-    for key in ("records", "turns_file_mb", "generate_s", "load_s", "analyse_s", "load_analyse_s", "html_s", "cli_total_s"):
+    for key in (
+        "records",
+        "turns_file_mb",
+        "generate_s",
+        "load_s",
+        "analyse_s",
+        "load_analyse_s",
+        "html_s",
+        "cli_total_s",
+    ):
         print(f"{key:>16}: {result[key]}")
-    print(f"load+analyse {'under' if result['load_analyse_ok'] else 'OVER'} the {GOAL_LOAD_ANALYSE_S:g} s goal; "
-          f"HTML {'under' if result['html_ok'] else 'OVER'} the {GOAL_HTML_S:g} s goal")
+    print(
+        f"load+analyse {'under' if result['load_analyse_ok'] else 'OVER'} the {GOAL_LOAD_ANALYSE_S:g} s goal; "
+        f"HTML {'under' if result['html_ok'] else 'OVER'} the {GOAL_HTML_S:g} s goal"
+    )
     os.makedirs(os.path.dirname(output), exist_ok=True)
     with open(output, "w", encoding="utf-8") as file:
         json.dump(result, file, indent=2)

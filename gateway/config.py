@@ -11,16 +11,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from gateway.faults import Faults, valid_close_code
 from voiceharness import guide
 from voiceharness.errors import UsageError
-
-from gateway.faults import Faults, valid_close_code
 
 DEFAULT_PORT = 7090
 DEFAULT_PIPELINE = "gateway.pipeline:VoicePipeline"
@@ -46,6 +46,7 @@ class GatewayConfig:
     pipeline: str = DEFAULT_PIPELINE
     executor: str = "process"  # "process" or "thread"
     workers: int = 2
+    worker_nice: int = 10
     fast_sink: bool = False
     fast_sink_intent: str = "GREETING"
     # the reply
@@ -71,7 +72,7 @@ def _positive_int(text: str) -> int:
 
 def _non_negative_float(text: str) -> float:
     value = float(text)
-    if value < 0 or value != value:
+    if value < 0 or math.isnan(value):
         raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
     return value
 
@@ -83,75 +84,195 @@ def build_parser() -> argparse.ArgumentParser:
         f"on {guide.WS_PATH_GATEWAY} and {guide.WS_PATH_BROWSER_TESTER}, with /healthz, /readyz and /metrics.",
     )
     net = parser.add_argument_group("network")
-    net.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
-    net.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port (default 7090; 0 picks a free one)")
-    net.add_argument("--ping-interval", type=_non_negative_float, default=guide.SERVER_PING_INTERVAL_S,
-                     metavar="S", help="server ping interval in seconds (default 5)")
-    net.add_argument("--ping-timeout", type=_non_negative_float, default=20.0, metavar="S",
-                     help="close a session whose pong is this late, seconds (default 20)")
-    net.add_argument("--max-message-bytes", type=_positive_int, default=1 << 20, metavar="N",
-                     help="largest WebSocket message accepted (default 1 MiB; bigger closes with 1009)")
-    net.add_argument("--queue-frames", type=_positive_int, default=guide.SESSION_QUEUE_FRAMES, metavar="N",
-                     help="per-session audio queue; when full the oldest frame is dropped (default 50)")
-    net.add_argument("--max-sessions", type=_positive_int, default=1000, metavar="N",
-                     help="above this many sessions /readyz says 503 and upgrades get 503 (default 1000)")
-    net.add_argument("--auth-token", default=os.environ.get("VOICEGW_AUTH_TOKEN", ""), metavar="TOKEN",
-                     help="require 'Authorization: Bearer TOKEN' or '?token=TOKEN' on the upgrade "
-                     "(default $VOICEGW_AUTH_TOKEN; empty: no auth)")
+    net.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)"
+    )
+    net.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="TCP port (default 7090; 0 picks a free one)"
+    )
+    net.add_argument(
+        "--ping-interval",
+        type=_non_negative_float,
+        default=guide.SERVER_PING_INTERVAL_S,
+        metavar="S",
+        help="server ping interval in seconds (default 5)",
+    )
+    net.add_argument(
+        "--ping-timeout",
+        type=_non_negative_float,
+        default=20.0,
+        metavar="S",
+        help="close a session whose pong is this late, seconds (default 20)",
+    )
+    net.add_argument(
+        "--max-message-bytes",
+        type=_positive_int,
+        default=1 << 20,
+        metavar="N",
+        help="largest WebSocket message accepted (default 1 MiB; bigger closes with 1009)",
+    )
+    net.add_argument(
+        "--queue-frames",
+        type=_positive_int,
+        default=guide.SESSION_QUEUE_FRAMES,
+        metavar="N",
+        help="per-session audio queue; when full the oldest frame is dropped (default 50)",
+    )
+    net.add_argument(
+        "--max-sessions",
+        type=_positive_int,
+        default=1000,
+        metavar="N",
+        help="above this many sessions /readyz says 503 and upgrades get 503 (default 1000)",
+    )
+    net.add_argument(
+        "--auth-token",
+        default=os.environ.get("VOICEGW_AUTH_TOKEN", ""),
+        metavar="TOKEN",
+        help="require 'Authorization: Bearer TOKEN' or '?token=TOKEN' on the upgrade "
+        "(default $VOICEGW_AUTH_TOKEN; empty: no auth)",
+    )
 
-    vad = parser.add_argument_group("end of utterance (energy VAD; an {\"type\":\"end\"} marker also ends one)")
-    vad.add_argument("--vad-silence-ms", type=_non_negative_float, default=500.0, metavar="MS",
-                     help="trailing silence that ends an utterance (default 500)")
-    vad.add_argument("--vad-min-speech-ms", type=_non_negative_float, default=100.0, metavar="MS",
-                     help="speech needed before an utterance starts, so clicks do not (default 100)")
-    vad.add_argument("--vad-max-utterance-ms", type=_non_negative_float, default=15_000.0, metavar="MS",
-                     help="an utterance is cut at this length (default 15000)")
-    vad.add_argument("--vad-threshold-db", type=_non_negative_float, default=12.0, metavar="DB",
-                     help="speech is this far above the tracked noise floor (default 12)")
+    vad = parser.add_argument_group('end of utterance (energy VAD; an {"type":"end"} marker also ends one)')
+    vad.add_argument(
+        "--vad-silence-ms",
+        type=_non_negative_float,
+        default=500.0,
+        metavar="MS",
+        help="trailing silence that ends an utterance (default 500)",
+    )
+    vad.add_argument(
+        "--vad-min-speech-ms",
+        type=_non_negative_float,
+        default=100.0,
+        metavar="MS",
+        help="speech needed before an utterance starts, so clicks do not (default 100)",
+    )
+    vad.add_argument(
+        "--vad-max-utterance-ms",
+        type=_non_negative_float,
+        default=15_000.0,
+        metavar="MS",
+        help="an utterance is cut at this length (default 15000)",
+    )
+    vad.add_argument(
+        "--vad-threshold-db",
+        type=_non_negative_float,
+        default=12.0,
+        metavar="DB",
+        help="speech is this far above the tracked noise floor (default 12)",
+    )
 
     pipe = parser.add_argument_group("speech pipeline")
-    pipe.add_argument("--pipeline", default=DEFAULT_PIPELINE, metavar="MODULE:CLASS",
-                      help=f"pipeline class, built with no arguments in each worker (default {DEFAULT_PIPELINE})")
-    pipe.add_argument("--executor", choices=("process", "thread"), default="process",
-                      help="where turns run off the event loop: worker processes (default; pocketsphinx "
-                      "holds the GIL while decoding) or threads")
-    pipe.add_argument("--workers", type=_positive_int, default=max(1, os.cpu_count() or 1), metavar="N",
-                      help="pipeline workers (default: the CPU count)")
-    pipe.add_argument("--fast-sink", action="store_true",
-                      help="benchmark mode: no recognition or synthesis; answer each utterance at once with "
-                      "fixed metadata and 100 ms of reply audio")
-    pipe.add_argument("--fast-sink-intent", default="GREETING", choices=guide.INTENTS,
-                      help="intent the fast sink answers (default GREETING)")
+    pipe.add_argument(
+        "--pipeline",
+        default=DEFAULT_PIPELINE,
+        metavar="MODULE:CLASS",
+        help=f"pipeline class, built with no arguments in each worker (default {DEFAULT_PIPELINE})",
+    )
+    pipe.add_argument(
+        "--executor",
+        choices=("process", "thread"),
+        default="process",
+        help="where turns run off the event loop: worker processes (default; pocketsphinx "
+        "holds the GIL while decoding) or threads",
+    )
+    pipe.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=max(1, os.cpu_count() or 1),
+        metavar="N",
+        help="pipeline workers (default: the CPU count)",
+    )
+    pipe.add_argument(
+        "--worker-nice",
+        type=int,
+        default=10,
+        choices=range(20),
+        metavar="0-19",
+        help="niceness of worker processes, so the event loop wins the CPU when it wakes (default 10)",
+    )
+    pipe.add_argument(
+        "--fast-sink",
+        action="store_true",
+        help="benchmark mode: no recognition or synthesis; answer each utterance at once with "
+        "fixed metadata and 100 ms of reply audio",
+    )
+    pipe.add_argument(
+        "--fast-sink-intent",
+        default="GREETING",
+        choices=guide.INTENTS,
+        help="intent the fast sink answers (default GREETING)",
+    )
 
     reply = parser.add_argument_group("reply format")
     reply.add_argument("--reply-wav", action="store_true", help="send the reply audio as one WAV message")
-    reply.add_argument("--no-reply-end", action="store_true", help='send no {"type":"reply_end"} after a reply')
-    reply.add_argument("--json-text-frames", action="store_true",
-                       help="send JSON in text frames (default: binary frames holding UTF-8 JSON, as the "
-                       "browser tester reads them)")
-    reply.add_argument("--reply-chunk-bytes", type=_positive_int, default=guide.CHUNK_BYTES, metavar="N",
-                       help=f"bytes per reply audio frame (default {guide.CHUNK_BYTES})")
+    reply.add_argument(
+        "--no-reply-end", action="store_true", help='send no {"type":"reply_end"} after a reply'
+    )
+    reply.add_argument(
+        "--json-text-frames",
+        action="store_true",
+        help="send JSON in text frames (default: binary frames holding UTF-8 JSON, as the "
+        "browser tester reads them)",
+    )
+    reply.add_argument(
+        "--reply-chunk-bytes",
+        type=_positive_int,
+        default=guide.CHUNK_BYTES,
+        metavar="N",
+        help=f"bytes per reply audio frame (default {guide.CHUNK_BYTES})",
+    )
 
     faults = parser.add_argument_group("fault switches (for tests)")
-    faults.add_argument("--fault-delay-ms", type=_non_negative_float, default=0.0, metavar="N",
-                        help="added delay before every reply")
+    faults.add_argument(
+        "--fault-delay-ms",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="N",
+        help="added delay before every reply",
+    )
     faults.add_argument("--fault-no-audio", action="store_true", help="TTS down: metadata, no reply audio")
-    faults.add_argument("--fault-wrong-intent", nargs="?", const="", default=None, metavar="INTENT",
-                        help="answer a wrong intent (the next one in the NLU contract's list), or INTENT "
-                        "forced on the pipeline")
-    faults.add_argument("--fault-close-after-frames", type=_positive_int, default=0, metavar="N",
-                        help="close each session after N audio frames")
-    faults.add_argument("--fault-close-code", type=int, default=1011, metavar="C",
-                        help="close code for --fault-close-after-frames (default 1011; 1006 drops the TCP "
-                        "link without a close frame)")
-    faults.add_argument("--fault-refuse-status", type=int, default=0, metavar="S",
-                        help="refuse every WebSocket upgrade with HTTP status S")
+    faults.add_argument(
+        "--fault-wrong-intent",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="INTENT",
+        help="answer a wrong intent (the next one in the NLU contract's list), or INTENT "
+        "forced on the pipeline",
+    )
+    faults.add_argument(
+        "--fault-close-after-frames",
+        type=_positive_int,
+        default=0,
+        metavar="N",
+        help="close each session after N audio frames",
+    )
+    faults.add_argument(
+        "--fault-close-code",
+        type=int,
+        default=1011,
+        metavar="C",
+        help="close code for --fault-close-after-frames (default 1011; 1006 drops the TCP "
+        "link without a close frame)",
+    )
+    faults.add_argument(
+        "--fault-refuse-status",
+        type=int,
+        default=0,
+        metavar="S",
+        help="refuse every WebSocket upgrade with HTTP status S",
+    )
 
     logs = parser.add_argument_group("logs")
     logs.add_argument("--log-json", action="store_true", help="one JSON object per line instead of key=value")
     logs.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
-    logs.add_argument("--redact-transcripts", action="store_true",
-                      help="log transcripts and reply texts as their length only")
+    logs.add_argument(
+        "--redact-transcripts",
+        action="store_true",
+        help="log transcripts and reply texts as their length only",
+    )
     return parser
 
 
@@ -164,7 +285,9 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
             f"--fault-close-code {args.fault_close_code} cannot be sent; use 1000-1003, 1006 (drop), 1007-1014 or 3000-4999"
         )
     if args.fault_refuse_status and not 300 <= args.fault_refuse_status <= 599:
-        raise UsageError(f"--fault-refuse-status must be an HTTP status 300-599, got {args.fault_refuse_status}")
+        raise UsageError(
+            f"--fault-refuse-status must be an HTTP status 300-599, got {args.fault_refuse_status}"
+        )
     forced = args.fault_wrong_intent or ""
     if forced and forced not in guide.INTENTS:
         raise UsageError(f"--fault-wrong-intent {forced!r} is not one of {', '.join(guide.INTENTS)}")
@@ -194,6 +317,7 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
         pipeline=args.pipeline,
         executor=args.executor,
         workers=args.workers,
+        worker_nice=args.worker_nice,
         fast_sink=args.fast_sink,
         fast_sink_intent=args.fast_sink_intent,
         reply_wav=args.reply_wav,
@@ -234,7 +358,11 @@ class KeyValueFormatter(logging.Formatter):
     """``ts=... level=info event=turn session=... intent=GREETING`` — one line per event."""
 
     def format(self, record: logging.LogRecord) -> str:
-        parts = [f"ts={_timestamp(record)}", f"level={record.levelname.lower()}", f"event={_kv(record.getMessage())}"]
+        parts = [
+            f"ts={_timestamp(record)}",
+            f"level={record.levelname.lower()}",
+            f"event={_kv(record.getMessage())}",
+        ]
         if record.name != "gateway":
             parts.append(f"logger={record.name}")
         parts.extend(f"{key}={_kv(value)}" for key, value in _fields(record).items())
@@ -245,7 +373,11 @@ class KeyValueFormatter(logging.Formatter):
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        data: dict[str, object] = {"ts": _timestamp(record), "level": record.levelname.lower(), "event": record.getMessage()}
+        data: dict[str, object] = {
+            "ts": _timestamp(record),
+            "level": record.levelname.lower(),
+            "event": record.getMessage(),
+        }
         if record.name != "gateway":
             data["logger"] = record.name
         data.update(_fields(record))
@@ -271,4 +403,6 @@ def configure_logging(config: GatewayConfig, stream=None) -> None:
     root.setLevel(config.log_level)
     # websockets logs every refused or malformed handshake at INFO/ERROR with a traceback;
     # the gateway logs upgrades itself.
-    logging.getLogger("websockets").setLevel(logging.WARNING if config.log_level != "DEBUG" else logging.DEBUG)
+    logging.getLogger("websockets").setLevel(
+        logging.WARNING if config.log_level != "DEBUG" else logging.DEBUG
+    )

@@ -7,8 +7,8 @@ Times are histograms in seconds, as Prometheus names them (``*_seconds``).
 
 from __future__ import annotations
 
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE  # noqa: N811 (re-exported name)
 from prometheus_client.process_collector import ProcessCollector
 
 __all__ = ["CONTENT_TYPE", "GatewayMetrics"]
@@ -30,14 +30,22 @@ class GatewayMetrics:
             "voicegw_upgrades_refused", "WebSocket upgrades refused, by HTTP status", ["status"], registry=r
         )
         self.protocol_errors = Counter(
-            "voicegw_protocol_errors", "Sessions closed for a protocol error, by close code", ["code"], registry=r
+            "voicegw_protocol_errors",
+            "Sessions closed for a protocol error, by close code",
+            ["code"],
+            registry=r,
         )
         self.frames_received = Counter("voicegw_audio_frames_received", "PCM16 frames received", registry=r)
         self.queue_drops = Counter(
-            "voicegw_queue_dropped_frames", "Audio frames dropped from a full session queue (oldest first)", registry=r
+            "voicegw_queue_dropped_frames",
+            "Audio frames dropped from a full session queue (oldest first)",
+            registry=r,
         )
         self.utterances = Counter(
-            "voicegw_utterances", "Utterances ended, by reason (silence, marker, max_length)", ["reason"], registry=r
+            "voicegw_utterances",
+            "Utterances ended, by reason (silence, marker, max_length)",
+            ["reason"],
+            registry=r,
         )
         self.turns = Counter("voicegw_turns", "Replies sent, by intent", ["intent"], registry=r)
         self.turn_errors = Counter("voicegw_turn_errors", "Turns whose pipeline call failed", registry=r)
@@ -55,7 +63,9 @@ class GatewayMetrics:
             registry=r,
         )
         self.loop_lag_max_seconds = Gauge(
-            "voicegw_event_loop_lag_max_seconds", "Largest event-loop lag since the gateway started", registry=r
+            "voicegw_event_loop_lag_max_seconds",
+            "Largest event-loop lag since the gateway started",
+            registry=r,
         )
         self.ready = Gauge("voicegw_ready", "1 when /readyz answers 200", registry=r)
         for stage in STAGES:  # so every stage shows in /metrics before the first turn

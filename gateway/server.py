@@ -39,13 +39,17 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import numpy as np
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from gateway.config import GatewayConfig
+from gateway.endpointer import Endpointer, Utterance
+from gateway.faults import CLOSE_ABORT, wrong_intent_for
+from gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from voiceharness import guide
 from voiceharness.protocol import (
     AudioReceived,
@@ -55,11 +59,6 @@ from voiceharness.protocol import (
     ServerSession,
     reply_messages,
 )
-
-from gateway.config import GatewayConfig
-from gateway.endpointer import Endpointer, Utterance
-from gateway.faults import CLOSE_ABORT, wrong_intent_for
-from gateway.metrics import CONTENT_TYPE, GatewayMetrics
 
 log = logging.getLogger("gateway")
 
@@ -93,7 +92,9 @@ class TurnResultLike(Protocol):
 
 class Runner(Protocol):
     async def start(self) -> None: ...
-    async def process(self, pcm: bytes, *, forced_intent: str | None, tts_enabled: bool) -> TurnResultLike: ...
+    async def process(
+        self, pcm: bytes, *, forced_intent: str | None, tts_enabled: bool
+    ) -> TurnResultLike: ...
     def shutdown(self) -> None: ...
 
 
@@ -108,12 +109,14 @@ def load_factory(spec: str) -> Callable[[], Any]:
 _worker_pipeline: Any = None
 
 
-def _init_worker(spec: str) -> None:
+def _init_worker(spec: str, nice: int) -> None:
     """Runs once in each worker process: ignore Ctrl-C (the parent shuts us down), yield CPU to the loop, load."""
     global _worker_pipeline
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        os.nice(5)  # the event loop's process must win the CPU when it wakes, or lag grows
+        # Workers are CPU-bound; the event loop's process must win the CPU the moment it
+        # wakes, or every session's loop lag grows while recognition runs.
+        os.nice(nice)
     except OSError:
         pass
     _worker_pipeline = load_factory(spec)()
@@ -130,7 +133,7 @@ def _worker_ready() -> int:
 class ProcessRunner:
     """The pipeline in worker processes, one pipeline per process, built by ``spec``."""
 
-    def __init__(self, spec: str, workers: int) -> None:
+    def __init__(self, spec: str, workers: int, *, nice: int = 10) -> None:
         self.spec = spec
         self.workers = workers
         # spawn, not fork: the parent runs an event loop and threads that must not be copied.
@@ -138,13 +141,17 @@ class ProcessRunner:
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(spec,),
+            initargs=(spec, nice),
         )
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        # Import once here first: a wrong spec then fails with its own error, not BrokenProcessPool.
+        await asyncio.to_thread(load_factory, self.spec)
         # One call per worker makes the pool start them all and load the model in each.
-        pids = await asyncio.gather(*(loop.run_in_executor(self._executor, _worker_ready) for _ in range(self.workers)))
+        pids = await asyncio.gather(
+            *(loop.run_in_executor(self._executor, _worker_ready) for _ in range(self.workers))
+        )
         _event(logging.DEBUG, "workers_started", pids=",".join(map(str, sorted(set(pids)))))
 
     async def process(self, pcm: bytes, *, forced_intent: str | None, tts_enabled: bool) -> TurnResultLike:
@@ -163,7 +170,9 @@ class ThreadRunner:
     def __init__(self, pipeline: Any = None, *, spec: str = "", workers: int = 4) -> None:
         self._pipeline = pipeline
         self._spec = spec
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pipeline")
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="pipeline"
+        )
 
     async def start(self) -> None:
         if self._pipeline is None:
@@ -173,7 +182,11 @@ class ThreadRunner:
     async def process(self, pcm: bytes, *, forced_intent: str | None, tts_enabled: bool) -> TurnResultLike:
         loop = asyncio.get_running_loop()
         call = functools.partial(
-            self._pipeline.process, pcm, guide.SAMPLE_RATE_HZ, forced_intent=forced_intent, tts_enabled=tts_enabled
+            self._pipeline.process,
+            pcm,
+            guide.SAMPLE_RATE_HZ,
+            forced_intent=forced_intent,
+            tts_enabled=tts_enabled,
         )
         return await loop.run_in_executor(self._executor, call)
 
@@ -235,7 +248,7 @@ def make_runner(config: GatewayConfig, pipeline: Any = None) -> Runner:
         return FastSinkRunner(config.fast_sink_intent)
     if config.executor == "thread":
         return ThreadRunner(spec=config.pipeline, workers=config.workers)
-    return ProcessRunner(config.pipeline, config.workers)
+    return ProcessRunner(config.pipeline, config.workers, nice=config.worker_nice)
 
 
 # ----------------------------------------------------------------------------- the queue
@@ -254,6 +267,7 @@ class _FrameQueue:
         self.max_items = max_items
         self._items: deque[object] = deque()
         self._ready = asyncio.Event()
+        self._load_failed = False
 
     def __len__(self) -> int:
         return len(self._items)
@@ -328,7 +342,7 @@ class _Session:
                     await assembler
                 except (asyncio.CancelledError, ConnectionClosed):
                     pass
-                except Exception:
+                except Exception:  # noqa: BLE001 (logged; the session ends either way)
                     self._event(logging.ERROR, "assembler_failed", exc_info=True)
             self.protocol.close()
             received = self.ws.protocol.close_rcvd.code if self.ws.protocol.close_rcvd else None
@@ -353,7 +367,9 @@ class _Session:
             return False
         for event in self.protocol.receive(first):
             if isinstance(event, ProtocolError):
-                _event(logging.WARNING, "header_rejected", peer=peer, code=event.close_code, reason=event.reason)
+                _event(
+                    logging.WARNING, "header_rejected", peer=peer, code=event.close_code, reason=event.reason
+                )
                 self.metrics.protocol_errors.labels(str(event.close_code)).inc()
                 await self._close(event.close_code, event.reason)
                 return False
@@ -395,7 +411,9 @@ class _Session:
         self.metrics.queue_drops.inc()
         # The first drop and then every 50th: a slow pipeline must not also flood the log.
         if self.dropped == 1 or self.dropped % 50 == 0:
-            self._event(logging.WARNING, "queue_drop", dropped=self.dropped, queue_frames=self.queue.max_items)
+            self._event(
+                logging.WARNING, "queue_drop", dropped=self.dropped, queue_frames=self.queue.max_items
+            )
 
     async def _fault_close(self) -> None:
         code = self.config.faults.close_code
@@ -412,6 +430,16 @@ class _Session:
 
     # -- the assembler: endpointing and turns, one at a time per session
     async def _assemble(self) -> None:
+        try:
+            await self._assemble_forever()
+        except (asyncio.CancelledError, ConnectionClosed):
+            raise
+        except Exception:  # noqa: BLE001 (any bug: logged, then the session is closed)
+            # A bug here must not leave a deaf session behind: say so and close.
+            self._event(logging.ERROR, "assembler_failed", exc_info=True)
+            await self._close(1011, "internal error in the gateway")
+
+    async def _assemble_forever(self) -> None:
         while True:
             item = await self.queue.get()
             if item is _END:
@@ -440,14 +468,14 @@ class _Session:
             speech_ms=round(utterance.speech_ms),
         )
         faults = self.config.faults
-        await self.gateway.wait_ready()
         try:
+            await self.gateway.wait_ready()
             result = await self.gateway.runner.process(
                 utterance.pcm,
                 forced_intent=faults.wrong_intent_forced or None,
                 tts_enabled=not faults.no_audio,
             )
-        except Exception as error:  # one bad turn must not end the session
+        except Exception as error:  # noqa: BLE001 (one bad turn must not end the session)
             self.metrics.turn_errors.inc()
             self._event(logging.ERROR, "turn_failed", turn=turn, error=f"{type(error).__name__}: {error}")
             return
@@ -508,7 +536,9 @@ class Gateway:
     ``config.executor == "thread"``), or the fast sink answers (``config.fast_sink``).
     """
 
-    def __init__(self, config: GatewayConfig, *, pipeline: Any = None, metrics: GatewayMetrics | None = None) -> None:
+    def __init__(
+        self, config: GatewayConfig, *, pipeline: Any = None, metrics: GatewayMetrics | None = None
+    ) -> None:
         self.config = config
         self.metrics = metrics or GatewayMetrics()
         self.runner = make_runner(config, pipeline)
@@ -516,6 +546,7 @@ class Gateway:
         self._server: Server | None = None
         self._sessions = 0
         self._ready = asyncio.Event()
+        self._load_failed = False
         self._not_ready_reason = "model loading"
         self._closing = False
         self._tasks: list[asyncio.Task[None]] = []
@@ -551,9 +582,11 @@ class Gateway:
         started = time.perf_counter()
         try:
             await self.runner.start()
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 (reported by /readyz and the log)
             self._not_ready_reason = f"model failed to load: {type(error).__name__}: {error}"[:200]
             _event(logging.ERROR, "model_failed", error=self._not_ready_reason, exc_info=True)
+            self._load_failed = True
+            self._ready.set()  # wake waiting turns, which then fail
             return
         self._not_ready_reason = ""
         self._ready.set()
@@ -564,6 +597,8 @@ class Gateway:
         """Wait for the model; a turn that arrives while it loads is answered late, not refused."""
         if not self._ready.is_set():
             await self._ready.wait()
+        if self._load_failed:
+            raise RuntimeError(self._not_ready_reason)
 
     @property
     def port(self) -> int:
@@ -576,7 +611,9 @@ class Gateway:
             return
         self._closing = True
         self.metrics.ready.set(0)
-        _event(logging.INFO, "shutdown", sessions=self._sessions, loop_lag_max_ms=round(self.loop_lag_max_ms, 1))
+        _event(
+            logging.INFO, "shutdown", sessions=self._sessions, loop_lag_max_ms=round(self.loop_lag_max_ms, 1)
+        )
         if self._server is not None:
             self._server.close(close_connections=True, code=code, reason=reason)
 
@@ -588,7 +625,7 @@ class Gateway:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.runner.shutdown()
 
-    async def __aenter__(self) -> Gateway:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -603,6 +640,8 @@ class Gateway:
             return "shutting down"
         if self._not_ready_reason:
             return self._not_ready_reason
+        if not self._ready.is_set():
+            return "model loading"
         if self._sessions >= self.config.max_sessions:
             return f"shedding load: {self._sessions} sessions, limit {self.config.max_sessions}"
         return ""
@@ -627,9 +666,15 @@ class Gateway:
             response.headers["Content-Length"] = str(len(response.body))
             return response
         if path not in self.config.ws_paths:
-            return self._refuse(connection, HTTPStatus.NOT_FOUND, f"no WebSocket at {path}; use {' or '.join(self.config.ws_paths)}")
+            return self._refuse(
+                connection,
+                HTTPStatus.NOT_FOUND,
+                f"no WebSocket at {path}; use {' or '.join(self.config.ws_paths)}",
+            )
         if self.config.faults.refuse_status:
-            return self._refuse(connection, self.config.faults.refuse_status, "fault: upgrade refused on purpose")
+            return self._refuse(
+                connection, self.config.faults.refuse_status, "fault: upgrade refused on purpose"
+            )
         if self.config.auth_token and not self._authorized(request, url.query):
             response = self._refuse(connection, HTTPStatus.UNAUTHORIZED, "missing or wrong token")
             response.headers["WWW-Authenticate"] = 'Bearer realm="voice-gateway"'

@@ -43,7 +43,7 @@ from voiceharness.logbook import Logbook
 from voiceharness.settings import backoff_ms
 from voiceharness.turns import TurnRecord
 
-from locustfiles import voice_options, voice_records, voice_resources
+from locustfiles import voice_options, voice_records, voice_resources, voice_run_status
 from locustfiles.voice_connection import VoiceConnection
 
 log = logging.getLogger("voice")
@@ -77,7 +77,8 @@ def _on_init(environment, **_kwargs) -> None:
         _Process.config = config
         if not isinstance(environment.runner, MasterRunner):
             # Load and validate the corpus before any user starts: a bad file fails the run now.
-            _Process.corpus = load_corpus(select=config.utterances or "kind:clean,kind:unknown")
+            _Process.corpus = load_corpus(config.corpus_manifest or None,
+                                          select=config.utterances or "kind:clean,kind:unknown")
             basic = [u for u in _Process.corpus if u.text.lower() == BASIC_UTTERANCE_TEXT]
             _Process.basic = basic or [u for u in _Process.corpus if u.expected_intent == "GREETING"]
     except HarnessError as error:
@@ -94,7 +95,9 @@ def _on_init(environment, **_kwargs) -> None:
         environment, config.settings, voice_records.WORKER_NAME,
         f"{prefix}_resources.csv" if prefix else None,
     )
-    voice_records.install(environment, config.turns_file, monitor.rows)
+    turn_sink = voice_records.install(environment, config.turns_file, monitor.rows)
+    voice_run_status.install(environment, csv_prefix=prefix, turns_file=config.turns_file,
+                             records=lambda: turn_sink.received)
     _Process.logbook.info(f"Voice harness: {config.settings.describe()}, pace {config.pace}, "
                           f"end marker {'on' if config.end_marker else 'off'}", echo=True)
 
@@ -130,6 +133,7 @@ class VoiceUser(User):
         self.pending_connect_ms = math.nan
         self.current_scenario = ""
         self.current_pace = self.config.pace
+        self._open_turn: tuple | None = None  # (utterance, scenario, pace, started_wall) until recorded
 
     def _shuffled(self, corpus) -> list:
         items = list(corpus)
@@ -205,6 +209,9 @@ class VoiceUser(User):
         pace = pace or self.config.pace
         started_wall = time.time()
         self.turn_done = gevent.event.AsyncResult()
+        # From here on the turn ends in exactly one record: _finish, or on_stop if the run ends first.
+        voice_run_status.turn_started()
+        self._open_turn = (utterance, scenario, pace, started_wall)
         self.current_scenario, self.current_pace = scenario, pace
         self._current_utterance = utterance
         try:
@@ -310,6 +317,7 @@ class VoiceUser(User):
 
     def _finish(self, record: TurnRecord) -> None:
         """Report one ended turn: Locust events, the log, the turns file."""
+        self._open_turn = None
         self.turn_index += 1
         voice_records.sink().add(record)
         if record.failure == RUN_STOPPED:
@@ -350,17 +358,27 @@ class VoiceUser(User):
                  exception=None if record.reply_complete else VoiceFailure("reply incomplete"), context={})
 
     def on_stop(self) -> None:
+        """The user is stopped (run end, Ctrl-C, worker quit): record the turn in progress, close."""
         connection = self.connection
+        open_turn = getattr(self, "_open_turn", None)
+        if open_turn is not None:
+            utterance, scenario, pace, started_wall = open_turn
+            record = None
+            if connection is not None:
+                for event in connection.session.abandon_turn(time.monotonic(), RUN_STOPPED,
+                                                             "the run ended during the turn"):
+                    if isinstance(event, protocol.TurnEnded):
+                        record = event.record
+            if record is None and self.turn_done.ready():
+                record = self.turn_done.get()  # it had ended on its own (a drop, say) but was not reported yet
+            if record is None:  # stopped while connecting, before the session had a turn
+                record = self._base_record(utterance, scenario, pace, started_wall)
+                record.failure, record.failure_detail = RUN_STOPPED, "the run ended while connecting"
+            if connection is not None:
+                self._fill(record, utterance, scenario, pace, started_wall, connection)
+            self._finish(record)
         if connection is None:
             return
-        events_ = connection.session.abandon_turn(time.monotonic(), RUN_STOPPED, "the run ended during the turn")
-        for event in events_:
-            if isinstance(event, protocol.TurnEnded):
-                record = event.record
-                utterance = getattr(self, "_current_utterance", None)
-                if utterance is not None:
-                    self._fill(record, utterance, self.current_scenario, self.current_pace, time.time(), connection)
-                self._finish(record)
         connection.close(protocol.CLOSE_GOING_AWAY, "user stopped")
         self.connection = None
 

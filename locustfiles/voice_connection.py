@@ -34,6 +34,38 @@ log = logging.getLogger("voice.connection")
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
+class MessageTooBig(websocket.WebSocketException):
+    """A frame header announced more than the message cap; its payload was not read."""
+
+
+class _CappedFrameBuffer(websocket.frame_buffer):
+    """websocket-client's frame reader, refusing a message whose announced length is over the cap.
+
+    websocket-client reads a whole frame (and joins fragments) before handing it over, so a
+    check after ``recv_data_frame`` comes after the memory is spent. The length sits in the
+    frame header, read before the payload: checking it there bounds memory by the cap. Data
+    frames of one fragmented message are summed; control frames are capped at 125 bytes by
+    the RFC and left alone.
+    """
+
+    def __init__(self, recv_fn, skip_utf8_validation: bool, max_bytes: int) -> None:
+        super().__init__(recv_fn, skip_utf8_validation)
+        self.max_bytes = max_bytes
+        self.message_bytes = 0
+
+    def recv_length(self) -> None:
+        super().recv_length()
+        opcode = self.header[4] if self.header else None
+        if opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
+            self.message_bytes = self.length or 0
+        elif opcode == websocket.ABNF.OPCODE_CONT:
+            self.message_bytes += self.length or 0
+        else:
+            return
+        if self.message_bytes > self.max_bytes:
+            raise MessageTooBig(f"message of {self.message_bytes} bytes announced, over the {self.max_bytes}-byte cap")
+
+
 @dataclass(frozen=True)
 class ConnectOptions:
     connect_timeout_s: float = 5.0
@@ -91,6 +123,7 @@ class VoiceConnection:
         if self.settings.auth_token:
             headers.append(f"Authorization: Bearer {self.settings.auth_token}")
         ws = websocket.WebSocket(sslopt=_sslopt(self.options), enable_multithread=True, skip_utf8_validation=False)
+        ws.frame_buffer = _CappedFrameBuffer(ws.frame_buffer.recv, False, MAX_MESSAGE_BYTES)
         started = time.monotonic()
         try:
             ws.connect(
@@ -148,6 +181,7 @@ class VoiceConnection:
         assert ws is not None
         code: int | None = None
         reason = ""
+        failure = ""  # set when the gateway broke the WebSocket protocol and we close for it
         try:
             while True:
                 opcode, frame = ws.recv_data_frame(True)
@@ -164,21 +198,22 @@ class VoiceConnection:
                     self.session.frame_received(now)
                     continue
                 data = frame.data
-                if len(data) > MAX_MESSAGE_BYTES:
-                    code, reason = protocol.CLOSE_MESSAGE_TOO_BIG, f"message of {len(data)} bytes over the cap"
-                    self._send_close(code, "message too big")
-                    break
                 if opcode == websocket.ABNF.OPCODE_TEXT:
                     message: protocol.Message = data.decode("utf-8") if isinstance(data, bytes) else data
                 else:
                     message = data
                 for event in self.session.receive(message, now):
                     self.on_event(event)
-        except websocket.WebSocketPayloadException as error:
+        except MessageTooBig as error:
+            code, reason, failure = protocol.CLOSE_MESSAGE_TOO_BIG, str(error), "gateway_protocol"
+            self._send_close(code, "message too big")
+        except (websocket.WebSocketPayloadException, UnicodeDecodeError) as error:
             code, reason = protocol.CLOSE_INVALID_PAYLOAD, f"invalid payload from the gateway: {error}"
+            failure = "gateway_protocol"
             self._send_close(code, "invalid payload")
         except websocket.WebSocketProtocolException as error:
             code, reason = protocol.CLOSE_PROTOCOL_ERROR, f"WebSocket protocol error from the gateway: {error}"
+            failure = "gateway_protocol"
             self._send_close(code, "protocol error")
         except (websocket.WebSocketConnectionClosedException, OSError) as error:
             reason = reason or f"connection lost: {error or type(error).__name__}"
@@ -189,7 +224,7 @@ class VoiceConnection:
             log.exception("reader of %s failed", self.session.header.session_id)
             reason = f"harness reader failed: {error!r}"
         finally:
-            self._lost(code, reason)
+            self._lost(code, reason, failure=failure)
 
     def _ping_loop(self) -> None:
         interval = self.options.ping_interval_s
@@ -220,14 +255,19 @@ class VoiceConnection:
         except Exception:
             pass
 
-    def _lost(self, code: int | None, reason: str, *, dead: bool = False) -> None:
+    def _lost(self, code: int | None, reason: str, *, dead: bool = False, failure: str = "") -> None:
+        """The connection is over. ``failure`` (or ``dead``) names the turn's diagnosis when we
+        closed because of the gateway, instead of the generic "connection dropped"."""
         if self.closed.is_set():
             return
         self.close_code, self.close_reason = code, reason
         self.closed.set()
         now = time.monotonic()
-        if dead:
-            events = self.session.abandon_turn(now, "dead_link", reason)
+        if dead or failure:
+            events = self.session.abandon_turn(now, "dead_link" if dead else failure, reason)
+            for event in events:
+                if isinstance(event, protocol.TurnEnded):
+                    event.record.close_code = code
             self.session.connection_lost(now, code, reason)
         else:
             events = self.session.connection_lost(now, code, reason)

@@ -29,9 +29,17 @@ UTTERANCES = (
 
 
 def make_records(
-    n: int = 400, *, seed: int = 7, roundtrip_ms: float | None = None, wrong_share: float = 0.05,
-    fail_share: float = 0.03, reconnections_max: int = 2, start: float = 1_700_000_000.0,
-    workers: int = 2, users: int = 10, lateness_ms: float = 1.5,
+    n: int = 400,
+    *,
+    seed: int = 7,
+    roundtrip_ms: float | None = None,
+    wrong_share: float = 0.05,
+    fail_share: float = 0.03,
+    reconnections_max: int = 2,
+    start: float = 1_700_000_000.0,
+    workers: int = 2,
+    users: int = 10,
+    lateness_ms: float = 1.5,
 ) -> list[TurnRecord]:
     """Realistic turn records: lognormal roundtrips, a few wrong intents and failed turns."""
     rng = random.Random(seed)
@@ -44,15 +52,34 @@ def make_records(
         intent = expected if not wrong else ("UNKNOWN" if expected != "ECHO" else "GREETING")
         rt = roundtrip_ms if roundtrip_ms is not None else rng.lognormvariate(math.log(180), 0.5)
         record = TurnRecord(
-            timestamp=start + i * 0.05, worker=f"host:{100 + user % workers}", user=user,
-            connection_id=f"c{user}", turn_index=i // users, scenario="basic", utterance_id=utterance,
-            expected_intent=expected, intent=intent, confidence=0.9, transcript="hello, \"jarvis\"",
-            success=not failed and not wrong, failure="wrong_intent" if wrong else "",
-            connect_ms=rng.uniform(2, 20), roundtrip_ms=rt, intent_ms=rt * 0.6, reply_ms=rt + 900,
-            ping_ms=rng.uniform(5, 80), speech_ms=1600.0, chunks_sent=rng.randint(30, 220),
-            chunks_received=rng.randint(10, 40), reply_audio_bytes=64000, reply_complete=True,
-            reconnections=min(reconnections_max, i // (n // (reconnections_max + 1) or 1)) if user == 0 else 0,
-            send_lateness_p99_ms=rng.uniform(0.2, lateness_ms), send_lateness_max_ms=lateness_ms * 2,
+            timestamp=start + i * 0.05,
+            worker=f"host:{100 + user % workers}",
+            user=user,
+            connection_id=f"c{user}",
+            turn_index=i // users,
+            scenario="basic",
+            utterance_id=utterance,
+            expected_intent=expected,
+            intent=intent,
+            confidence=0.9,
+            transcript='hello, "jarvis"',
+            success=not failed and not wrong,
+            failure="wrong_intent" if wrong else "",
+            connect_ms=rng.uniform(2, 20),
+            roundtrip_ms=rt,
+            intent_ms=rt * 0.6,
+            reply_ms=rt + 900,
+            ping_ms=rng.uniform(5, 80),
+            speech_ms=1600.0,
+            chunks_sent=rng.randint(30, 220),
+            chunks_received=rng.randint(10, 40),
+            reply_audio_bytes=64000,
+            reply_complete=True,
+            reconnections=min(reconnections_max, i // (n // (reconnections_max + 1) or 1))
+            if user == 0
+            else 0,
+            send_lateness_p99_ms=rng.uniform(0.2, lateness_ms),
+            send_lateness_max_ms=lateness_ms * 2,
         )
         if failed:
             record.success = False
@@ -76,7 +103,7 @@ def write_turns(prefix: str | os.PathLike[str], records: list[TurnRecord]) -> st
 
 
 LOCUSTFILE = textwrap.dedent(
-    '''
+    """
     import random
     from locust import User, constant, task
 
@@ -101,7 +128,7 @@ LOCUSTFILE = textwrap.dedent(
                  response_length=0, exception=None, context={})
             if random.random() < 0.02:
                 raise ValueError("boom in user code")
-    '''
+    """
 )
 
 
@@ -114,9 +141,30 @@ def run_locust(directory: Path, name: str = "run", seconds: int = 3) -> str:
     locust = Path(PYTHON).with_name("locust")
     # Locust exits 1 when requests failed, which this locustfile makes some do on purpose.
     result = subprocess.run(
-        [str(locust), "-f", str(locustfile), "--headless", "-u", "4", "-r", "4", "-t", f"{seconds}s",
-         "--csv", str(prefix), "--only-summary", "--loglevel", "ERROR", "--exit-code-on-error", "0"],
-        cwd=directory, capture_output=True, text=True, timeout=120,
+        [
+            str(locust),
+            "-f",
+            str(locustfile),
+            "--headless",
+            "-u",
+            "4",
+            "-r",
+            "4",
+            "-t",
+            f"{seconds}s",
+            "--csv",
+            str(prefix),
+            "--only-summary",
+            "--loglevel",
+            "ERROR",
+            "--exit-code-on-error",
+            "0",
+        ],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
     if result.returncode != 0 or not Path(f"{prefix}_stats.csv").exists():
         raise RuntimeError(f"locust failed ({result.returncode}): {result.stderr[-2000:]}")
@@ -140,10 +188,12 @@ def copy_run(prefix: str, directory: Path, name: str = "run") -> str:
     source = Path(prefix)
     directory.mkdir(parents=True, exist_ok=True)
     for path in source.parent.glob(source.name + "_*.csv"):
-        shutil.copy(path, directory / (name + path.name[len(source.name):]))
+        shutil.copy(path, directory / (name + path.name[len(source.name) :]))
     return str(directory / name)
 
 
 def analysis_command(*args: str) -> subprocess.CompletedProcess:
     """``python -m analysis ARGS`` from the repository root."""
-    return subprocess.run([PYTHON, "-m", "analysis", *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [PYTHON, "-m", "analysis", *args], cwd=REPO, capture_output=True, text=True, check=False, timeout=300
+    )

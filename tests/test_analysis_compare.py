@@ -13,7 +13,9 @@ def summary_for(tmp_path, name, roundtrip_ms, wrong_share=0.0):
 
 
 def test_a_slower_candidate_is_worse_and_changes_band(tmp_path):
-    result = compare.compare(summary_for(tmp_path, "base", 400.0), summary_for(tmp_path, "cand", 600.0, wrong_share=0.1))
+    result = compare.compare(
+        summary_for(tmp_path, "base", 400.0), summary_for(tmp_path, "cand", 600.0, wrong_share=0.1)
+    )
     row = next(r for r in result["rows"] if r["metric"] == "roundtrip" and r["stat"] == "p95")
     assert row["baseline"] == 400.0 and row["candidate"] == 600.0
     assert row["delta"] == 200.0 and row["delta_pct"] == pytest.approx(50.0)

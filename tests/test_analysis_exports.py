@@ -21,7 +21,9 @@ def test_json_holds_summary_checks_and_is_strict_json(summary):
     checks = gate.evaluate(gate.parse_all(["roundtrip.p95<500", "intent.accuracy>=0.999"]), summary)
     data = json.loads(exports.to_json([summary], checks))
     run = data["runs"][0]
-    assert run["metrics"]["roundtrip"]["percentiles"]["p95"] == pytest.approx(summary["metrics"]["roundtrip"]["percentiles"]["p95"])
+    assert run["metrics"]["roundtrip"]["percentiles"]["p95"] == pytest.approx(
+        summary["metrics"]["roundtrip"]["percentiles"]["p95"]
+    )
     assert run["intent"]["confusion"]["counts"] and run["diagnoses"] and run["send_lateness"]["status"]
     assert data["gate"]["passed"] is False
     assert [c["passed"] for c in data["gate"]["checks"]] == [True, False]

@@ -59,7 +59,11 @@ def test_split_expressions_allows_commas_semicolons_and_comments():
 def test_gate_file(tmp_path):
     path = tmp_path / "gate.txt"
     path.write_text("# CI gate\nroundtrip.p95<500\nintent.accuracy>=0.98, reconnections.max<=3\n")
-    assert gate.read_gate_file(str(path)) == ["roundtrip.p95<500", "intent.accuracy>=0.98", "reconnections.max<=3"]
+    assert gate.read_gate_file(str(path)) == [
+        "roundtrip.p95<500",
+        "intent.accuracy>=0.98",
+        "reconnections.max<=3",
+    ]
     with pytest.raises(UsageError, match="not found"):
         gate.read_gate_file(str(tmp_path / "missing.txt"))
     (tmp_path / "empty.txt").write_text("# nothing\n")
@@ -71,11 +75,17 @@ def test_passing_and_failing_checks_report_the_measured_value(summary):
     checks = gate.evaluate(gate.parse_all(["roundtrip.p95<500", "roundtrip.p95<250"]), summary)
     assert [c.passed for c in checks] == [True, False]
     assert checks[1].measured == pytest.approx(300.0)
-    assert "roundtrip.p95<250" in checks[1].message and "300 ms" in checks[1].message and "FAILED" in checks[1].message
+    assert (
+        "roundtrip.p95<250" in checks[1].message
+        and "300 ms" in checks[1].message
+        and "FAILED" in checks[1].message
+    )
 
 
 def test_band_threshold_compares_positions_best_first(summary):
-    checks = gate.evaluate(gate.parse_all(["band.roundtrip<=good", "band.roundtrip<=excellent", "band.roundtrip==good"]), summary)
+    checks = gate.evaluate(
+        gate.parse_all(["band.roundtrip<=good", "band.roundtrip<=excellent", "band.roundtrip==good"]), summary
+    )
     assert [c.passed for c in checks] == [True, False, True]
     assert checks[1].measured == "good"
 
@@ -87,7 +97,15 @@ def test_every_known_name_has_a_measurement(summary):
 
 
 def test_a_value_the_run_did_not_measure_fails_and_says_so(summary):
-    missing = {**summary, "metrics": {**summary["metrics"], "chunks": {**summary["metrics"]["chunks"],
-               "percentiles": {k: None for k in summary["metrics"]["chunks"]["percentiles"]}}}}
+    missing = {
+        **summary,
+        "metrics": {
+            **summary["metrics"],
+            "chunks": {
+                **summary["metrics"]["chunks"],
+                "percentiles": {k: None for k in summary["metrics"]["chunks"]["percentiles"]},
+            },
+        },
+    }
     (check,) = gate.evaluate([gate.parse("chunks.p95<300")], missing)
     assert not check.passed and "not measured" in check.message

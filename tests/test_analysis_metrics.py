@@ -40,7 +40,12 @@ def test_percentiles_of_nothing_are_none():
 
 def test_band_table_counts_and_shares_with_edges_owned_as_bands_says():
     table = metrics.band_table("roundtrip", np.array([99.9, 100, 500, 500.1, 1000, 1000.1]))
-    assert [(row["band"], row["count"]) for row in table] == [("excellent", 1), ("good", 2), ("slow", 2), ("bad", 1)]
+    assert [(row["band"], row["count"]) for row in table] == [
+        ("excellent", 1),
+        ("good", 2),
+        ("slow", 2),
+        ("bad", 1),
+    ]
     assert sum(row["share"] for row in table) == pytest.approx(1.0)
 
 
@@ -57,37 +62,61 @@ def test_intent_accuracy_confusion_and_per_utterance():
     assert result["turns"] == 6 and result["correct"] == 4 and result["accuracy"] == pytest.approx(4 / 6)
     confusion = result["confusion"]
     row = confusion["counts"][confusion["expected"].index("GREETING")]
-    assert dict(zip(confusion["recognised"], row)) == {"(none)": 1, "ECHO": 0, "GREETING": 1, "TIME_NOW": 0, "UNKNOWN": 1}
+    assert dict(zip(confusion["recognised"], row)) == {
+        "(none)": 1,
+        "ECHO": 0,
+        "GREETING": 1,
+        "TIME_NOW": 0,
+        "UNKNOWN": 1,
+    }
     worst = result["per_utterance"][0]
-    assert worst["utterance"] == "hello" and worst["accuracy"] == pytest.approx(1 / 3) and worst["expected"] == "GREETING"
+    assert (
+        worst["utterance"] == "hello"
+        and worst["accuracy"] == pytest.approx(1 / 3)
+        and worst["expected"] == "GREETING"
+    )
     greeting = next(r for r in result["per_intent"] if r["intent"] == "GREETING")
     assert greeting["accuracy"] == pytest.approx(1 / 3) and greeting["precision"] == 1.0
 
 
 def test_turns_without_expected_intent_do_not_count():
-    result = metrics.intent_accuracy(categorical(["a", "b"]), categorical(["", "ECHO"]), categorical(["X", "ECHO"]))
+    result = metrics.intent_accuracy(
+        categorical(["a", "b"]), categorical(["", "ECHO"]), categorical(["X", "ECHO"])
+    )
     assert result["turns"] == 1 and result["accuracy"] == 1.0
 
 
 def test_diagnoses_carry_the_guides_causes_and_fixes():
     failure = categorical(["", "no_intent", "no_intent", "connection_refused", "weird_thing"])
     entries = metrics.diagnosis_counts(failure, np.array([1, 0, 0, 0, 0]))
-    assert [(e["code"], e["count"]) for e in entries] == [("no_intent", 2), ("connection_refused", 1), ("weird_thing", 1)]
+    assert [(e["code"], e["count"]) for e in entries] == [
+        ("no_intent", 2),
+        ("connection_refused", 1),
+        ("weird_thing", 1),
+    ]
     refused = entries[1]
-    assert refused["headline"] == "WebSocket connection failed" and "voice-gateway not running" in refused["causes"]
+    assert (
+        refused["headline"] == "WebSocket connection failed"
+        and "voice-gateway not running" in refused["causes"]
+    )
     assert entries[2]["known"] is False
 
 
 def test_diagnosis_code_is_found_in_a_locust_error_message():
     assert metrics.diagnose_error_text("Exception('wrong_intent: expected GREETING')") == "wrong_intent"
-    assert metrics.diagnose_error_text("ConnectionFailed('x', diagnosis='connection_refused')") == "connection_refused"
+    assert (
+        metrics.diagnose_error_text("ConnectionFailed('x', diagnosis='connection_refused')")
+        == "connection_refused"
+    )
     assert metrics.diagnose_error_text("something else") is None
 
 
 @pytest.mark.parametrize(("late_ms", "status"), [(1.0, "kept up"), (20.0, "strained"), (80.0, "bottleneck")])
 def test_send_lateness_says_whether_the_load_generator_kept_up(late_ms, status):
     n = 200
-    result = metrics.send_lateness(np.full(n, late_ms), np.full(n, late_ms * 2), categorical(["w1", "w2"] * (n // 2)))
+    result = metrics.send_lateness(
+        np.full(n, late_ms), np.full(n, late_ms * 2), categorical(["w1", "w2"] * (n // 2))
+    )
     assert result["status"] == status and len(result["per_worker"]) == 2
     assert result["max_ms"] == late_ms * 2
 
@@ -113,8 +142,19 @@ def test_bucketed_percentiles_per_time_bucket():
 
 
 def test_mixture_of_one_locust_row_gives_locusts_own_values():
-    row = StatsRow("roundtrip", "x", 100, 0, 130, 140, 20, 560, 1, 0,
-                   {50.0: 130, 90.0: 240, 95.0: 310, 99.0: 370, 100.0: 560})
+    row = StatsRow(
+        "roundtrip",
+        "x",
+        100,
+        0,
+        130,
+        140,
+        20,
+        560,
+        1,
+        0,
+        {50.0: 130, 90.0: 240, 95.0: 310, 99.0: 370, 100.0: 560},
+    )
     assert metrics.mixture_quantiles([row], [0.5, 0.95, 1.0]) == [130, 310, 560]
 
 
@@ -129,22 +169,43 @@ def test_locust_only_summary_says_percentiles_are_rounded(tmp_path_factory):
     summary = metrics.summarize(run)
     assert summary["run"]["mode"] == "locust-only" and "rounded" in summary["run"]["percentile_source"]
     roundtrip = summary["metrics"]["roundtrip"]
-    assert roundtrip["source"] == "locust" and roundtrip["exact"] is False and roundtrip["percentiles"]["p95"] > 0
-    assert summary["metrics"]["chunks"]["source"] is None and "turns file" in summary["metrics"]["chunks"]["note"]
+    assert (
+        roundtrip["source"] == "locust"
+        and roundtrip["exact"] is False
+        and roundtrip["percentiles"]["p95"] > 0
+    )
+    assert (
+        summary["metrics"]["chunks"]["source"] is None
+        and "turns file" in summary["metrics"]["chunks"]["note"]
+    )
     assert 0.7 < summary["intent"]["accuracy"] < 1.0
     assert summary["diagnoses"][0]["code"] == "wrong_intent"
 
 
 def test_verdict_levels():
     def summary(p95, failed=0, accuracy=1.0, lateness="kept up"):
-        metric = lambda band, basis="p95": {"band": band, "band_basis": basis, "unit": "ms", "percentiles": {"p95": p95, "p50": 1}}  # noqa: E731
-        from voiceharness import bands
-        return {
-            "metrics": {"roundtrip": metric(bands.band_of("roundtrip", p95)), "latency": metric("excellent"),
-                        "reconnections": {**metric("stable"), "unit": ""}, "chunks": metric("normal", "p50")},
-            "run": {"failed": failed, "failure_rate": failed / 100}, "diagnoses": [{"code": "no_intent"}] if failed else [],
-            "intent": {"accuracy": accuracy}, "send_lateness": {"status": lateness}, "locust": {"exceptions": []},
+        metric = lambda band, basis="p95": {
+            "band": band,
+            "band_basis": basis,
+            "unit": "ms",
+            "percentiles": {"p95": p95, "p50": 1},
         }
+        from voiceharness import bands
+
+        return {
+            "metrics": {
+                "roundtrip": metric(bands.band_of("roundtrip", p95)),
+                "latency": metric("excellent"),
+                "reconnections": {**metric("stable"), "unit": ""},
+                "chunks": metric("normal", "p50"),
+            },
+            "run": {"failed": failed, "failure_rate": failed / 100},
+            "diagnoses": [{"code": "no_intent"}] if failed else [],
+            "intent": {"accuracy": accuracy},
+            "send_lateness": {"status": lateness},
+            "locust": {"exceptions": []},
+        }
+
     assert metrics.verdict(summary(200))["level"] == "ok"
     assert metrics.verdict(summary(700))["level"] == "warning"
     assert metrics.verdict(summary(1500))["level"] == "problem"
@@ -167,4 +228,5 @@ def test_summary_numbers_are_plain_python(turns_run):
         else:
             assert value is None or isinstance(value, (str, int, float, bool)), type(value)
             assert not (isinstance(value, float) and math.isnan(value))
+
     walk(summary)

@@ -21,9 +21,12 @@ def test_every_plot_is_a_png(run, tmp_path_factory):
     summary = metrics.summarize(run)
     history = readers.read_run(shared_locust_run(tmp_path_factory)).history
     images = [
-        plots.roundtrip_over_time(run.turns), plots.latency_distribution(run.turns.numbers["ping_ms"]),
-        plots.users_and_failures(history, None), plots.users_and_failures(None, run.turns),
-        plots.intent_per_utterance(summary["intent"]), plots.chunks_distribution(run.turns),
+        plots.roundtrip_over_time(run.turns),
+        plots.latency_distribution(run.turns.numbers["ping_ms"]),
+        plots.users_and_failures(history, None),
+        plots.users_and_failures(None, run.turns),
+        plots.intent_per_utterance(summary["intent"]),
+        plots.chunks_distribution(run.turns),
         plots.reconnections_distribution(run.turns),
     ]
     for image in images:

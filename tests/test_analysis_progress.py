@@ -39,7 +39,9 @@ def test_progress_on_a_terminal_redraws_one_line():
     meter = progress.Progress("x.csv", 100, mode="always", stream=stream)
     meter.update(100)
     meter.close()
-    assert stream.getvalue().startswith("\ranalysis: reading x.csv: 100%") and stream.getvalue().count("\n") == 1
+    assert (
+        stream.getvalue().startswith("\ranalysis: reading x.csv: 100%") and stream.getvalue().count("\n") == 1
+    )
 
 
 def test_disabled_progress_writes_nothing():

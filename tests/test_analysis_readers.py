@@ -2,6 +2,7 @@
 
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -47,7 +48,10 @@ def test_turns_file_reads_into_columns_with_nan_for_empty_cells(turns_prefix):
     records = make_records(200)
     assert len(turns) == 200
     assert np.isnan(turns.numbers["roundtrip_ms"]).sum() == sum(math.isnan(r.roundtrip_ms) for r in records)
-    assert list(turns.texts["utterance_id"].decode()[:2]) == [records[0].utterance_id, records[1].utterance_id]
+    assert list(turns.texts["utterance_id"].decode()[:2]) == [
+        records[0].utterance_id,
+        records[1].utterance_id,
+    ]
     assert turns.numbers["success"].sum() == sum(r.success for r in records)
 
 
@@ -99,33 +103,37 @@ def test_header_only_turns_file(tmp_path):
 
 def test_truncated_turns_file_names_the_line(turns_prefix):
     path = turns_prefix + "_turns.csv"
-    data = open(path, "rb").read()
-    open(path, "wb").write(data[: len(data) - 40])
+    data = Path(path).read_bytes()
+    Path(path).write_bytes(data[: len(data) - 40])
     expect_error(lambda: readers.read_run(turns_prefix), "_turns.csv", "truncated", "line 201")
 
 
 def test_foreign_csv_as_turns_file(tmp_path):
     (tmp_path / "run_turns.csv").write_text("name,age\nann,3\n")
-    expect_error(lambda: readers.read_run(str(tmp_path / "run")), "run_turns.csv", "is not a turns CSV", "name,age")
+    expect_error(
+        lambda: readers.read_run(str(tmp_path / "run")), "run_turns.csv", "is not a turns CSV", "name,age"
+    )
 
 
 def test_turns_file_missing_some_columns(turns_prefix):
     path = turns_prefix + "_turns.csv"
-    text = open(path).read().replace("reconnections", "reconnects", 1)
-    open(path, "w").write(text)
+    text = Path(path).read_text().replace("reconnections", "reconnects", 1)
+    Path(path).write_text(text)
     expect_error(lambda: readers.read_run(turns_prefix), "_turns.csv", "lacks column", "reconnections")
 
 
 def test_non_number_in_a_number_column_names_line_and_column(turns_prefix):
     path = turns_prefix + "_turns.csv"
-    lines = open(path).read().splitlines()
+    lines = Path(path).read_text().splitlines()
     header = lines[0].split(",")
     cells = lines[5].split(",")
     # The transcript cell holds a quoted comma, so count from the end where the numbers are.
     cells[len(cells) - (len(header) - header.index("reconnections"))] = "many"
     lines[5] = ",".join(cells)
-    open(path, "w").write("\n".join(lines) + "\n")
-    expect_error(lambda: readers.read_run(turns_prefix), "_turns.csv", "line 6", "'reconnections'", "not a number")
+    Path(path).write_text("\n".join(lines) + "\n")
+    expect_error(
+        lambda: readers.read_run(turns_prefix), "_turns.csv", "line 6", "'reconnections'", "not a number"
+    )
 
 
 def test_row_with_extra_fields(turns_prefix):
@@ -148,26 +156,26 @@ def test_locust_stats_with_wrong_columns(tmp_path):
 def test_locust_stats_with_a_damaged_number(locust_prefix, tmp_path):
     prefix = copy_run(locust_prefix, tmp_path)
     path = prefix + "_stats.csv"
-    lines = open(path).read().splitlines()
+    lines = Path(path).read_text().splitlines()
     cells = lines[1].split(",")
     cells[2] = "lots"
     lines[1] = ",".join(cells)
-    open(path, "w").write("\n".join(lines) + "\n")
+    Path(path).write_text("\n".join(lines) + "\n")
     expect_error(lambda: readers.read_run(prefix), "_stats.csv", "line 2", "'Request Count'")
 
 
 def test_empty_optional_locust_file_is_still_an_error(locust_prefix, tmp_path):
     """A file that is there but empty is reported, not silently skipped."""
     prefix = copy_run(locust_prefix, tmp_path)
-    open(prefix + "_failures.csv", "w").close()
+    Path(prefix + "_failures.csv").write_text("")
     expect_error(lambda: readers.read_run(prefix), "_failures.csv", "empty")
 
 
 def test_history_without_aggregated_rows(locust_prefix, tmp_path):
     prefix = copy_run(locust_prefix, tmp_path)
     path = prefix + "_stats_history.csv"
-    lines = [line for line in open(path).read().splitlines() if "Aggregated" not in line]
-    open(path, "w").write("\n".join(lines) + "\n")
+    lines = [line for line in Path(path).read_text().splitlines() if "Aggregated" not in line]
+    Path(path).write_text("\n".join(lines) + "\n")
     expect_error(lambda: readers.read_run(prefix), "_stats_history.csv", "Aggregated")
 
 

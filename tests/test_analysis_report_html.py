@@ -38,8 +38,18 @@ def test_page_is_self_contained(report):
 
 def test_page_shows_bands_intent_diagnoses_gate_and_verdict(report):
     _, page = report
-    for text in ("Roundtrip", "Latency (ping)", "Audio chunks", "Reconnections", "confusion", "Diagnoses",
-                 "likely causes", "Gate (run): 1/2 passed", "send lateness", "class=\"verdict"):
+    for text in (
+        "Roundtrip",
+        "Latency (ping)",
+        "Audio chunks",
+        "Reconnections",
+        "confusion",
+        "Diagnoses",
+        "likely causes",
+        "Gate (run): 1/2 passed",
+        "send lateness",
+        'class="verdict',
+    ):
         assert text in page, text
 
 
@@ -47,7 +57,8 @@ def test_locust_only_page_says_why_plots_are_missing(tmp_path_factory):
     run = readers.read_run(shared_locust_run(tmp_path_factory))
     page = report_html.render([(run, metrics.summarize(run))])
     assert "needs the turns file" in page and "Users and failures over time" in page
-    assert page.count('src="data:image/png;base64,') == 1
+    # Users over time (history) and intent per utterance (Locust's intent rows); the rest need turns.
+    assert page.count('src="data:image/png;base64,') == 2
 
 
 def test_comparison_page(tmp_path):
@@ -63,7 +74,10 @@ def test_comparison_page(tmp_path):
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not (os.path.exists(CHROMEDRIVER) and os.path.exists(CHROMIUM)), reason="needs Debian chromium + chromium-driver")
+@pytest.mark.skipif(
+    not (os.path.exists(CHROMEDRIVER) and os.path.exists(CHROMIUM)),
+    reason="needs Debian chromium + chromium-driver",
+)
 def test_report_renders_in_headless_chromium_with_plots_and_no_console_errors(report, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
@@ -71,9 +85,18 @@ def test_report_renders_in_headless_chromium_with_plots_and_no_console_errors(re
     path, _ = report
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                     "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                     f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,2000"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1280,2000",
+    ):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)

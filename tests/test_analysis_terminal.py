@@ -29,7 +29,9 @@ def test_exact_percentiles_are_printed(summary):
 
 def test_intent_diagnoses_lateness_and_verdict_sections(summary):
     text = terminal.render(summary)
-    assert "Intent accuracy: " in text and "confusion matrix" in text and "per utterance (worst first)" in text
+    assert (
+        "Intent accuracy: " in text and "confusion matrix" in text and "per utterance (worst first)" in text
+    )
     assert "Diagnoses" in text and "likely causes:" in text and "fix:" in text
     assert "Send lateness" in text and "KEPT UP" in text
     assert text.rstrip().splitlines()[-1].startswith("verdict: ")

@@ -15,8 +15,19 @@ from voiceharness import bands
 
 @pytest.mark.parametrize(
     ("value", "band"),
-    [(0, "excellent"), (99.999, "excellent"), (100, "good"), (100.001, "good"), (499.999, "good"),
-     (500, "good"), (500.001, "slow"), (999.999, "slow"), (1000, "slow"), (1000.001, "bad"), (60_000, "bad")],
+    [
+        (0, "excellent"),
+        (99.999, "excellent"),
+        (100, "good"),
+        (100.001, "good"),
+        (499.999, "good"),
+        (500, "good"),
+        (500.001, "slow"),
+        (999.999, "slow"),
+        (1000, "slow"),
+        (1000.001, "bad"),
+        (60_000, "bad"),
+    ],
 )
 def test_roundtrip_edges_100_500_1000(value, band):
     """< 100 is excellent, 100 and 500 are good, 1000 is still slow, above 1 s is bad."""
@@ -25,8 +36,16 @@ def test_roundtrip_edges_100_500_1000(value, band):
 
 @pytest.mark.parametrize(
     ("value", "band"),
-    [(0, "excellent"), (49.999, "excellent"), (50, "good"), (100, "good"), (100.001, "average"),
-     (200, "average"), (200.001, "slow"), (5000, "slow")],
+    [
+        (0, "excellent"),
+        (49.999, "excellent"),
+        (50, "good"),
+        (100, "good"),
+        (100.001, "average"),
+        (200, "average"),
+        (200.001, "slow"),
+        (5000, "slow"),
+    ],
 )
 def test_latency_edges_50_100_200(value, band):
     """< 50 excellent, 50 and 100 good, 200 still average, above 200 slow."""
@@ -35,15 +54,23 @@ def test_latency_edges_50_100_200(value, band):
 
 @pytest.mark.parametrize(
     ("value", "band"),
-    [(0, "stable"), (1, "minor problems"), (3, "minor problems"), (4, "network problems"),
-     (10, "network problems"), (11, "critical"), (100, "critical")],
+    [
+        (0, "stable"),
+        (1, "minor problems"),
+        (3, "minor problems"),
+        (4, "network problems"),
+        (10, "network problems"),
+        (11, "critical"),
+        (100, "critical"),
+    ],
 )
 def test_reconnection_edges_0_1_3_4_10_11(value, band):
     assert bands.band_of(bands.RECONNECTIONS, value) == band
 
 
 @pytest.mark.parametrize(
-    ("value", "band"), [(0, "few"), (49, "few"), (50, "normal"), (200, "normal"), (201, "many"), (1000, "many")]
+    ("value", "band"),
+    [(0, "few"), (49, "few"), (50, "normal"), (200, "normal"), (201, "many"), (1000, "many")],
 )
 def test_chunk_edges_49_50_200_201(value, band):
     assert bands.band_of(bands.CHUNKS, value) == band
@@ -52,7 +79,9 @@ def test_chunk_edges_49_50_200_201(value, band):
 def test_vectorised_bands_match_scalar_bands():
     values = np.array([0, 99, 100, 500, 501, 1000, 1001], dtype=float)
     positions = bands.bands_of(bands.ROUNDTRIP, values)
-    assert [bands.BANDS[bands.ROUNDTRIP][i] for i in positions] == [bands.band_of(bands.ROUNDTRIP, v) for v in values]
+    assert [bands.BANDS[bands.ROUNDTRIP][i] for i in positions] == [
+        bands.band_of(bands.ROUNDTRIP, v) for v in values
+    ]
 
 
 def test_band_counts_lists_every_band_best_first_and_ignores_nan():

@@ -79,7 +79,15 @@ def test_the_trailing_silence_is_configurable(silence_ms):
 
 def test_pauses_between_words_shorter_than_the_silence_do_not_split_an_utterance():
     endpointer = Endpointer(silence_ms=500)
-    audio = pcm(noise(200, seed=5), tone(300), noise(300), tone(300), noise(350, seed=3), tone(300), noise(800, seed=4))
+    audio = pcm(
+        noise(200, seed=5),
+        tone(300),
+        noise(300),
+        tone(300),
+        noise(350, seed=3),
+        tone(300),
+        noise(800, seed=4),
+    )
     found = feed_in_frames(endpointer, audio)
     assert [u.reason for u, _ in found] == ["silence"]
     assert found[0][0].speech_ms == pytest.approx(900, abs=60)
@@ -160,7 +168,13 @@ def test_speech_from_the_first_sample_is_kept_whole():
 
 def test_several_utterances_in_one_stream():
     endpointer = Endpointer(silence_ms=400)
-    audio = pcm(*[part for i in range(4) for part in (noise(300, seed=i), tone(500 + 100 * i), noise(700, seed=i + 9))])
+    audio = pcm(
+        *[
+            part
+            for i in range(4)
+            for part in (noise(300, seed=i), tone(500 + 100 * i), noise(700, seed=i + 9))
+        ]
+    )
     found = feed_in_frames(endpointer, audio)
     assert [u.reason for u, _ in found] == ["silence"] * 4
     assert [round(u.speech_ms, -2) for u, _ in found] == [500, 600, 700, 800]

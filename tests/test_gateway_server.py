@@ -34,12 +34,11 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from voiceharness import guide
-from voiceharness.protocol import ClientSession, ReplyMetadata, TurnEnded, is_wav, wav_pcm_bytes
-
 from gateway.config import GatewayConfig, parse_args
 from gateway.faults import Faults
 from gateway.server import Gateway
+from voiceharness import guide
+from voiceharness.protocol import ClientSession, TurnEnded, is_wav, wav_pcm_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 RATE = guide.SAMPLE_RATE_HZ
@@ -70,7 +69,9 @@ def chunks(pcm: bytes, size: int = CHUNK) -> list[bytes]:
 
 def espeak_pcm(text: str) -> bytes:
     """``text`` spoken by espeak-ng, as PCM16 mono 16 kHz."""
-    wav_bytes = subprocess.run(["espeak-ng", "-v", "en-us", "--stdout", text], check=True, capture_output=True).stdout
+    wav_bytes = subprocess.run(
+        ["espeak-ng", "-v", "en-us", "--stdout", text], check=True, capture_output=True
+    ).stdout
     with wave.open(__import__("io").BytesIO(wav_bytes)) as wav:
         rate = wav.getframerate()
         samples = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(np.float64)
@@ -96,6 +97,15 @@ class StandInResult:
     synth_ms: float
 
 
+class WorkerPidPipeline:
+    """Answers GREETING with the worker's process id as the transcript (for the process-pool test)."""
+
+    def process(
+        self, pcm: bytes, sample_rate_hz: int = 16000, *, forced_intent=None, tts_enabled: bool = True
+    ):
+        return StandInResult("GREETING", 1.0, str(os.getpid()), {}, "", tone(100), 0.0, 0.0, 0.0)
+
+
 class StandInPipeline:
     """Answers every utterance with ``intent`` and ``reply_ms`` of tone, after ``delay_s``."""
 
@@ -105,8 +115,21 @@ class StandInPipeline:
         self.reply_pcm = tone(reply_ms, hz=440.0)
         self.calls: list[dict[str, Any]] = []
 
-    def process(self, pcm: bytes, sample_rate_hz: int = 16000, *, forced_intent: str | None = None, tts_enabled: bool = True):
-        self.calls.append({"audio_ms": len(pcm) / 2 / sample_rate_hz * 1000, "forced_intent": forced_intent, "tts": tts_enabled})
+    def process(
+        self,
+        pcm: bytes,
+        sample_rate_hz: int = 16000,
+        *,
+        forced_intent: str | None = None,
+        tts_enabled: bool = True,
+    ):
+        self.calls.append(
+            {
+                "audio_ms": len(pcm) / 2 / sample_rate_hz * 1000,
+                "forced_intent": forced_intent,
+                "tts": tts_enabled,
+            }
+        )
         if self.delay_s:
             time.sleep(self.delay_s)
         return StandInResult(
@@ -128,9 +151,10 @@ class StandInPipeline:
 class RunningGateway:
     """A Gateway on port 0 in its own event loop thread."""
 
-    def __init__(self, config: GatewayConfig, pipeline: Any) -> None:
+    def __init__(self, config: GatewayConfig, pipeline: Any, *, wait_ready: bool = True) -> None:
         self.loop = asyncio.new_event_loop()
         self.gateway = Gateway(config, pipeline=pipeline)
+        self._wait_ready = wait_ready
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -140,7 +164,8 @@ class RunningGateway:
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.run_until_complete(self.gateway.start())
-        self.loop.run_until_complete(asyncio.wait_for(self.gateway.wait_ready(), 10))
+        if self._wait_ready:
+            self.loop.run_until_complete(asyncio.wait_for(self.gateway.wait_ready(), 30))
         self._started.set()
         self.loop.run_until_complete(self.gateway.wait_closed())
 
@@ -167,18 +192,22 @@ def http_get(port: int, path: str) -> tuple[int, str, dict[str, str]]:
 def start_gateway(caplog: pytest.LogCaptureFixture) -> Iterator[Any]:
     running: list[RunningGateway] = []
 
-    def start(pipeline: Any = None, **overrides: Any) -> RunningGateway:
+    def start(stand_in: Any = None, **overrides: Any) -> RunningGateway:
         config = dataclasses.replace(GatewayConfig(port=0, workers=2), **overrides)
-        if pipeline is None and not config.fast_sink:
-            pipeline = StandInPipeline()
-        gw = RunningGateway(config, pipeline)
+        if stand_in is None and not config.fast_sink and config.pipeline == GatewayConfig.pipeline:
+            stand_in = StandInPipeline()
+        gw = RunningGateway(config, stand_in)
         running.append(gw)
         return gw
 
     yield start
     for gw in running:
         gw.stop()
-    failures = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("websockets")]
+    failures = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.ERROR and r.name.startswith("websockets")
+    ]
     assert not failures, f"the gateway's connection handler failed: {failures}"
 
 
@@ -455,7 +484,12 @@ def test_the_harness_client_session_scores_a_turn_against_the_gateway(start_gate
     frames = chunks(UTTERANCE)
     with connect(gw.url()) as ws:
         ws.send(client.header_message())
-        client.begin_turn(utterance_id="u1", expected_intent="TIME_NOW", speech_end_frame=len(frames) - 2, now=time.monotonic())
+        client.begin_turn(
+            utterance_id="u1",
+            expected_intent="TIME_NOW",
+            speech_end_frame=len(frames) - 2,
+            now=time.monotonic(),
+        )
         for frame in frames:
             ws.send(frame)
             client.audio_sent(time.monotonic())
@@ -480,7 +514,7 @@ def test_queue_drops_are_counted_when_the_pipeline_is_slow(start_gateway):
         assert collect_reply(ws)["metadata"]["intent"] == "GREETING"
     time.sleep(0.2)
     _, body, _ = gw.http("/metrics")
-    dropped = float(re.search(r"^voicegw_queue_dropped_frames_total (\S+)$", body, re.M).group(1))
+    dropped = float(re.search(r"^voicegw_queue_dropped_frames_total (\S+)$", body, re.MULTILINE).group(1))
     assert dropped >= 60
 
 
@@ -561,16 +595,80 @@ def test_close_sends_1001_to_open_sessions(start_gateway):
     assert closed.value.rcvd.code == 1001
 
 
+def test_the_default_process_pool_runs_the_pipeline_in_worker_processes(start_gateway):
+    gw = start_gateway(None, executor="process", workers=1, pipeline=f"{__name__}:WorkerPidPipeline")
+    with connect(gw.url()) as ws:
+        ws.send(header())
+        send_audio(ws, UTTERANCE)
+        ws.send(json.dumps({"type": "end"}))
+        reply = collect_reply(ws, timeout_s=30)
+    assert reply["metadata"]["intent"] == "GREETING"
+    worker_pid = int(reply["metadata"]["text"])
+    assert worker_pid != os.getpid()
+
+
+def test_a_pipeline_that_cannot_load_makes_readyz_say_why():
+    config = dataclasses.replace(
+        GatewayConfig(port=0), executor="process", workers=1, pipeline="no_such_module:Pipe"
+    )
+    gw = RunningGateway(config, None, wait_ready=False)
+    try:
+        deadline = time.monotonic() + 20
+        while "failed" not in (answer := gw.http("/readyz"))[1] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        status, body, _ = answer
+        assert status == 503
+        assert "model failed to load: ModuleNotFoundError" in body and "no_such_module" in body
+        assert gw.http("/healthz")[0] == 200  # alive, not ready
+        with connect(gw.url()) as ws:  # a turn fails (logged), the session does not hang or crash
+            ws.send(header())
+            send_audio(ws, UTTERANCE)
+            ws.send(json.dumps({"type": "end"}))
+            with pytest.raises(TimeoutError):
+                ws.recv(timeout=0.5)
+            ws.ping().wait(2)
+    finally:
+        gw.stop()
+
+
 # ----------------------------------------------------------------------------- options
 
 
 def test_command_line_options_reach_the_config():
     config = parse_args(
-        "--port 0 --vad-silence-ms 300 --reply-wav --no-reply-end --json-text-frames --fault-delay-ms 50 "
-        "--fault-no-audio --fault-wrong-intent --fault-close-after-frames 7 --fault-close-code 4000 "
-        "--fault-refuse-status 502 --auth-token t --fast-sink --fast-sink-intent ECHO --log-json".split()
+        [
+            "--port",
+            "0",
+            "--vad-silence-ms",
+            "300",
+            "--reply-wav",
+            "--no-reply-end",
+            "--json-text-frames",
+            "--fault-delay-ms",
+            "50",
+            "--fault-no-audio",
+            "--fault-wrong-intent",
+            "--fault-close-after-frames",
+            "7",
+            "--fault-close-code",
+            "4000",
+            "--fault-refuse-status",
+            "502",
+            "--auth-token",
+            "t",
+            "--fast-sink",
+            "--fast-sink-intent",
+            "ECHO",
+            "--log-json",
+        ]
     )
-    assert (config.port, config.vad_silence_ms, config.reply_wav, config.reply_end, config.json_text_frames) == (
+    assert (
+        config.port,
+        config.vad_silence_ms,
+        config.reply_wav,
+        config.reply_end,
+        config.json_text_frames,
+    ) == (
         0,
         300.0,
         True,
@@ -578,13 +676,24 @@ def test_command_line_options_reach_the_config():
         True,
     )
     assert config.faults == Faults(
-        delay_ms=50, no_audio=True, wrong_intent=True, close_after_frames=7, close_code=4000, refuse_status=502
+        delay_ms=50,
+        no_audio=True,
+        wrong_intent=True,
+        close_after_frames=7,
+        close_code=4000,
+        refuse_status=502,
     )
-    assert (config.auth_token, config.fast_sink, config.fast_sink_intent, config.log_json) == ("t", True, "ECHO", True)
+    assert (config.auth_token, config.fast_sink, config.fast_sink_intent, config.log_json) == (
+        "t",
+        True,
+        "ECHO",
+        True,
+    )
 
 
 @pytest.mark.parametrize(
-    "argv", ["--fault-close-code 1005", "--fault-refuse-status 200", "--fault-wrong-intent HELLO", "--port 70000"]
+    "argv",
+    ["--fault-close-code 1005", "--fault-refuse-status 200", "--fault-wrong-intent HELLO", "--port 70000"],
 )
 def test_bad_options_stop_with_a_usage_error(argv, capsys):
     with pytest.raises(SystemExit) as exited:
@@ -645,7 +754,9 @@ def test_python_m_gateway_serves_a_turn_and_sigterm_closes_sessions_with_1001():
                 ws.recv(timeout=10)
         assert closed.value.rcvd.code == 1001
         assert process.wait(15) == 0
-        events = [json.loads(line)["event"] for line in process.stdout.read().splitlines() if line.startswith("{")]
+        events = [
+            json.loads(line)["event"] for line in process.stdout.read().splitlines() if line.startswith("{")
+        ]
     for event in ("listening", "ready", "session_start", "turn", "shutdown", "session_end"):
         assert event in events
 
@@ -690,14 +801,16 @@ async def _realtime_session(port: int, index: int, speech: bytes, results: list[
             await asyncio.sleep(max(0.0, start + sent * CHUNK / 2 / RATE - loop.time()))
         end = loop.time()
         reading.cancel()
-        results.append({"index": index, "intent": (metadata or {}).get("intent"), "frames": sent, "s": end - start})
+        results.append(
+            {"index": index, "intent": (metadata or {}).get("intent"), "frames": sent, "s": end - start}
+        )
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not _real_pipeline_available(), reason="needs gateway/pipeline.py and espeak-ng")
 def test_fifty_realtime_sessions_all_get_their_intent_and_the_loop_never_blocks_50ms():
     speech = espeak_pcm("hello jarvis")
-    with gateway_process("--workers", str(os.cpu_count() or 2), ready_timeout_s=120) as (process, port):
+    with gateway_process("--workers", str(os.cpu_count() or 2), ready_timeout_s=120) as (_process, port):
         results: list[dict[str, Any]] = []
 
         async def run_all() -> None:
@@ -705,10 +818,12 @@ def test_fifty_realtime_sessions_all_get_their_intent_and_the_loop_never_blocks_
 
         asyncio.run(run_all())
         _, body, _ = http_get(port, "/metrics")
-    lag_max_s = float(re.search(r"^voicegw_event_loop_lag_max_seconds (\S+)$", body, re.M).group(1))
-    turns = re.findall(r'^voicegw_turns_total\{intent="(\w+)"\} (\S+)$', body, re.M)
-    print(f"\n50 sessions: max event-loop lag {lag_max_s * 1000:.1f} ms; turns {turns}; "
-          f"longest session {max(r['s'] for r in results):.1f} s")
+    lag_max_s = float(re.search(r"^voicegw_event_loop_lag_max_seconds (\S+)$", body, re.MULTILINE).group(1))
+    turns = re.findall(r'^voicegw_turns_total\{intent="(\w+)"\} (\S+)$', body, re.MULTILINE)
+    print(
+        f"\n50 sessions: max event-loop lag {lag_max_s * 1000:.1f} ms; turns {turns}; "
+        f"longest session {max(r['s'] for r in results):.1f} s"
+    )
     intents = sorted((r["index"], r["intent"]) for r in results)
     assert len(results) == 50
     assert [intent for _, intent in intents] == ["GREETING"] * 50, intents
