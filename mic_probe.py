@@ -56,6 +56,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -275,7 +276,7 @@ def estimate_frequency(samples: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ
     log magnitude around the peak bin. Accurate to a small fraction of a bin (rate / length).
     """
     x = np.asarray(samples, dtype=np.float64)
-    if x.size < 8:
+    if x.size < 8 or not np.all(np.isfinite(x)):
         return 0.0
     n_fft = 1 << (2 * x.size - 1).bit_length()  # zero-pad to >= 2x: finer bins for the parabola
     spectrum = np.abs(np.fft.rfft((x - x.mean()) * _window(x.size), n_fft))
@@ -286,7 +287,8 @@ def estimate_frequency(samples: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ
     a, b, c = np.log(np.maximum(spectrum[k - 1:k + 2], 1e-300))
     denominator = a - 2 * b + c
     offset = 0.5 * (a - c) / denominator if denominator != 0 else 0.0
-    return float((k + offset) * sample_rate_hz / n_fft)
+    frequency = (k + offset) * sample_rate_hz / n_fft
+    return float(frequency) if math.isfinite(frequency) else 0.0
 
 
 @dataclass(frozen=True)
@@ -385,6 +387,11 @@ def loopback_verdict(correlation: float, frequency_error_hz: float, analysis: To
 
 def _sounddevice() -> Any:
     """Import sounddevice, or raise the guide's diagnosis when PortAudio (or the module) is missing."""
+    # PulseAudio's ALSA plugin (the "pulse"/"default" devices) otherwise picks buffers so small
+    # that a duplex stream underruns on a busy machine and drops pieces of the chirp; one chunk
+    # of buffering (64 ms) keeps it whole. Only PulseAudio clients read this; a user's own
+    # setting wins.
+    os.environ.setdefault("PULSE_LATENCY_MSEC", str(round(guide.CHUNK_MS)))
     try:
         import sounddevice
     except OSError as error:  # sounddevice raises OSError('PortAudio library not found')
@@ -414,7 +421,7 @@ def classify_device_error(error: BaseException) -> str:
                                "eacces", "ebusy", "not permitted")):
         return "mic_busy"
     if any(s in text for s in ("-9996", "-9998", "no input device", "no output device",
-                               "no device", "querying device -1", "invalid device",
+                               "no device", "error querying device", "invalid device",
                                "invalid number of channels", "no such", "device -1")):
         return "mic_no_device"
     return "mic_unavailable"
@@ -599,6 +606,11 @@ class LevelMeter:
         self.stream.flush()
 
 
+def _block_size(rate_hz: int) -> int:
+    """The guide's chunk (1024 samples, 64 ms at 16 kHz) at another rate: the same 64 ms."""
+    return max(1, round(CHUNK_SAMPLES * rate_hz / SAMPLE_RATE_HZ))
+
+
 def capture(device: int | str | None, duration_s: float, *, wanted_hz: int = SAMPLE_RATE_HZ,
             on_chunk: Callable[[np.ndarray, float], None] | None = None) -> tuple[np.ndarray, _Opened, bool]:
     """Record ``duration_s`` from an input device in 64 ms chunks, resampled to 16 kHz.
@@ -609,7 +621,7 @@ def capture(device: int | str | None, duration_s: float, *, wanted_hz: int = SAM
     """
     sd = _sounddevice()
     opened = _open_input(sd, device, wanted_hz)
-    block = max(1, round(CHUNK_SAMPLES * opened.rate_hz / SAMPLE_RATE_HZ))
+    block = _block_size(opened.rate_hz)
     total = round(duration_s * opened.rate_hz)
     chunks: list[np.ndarray] = []
     overflowed = False
@@ -655,12 +667,15 @@ def play_and_capture(signal: np.ndarray, device: str | None, *, wanted_hz: int =
             raise _device_error(error, f"output device {info['index']} {info['name']}") from None
         inp, out = None, _Opened(info["index"], info["name"], rate, note)
     played = resample(signal, SAMPLE_RATE_HZ, out.rate_hz).astype(np.float32)
+    block = _block_size(out.rate_hz)
     try:
         if inp is not None:
             recorded = sd.playrec(played, samplerate=out.rate_hz, channels=1, dtype="float32",
-                                  device=(inp.index, out.index), blocking=True)
+                                  device=(inp.index, out.index), blocking=True, blocksize=block,
+                                  latency="high")
             return resample(recorded[:, 0], out.rate_hz, SAMPLE_RATE_HZ), inp, out
-        sd.play(played, samplerate=out.rate_hz, device=out.index, blocking=True)
+        sd.play(played, samplerate=out.rate_hz, device=out.index, blocking=True, blocksize=block,
+                latency="high")
         return None, None, out
     except sd.PortAudioError as error:
         raise _device_error(error, f"playing on {out.index} {out.name}") from None
@@ -840,11 +855,11 @@ def run_loopback(device: str | None, duration_s: float, level_dbfs: float, *,
     verdict, problems = loopback_verdict(correlation, error_hz, analysis, capture_rms)
     lines = [
         _device_line("Output", out), _device_line("Input", inp),
-        f"Played a {CHIRP_F0_HZ:.0f}-{CHIRP_F1_HZ:.0f} Hz chirp ({CHIRP_S:g} s) and {SPEAKER_TONE_HZ:.0f} Hz "
-        f"({duration_s:g} s) at {level_dbfs:.1f} dBFS peak",
+        (f"Played a {CHIRP_F0_HZ:.0f}-{CHIRP_F1_HZ:.0f} Hz chirp ({CHIRP_S:g} s) and a {SPEAKER_TONE_HZ:.0f} Hz "
+         f"tone ({duration_s:g} s) at {level_dbfs:.1f} dBFS peak"),
         f"Round-trip latency {latency_ms:.1f} ms ({latency_samples} samples), chirp correlation {correlation:.3f}",
-        f"Tone {analysis.frequency_hz:.2f} Hz (error {error_hz:+.2f} Hz) · level {analysis.level_dbfs:.1f} dBFS"
-        f" · SNR {analysis.snr_db:.1f} dB · THD {analysis.thd_percent:.3f} % ({analysis.thd_db:.1f} dB)",
+        (f"Tone {analysis.frequency_hz:.2f} Hz (error {error_hz:+.2f} Hz) · level {analysis.level_dbfs:.1f} dBFS"
+         f" · SNR {analysis.snr_db:.1f} dB · THD {analysis.thd_percent:.2g} % ({analysis.thd_db:.1f} dB)"),
     ]
     lines += [f"Problem: {p}" for p in problems[1:]]
     data = {

@@ -77,8 +77,10 @@ def _on_init(environment, **_kwargs) -> None:
         _Process.config = config
         if not isinstance(environment.runner, MasterRunner):
             # Load and validate the corpus before any user starts: a bad file fails the run now.
+            # The bundled corpus leaves its noisy copies out by default; a manifest of one's own is used whole.
+            default_select = None if config.corpus_manifest else "kind:clean,kind:unknown"
             _Process.corpus = load_corpus(config.corpus_manifest or None,
-                                          select=config.utterances or "kind:clean,kind:unknown")
+                                          select=config.utterances or default_select)
             basic = [u for u in _Process.corpus if u.text.lower() == BASIC_UTTERANCE_TEXT]
             _Process.basic = basic or [u for u in _Process.corpus if u.expected_intent == "GREETING"]
     except HarnessError as error:
@@ -100,6 +102,31 @@ def _on_init(environment, **_kwargs) -> None:
                              records=lambda: turn_sink.received)
     _Process.logbook.info(f"Voice harness: {config.settings.describe()}, pace {config.pace}, "
                           f"end marker {'on' if config.end_marker else 'off'}", echo=True)
+    # gevent timers count from the loop's cached clock, last read before the imports and the
+    # corpus load above: without a refresh, Locust's --run-time timer (armed next) fires early
+    # by the time they took (seconds on a busy machine).
+    gevent.get_hub().loop.update_now()
+
+
+@events.test_start.add_listener
+def _on_test_start(environment, **_kwargs) -> None:
+    """Pick up options changed in the web UI's start form (pace, preset, utterances...)."""
+    options = environment.parsed_options
+    if options is None or isinstance(environment.runner, MasterRunner):
+        return
+    if environment.host:  # a worker gets the master's --host here, never in options.host
+        options.host = environment.host
+    try:
+        config = voice_options.resolve(options)
+        if config.utterances != _Process.config.utterances:
+            corpus = load_corpus(config.corpus_manifest or None,
+                                 select=config.utterances or "kind:clean,kind:unknown")
+            basic = [u for u in corpus if u.text.lower() == BASIC_UTTERANCE_TEXT]
+            _Process.corpus, _Process.basic = corpus, basic or [u for u in corpus if u.expected_intent == "GREETING"]
+        _Process.config = config
+    except HarnessError as error:
+        # The run is already starting: keep the previous settings and say why.
+        log.error("options from the start form not applied: %s", error)
 
 
 def _explain_once(code: str, detail: str) -> str:
@@ -259,6 +286,12 @@ class VoiceUser(User):
         session = connection.session
         frame_s = self.config.settings.chunk_samples / 16000
         silence_frames = math.ceil(self.config.trailing_silence_ms / 1000 / frame_s)
+        if pace != "fast" and self.config.send_path == "pacer":
+            # One process-wide greenlet sends the pre-framed frames of every stream.
+            from locustfiles.voice_pacer import PACER
+
+            PACER.stream(connection, PACER.frames_for(frames, self.config.settings.chunk_samples, silence_frames), frame_s)
+            return
         silence = bytes(self.config.settings.chunk_samples * 2)
         sequence = itertools.chain(frames, itertools.repeat(silence, silence_frames))
         clock = time.monotonic

@@ -142,7 +142,12 @@ class VoiceConnection:
             ) from None
         except Exception as error:  # every library/OS error becomes a diagnosis, never a traceback
             code = diagnoses.classify_connect_error(error)
-            raise ConnectionFailed(f"{self.settings.url}: {error or type(error).__name__}", code) from None
+            raise ConnectionFailed(
+                f"{self.settings.url}: {error or type(error).__name__}",
+                code,
+                # An untrusted certificate does not fix itself either (a reset handshake might).
+                retryable=not isinstance(error, ssl.SSLCertVerificationError),
+            ) from None
         self.connect_ms = (time.monotonic() - started) * 1000.0
         ws.settimeout(None)
         self._ws = ws
@@ -174,6 +179,54 @@ class VoiceConnection:
         if ws is None or self.closed.is_set():
             raise ConnectionError("connection closed")
         ws.send(text)
+
+    # -- the pacer's fast path (locustfiles.voice_pacer): frames built by voiceharness.framing
+    def send_preframed(self, frame: bytes) -> None:
+        """Write one ready-made WebSocket frame, waiting until the socket has taken all of it.
+
+        Under websocket-client's send lock, so a pong or ping from another greenlet never
+        lands in the middle of the frame.
+        """
+        ws = self._ws
+        if ws is None or self.closed.is_set():
+            raise ConnectionError("connection closed")
+        with ws.lock:
+            ws.sock.sendall(frame)
+
+    def try_send_preframed(self, frame: bytes) -> int:
+        """Write a ready-made frame without blocking; the bytes written.
+
+        ``len(frame)``: all of it. ``0``: nothing (the socket is full, another greenlet is
+        mid-write, or the link is TLS); use :meth:`send_preframed`. Anything between: the
+        frame is cut and the send lock is now held; :meth:`finish_preframed` must follow.
+        """
+        ws = self._ws
+        if ws is None or self.closed.is_set():
+            raise ConnectionError("connection closed")
+        sock = ws.sock
+        lock = ws.lock
+        # Greenlets switch only when one blocks, and a send with timeout 0 never blocks: if no
+        # greenlet holds the send lock now, nobody can write between our bytes, so the lock is
+        # only taken when a frame is cut and its rest must wait for the socket.
+        if lock.locked() or isinstance(sock, ssl.SSLSocket):
+            return 0  # mid-write elsewhere, or a TLS record, which cannot be resumed by hand
+        try:
+            sent = sock.send(frame, 0, 0.0)  # gevent's socket: timeout 0.0 = do not wait
+        except BlockingIOError:
+            return 0
+        if 0 < sent < len(frame):
+            lock.acquire(False)
+            self._held_send = (sock, lock)
+        return sent
+
+    def finish_preframed(self, frame: bytes, sent: int) -> None:
+        """Write the rest of a frame :meth:`try_send_preframed` cut after ``sent`` bytes; releases the lock."""
+        sock, lock = self._held_send
+        self._held_send = None
+        try:
+            sock.sendall(memoryview(frame)[sent:])
+        finally:
+            lock.release()
 
     # -- receiving
     def _read_loop(self) -> None:
@@ -227,24 +280,37 @@ class VoiceConnection:
             self._lost(code, reason, failure=failure)
 
     def _ping_loop(self) -> None:
+        """Ping every interval; end the connection as a dead link once nothing arrived for 2 intervals.
+
+        The loop wakes at the next ping or at the moment the silence would reach twice the
+        interval, whichever is first, so a dead link is found at 2 intervals, not up to 3.
+        """
         interval = self.options.ping_interval_s
-        first = True
+        next_ping = time.monotonic()  # the first ping goes out at once: a first turn has a latency too
+        sender: gevent.Greenlet | None = None
         while not self.closed.is_set():
-            # The first ping goes out at once so even a connection's first turn has a latency.
-            gevent.sleep(0.0 if first else interval)
-            first = False
             now = time.monotonic()
-            if self.session.link_silent_for(now) > 2 * interval:
+            silent_s = self.session.link_silent_for(now)
+            if silent_s > 2 * interval:
                 # The link is dead (a cut cable sends no FIN): end it now instead of waiting for TCP.
-                self._lost(None, f"dead link: nothing received for {self.session.link_silent_for(now):.1f} s", dead=True)
+                self._lost(None, f"dead link: nothing received for {silent_s:.1f} s", dead=True)
                 return
-            ws = self._ws
-            if ws is None:
-                return
-            try:
-                ws.ping(self.session.ping_payload(now))
-            except Exception:
-                return  # the reader sees the broken socket and reports it
+            if now >= next_ping:
+                next_ping = now + interval
+                # Sent from a greenlet of its own: a send stuck on a full socket buffer (the link
+                # is down while audio streams) must not stop this loop from seeing the silence.
+                if sender is None or sender.dead:
+                    sender = gevent.spawn(self._send_ping, self.session.ping_payload(now))
+            gevent.sleep(max(0.01, min(next_ping, now + 2 * interval - silent_s + 0.005) - now))
+
+    def _send_ping(self, payload: bytes) -> None:
+        ws = self._ws
+        if ws is None:
+            return
+        try:
+            ws.ping(payload)
+        except Exception:
+            pass  # the reader sees the broken socket and reports it
 
     def _send_close(self, code: int, reason: str) -> None:
         ws = self._ws

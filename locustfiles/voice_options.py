@@ -1,6 +1,6 @@
 """The harness's command-line options, added through Locust's ``init_command_line_parser``
-so they show in ``locust --help`` and in the web UI's start form, and their resolution
-into one :class:`VoiceRunConfig` per process.
+so Locust parses them with its own and shows them in the web UI's start form ("Custom
+parameters"), and their resolution into one :class:`VoiceRunConfig` per process.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def add_voice_options(parser) -> None:
                        help="realtime: frame k leaves at t0 + k * frame duration; fast: as fast as the socket takes it")
     group.add_argument("--end-marker", action="store_true", default=True, include_in_web_ui=True,
                        help='Send {"type": "end"} after the utterance (default on)')
-    group.add_argument("--no-end-marker", dest="end_marker", action="store_false",
+    group.add_argument("--no-end-marker", dest="end_marker", action="store_false", include_in_web_ui=False,
                        help="Send no end marker: the gateway must end the utterance on silence")
     group.add_argument("--trailing-silence-ms", type=int, default=-1, include_in_web_ui=True,
                        help="Silence streamed after the utterance (default 0 with the end marker, 1000 without)")
@@ -69,6 +69,12 @@ def add_voice_options(parser) -> None:
                        help="Name the roundtrip/intent/reply rows by utterance id or by expected intent")
     group.add_argument("--max-retries", type=int, default=-1, include_in_web_ui=True,
                        help="Override the preset's maxRetries")
+    group.add_argument("--corpus-manifest", default="", include_in_web_ui=False,
+                       help="Corpus manifest CSV to load instead of the bundled audio_corpus/manifest.csv; "
+                            "every file is checked before any user starts; --utterances defaults to all of it")
+    group.add_argument("--send-path", choices=["pacer", "timer"], default="pacer", include_in_web_ui=False,
+                       help="Real-time sending: pacer (one process-wide greenlet writes pre-framed frames; default) "
+                            "or timer (a sleep and a websocket-client send per frame per user; the old path)")
 
 
 @dataclass(frozen=True)
@@ -86,6 +92,8 @@ class VoiceRunConfig:
     log_export: str
     turns_file: str
     stats_by: str
+    corpus_manifest: str = ""
+    send_path: str = "pacer"
 
 
 def resolve(options) -> VoiceRunConfig:
@@ -136,5 +144,7 @@ def resolve(options) -> VoiceRunConfig:
         log_export=options.log_export,
         turns_file=turns_file,
         stats_by=options.stats_by,
+        corpus_manifest=getattr(options, "corpus_manifest", "") or "",
+        send_path=getattr(options, "send_path", "pacer") or "pacer",
     )
 

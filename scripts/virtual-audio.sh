@@ -20,7 +20,7 @@
 # (it wants the "pulse" user, /var/run/pulse and disallows module loading by clients). What
 # works is a per-user daemon started with
 #     pulseaudio -n -F virtual.pa --daemonize=no --exit-idle-time=-1 --disallow-exit \
-#                --realtime=yes --high-priority=yes --log-target=file:...
+#                --realtime=no --high-priority=yes --log-target=file:...
 # in the background with XDG_RUNTIME_DIR, PULSE_RUNTIME_PATH and PULSE_STATE_PATH pointing at
 # our folder (root has no /run/user/0), and module-native-protocol-unix with
 # auth-anonymous=1 so clients need no cookie. The D-Bus warnings in the log are harmless.
@@ -90,7 +90,7 @@ EOF
     use_env
     # setsid: the daemon must outlive the shell (and pytest's process group) that started it.
     setsid pulseaudio -n -F "$DIR/virtual.pa" --daemonize=no --exit-idle-time=-1 --disallow-exit \
-        --realtime=yes --high-priority=yes --use-pid-file=no --log-level=notice \
+        --realtime=no --high-priority=yes --use-pid-file=no --log-level=notice \
         --log-target="file:$LOG" </dev/null >/dev/null 2>&1 &
     echo $! >"$PIDFILE"
     local waited=0

@@ -80,7 +80,9 @@ def headless_chrome(tmp_dir: Path | None = None, page_load_timeout_s: float = 30
     binary = _first_existing("CHROME_BINARY", CHROME_CANDIDATES)
     driver_path = _first_existing("CHROMEDRIVER", CHROMEDRIVER_CANDIDATES) or shutil.which("chromedriver")
     if binary is None or driver_path is None:
-        pytest.skip("headless Chromium needs chromium and chromedriver (apt-get install chromium chromium-driver)")
+        pytest.skip(
+            "headless Chromium needs chromium and chromedriver (apt-get install chromium chromium-driver)"
+        )
     profile_dir = Path(tempfile.mkdtemp(prefix="chrome-profile-", dir=tmp_dir))
     driver = webdriver.Chrome(service=Service(driver_path), options=chrome_options(profile_dir, binary))
     try:

@@ -92,9 +92,11 @@ def gateway_factory(tmp_path) -> Iterator:
 @pytest.fixture(scope="session")
 def shared_gateway(tmp_path_factory) -> Iterator[Gateway]:
     """One real gateway (recognition and synthesis) for the tests that only read from it."""
-    gateway = Gateway(free_port(), (), tmp_path_factory.mktemp("gateway") / "gateway.log").start()
-    yield gateway
-    gateway.stop()
+    gateway = Gateway(free_port(), (), tmp_path_factory.mktemp("gateway") / "gateway.log")
+    try:
+        yield gateway.start()
+    finally:
+        gateway.stop()
 
 
 @dataclass

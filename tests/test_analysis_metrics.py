@@ -230,3 +230,16 @@ def test_summary_numbers_are_plain_python(turns_run):
             assert not (isinstance(value, float) and math.isnan(value))
 
     walk(summary)
+
+
+def test_turns_cut_short_by_the_end_of_the_run_are_counted_apart(tmp_path):
+    records = make_records(20)
+    for record in records[:4]:
+        record.success, record.failure = False, "run_stopped"
+        record.roundtrip_ms = math.nan
+    prefix = tmp_path / "run"
+    write_turns(prefix, records)
+    summary = metrics.summarize(readers.read_run(str(prefix)))
+    assert summary["run"]["turns"] == 16
+    assert summary["run"]["cut_short"] == 4
+    assert all(d["code"] != "run_stopped" for d in summary["diagnoses"])

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from browser import console_entries, headless_chrome, severe_console_errors
 from conftest import LOCUST, LOCUSTFILE, ROOT, free_port
 
@@ -85,9 +84,22 @@ def start_web_ui(gateway_factory, tmp_path) -> Iterator[Callable[..., WebUI]]:
         port = free_port()
         log_path = tmp_path / f"locust-{len(started)}.log"
         process = subprocess.Popen(
-            [LOCUST, "-f", LOCUSTFILE, "--host", gateway.url, "--web-host", "127.0.0.1",
-             "--web-port", str(port), *locust_args],
-            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log_path.open("wb"), stderr=subprocess.STDOUT,
+            [
+                LOCUST,
+                "-f",
+                LOCUSTFILE,
+                "--host",
+                gateway.url,
+                "--web-host",
+                "127.0.0.1",
+                "--web-port",
+                str(port),
+                *locust_args,
+            ],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=log_path.open("wb"),
+            stderr=subprocess.STDOUT,
         )
         web_ui = WebUI(port, process, log_path)
         started.append(web_ui)
@@ -126,7 +138,7 @@ def wait_for(driver, condition: Callable[[], object], timeout_s: float, what: st
             result = condition()
             if result:
                 return result
-        except Exception as error:  # stale elements while React re-renders
+        except Exception as error:  # noqa: BLE001 - stale elements while React re-renders
             last_error = error
         time.sleep(0.25)
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what} (last error: {last_error})")
@@ -180,7 +192,9 @@ def open_tab(driver, title: str) -> None:
     tabs = {tab.text.strip().lower(): tab for tab in driver.find_elements(By.CSS_SELECTOR, "[role=tab]")}
     assert title.lower() in tabs, f"no {title!r} tab among {sorted(tabs)}"
     tabs[title.lower()].click()
-    wait_for(driver, lambda: tabs[title.lower()].get_attribute("aria-selected") == "true", 10, f"the {title} tab")
+    wait_for(
+        driver, lambda: tabs[title.lower()].get_attribute("aria-selected") == "true", 10, f"the {title} tab"
+    )
 
 
 def read_table(driver) -> list[list[str]]:
@@ -241,10 +255,17 @@ def test_voice_tab_shows_bands_and_turn_records_of_a_run_started_from_the_form(s
 
         # the harness's options are in the form (include_in_web_ui), its secrets are not
         open_custom_parameters(driver)
-        presets = [option.get_attribute("value") for option in Select(driver.find_element(By.NAME, "preset")).options]
+        presets = [
+            option.get_attribute("value") for option in Select(driver.find_element(By.NAME, "preset")).options
+        ]
         assert sorted(presets) == ["corporate", "docker", "local", "production"]
-        assert Select(driver.find_element(By.NAME, "preset")).first_selected_option.get_attribute("value") == "local"
-        paces = [option.get_attribute("value") for option in Select(driver.find_element(By.NAME, "pace")).options]
+        assert (
+            Select(driver.find_element(By.NAME, "preset")).first_selected_option.get_attribute("value")
+            == "local"
+        )
+        paces = [
+            option.get_attribute("value") for option in Select(driver.find_element(By.NAME, "pace")).options
+        ]
         assert paces == ["realtime", "fast"]
         assert driver.find_element(By.NAME, "endMarker").get_attribute("type") == "checkbox"
         for hidden in ("authToken", "turnsFile"):
@@ -254,8 +275,12 @@ def test_voice_tab_shows_bands_and_turn_records_of_a_run_started_from_the_form(s
         open_tab(driver, TAB_TITLE)
         # ~10 s of turns at real-time pace: enough for a few dozen turns from 3 users
         time.sleep(8)
-        table = wait_for(driver, lambda: table_with_successes(driver, 5), 40,
-                         "at least 5 succeeded turns in the Voice quality tab")
+        table = wait_for(
+            driver,
+            lambda: table_with_successes(driver, 5),
+            40,
+            "at least 5 succeeded turns in the Voice quality tab",
+        )
         assert table[0] == TABLE_HEADER
         sections = voice_rows(table)
         assert [row[1] for row in sections["Roundtrip"]] == ROUNDTRIP_BANDS
@@ -280,7 +305,9 @@ def test_voice_tab_shows_bands_and_turn_records_of_a_run_started_from_the_form(s
         assert [entry["key"] for entry in stats["extended_stats"]] == ["voice-quality"]
 
         open_tab(driver, "Download data")
-        links = {link.text.strip(): link.get_attribute("href") for link in driver.find_elements(By.TAG_NAME, "a")}
+        links = {
+            link.text.strip(): link.get_attribute("href") for link in driver.find_elements(By.TAG_NAME, "a")
+        }
         assert links.get(TURNS_CSV_LINK) == web_ui.url + "/voice/turns.csv", links
 
         rows = read_turns_csv(web_ui)
@@ -290,8 +317,12 @@ def test_voice_tab_shows_bands_and_turn_records_of_a_run_started_from_the_form(s
         assert any(row["success"] == "1" for row in rows)
 
         button_named(driver, "stop").click()
-        wait_for(driver, lambda: json.loads(web_ui.get("/stats/requests")[2])["state"] == "stopped", 30,
-                 "the run to stop")
+        wait_for(
+            driver,
+            lambda: json.loads(web_ui.get("/stats/requests")[2])["state"] == "stopped",
+            30,
+            "the run to stop",
+        )
         quality = json.loads(web_ui.get("/voice/quality.json")[2])
         assert quality[0]["item"] == "succeeded / ended"
         console = console_entries(driver)
@@ -305,13 +336,8 @@ def test_voice_tab_shows_bands_and_turn_records_of_a_run_started_from_the_form(s
     assert "Traceback" not in web_ui.log_text()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="locustfiles/voice.py resolves the voice options once, at init: values edited in the "
-           "web form reach environment.parsed_options at /swarm but not the users",
-)
 def test_voice_option_chosen_in_the_form_is_used_by_the_run(start_web_ui, tmp_path):
+    """Pace "fast" picked in the start form reaches the users (the options are re-read at test_start)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 

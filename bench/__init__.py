@@ -1,0 +1,1 @@
+"""Benchmarks: capacity of one worker, truth of the measurement, analysis speed (``python -m bench``)."""

@@ -1,0 +1,239 @@
+"""The process-wide pacer: one greenlet sends every due audio frame of every streaming user.
+
+The first harness paced each user with its own timer (one ``gevent.sleep`` per frame per
+user) and framed and masked every frame in Python (websocket-client's ``send_binary``). At
+a thousand real-time streams a worker spent its time waking greenlets and XORing bytes, and
+its send lateness p99 passed 15 ms. Here:
+
+* the corpus audio is framed once per process (:mod:`voiceharness.framing`, one mask key per
+  process) and every user sends the same ready-made ``bytes``;
+* ONE pacer greenlet per process keeps a heap of ``(due time, stream)`` and, each time it
+  wakes, writes every frame that is due, each with one non-blocking ``socket.send`` under the
+  connection's send lock (:meth:`VoiceConnection.try_send_preframed`);
+* the user greenlet that owns a stream just waits on an ``AsyncResult`` until its stream has
+  been sent, then sends the end marker and waits for the reply as before.
+
+Every frame still goes through ``session.audio_sent(now, due)``, so per-turn lateness and the
+end-of-speech timestamp are exact. A stream whose socket is full (a slow or stalled
+gateway) is not allowed to stall the others: it leaves the pacer and finishes on its own
+greenlet with blocking writes and its own timer, its lateness recorded as it happens.
+
+The pacer also keeps process-wide send-lateness statistics (a 0.1 ms histogram per second of
+the run: :class:`voiceharness.lateness.LatenessStats`). At the end of a run it logs p50/p99/max and warns when the
+load generator could not keep up; with ``VOICE_PACER_STATS=PATH`` in the environment it also
+writes them as JSON (the benchmarks in ``bench/`` read that file).
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from itertools import count
+
+import gevent
+import gevent.event
+from locust import events
+
+from voiceharness import framing
+from voiceharness.lateness import LatenessStats
+
+log = logging.getLogger("voice.pacer")
+
+STATS_ENV = "VOICE_PACER_STATS"
+# Past this p99 send lateness the load generator did not keep up; its numbers are suspect.
+SATURATED_LATENESS_P99_MS = 5.0
+# Frames written before the pacer yields once, so readers (reply timestamps) are not starved.
+MAX_BATCH = 128
+# The pacer wakes at most once per tick (epoll's timeout resolution is 1 ms anyway).
+TICK_S = 0.001
+
+
+class _Stream:
+    __slots__ = ("connection", "session", "frames", "count", "index", "start", "frame_s", "done")
+
+    def __init__(self, connection, frames: Sequence[bytes], start: float, frame_s: float) -> None:
+        self.connection = connection
+        self.session = connection.session
+        self.frames = frames
+        self.count = len(frames)
+        self.index = 0
+        self.start = start
+        self.frame_s = frame_s
+        self.done = gevent.event.AsyncResult()
+
+
+class Pacer:
+    """Sends the frames of every stream of this process at their due times, from one greenlet."""
+
+    def __init__(self, preframer: framing.Preframer | None = None) -> None:
+        self.preframer = preframer or framing.Preframer()
+        self.stats = LatenessStats()
+        self._heap: list[tuple[float, int, _Stream]] = []
+        self._order = count()
+        self._wake = gevent.event.Event()
+        self._wake_at = math.inf
+        self._greenlet: gevent.Greenlet | None = None
+        self.active = 0
+        self.slow_streams = 0  # streams that had to leave the pacer (socket full)
+        self._keep_alive: list[object] = []  # frame tuples whose id() keys the cache
+
+    # -- what users call
+    def frames_for(self, frames: Sequence[memoryview], chunk_samples: int, silence_frames: int) -> tuple[bytes, ...]:
+        """The pre-framed bytes of an utterance's frames plus ``silence_frames`` of trailing silence.
+
+        Keyed by the identity of the utterance's cached frame tuple (kept alive by the cache).
+        """
+        key = (id(frames), silence_frames)
+        cached = self.preframer._cache.get(key)
+        if cached is None:
+            silence = self.preframer.frame(("silence", chunk_samples), bytes(2 * chunk_samples))
+            built = framing.preframe(frames, self.preframer.mask_key) + (silence,) * silence_frames
+            cached = self.preframer._cache.setdefault(key, built)
+            self._keep_alive.append(frames)
+        return cached
+
+    def stream(self, connection, frames: Sequence[bytes], frame_s: float) -> None:
+        """Send ``frames`` on ``connection``, frame k due at start + k * frame_s; block until sent.
+
+        Raises ConnectionError when the connection closed or a write failed.
+        """
+        if not frames:
+            return
+        start = time.monotonic()
+        stream = _Stream(connection, frames, start, frame_s)
+        heapq.heappush(self._heap, (start, next(self._order), stream))
+        self.active += 1
+        if self.active > self.stats.streams_max:
+            self.stats.streams_max = self.active
+        if self._greenlet is None or self._greenlet.dead:
+            self._greenlet = gevent.spawn(self._run)
+        elif start < self._wake_at:
+            self._wake.set()
+        try:
+            stream.done.get()
+        finally:
+            self.active -= 1
+
+    # -- the pacer greenlet
+    def _run(self) -> None:
+        heap = self._heap
+        clock = time.monotonic
+        wake = self._wake
+        next_tick = 0.0
+        while True:
+            if not heap:
+                self._wake_at = math.inf
+                wake.clear()
+                wake.wait()
+                continue
+            now = clock()
+            # Wake at most once a TICK_S: every wake-up costs a timer and two greenlet switches,
+            # so frames due within a tick go out together (lateness < TICK_S from batching).
+            wake_at = max(heap[0][0], next_tick)
+            if wake_at > now:
+                self._wake_at = wake_at
+                wake.clear()
+                wake.wait(wake_at - now)
+                self._wake_at = -math.inf
+                continue
+            next_tick = now + TICK_S
+            self._send_due(now)
+            if heap and heap[0][0] <= clock():
+                gevent.sleep(0)  # behind schedule: let readers run before the next batch
+
+    def _send_due(self, now: float) -> None:
+        heap = self._heap
+        clock = time.monotonic
+        add = self.stats.add
+        sent_here = 0
+        while heap and sent_here < MAX_BATCH:
+            due, order, stream = heap[0]
+            if due > now:
+                now = clock()
+                if due > now:
+                    return
+            frame = stream.frames[stream.index]
+            connection = stream.connection
+            try:
+                sent = connection.try_send_preframed(frame)
+            except Exception as error:  # noqa: BLE001 (a dead socket ends this stream, not the pacer)
+                heapq.heappop(heap)
+                stream.done.set_exception(ConnectionError(f"send failed: {error}"))
+                continue
+            if sent != len(frame):
+                heapq.heappop(heap)
+                self.slow_streams += 1
+                gevent.spawn(self._finish_slowly, stream, due, sent)
+                continue
+            now = clock()
+            stream.session.audio_sent(now, due)
+            add(now, now - due)
+            sent_here += 1
+            index = stream.index = stream.index + 1
+            if index >= stream.count:
+                heapq.heappop(heap)
+                stream.done.set(None)
+            elif connection.closed.is_set():
+                heapq.heappop(heap)
+                stream.done.set_exception(ConnectionError("connection closed while streaming"))
+            else:
+                heapq.heapreplace(heap, (stream.start + index * stream.frame_s, order, stream))
+
+    def _finish_slowly(self, stream: _Stream, due: float, sent: int) -> None:
+        """A stream whose socket was full: finish it here with blocking writes and its own timer."""
+        connection = stream.connection
+        clock = time.monotonic
+        try:
+            frame = stream.frames[stream.index]
+            if sent:
+                connection.finish_preframed(frame, sent)
+            else:
+                connection.send_preframed(frame)
+            now = clock()
+            stream.session.audio_sent(now, due)
+            self.stats.add(now, now - due)
+            for index in range(stream.index + 1, stream.count):
+                due = stream.start + index * stream.frame_s
+                wait = due - clock()
+                if wait > 0:
+                    gevent.sleep(wait)
+                connection.send_preframed(stream.frames[index])
+                now = clock()
+                stream.session.audio_sent(now, due)
+                self.stats.add(now, now - due)
+                if connection.closed.is_set():
+                    raise ConnectionError("connection closed while streaming")
+        except Exception as error:  # noqa: BLE001
+            stream.done.set_exception(error if isinstance(error, ConnectionError) else ConnectionError(f"send failed: {error}"))
+            return
+        stream.done.set(None)
+
+
+PACER = Pacer()
+
+
+def _write_stats(path: str) -> None:
+    with open(path, "w", encoding="utf-8") as file:
+        json.dump({**PACER.stats.to_json(), "slow_streams": PACER.slow_streams,
+                   "preframed_bytes": PACER.preframer.cached_bytes}, file)
+
+
+@events.quitting.add_listener
+def _on_quitting(environment, **_kwargs) -> None:
+    summary = PACER.stats.summary()
+    if not summary["frames"]:
+        return
+    message = (f"pacer: {summary['frames']} frames sent, send lateness p50 {summary['p50_ms']:.1f} ms, "
+               f"p99 {summary['p99_ms']:.1f} ms, max {summary['max_ms']:.1f} ms")
+    if summary["p99_ms"] > SATURATED_LATENESS_P99_MS:
+        log.warning("%s: load generator saturated — server numbers not trustworthy", message)
+    else:
+        log.info("%s", message)
+    path = os.environ.get(STATS_ENV)
+    if path:
+        _write_stats(path)

@@ -1,0 +1,171 @@
+"""The gateway process fails: killed, stopped gracefully, gone for good; the run is cut by Ctrl-C.
+
+Four scenarios run side by side, each with its own reference gateway (``--fast-sink``) and a
+schedule of what happens to it:
+
+* ``kill``     SIGKILL mid-utterance at 4 s, back at 7 s: the turns in flight end as
+               ``recording_stopped``, users reconnect with jittered backoff, the time to
+               recover is a ``recovery`` event, the run goes on.
+* ``term``     SIGTERM at 4 s (the gateway closes every session with 1001), back at 6 s.
+* ``give_up``  SIGKILL at 3 s, never back: each user gives up after maxRetries
+               (``connection_gave_up``) and stops; the run ends at its run time, and the
+               analysis gate fails (exit 1).
+* ``ctrl_c``   the gateway is fine; Locust gets SIGINT at 5 s of a 30 s run: the turns in
+               progress are recorded as ``run_stopped`` and the run is marked incomplete.
+
+Every scenario checks the invariant: the run's independent count of started turns equals the
+rows of its turns file, each row a success or a diagnosed failure.
+"""
+
+from __future__ import annotations
+
+import csv
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import PYTHON, ROOT, Gateway, free_port
+from fault_runs import check_invariant, failures, finish, start_locust
+
+pytestmark = pytest.mark.slow
+
+USERS = 4
+COMMON = ("--tags", "basic")
+
+
+def _sigint(process) -> None:
+    process.send_signal(signal.SIGINT)
+
+
+SCENARIOS = {
+    # name: (locust options, users, run time, [(at_s, action on the gateway or the locust process)])
+    "kill": (("--max-retries", "10"), USERS, "14s",
+             [(4.0, lambda g, _p: g.stop(signal.SIGKILL)), (7.0, lambda g, _p: g.start())]),
+    "term": (("--max-retries", "10"), USERS, "12s",
+             [(4.0, lambda g, _p: g.stop(signal.SIGTERM)), (6.0, lambda g, _p: g.start())]),
+    "give_up": (("--max-retries", "2"), 2, "10s", [(3.0, lambda g, _p: g.stop(signal.SIGKILL))]),
+    "ctrl_c": ((), USERS, "30s", [(5.0, lambda _g, p: _sigint(p))]),
+}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("gateway_faults")
+    gateways = {name: Gateway(free_port(), ("--fast-sink",), folder / f"{name}-gateway.log").start()
+                for name in SCENARIOS}
+    processes, threads, events = {}, [], {name: [] for name in SCENARIOS}
+    try:
+        for name, (options, users, run_time, schedule) in SCENARIOS.items():
+            process = start_locust(folder / name, gateways[name].url, *COMMON, *options, users=users,
+                                   run_time=run_time)
+            processes[name] = process
+
+            def follow(name=name, process=process, schedule=schedule) -> None:
+                began = time.monotonic()
+                for at_s, action in schedule:
+                    time.sleep(max(0.0, at_s - (time.monotonic() - began)))
+                    events[name].append(time.time())  # wall clock, as the turns file's timestamps
+                    action(gateways[name], process)
+
+            threads.append(threading.Thread(target=follow, daemon=True))
+            threads[-1].start()
+        results = {name: finish(process, timeout_s=90) for name, process in processes.items()}
+        for thread in threads:
+            thread.join(30)
+    finally:
+        for gateway in gateways.values():
+            gateway.stop()
+    return results, events, {name: g.log_text() for name, g in gateways.items()}
+
+
+def stats(run) -> dict:
+    with open(run.file("_stats.csv"), newline="", encoding="utf-8") as file:
+        return {(row["Type"], row["Name"]): row for row in csv.DictReader(file)}
+
+
+def test_sigkill_mid_utterance_ends_the_turn_as_recording_stopped_and_users_recover(runs):
+    results, events, _ = runs
+    run = results["kill"]
+    rows = check_invariant(run)
+    killed_at, restarted_at = events["kill"]
+    counts = failures(rows)
+    interrupted = [r for r in rows if r["failure"] in ("recording_stopped", "incomplete_reply")]
+    assert interrupted, counts
+    assert all(r["close_code"] == "" for r in interrupted)  # no close frame: the TCP link dropped
+    assert counts["connection_refused"] >= USERS, counts
+    # every user talks again after the restart, on a new connection
+    after = [r for r in rows if r["success"] == "1" and float(r["timestamp"]) > restarted_at]
+    assert {r["user"] for r in after} == {str(u) for u in range(USERS)}
+    assert all(int(r["reconnections"]) >= 1 for r in after)
+    recovery = stats(run)[("recovery", "time to recover")]
+    assert int(recovery["Request Count"]) == USERS
+    outage_ms = (restarted_at - killed_at) * 1000
+    assert outage_ms * 0.8 <= float(recovery["Average Response Time"]) <= outage_ms + 8000
+    print(f"\nkill: outage {outage_ms:.0f} ms, recovery avg {float(recovery['Average Response Time']):.0f} ms "
+          f"max {recovery['Max Response Time']} ms; turns {len(rows)} {dict(counts)}")
+
+
+def test_reconnect_attempts_are_jittered_not_in_lock_step(runs):
+    """All connections drop at the same instant; the retries that follow must spread out."""
+    results, _, _ = runs
+    rows = check_invariant(results["kill"])
+    first_retry_s = []
+    for user in range(USERS):
+        refused = [float(r["timestamp"]) for r in rows if r["user"] == str(user) and r["failure"] == "connection_refused"]
+        assert len(refused) >= 2, refused
+        first_retry_s.append(refused[1] - refused[0])
+    # backoff 0.5-1 s (equal jitter over 1 s) plus Locust's wait of 0.2-1 s between tasks
+    assert all(0.6 <= gap <= 2.2 for gap in first_retry_s), first_retry_s
+    assert max(first_retry_s) - min(first_retry_s) > 0.05, first_retry_s
+
+
+def test_graceful_gateway_stop_closes_sessions_with_1001_and_users_recover(runs):
+    results, events, gateway_logs = runs
+    run = results["term"]
+    rows = check_invariant(run)
+    stopped = [r for r in rows if r["failure"] in ("recording_stopped", "incomplete_reply")]
+    assert stopped and all(r["close_code"] == "1001" for r in stopped), failures(rows)
+    restarted_at = events["term"][1]
+    after = [r for r in rows if r["success"] == "1" and float(r["timestamp"]) > restarted_at]
+    assert {r["user"] for r in after} == {str(u) for u in range(USERS)}
+    assert int(stats(run)[("recovery", "time to recover")]["Request Count"]) >= 1
+    assert "shutdown" in gateway_logs["term"]
+
+
+def test_a_gateway_gone_longer_than_max_retries_makes_each_user_give_up(runs):
+    results, _, _ = runs
+    run = results["give_up"]
+    rows = check_invariant(run)
+    counts = failures(rows)
+    assert counts["connection_gave_up"] == 2, counts
+    assert counts["connection_refused"] == 2 * 2, counts  # maxRetries 2: two refused, the third gives up
+    for user in ("0", "1"):  # giving up is the user's last turn
+        assert [r for r in rows if r["user"] == user][-1]["failure"] == "connection_gave_up"
+    assert "gave up after maxRetries" in run.output
+    assert run.returncode == 1  # Locust's own: there were failures
+
+
+def test_the_analysis_gate_fails_a_run_whose_users_gave_up(runs):
+    results, _, _ = runs
+    run = results["give_up"]
+    gate = subprocess.run(
+        [PYTHON, "-m", "analysis", str(run.prefix), "--gate", "intent.accuracy>=0.98", "--no-files",
+         "--quiet", "--progress", "never"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert gate.returncode == 1, gate.stdout + gate.stderr
+    assert "intent.accuracy" in gate.stdout + gate.stderr
+    assert "Traceback" not in gate.stdout + gate.stderr
+
+
+def test_ctrl_c_records_the_turns_in_progress_and_marks_the_run_incomplete(runs):
+    results, events, _ = runs
+    run = results["ctrl_c"]
+    rows = check_invariant(run, complete=False)
+    stopped = [r for r in rows if r["failure"] == "run_stopped"]
+    assert 1 <= len(stopped) <= USERS, failures(rows)
+    assert sum(r["success"] == "1" for r in rows) >= USERS  # it had run for 5 s
+    assert run.wall_s < 20, "the run stopped at Ctrl-C, not at its run time"

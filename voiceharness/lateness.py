@@ -1,0 +1,120 @@
+"""Send lateness of every audio frame a process sends, kept cheaply: a histogram per second.
+
+A load generator is only trustworthy while it sends on time. The pacer (and the baseline
+clients in ``bench/``) call :meth:`LatenessStats.add` once per frame — a few list operations,
+no allocation — and the run's percentiles come from the histograms afterwards, for any
+window of whole seconds (warm-up apart from steady state). Bins are 0.1 ms wide up to
+100 ms; a percentile is reported as the upper edge of its bin, the maximum exactly.
+
+Seconds are whole seconds of ``time.monotonic()``, which on Linux is one clock for every
+process, so windows line up with CPU samples taken by another process.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+
+BIN_MS = 0.1
+BINS = 1000  # 0 .. 100 ms in 0.1 ms bins; the last bin holds everything later
+
+
+class LatenessStats:
+    """Send lateness of every frame, as a 0.1 ms histogram per whole second of monotonic time."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[int, list[int]] = {}  # second -> [bins..., frames, max lateness in µs]
+        self._second = -1
+        self._row: list[int] = []
+        self.streams_max = 0
+
+    def add(self, now: float, late_s: float) -> None:
+        second = int(now)
+        if second != self._second:
+            row = self.seconds.get(second)
+            if row is None:
+                row = self.seconds[second] = [0] * (BINS + 2)
+            self._row, self._second = row, second
+        row = self._row
+        late_us = int(late_s * 1e6)
+        index = late_us // 100 if late_us > 0 else 0
+        row[index if index < BINS else BINS - 1] += 1
+        row[BINS] += 1
+        if late_us > row[BINS + 1]:
+            row[BINS + 1] = late_us
+
+    def summary(self, first_second: int | None = None, last_second: int | None = None) -> dict[str, float]:
+        """frames, p50/p99/max lateness in ms over whole seconds [first, last] (all when None)."""
+        hist = [0] * BINS
+        frames = 0
+        max_us = 0
+        for second, row in self.seconds.items():
+            if first_second is not None and second < first_second:
+                continue
+            if last_second is not None and second > last_second:
+                continue
+            for index, value in enumerate(row[:BINS]):
+                if value:
+                    hist[index] += value
+            frames += row[BINS]
+            max_us = max(max_us, row[BINS + 1])
+        return {
+            "frames": frames,
+            "p50_ms": histogram_percentile(hist, 50),
+            "p99_ms": histogram_percentile(hist, 99),
+            "max_ms": max_us / 1000.0 if frames else math.nan,
+        }
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "pid": os.getpid(),
+            "bin_ms": BIN_MS,
+            "streams_max": self.streams_max,
+            "seconds": {
+                str(second): {
+                    "frames": row[BINS],
+                    "max_ms": row[BINS + 1] / 1000.0,
+                    "hist": {str(i): v for i, v in enumerate(row[:BINS]) if v},
+                }
+                for second, row in sorted(self.seconds.items())
+            },
+        }
+
+
+def histogram_percentile(hist: Sequence[int], q: float) -> float:
+    """The q-th percentile (upper edge of its 0.1 ms bin, in ms) of a lateness histogram."""
+    total = sum(hist)
+    if not total:
+        return math.nan
+    rank = max(1, math.ceil(q / 100 * total))
+    running = 0
+    for index, value in enumerate(hist):
+        running += value
+        if running >= rank:
+            return (index + 1) * BIN_MS
+    return len(hist) * BIN_MS
+
+
+def merge(histograms: Iterable[Mapping[str, int]]) -> list[int]:
+    """Sum sparse JSON histograms (``{"bin": count}``) into one dense list."""
+    dense = [0] * BINS
+    for hist in histograms:
+        for index, value in hist.items():
+            dense[int(index)] += value
+    return dense
+
+
+def window_summary(stats_json: Mapping[str, object], first_second: int, last_second: int) -> dict[str, float]:
+    """frames, p50/p99/max (ms) of a :meth:`LatenessStats.to_json` document over whole seconds [first, last]."""
+    seconds = stats_json["seconds"]
+    assert isinstance(seconds, Mapping)
+    rows = [row for second, row in seconds.items() if first_second <= int(second) <= last_second]
+    hist = merge(row["hist"] for row in rows)
+    frames = sum(row["frames"] for row in rows)
+    return {
+        "frames": frames,
+        "p50_ms": histogram_percentile(hist, 50),
+        "p99_ms": histogram_percentile(hist, 99),
+        "max_ms": max((row["max_ms"] for row in rows), default=math.nan),
+    }
