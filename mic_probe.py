@@ -58,6 +58,7 @@ import json
 import math
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
@@ -104,7 +105,9 @@ MAX_FREQUENCY_ERROR_HZ = 5.0
 MIN_SNR_DB = 20.0
 MAX_THD_PERCENT = 10.0
 MIN_LOOPBACK_LEVEL_DBFS = -50.0
-SNR_CAP_DB = 140.0  # what a noiseless (digital) path reads
+SNR_CAP_DB = 140.0
+STREAM_LATENCY: str | float = "high"  # PortAudio's suggested latency for play/record streams
+STREAM_WATCHDOG_S = 10.0  # a stream this late past its signal's end has stalled  # what a noiseless (digital) path reads
 
 _HARMONICS = 5  # 2nd to 5th harmonic count as distortion
 _MAINLOBE_BINS = 5  # Blackman-Harris main lobe is +-4 bins; one more for the interpolation
@@ -667,18 +670,65 @@ def play_and_capture(signal: np.ndarray, device: str | None, *, wanted_hz: int =
             raise _device_error(error, f"output device {info['index']} {info['name']}") from None
         inp, out = None, _Opened(info["index"], info["name"], rate, note)
     played = resample(signal, SAMPLE_RATE_HZ, out.rate_hz).astype(np.float32)
-    block = _block_size(out.rate_hz)
     try:
-        if inp is not None:
-            recorded = sd.playrec(played, samplerate=out.rate_hz, channels=1, dtype="float32",
-                                  device=(inp.index, out.index), blocking=True, blocksize=block,
-                                  latency="high")
-            return resample(recorded[:, 0], out.rate_hz, SAMPLE_RATE_HZ), inp, out
-        sd.play(played, samplerate=out.rate_hz, device=out.index, blocking=True, blocksize=block,
-                latency="high")
-        return None, None, out
+        recorded = _play_record(sd, played, out.rate_hz, out.index, inp.index if inp else None)
     except sd.PortAudioError as error:
         raise _device_error(error, f"playing on {out.index} {out.name}") from None
+    if recorded is None or inp is None:
+        return None, None, out
+    return resample(recorded, out.rate_hz, SAMPLE_RATE_HZ), inp, out
+
+
+class StreamHung(DeviceError):
+    """The audio stream stopped calling back; the process should exit without PortAudio's cleanup."""
+
+
+def _play_record(sd: Any, played: np.ndarray, rate_hz: int, out_index: int,
+                 in_index: int | None) -> np.ndarray | None:
+    """Play ``played`` (and record as many samples when ``in_index`` is given) in 64 ms blocks,
+    with a watchdog: PortAudio's ALSA layer over PulseAudio can stall, and a probe must not hang.
+    """
+    block = _block_size(rate_hz)
+    recorded = np.zeros(played.size, dtype=np.float32) if in_index is not None else None
+    position = 0
+    done = threading.Event()
+
+    def fill(outdata: np.ndarray, frames: int) -> None:
+        nonlocal position
+        n = max(0, min(frames, played.size - position))
+        outdata[:n, 0] = played[position:position + n]
+        outdata[n:] = 0
+
+    def on_output(outdata: np.ndarray, frames: int, _time: Any, _status: Any) -> None:
+        nonlocal position
+        fill(outdata, frames)
+        position += frames
+        if position >= played.size:
+            raise sd.CallbackStop
+
+    def on_duplex(indata: np.ndarray, outdata: np.ndarray, frames: int, _time: Any, _status: Any) -> None:
+        nonlocal position
+        assert recorded is not None
+        n = max(0, min(frames, played.size - position))
+        recorded[position:position + n] = indata[:n, 0]
+        on_output(outdata, frames, _time, _status)
+
+    # "high" latency and 64 ms blocks: a measurement wants whole signals more than low latency.
+    if in_index is None:
+        stream = sd.OutputStream(samplerate=rate_hz, blocksize=block, device=out_index, channels=1,
+                                 dtype="float32", latency=STREAM_LATENCY, callback=on_output,
+                                 finished_callback=done.set)
+    else:
+        stream = sd.Stream(samplerate=rate_hz, blocksize=block, device=(in_index, out_index), channels=1,
+                           dtype="float32", latency=STREAM_LATENCY, callback=on_duplex, finished_callback=done.set)
+    deadline_s = played.size / rate_hz + STREAM_WATCHDOG_S
+    with stream:
+        if not done.wait(deadline_s):
+            raise StreamHung(
+                diagnoses.explain("mic_unavailable", f"the audio stream stalled for {deadline_s:.0f} s"),
+                "mic_unavailable",
+            )
+    return recorded
 
 
 # ------------------------------------------------------------------------------ commands
@@ -935,6 +985,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  wanted_hz=args.rate)
         else:
             result = run_loopback(args.device, args.duration, args.level, wanted_hz=args.rate)
+    except StreamHung as error:
+        # PortAudio's cleanup would wait for the stalled stream forever: report and leave now.
+        _emit(Result(args.command, EXIT_COULD_NOT_RUN, "could not run", str(error), [], {}, error.diagnosis),
+              args.json, sys.stdout if args.json else sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_COULD_NOT_RUN)
     except DeviceError as error:
         result = Result(args.command, EXIT_COULD_NOT_RUN, "could not run", str(error), [], {},
                         error.diagnosis)

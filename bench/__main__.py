@@ -24,7 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sink", choices=["minimal", "gateway"], default="minimal",
                         help="capacity: system under test (minimal bench/sink.py, or gateway --fast-sink)")
     parser.add_argument("--repeat", type=int, default=1, help="capacity: runs per N and client")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="run the processes a benchmark starts at this niceness (e.g. -5 on a shared machine; root)")
     args = parser.parse_args(argv)
+    common.NICE = args.nice
+    command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
     suffix = "-smoke" if args.smoke else ""
     status = 0
     todo = ["capacity", "truth", "analysis"] if args.benchmark == "all" else [args.benchmark]
@@ -40,12 +44,14 @@ def main(argv: list[str] | None = None) -> int:
                 sink=args.sink,
                 repeat=args.repeat,
             )
+            result["command"], result["nice"] = command, args.nice
             name_out = "capacity" + ("-gateway" if args.sink == "gateway" else "")
             print(f"wrote {common.write_result(name_out + suffix, result)}")
         elif name == "truth":
             from bench import truth
 
             result = truth.run(smoke=args.smoke, duration_s=args.duration_s or None)
+            result["command"], result["nice"] = command, args.nice
             print(f"wrote {common.write_result('truth' + suffix, result)}")
         elif name == "analysis":
             # Written by another engineer; it writes bench/results/analysis[-smoke].json itself.

@@ -94,6 +94,7 @@ def run_one(client: str, n: int, port: int, sink_pid: int, duration_s: float, ra
     started = time.monotonic()
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, cwd=common.REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        common.renice(process.pid)
         sampler = common.Sampler([process.pid, sink_pid]).start()
         try:
             returncode = process.wait(timeout=ramp_s + duration_s + 180)
@@ -112,7 +113,7 @@ def run_one(client: str, n: int, port: int, sink_pid: int, duration_s: float, ra
     first = seconds[0]
     # The ramp ends at the first second in which 90 % of the due frames went out.
     ramp_end = next((s for s in seconds if frames_by_second[s] >= 0.9 * due_per_s), first + int(2 * ramp_s))
-    steady_first = ramp_end + int(math.ceil(WARMUP_S))
+    steady_first = ramp_end + math.ceil(WARMUP_S)
     steady_last = seconds[-1] - 1  # the last second is cut by the end of the run
     if steady_last - steady_first < 3:
         steady_first = max(first, steady_last - 3)

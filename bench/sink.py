@@ -26,6 +26,7 @@ import json
 import signal
 import struct
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -190,8 +191,7 @@ async def serve(host: str, port: int, delay_ms: float, stats_path: str | None) -
     await stop.wait()
     server.close()
     if stats_path:
-        with open(stats_path, "w", encoding="utf-8") as file:
-            json.dump(stats.to_json(), file)
+        Path(stats_path).write_text(json.dumps(stats.to_json()), encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -126,7 +126,8 @@ def _worker_process(pcm: bytes, sample_rate_hz: int, forced_intent: str | None, 
     return _worker_pipeline.process(pcm, sample_rate_hz, forced_intent=forced_intent, tts_enabled=tts_enabled)
 
 
-def _worker_ready() -> int:
+def _worker_ready(hold_s: float) -> int:
+    time.sleep(hold_s)  # keep this worker busy so the next call reaches another one
     return os.getpid()
 
 
@@ -148,11 +149,15 @@ class ProcessRunner:
         loop = asyncio.get_running_loop()
         # Import once here first: a wrong spec then fails with its own error, not BrokenProcessPool.
         await asyncio.to_thread(load_factory, self.spec)
-        # One call per worker makes the pool start them all and load the model in each.
-        pids = await asyncio.gather(
-            *(loop.run_in_executor(self._executor, _worker_ready) for _ in range(self.workers))
-        )
-        _event(logging.DEBUG, "workers_started", pids=",".join(map(str, sorted(set(pids)))))
+        # Calls that hold a worker for a moment make the pool start them all; ready means every
+        # worker has loaded its model (its initializer ran) and answered.
+        pids: set[int] = set()
+        while len(pids) < self.workers:
+            answered = await asyncio.gather(
+                *(loop.run_in_executor(self._executor, _worker_ready, 0.05) for _ in range(self.workers))
+            )
+            pids.update(answered)
+        _event(logging.DEBUG, "workers_started", pids=",".join(map(str, sorted(pids))))
 
     async def process(self, pcm: bytes, *, forced_intent: str | None, tts_enabled: bool) -> TurnResultLike:
         loop = asyncio.get_running_loop()

@@ -67,6 +67,16 @@ class _Process:
     user_numbers = itertools.count()
 
 
+def _load_corpus(config: voice_options.VoiceRunConfig) -> None:
+    """Load the run's utterances, and the "hello jarvis" ones of the basic scenario, once per process."""
+    # The bundled corpus leaves its noisy copies out by default; a manifest of one's own is used whole.
+    default_select = None if config.corpus_manifest else "kind:clean,kind:unknown"
+    corpus = load_corpus(config.corpus_manifest or None, select=config.utterances or default_select)
+    basic = [u for u in corpus if u.text.lower() == BASIC_UTTERANCE_TEXT]
+    _Process.corpus = corpus
+    _Process.basic = basic or [u for u in corpus if u.expected_intent == "GREETING"]
+
+
 @events.init.add_listener
 def _on_init(environment, **_kwargs) -> None:
     options = environment.parsed_options
@@ -77,12 +87,7 @@ def _on_init(environment, **_kwargs) -> None:
         _Process.config = config
         if not isinstance(environment.runner, MasterRunner):
             # Load and validate the corpus before any user starts: a bad file fails the run now.
-            # The bundled corpus leaves its noisy copies out by default; a manifest of one's own is used whole.
-            default_select = None if config.corpus_manifest else "kind:clean,kind:unknown"
-            _Process.corpus = load_corpus(config.corpus_manifest or None,
-                                          select=config.utterances or default_select)
-            basic = [u for u in _Process.corpus if u.text.lower() == BASIC_UTTERANCE_TEXT]
-            _Process.basic = basic or [u for u in _Process.corpus if u.expected_intent == "GREETING"]
+            _load_corpus(config)
     except HarnessError as error:
         log.error("%s", error)
         environment.process_exit_code = 2
@@ -118,11 +123,8 @@ def _on_test_start(environment, **_kwargs) -> None:
         options.host = environment.host
     try:
         config = voice_options.resolve(options)
-        if config.utterances != _Process.config.utterances:
-            corpus = load_corpus(config.corpus_manifest or None,
-                                 select=config.utterances or "kind:clean,kind:unknown")
-            basic = [u for u in corpus if u.text.lower() == BASIC_UTTERANCE_TEXT]
-            _Process.corpus, _Process.basic = corpus, basic or [u for u in corpus if u.expected_intent == "GREETING"]
+        if (config.utterances, config.corpus_manifest) != (_Process.config.utterances, _Process.config.corpus_manifest):
+            _load_corpus(config)
         _Process.config = config
     except HarnessError as error:
         # The run is already starting: keep the previous settings and say why.
@@ -233,6 +235,15 @@ class VoiceUser(User):
     # -- turns
     def run_turn(self, utterance, *, scenario: str, pace: str | None = None) -> TurnRecord:
         """One turn: connect if needed, stream ``utterance``, collect the reply, report it."""
+        try:
+            return self._run_turn(utterance, scenario=scenario, pace=pace)
+        except KeyboardInterrupt:
+            # Ctrl-C lands in whichever greenlet runs; Locust's User.run does not call on_stop
+            # for it, so record the turn in progress (run_stopped) before passing it on.
+            self.on_stop()
+            raise
+
+    def _run_turn(self, utterance, *, scenario: str, pace: str | None) -> TurnRecord:
         pace = pace or self.config.pace
         started_wall = time.time()
         self.turn_done = gevent.event.AsyncResult()

@@ -69,7 +69,7 @@ class _CappedFrameBuffer(websocket.frame_buffer):
 @dataclass(frozen=True)
 class ConnectOptions:
     connect_timeout_s: float = 5.0
-    ping_interval_s: float = 2.0
+    ping_interval_s: float = 3.0
     tls_ca: str | None = None
     insecure: bool = False
     header_as_binary: bool = True

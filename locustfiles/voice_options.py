@@ -61,8 +61,8 @@ def add_voice_options(parser) -> None:
                        help="Also write the guide-style log to PREFIX_log.txt or PREFIX_log.json")
     group.add_argument("--turns-file", default="", include_in_web_ui=False,
                        help="Where to write the per-turn records (default: PREFIX_turns.csv with --csv PREFIX)")
-    group.add_argument("--ping-interval-ms", type=int, default=2000, include_in_web_ui=True,
-                       help="Client WebSocket ping interval; a link silent for twice this is dead (default 2000)")
+    group.add_argument("--ping-interval-ms", type=int, default=3000, include_in_web_ui=True,
+                       help="Client WebSocket ping interval; a link silent for twice this is dead (default 3000: a 3 s link cut plus TCP's retransmit is survived)")
     group.add_argument("--connect-timeout-ms", type=int, default=5000, include_in_web_ui=True,
                        help="TCP + TLS + upgrade deadline (default 5000)")
     group.add_argument("--stats-by", choices=["utterance", "intent"], default="utterance", include_in_web_ui=True,

@@ -27,11 +27,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import gevent
-from locust.runners import STATE_SPAWNING, STATE_RUNNING, MasterRunner, WorkerRunner
+from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 
 log = logging.getLogger("voice.run_status")
 
@@ -68,7 +68,7 @@ def status_path(csv_prefix: str | None, turns_file: str) -> str | None:
 
 
 def _now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _write(state: str, *, cut_short: bool = False) -> dict[str, Any]:

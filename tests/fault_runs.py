@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conftest import LOCUST, LOCUSTFILE, ROOT
+
 from voiceharness import diagnoses
 
 

@@ -5,7 +5,7 @@ private /30 between the two ends (host ``ns.host_ip``, namespace ``ns.ns_ip``, b
 10.213.0.0/16, which exists only on this pair), and removes all of it on exit — also when the
 test fails. What a test can then do to the link:
 
-* ``ns.link(False)`` / ``ns.link(True)``  cut and restore it (host end down/up)
+* ``ns.link(False)`` / ``ns.link(True)``  cut and restore it (namespace end down/up)
 * ``ns.nft(rules)``                      nftables rules inside the namespace (drop, random loss)
 * ``ns.tbf("200kbit")``                  limit host → namespace bandwidth (tc tbf on the host end)
 * ``ns.start_gateway(*args)``            the reference gateway listening on ``ns.ns_ip``
@@ -25,7 +25,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from conftest import PYTHON, ROOT, free_port
 
 requires_root = pytest.mark.skipif(
@@ -80,13 +79,19 @@ class Netns:
     # -- faults
     def exec(self, *command: str, **kwargs) -> subprocess.CompletedProcess:
         done = subprocess.run(["ip", "netns", "exec", self.name, *command], capture_output=True, text=True,
-                              timeout=30, **kwargs)
+                              timeout=30, check=False, **kwargs)
         if done.returncode:
             raise RuntimeError(f"{' '.join(command)} in {self.name} failed: {done.stderr.strip()}")
         return done
 
     def link(self, up: bool) -> None:
-        _ip("link", "set", self.host_if, "up" if up else "down")
+        """Cut or restore the link from the namespace's end.
+
+        Not the host's end: with the host end down its /30 route goes away and packets for
+        ns_ip would follow the default route out of the machine. With the far end down the
+        host end only loses its carrier, keeps the route, and drops the packets here.
+        """
+        _ip("-n", self.name, "link", "set", self.ns_if, "up" if up else "down")
 
     def nft(self, ruleset: str) -> None:
         """Load an nftables ruleset inside the namespace (it dies with the namespace)."""

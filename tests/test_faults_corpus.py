@@ -15,10 +15,10 @@ import struct
 import numpy as np
 import pytest
 import soundfile
-
-from audio_corpus import MANIFEST_COLUMNS
 from fault_runs import check_invariant, failures, run_many
 from misbehaving_gateway import MisbehavingGateway
+
+from audio_corpus import MANIFEST_COLUMNS
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,6 @@ started turn has one row (the invariant), the fault has its diagnosis, no traceb
 from __future__ import annotations
 
 import pytest
-
 from fault_runs import check_invariant, failures, run_many
 from misbehaving_gateway import MODES, MisbehavingGateway
 

@@ -8,8 +8,8 @@ gateway (``--fast-sink``) inside it, and a schedule; all run side by side:
                  declares the link dead after twice the ping interval, on its own
 * ``delay_loss`` 50 ms more upstream delay (a proxy on loopback) and 5 % packet loss (nft in
                  the namespace): ping and roundtrip rise by the delay, no false timeouts
-* ``bandwidth``  200 kbit/s (tc tbf), below the 256 kbit/s of real-time PCM16: the send
-                 lateness is reported, the harness does not buffer without bound (RSS)
+* ``bandwidth``  200 kbit/s (tc tbf), below the 256 kbit/s of real-time PCM16: the backlog
+                 shows as roundtrip and ping, the harness does not buffer without bound (RSS)
 * ``blackhole``  SYNs dropped (nft): the connect times out (``connection_timeout``)
 * ``baseline``   the same gateway setup without a fault, for comparison
 
@@ -26,24 +26,25 @@ import time
 from pathlib import Path
 
 import pytest
-
 from fault_proxy import DelayProxy
 from fault_runs import check_invariant, failures, finish, read_turns, start_locust
 from netns import Netns, requires_root
 
 pytestmark = [pytest.mark.slow, pytest.mark.netns, requires_root]
 
-PING_INTERVAL_MS = 2000
+# 2 x 3 s = 6 s of silence: a 3 s cut plus the TCP retransmission wait after it stays below
+# (at the default 2 s interval, 4 s, a 3 s cut is sometimes declared dead)
+PING_INTERVAL_MS = 3000
 DELAY_MS = 50
 COMMON = ("--tags", "basic", "--ping-interval-ms", str(PING_INTERVAL_MS))
 
 
 def _watch_for(path: Path, failure: str, found: dict, timeout_s: float) -> None:
-    """Note the time the first row with ``failure`` appears in a turns file (written per turn)."""
+    """Note the time the first row with ``failure`` ('': a success) appears in a turns file (written per turn)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         with contextlib.suppress(FileNotFoundError):
-            if any(row["failure"] == failure for row in read_turns(path)):
+            if any(row["failure"] == failure and (failure or row["success"] == "1") for row in read_turns(path)):
                 found[failure] = time.monotonic()
                 return
         time.sleep(0.02)
@@ -90,10 +91,12 @@ def runs(tmp_path_factory):
             name: start_locust(folder / name, host, *COMMON, *extra, users=users, run_time=run_time)
             for name, (host, users, run_time, extra) in specs.items()
         }
-        began = time.monotonic()
 
         def schedule() -> None:
-            time.sleep(max(0.0, 4.0 - (time.monotonic() - began)))
+            # cut once the users of both runs have talked for a while (a busy machine starts slowly)
+            for name in ("cut_3s", "cut_long"):
+                _watch_for(folder / f"{name}_turns.csv", "", {}, 30.0)
+            time.sleep(1.5)
             spaces["cut_3s"].link(False)
             spaces["cut_long"].link(False)
             cut_at = time.monotonic()
@@ -128,13 +131,14 @@ def median(rows, column):
 
 
 def test_a_3_second_link_cut_is_survived_and_shows_as_a_ping_spike(runs):
-    results, figures = runs
+    results, _ = runs
     run = results["cut_3s"]
     rows = judged(check_invariant(run))
     assert rows and all(row["success"] == "1" for row in rows), failures(rows)
     assert all(row["reconnections"] == "0" for row in rows)
     ping = stats(run)[("ping", "ping")]
-    assert float(ping["Max Response Time"]) > 1000, ping  # a ping sent during the cut waited for it
+    # the ping sent during the cut (one, at a 3 s interval) waits until the link is back
+    assert float(ping["Max Response Time"]) > 150, ping
     print(f"\ncut_3s: turns {len(rows)}, ping max {float(ping['Max Response Time']):.0f} ms, "
           f"median {ping['Median Response Time']} ms")
 
@@ -167,19 +171,22 @@ def test_50ms_delay_and_5pct_loss_raise_ping_and_roundtrip_by_the_delay_without_
           f"(baseline ping {median(base, 'ping_ms'):.1f}, roundtrip {median(base, 'roundtrip_ms'):.1f})")
 
 
-def test_bandwidth_below_real_time_shows_as_send_lateness_with_bounded_memory(runs):
+def test_bandwidth_below_real_time_shows_as_a_backlog_with_bounded_memory(runs):
+    """The kernel's send buffer (autotuned, megabytes) absorbs a 1.5 s utterance's backlog, so the
+    frames leave the harness on time (low send lateness) and the backlog shows as roundtrip and
+    ping (the ping waits behind the audio). Memory stays flat: nothing queues in the harness."""
     results, _ = runs
     run, base = results["bandwidth"], results["baseline"]
     rows = judged(check_invariant(run))
-    assert rows, failures(rows)
+    base_rows = judged(read_turns(base.file("_turns.csv")))
+    assert rows and all(row["success"] == "1" for row in rows), failures(rows)
+    roundtrip_rise = median(rows, "roundtrip_ms") - median(base_rows, "roundtrip_ms")
+    assert roundtrip_rise > 500, roundtrip_rise
     worst_ms = max(float(row["send_lateness_max_ms"]) for row in rows if row["send_lateness_max_ms"])
-    base_worst_ms = max(float(row["send_lateness_max_ms"]) for row in judged(read_turns(base.file("_turns.csv")))
-                        if row["send_lateness_max_ms"])
-    assert worst_ms > 250, worst_ms
-    # the socket's backpressure reaches the sender: no queue grows in the harness
     assert run.max_rss_mb < base.max_rss_mb + 15, (run.max_rss_mb, base.max_rss_mb)
-    print(f"\nbandwidth: turns {len(rows)} {dict(failures(rows))}, send lateness max {worst_ms:.0f} ms "
-          f"(baseline {base_worst_ms:.1f} ms), RSS {run.max_rss_mb:.0f} MB (baseline {base.max_rss_mb:.0f} MB)")
+    print(f"\nbandwidth: turns {len(rows)}, roundtrip +{roundtrip_rise:.0f} ms, ping median "
+          f"{median(rows, 'ping_ms'):.0f} ms, send lateness max {worst_ms:.1f} ms, "
+          f"RSS {run.max_rss_mb:.0f} MB (baseline {base.max_rss_mb:.0f} MB)")
 
 
 def test_a_blackholed_address_is_a_connection_timeout(runs):

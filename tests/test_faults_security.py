@@ -14,7 +14,6 @@ import ssl
 
 import pytest
 import trustme
-
 from conftest import Gateway, free_port
 from fault_runs import check_invariant, failures, run_many
 from misbehaving_gateway import MisbehavingGateway

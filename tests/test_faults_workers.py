@@ -12,7 +12,6 @@ import signal
 import time
 
 import pytest
-
 from conftest import LOCUST, LOCUSTFILE, free_port
 from fault_runs import check_invariant, failures, finish, start_locust
 

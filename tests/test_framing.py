@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import websocket
@@ -158,5 +159,5 @@ def test_a_real_server_accepts_preframed_audio_written_to_the_raw_socket():
 
 def test_module_does_no_io():
     """framing imports no socket library: it stays a pure, sans-I/O module."""
-    source = open(framing.__file__, encoding="utf-8").read()
+    source = Path(framing.__file__).read_text(encoding="utf-8")
     assert "import socket" not in source and "import asyncio" not in source

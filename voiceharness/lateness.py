@@ -41,7 +41,7 @@ class LatenessStats:
         index = late_us // 100 if late_us > 0 else 0
         row[index if index < BINS else BINS - 1] += 1
         row[BINS] += 1
-        if late_us > row[BINS + 1]:
+        if late_us > row[BINS + 1]:  # noqa: PLR1730 (once per frame: a compare is cheaper than max())
             row[BINS + 1] = late_us
 
     def summary(self, first_second: int | None = None, last_second: int | None = None) -> dict[str, float]:
@@ -92,8 +92,8 @@ def histogram_percentile(hist: Sequence[int], q: float) -> float:
     for index, value in enumerate(hist):
         running += value
         if running >= rank:
-            return (index + 1) * BIN_MS
-    return len(hist) * BIN_MS
+            return round((index + 1) * BIN_MS, 3)
+    return round(len(hist) * BIN_MS, 3)
 
 
 def merge(histograms: Iterable[Mapping[str, int]]) -> list[int]:
