@@ -42,11 +42,20 @@ Output on this machine, on the virtual loopback of ``scripts/virtual-audio.sh``:
 
     $ python mic_probe.py devices
     Input devices (* = default):
-        0  pulse    32 ch  44100 Hz  ALSA
-      * 1  default  32 ch  44100 Hz  ALSA
+         0  pulse    32 ch   44100 Hz  ALSA
+      *  1  default  32 ch   44100 Hz  ALSA
     Output devices (* = default):
-        0  pulse    32 ch  44100 Hz  ALSA
-      * 1  default  32 ch  44100 Hz  ALSA
+         0  pulse    32 ch   44100 Hz  ALSA
+      *  1  default  32 ch   44100 Hz  ALSA
+    Verdict: OK — 2 devices
+
+    $ python mic_probe.py loopback
+    Output: 1 default, 16000 Hz mono
+    Input: 1 default, 16000 Hz mono
+    Played a 100-7000 Hz chirp (0.5 s) and a 440 Hz tone (1 s) at -6.0 dBFS peak
+    Round-trip latency 144.0 ms (2304 samples), chirp correlation 1.000
+    Tone 440.00 Hz (error +0.00 Hz) · level -9.0 dBFS · SNR 93.1 dB · THD 0.00042 % (-107.5 dB)
+    Verdict: OK — the signal went out and came back intact
 
 See docs/mic_probe.md for every command's output.
 """
@@ -57,8 +66,10 @@ import argparse
 import json
 import math
 import os
+import queue
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TextIO
@@ -66,7 +77,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from voiceharness import diagnoses, guide
-from voiceharness.errors import DeviceError, HarnessError, UsageError
+from voiceharness.errors import ConnectionFailed, DeviceError, GatewayError, HarnessError, UsageError
 
 # ---------------------------------------------------------------------------------- constants
 
@@ -78,7 +89,7 @@ EXIT_FAIL = 1
 EXIT_COULD_NOT_RUN = 2
 
 DBFS_FLOOR = -120.0  # what digital silence reads (below PCM16's ~ -101 dBFS quantisation floor)
-CLIP_LEVEL = 32767 / 32768  # a PCM16 sample at either rail counts as clipped
+CLIP_LEVEL = 32767 / 32768  # the positive PCM16 rail; -1.0 is the negative one
 
 # Microphone verdict thresholds.
 SILENT_RMS_DBFS = -60.0  # below this the input is silent: muted, broken or the wrong input
@@ -107,7 +118,9 @@ MAX_THD_PERCENT = 10.0
 MIN_LOOPBACK_LEVEL_DBFS = -50.0
 SNR_CAP_DB = 140.0
 STREAM_LATENCY: str | float = "high"  # PortAudio's suggested latency for play/record streams
-STREAM_WATCHDOG_S = 10.0  # a stream this late past its signal's end has stalled  # what a noiseless (digital) path reads
+STREAM_WATCHDOG_S = (
+    10.0  # a stream this late past its signal's end has stalled  # what a noiseless (digital) path reads
+)
 
 _HARMONICS = 5  # 2nd to 5th harmonic count as distortion
 _MAINLOBE_BINS = 5  # Blackman-Harris main lobe is +-4 bins; one more for the interpolation
@@ -147,8 +160,9 @@ def peak_dbfs(samples: np.ndarray) -> float:
 
 
 def clip_count(samples: np.ndarray) -> int:
-    """How many samples sit at a PCM16 rail (|x| >= 32767/32768)."""
-    return int(np.count_nonzero(np.abs(np.asarray(samples)) >= CLIP_LEVEL))
+    """How many samples sit at a PCM16 rail (32767 or -32768, i.e. >= 32767/32768 or <= -1.0)."""
+    x = np.asarray(samples)
+    return int(np.count_nonzero((x >= CLIP_LEVEL) | (x <= -1.0)))
 
 
 @dataclass(frozen=True)
@@ -169,19 +183,22 @@ def mic_verdict(rms: float, peak: float, clipped: int) -> Verdict:
     """
     if rms < SILENT_RMS_DBFS:
         return Verdict(
-            "silent", False,
+            "silent",
+            False,
             f"RMS below {SILENT_RMS_DBFS:.0f} dBFS: nothing reaches the input. "
             + diagnoses.explain("mic_silent"),
             "mic_silent",
         )
     if clipped >= CLIPPING_MIN_SAMPLES:
         return Verdict(
-            "clipping", False,
+            "clipping",
+            False,
             f"{clipped} samples hit full scale: lower the input gain or move away from the microphone",
         )
     if peak < QUIET_PEAK_DBFS:
         return Verdict(
-            "too quiet", False,
+            "too quiet",
+            False,
             f"peaks stay below {QUIET_PEAK_DBFS:.0f} dBFS: speak during the check, closer to the "
             "microphone, or raise the input gain",
         )
@@ -209,16 +226,25 @@ def _fade(x: np.ndarray, sample_rate_hz: int) -> np.ndarray:
     return x
 
 
-def tone(frequency_hz: float, duration_s: float, sample_rate_hz: int = SAMPLE_RATE_HZ,
-         level_dbfs: float = TONE_LEVEL_DBFS) -> np.ndarray:
+def tone(
+    frequency_hz: float,
+    duration_s: float,
+    sample_rate_hz: int = SAMPLE_RATE_HZ,
+    level_dbfs: float = TONE_LEVEL_DBFS,
+) -> np.ndarray:
     """A sine of ``level_dbfs`` peak, with 5 ms fades."""
     t = np.arange(round(duration_s * sample_rate_hz)) / sample_rate_hz
     x = 10 ** (level_dbfs / 20) * np.sin(2 * np.pi * frequency_hz * t)
     return _fade(x, sample_rate_hz)
 
 
-def chirp(f0_hz: float = CHIRP_F0_HZ, f1_hz: float = CHIRP_F1_HZ, duration_s: float = CHIRP_S,
-          sample_rate_hz: int = SAMPLE_RATE_HZ, level_dbfs: float = LOOPBACK_LEVEL_DBFS) -> np.ndarray:
+def chirp(
+    f0_hz: float = CHIRP_F0_HZ,
+    f1_hz: float = CHIRP_F1_HZ,
+    duration_s: float = CHIRP_S,
+    sample_rate_hz: int = SAMPLE_RATE_HZ,
+    level_dbfs: float = LOOPBACK_LEVEL_DBFS,
+) -> np.ndarray:
     """A linear sweep from ``f0_hz`` to ``f1_hz`` of ``level_dbfs`` peak, with 5 ms fades.
 
     Its autocorrelation is one sharp peak, so cross-correlation finds it to the sample.
@@ -273,8 +299,9 @@ def _window(n: int) -> np.ndarray:
     return blackmanharris(n, sym=False)
 
 
-def estimate_frequency(samples: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ,
-                       min_hz: float = 20.0) -> float:
+def estimate_frequency(
+    samples: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ, min_hz: float = 20.0
+) -> float:
     """The strongest frequency: Blackman-Harris window, FFT, parabolic interpolation of the
     log magnitude around the peak bin. Accurate to a small fraction of a bin (rate / length).
     """
@@ -287,7 +314,7 @@ def estimate_frequency(samples: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ
     if start >= spectrum.size - 1:
         return 0.0
     k = start + int(np.argmax(spectrum[start:-1]))
-    a, b, c = np.log(np.maximum(spectrum[k - 1:k + 2], 1e-300))
+    a, b, c = np.log(np.maximum(spectrum[k - 1 : k + 2], 1e-300))
     denominator = a - 2 * b + c
     offset = 0.5 * (a - c) / denominator if denominator != 0 else 0.0
     frequency = (k + offset) * sample_rate_hz / n_fft
@@ -327,8 +354,8 @@ def tone_analysis(samples: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ) -> 
         if centre + _MAINLOBE_BINS >= power.size:
             return False
         lo = max(0, centre - _MAINLOBE_BINS)
-        owner[lo:centre + _MAINLOBE_BINS + 1] = np.where(
-            owner[lo:centre + _MAINLOBE_BINS + 1] == 0, tag, owner[lo:centre + _MAINLOBE_BINS + 1]
+        owner[lo : centre + _MAINLOBE_BINS + 1] = np.where(
+            owner[lo : centre + _MAINLOBE_BINS + 1] == 0, tag, owner[lo : centre + _MAINLOBE_BINS + 1]
         )
         return True
 
@@ -348,8 +375,9 @@ def tone_analysis(samples: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ) -> 
     return ToneAnalysis(frequency, level, snr, 100.0 * thd, _to_dbfs(thd))
 
 
-def loopback_verdict(correlation: float, frequency_error_hz: float, analysis: ToneAnalysis,
-                     capture_rms_dbfs: float) -> tuple[Verdict, list[str]]:
+def loopback_verdict(
+    correlation: float, frequency_error_hz: float, analysis: ToneAnalysis, capture_rms_dbfs: float
+) -> tuple[Verdict, list[str]]:
     """The loopback's verdict and every problem found (the verdict names the first)."""
     if capture_rms_dbfs < SILENT_RMS_DBFS:
         advice = (
@@ -401,8 +429,9 @@ def _sounddevice() -> Any:
         raise DeviceError(diagnoses.explain("portaudio_missing", str(error)), "portaudio_missing") from None
     except ImportError as error:
         raise DeviceError(
-            diagnoses.explain("mic_unavailable", f"python-sounddevice is not installed ({error}); "
-                              "pip install sounddevice"),
+            diagnoses.explain(
+                "mic_unavailable", f"python-sounddevice is not installed ({error}); pip install sounddevice"
+            ),
             "mic_unavailable",
         ) from None
     return sounddevice
@@ -420,12 +449,35 @@ def classify_device_error(error: BaseException) -> str:
     else → ``mic_unavailable``.
     """
     text = str(error).lower()
-    if any(s in text for s in ("-9985", "device unavailable", "busy", "permission", "denied",
-                               "eacces", "ebusy", "not permitted")):
+    if any(
+        s in text
+        for s in (
+            "-9985",
+            "device unavailable",
+            "busy",
+            "permission",
+            "denied",
+            "eacces",
+            "ebusy",
+            "not permitted",
+        )
+    ):
         return "mic_busy"
-    if any(s in text for s in ("-9996", "-9998", "no input device", "no output device",
-                               "no device", "error querying device", "invalid device",
-                               "invalid number of channels", "no such", "device -1")):
+    if any(
+        s in text
+        for s in (
+            "-9996",
+            "-9998",
+            "no input device",
+            "no output device",
+            "no device",
+            "error querying device",
+            "invalid device",
+            "invalid number of channels",
+            "no such",
+            "device -1",
+        )
+    ):
         return "mic_no_device"
     return "mic_unavailable"
 
@@ -462,10 +514,14 @@ def list_devices() -> list[Device]:
         default_out = -1
     return [
         Device(
-            index=d["index"], name=d["name"], hostapi=hostapis[d["hostapi"]]["name"],
-            max_input_channels=d["max_input_channels"], max_output_channels=d["max_output_channels"],
+            index=d["index"],
+            name=d["name"],
+            hostapi=hostapis[d["hostapi"]]["name"],
+            max_input_channels=d["max_input_channels"],
+            max_output_channels=d["max_output_channels"],
             default_samplerate_hz=int(d["default_samplerate"]),
-            default_input=d["index"] == default_in, default_output=d["index"] == default_out,
+            default_input=d["index"] == default_in,
+            default_output=d["index"] == default_out,
         )
         for d in devices
     ]
@@ -512,7 +568,9 @@ def _resolve(sd: Any, spec: int | str | None, kind: str) -> dict[str, Any]:
         raise DeviceError(diagnoses.explain(code, detail), code) from None
 
 
-def negotiate_rate(check: Callable[[int], None], wanted_hz: int, device_rate_hz: int) -> tuple[int, str | None]:
+def negotiate_rate(
+    check: Callable[[int], None], wanted_hz: int, device_rate_hz: int
+) -> tuple[int, str | None]:
     """The rate to open the device at: ``wanted_hz`` if ``check`` accepts it, else the device's own
     rate (and a note saying so). ``check`` raises like ``sounddevice.check_input_settings``.
     """
@@ -523,9 +581,8 @@ def negotiate_rate(check: Callable[[int], None], wanted_hz: int, device_rate_hz:
         if not _is_invalid_rate(error) or device_rate_hz == wanted_hz:
             raise
     check(device_rate_hz)
-    note = (
-        f"the device does not support {wanted_hz} Hz; using its own rate {device_rate_hz} Hz"
-        + (f" and resampling to {SAMPLE_RATE_HZ} Hz" if device_rate_hz != SAMPLE_RATE_HZ else "")
+    note = f"the device does not support {wanted_hz} Hz; using its own rate {device_rate_hz} Hz" + (
+        f" and resampling to {SAMPLE_RATE_HZ} Hz" if device_rate_hz != SAMPLE_RATE_HZ else ""
     )
     return device_rate_hz, note
 
@@ -553,8 +610,9 @@ def _open_input(sd: Any, spec: int | str | None, wanted_hz: int) -> _Opened:
     return _Opened(info["index"], info["name"], rate, note)
 
 
-def _open_duplex(sd: Any, in_spec: int | str | None, out_spec: int | str | None,
-                 wanted_hz: int) -> tuple[_Opened, _Opened]:
+def _open_duplex(
+    sd: Any, in_spec: int | str | None, out_spec: int | str | None, wanted_hz: int
+) -> tuple[_Opened, _Opened]:
     inp = _resolve(sd, in_spec, "input")
     out = _resolve(sd, out_spec, "output")
 
@@ -565,7 +623,9 @@ def _open_duplex(sd: Any, in_spec: int | str | None, out_spec: int | str | None,
     try:
         rate, note = negotiate_rate(check, wanted_hz, int(out["default_samplerate"]))
     except (sd.PortAudioError, ValueError) as error:
-        raise _device_error(error, f"devices {inp['index']} {inp['name']} / {out['index']} {out['name']}") from None
+        raise _device_error(
+            error, f"devices {inp['index']} {inp['name']} / {out['index']} {out['name']}"
+        ) from None
     return _Opened(inp["index"], inp["name"], rate, note), _Opened(out["index"], out["name"], rate, note)
 
 
@@ -614,8 +674,13 @@ def _block_size(rate_hz: int) -> int:
     return max(1, round(CHUNK_SAMPLES * rate_hz / SAMPLE_RATE_HZ))
 
 
-def capture(device: int | str | None, duration_s: float, *, wanted_hz: int = SAMPLE_RATE_HZ,
-            on_chunk: Callable[[np.ndarray, float], None] | None = None) -> tuple[np.ndarray, _Opened, bool]:
+def capture(
+    device: int | str | None,
+    duration_s: float,
+    *,
+    wanted_hz: int = SAMPLE_RATE_HZ,
+    on_chunk: Callable[[np.ndarray, float], None] | None = None,
+) -> tuple[np.ndarray, _Opened, bool]:
     """Record ``duration_s`` from an input device in 64 ms chunks, resampled to 16 kHz.
 
     ``on_chunk(samples, seconds)`` sees each chunk at the device rate as it arrives (the level
@@ -630,8 +695,9 @@ def capture(device: int | str | None, duration_s: float, *, wanted_hz: int = SAM
     overflowed = False
     got = 0
     try:
-        with sd.InputStream(device=opened.index, samplerate=opened.rate_hz, channels=1,
-                            dtype="int16", blocksize=block) as stream:
+        with sd.InputStream(
+            device=opened.index, samplerate=opened.rate_hz, channels=1, dtype="int16", blocksize=block
+        ) as stream:
             while got < total:
                 data, overflow = stream.read(min(block, total - got))
                 overflowed |= bool(overflow)
@@ -648,8 +714,9 @@ def capture(device: int | str | None, duration_s: float, *, wanted_hz: int = SAM
     return resample(samples, opened.rate_hz, SAMPLE_RATE_HZ), opened, overflowed
 
 
-def play_and_capture(signal: np.ndarray, device: str | None, *, wanted_hz: int = SAMPLE_RATE_HZ,
-                     capture_back: bool = True) -> tuple[np.ndarray | None, _Opened | None, _Opened]:
+def play_and_capture(
+    signal: np.ndarray, device: str | None, *, wanted_hz: int = SAMPLE_RATE_HZ, capture_back: bool = True
+) -> tuple[np.ndarray | None, _Opened | None, _Opened]:
     """Play a 16 kHz signal on the output and, when ``capture_back``, record the input at the
     same time (one duplex stream, so both share a clock). Returns (16 kHz capture or None,
     input device or None, output device).
@@ -683,8 +750,9 @@ class StreamHung(DeviceError):
     """The audio stream stopped calling back; the process should exit without PortAudio's cleanup."""
 
 
-def _play_record(sd: Any, played: np.ndarray, rate_hz: int, out_index: int,
-                 in_index: int | None) -> np.ndarray | None:
+def _play_record(
+    sd: Any, played: np.ndarray, rate_hz: int, out_index: int, in_index: int | None
+) -> np.ndarray | None:
     """Play ``played`` (and record as many samples when ``in_index`` is given) in 64 ms blocks,
     with a watchdog: PortAudio's ALSA layer over PulseAudio can stall, and a probe must not hang.
     """
@@ -696,7 +764,7 @@ def _play_record(sd: Any, played: np.ndarray, rate_hz: int, out_index: int,
     def fill(outdata: np.ndarray, frames: int) -> None:
         nonlocal position
         n = max(0, min(frames, played.size - position))
-        outdata[:n, 0] = played[position:position + n]
+        outdata[:n, 0] = played[position : position + n]
         outdata[n:] = 0
 
     def on_output(outdata: np.ndarray, frames: int, _time: Any, _status: Any) -> None:
@@ -710,17 +778,32 @@ def _play_record(sd: Any, played: np.ndarray, rate_hz: int, out_index: int,
         nonlocal position
         assert recorded is not None
         n = max(0, min(frames, played.size - position))
-        recorded[position:position + n] = indata[:n, 0]
+        recorded[position : position + n] = indata[:n, 0]
         on_output(outdata, frames, _time, _status)
 
     # "high" latency and 64 ms blocks: a measurement wants whole signals more than low latency.
     if in_index is None:
-        stream = sd.OutputStream(samplerate=rate_hz, blocksize=block, device=out_index, channels=1,
-                                 dtype="float32", latency=STREAM_LATENCY, callback=on_output,
-                                 finished_callback=done.set)
+        stream = sd.OutputStream(
+            samplerate=rate_hz,
+            blocksize=block,
+            device=out_index,
+            channels=1,
+            dtype="float32",
+            latency=STREAM_LATENCY,
+            callback=on_output,
+            finished_callback=done.set,
+        )
     else:
-        stream = sd.Stream(samplerate=rate_hz, blocksize=block, device=(in_index, out_index), channels=1,
-                           dtype="float32", latency=STREAM_LATENCY, callback=on_duplex, finished_callback=done.set)
+        stream = sd.Stream(
+            samplerate=rate_hz,
+            blocksize=block,
+            device=(in_index, out_index),
+            channels=1,
+            dtype="float32",
+            latency=STREAM_LATENCY,
+            callback=on_duplex,
+            finished_callback=done.set,
+        )
     deadline_s = played.size / rate_hz + STREAM_WATCHDOG_S
     with stream:
         if not done.wait(deadline_s):
@@ -764,8 +847,13 @@ def _diagnosis_json(code: str) -> dict[str, Any]:
     d = diagnoses.DIAGNOSES.get(code)
     if d is None:
         return {"code": code}
-    return {"code": code, "headline": d.headline, "finding": d.finding,
-            "causes": list(d.causes), "fixes": list(d.fixes)}
+    return {
+        "code": code,
+        "headline": d.headline,
+        "finding": d.finding,
+        "causes": list(d.causes),
+        "fixes": list(d.fixes),
+    }
 
 
 def _device_line(kind: str, opened: _Opened) -> str:
@@ -785,8 +873,10 @@ def run_devices() -> Result:
         width = max((len(d.name) for d in rows), default=0)
         for d in rows:
             mark = "*" if (d.default_input if kind == "Input" else d.default_output) else " "
-            lines.append(f"  {mark} {d.index:2d}  {d.name:<{width}}  {getattr(d, channels):2d} ch  "
-                         f"{d.default_samplerate_hz:6d} Hz  {d.hostapi}")
+            lines.append(
+                f"  {mark} {d.index:2d}  {d.name:<{width}}  {getattr(d, channels):2d} ch  "
+                f"{d.default_samplerate_hz:6d} Hz  {d.hostapi}"
+            )
     data = {"devices": [asdict(d) for d in devices]}
     if not any(d.max_input_channels > 0 for d in devices):
         advice = diagnoses.explain("mic_no_device", "PortAudio sees no input device")
@@ -794,8 +884,15 @@ def run_devices() -> Result:
     return Result("devices", EXIT_PASS, "OK", f"{len(devices)} devices", lines, data)
 
 
-def run_mic(device: str | None, duration_s: float, *, bars: bool = True, bar_stream: TextIO | None = None,
-            wanted_hz: int = SAMPLE_RATE_HZ, save: str | None = None) -> Result:
+def run_mic(
+    device: str | None,
+    duration_s: float,
+    *,
+    bars: bool = True,
+    bar_stream: TextIO | None = None,
+    wanted_hz: int = SAMPLE_RATE_HZ,
+    save: str | None = None,
+) -> Result:
     """Capture with live level bars, then RMS/peak dBFS, clipping and the verdict."""
     in_spec, _ = _parse_device(device)
     stream = bar_stream if bar_stream is not None else sys.stdout
@@ -825,30 +922,51 @@ def run_mic(device: str | None, duration_s: float, *, bars: bool = True, bar_str
     if save:
         lines.append(f"Saved the 16 kHz capture to {save}")
     data = {
-        "device": {"index": opened.index, "name": opened.name, "rate_hz": opened.rate_hz,
-                   "resampled": opened.rate_hz != SAMPLE_RATE_HZ, "note": opened.note},
-        "duration_s": round(seconds, 3), "rms_dbfs": round(rms, 2), "peak_dbfs": round(peak, 2),
-        "clipped_samples": clipped, "overflowed": overflowed, "chunk_rms_dbfs": chunk_levels,
+        "device": {
+            "index": opened.index,
+            "name": opened.name,
+            "rate_hz": opened.rate_hz,
+            "resampled": opened.rate_hz != SAMPLE_RATE_HZ,
+            "note": opened.note,
+        },
+        "duration_s": round(seconds, 3),
+        "rms_dbfs": round(rms, 2),
+        "peak_dbfs": round(peak, 2),
+        "clipped_samples": clipped,
+        "overflowed": overflowed,
+        "chunk_rms_dbfs": chunk_levels,
     }
     code = EXIT_PASS if verdict.passed else EXIT_FAIL
     return Result("mic", code, verdict.name, verdict.advice, lines, data, verdict.diagnosis)
 
 
-def run_speaker(device: str | None, duration_s: float, level_dbfs: float, *, capture_back: bool = True,
-                wanted_hz: int = SAMPLE_RATE_HZ) -> Result:
+def run_speaker(
+    device: str | None,
+    duration_s: float,
+    level_dbfs: float,
+    *,
+    capture_back: bool = True,
+    wanted_hz: int = SAMPLE_RATE_HZ,
+) -> Result:
     """Play the guide's 440 Hz tone; when the input hears it back, say so with its numbers."""
     lead_s, tail_s = 0.1, 0.5
-    signal = np.concatenate([
-        np.zeros(round(lead_s * SAMPLE_RATE_HZ)),
-        tone(SPEAKER_TONE_HZ, duration_s, SAMPLE_RATE_HZ, level_dbfs),
-        np.zeros(round(tail_s * SAMPLE_RATE_HZ) if capture_back else 0),
-    ])
+    signal = np.concatenate(
+        [
+            np.zeros(round(lead_s * SAMPLE_RATE_HZ)),
+            tone(SPEAKER_TONE_HZ, duration_s, SAMPLE_RATE_HZ, level_dbfs),
+            np.zeros(round(tail_s * SAMPLE_RATE_HZ) if capture_back else 0),
+        ]
+    )
     captured, inp, out = play_and_capture(signal, device, wanted_hz=wanted_hz, capture_back=capture_back)
-    lines = [_device_line("Output", out),
-             f"Played {SPEAKER_TONE_HZ:.0f} Hz at {level_dbfs:.1f} dBFS peak for {duration_s:.1f} s"]
+    lines = [
+        _device_line("Output", out),
+        f"Played {SPEAKER_TONE_HZ:.0f} Hz at {level_dbfs:.1f} dBFS peak for {duration_s:.1f} s",
+    ]
     data: dict[str, Any] = {
         "output": {"index": out.index, "name": out.name, "rate_hz": out.rate_hz, "note": out.note},
-        "tone_hz": SPEAKER_TONE_HZ, "level_dbfs": level_dbfs, "duration_s": duration_s,
+        "tone_hz": SPEAKER_TONE_HZ,
+        "level_dbfs": level_dbfs,
+        "duration_s": duration_s,
         "confirmed": None,
     }
     if captured is None or inp is None:
@@ -856,19 +974,29 @@ def run_speaker(device: str | None, duration_s: float, level_dbfs: float, *, cap
         return Result("speaker", EXIT_PASS, "played", advice, lines, data)
     # The tone's middle: skip the lead, the fades and up to 0.4 s of output latency.
     start = round((lead_s + 0.4) * SAMPLE_RATE_HZ)
-    middle = captured[start:start + max(round((duration_s - 0.5) * SAMPLE_RATE_HZ), CHUNK_SAMPLES)]
+    middle = captured[start : start + max(round((duration_s - 0.5) * SAMPLE_RATE_HZ), CHUNK_SAMPLES)]
     analysis = tone_analysis(middle)
-    heard = (abs(analysis.frequency_hz - SPEAKER_TONE_HZ) <= MAX_FREQUENCY_ERROR_HZ
-             and analysis.snr_db >= MIN_SNR_DB and analysis.level_dbfs > SILENT_RMS_DBFS)
-    data.update(input={"index": inp.index, "name": inp.name}, confirmed=heard,
-                heard_frequency_hz=round(analysis.frequency_hz, 2),
-                heard_level_dbfs=round(analysis.level_dbfs, 2), heard_snr_db=round(analysis.snr_db, 1))
+    heard = (
+        abs(analysis.frequency_hz - SPEAKER_TONE_HZ) <= MAX_FREQUENCY_ERROR_HZ
+        and analysis.snr_db >= MIN_SNR_DB
+        and analysis.level_dbfs > SILENT_RMS_DBFS
+    )
+    data.update(
+        input={"index": inp.index, "name": inp.name},
+        confirmed=heard,
+        heard_frequency_hz=round(analysis.frequency_hz, 2),
+        heard_level_dbfs=round(analysis.level_dbfs, 2),
+        heard_snr_db=round(analysis.snr_db, 1),
+    )
     lines.append(_device_line("Captured back on", inp))
-    lines.append(f"Heard {analysis.frequency_hz:.1f} Hz at {analysis.level_dbfs:.1f} dBFS RMS, "
-                 f"SNR {analysis.snr_db:.1f} dB")
+    lines.append(
+        f"Heard {analysis.frequency_hz:.1f} Hz at {analysis.level_dbfs:.1f} dBFS RMS, "
+        f"SNR {analysis.snr_db:.1f} dB"
+    )
     if heard:
-        return Result("speaker", EXIT_PASS, "confirmed", "the input heard the tone: the output works",
-                      lines, data)
+        return Result(
+            "speaker", EXIT_PASS, "confirmed", "the input heard the tone: the output works", lines, data
+        )
     advice = (
         "the input did not hear the tone: the output may be muted or disconnected, or the input "
         "cannot hear it (headphones?). If you heard it, the speaker works; --no-capture skips the check"
@@ -879,51 +1007,334 @@ def run_speaker(device: str | None, duration_s: float, level_dbfs: float, *, cap
 def _loopback_signal(tone_s: float, level_dbfs: float) -> tuple[np.ndarray, int, int, int]:
     """silence · chirp · silence · 440 Hz tone · silence; returns it and the chirp/tone starts and tone length."""
     rate = SAMPLE_RATE_HZ
-    parts = [np.zeros(rate // 4), chirp(level_dbfs=level_dbfs), np.zeros(rate // 4),
-             tone(SPEAKER_TONE_HZ, tone_s, rate, level_dbfs), np.zeros(rate)]
+    parts = [
+        np.zeros(rate // 4),
+        chirp(level_dbfs=level_dbfs),
+        np.zeros(rate // 4),
+        tone(SPEAKER_TONE_HZ, tone_s, rate, level_dbfs),
+        np.zeros(rate),
+    ]
     chirp_start = parts[0].size
     tone_start = chirp_start + parts[1].size + parts[2].size
     return np.concatenate(parts), chirp_start, tone_start, parts[3].size
 
 
-def run_loopback(device: str | None, duration_s: float, level_dbfs: float, *,
-                 wanted_hz: int = SAMPLE_RATE_HZ) -> Result:
-    """Chirp and tone out and back: latency, correlation, frequency error, SNR, THD, level."""
+def _with_attempts(
+    run_once: Callable[[], Result], attempts: int, retry: Callable[[Result], bool], summary: tuple[str, ...]
+) -> Result:
+    """Run a check up to ``attempts`` times while ``retry(result)`` says the failure may be a
+    dropout (a busy machine can starve a duplex stream for a block); keep every attempt's numbers."""
+    tries = [run_once()]
+    while len(tries) < attempts and retry(tries[-1]):
+        tries.append(run_once())
+    result = tries[-1]
+    if len(tries) > 1:
+        result.data["attempts"] = [
+            {"verdict": r.verdict} | {k: r.data.get(k) for k in summary} for r in tries
+        ]
+        result.lines.append(f"Attempts: {len(tries)} (" + ", ".join(r.verdict for r in tries) + ")")
+    return result
+
+
+def run_loopback(
+    device: str | None,
+    duration_s: float,
+    level_dbfs: float,
+    *,
+    wanted_hz: int = SAMPLE_RATE_HZ,
+    attempts: int = 1,
+) -> Result:
+    """Chirp and tone out and back: latency, correlation, frequency error, SNR, THD, level.
+
+    With ``attempts`` > 1 the measurement is repeated until one passes (a busy machine can
+    drop a block of a duplex stream); every attempt's numbers are kept in ``data["attempts"]``.
+    """
+    return _with_attempts(
+        lambda: _loopback_once(device, duration_s, level_dbfs, wanted_hz),
+        attempts,
+        lambda r: r.exit_code == EXIT_FAIL,
+        ("latency_ms", "correlation", "frequency_error_hz", "snr_db"),
+    )
+
+
+def _loopback_once(device: str | None, duration_s: float, level_dbfs: float, wanted_hz: int) -> Result:
     signal, chirp_start, tone_start, tone_len = _loopback_signal(duration_s, level_dbfs)
     captured, inp, out = play_and_capture(signal, device, wanted_hz=wanted_hz)
     assert captured is not None and inp is not None
-    reference = signal[chirp_start:chirp_start + round(CHIRP_S * SAMPLE_RATE_HZ)]
+    reference = signal[chirp_start : chirp_start + round(CHIRP_S * SAMPLE_RATE_HZ)]
     lag, correlation = find_delay(reference, captured)
     latency_samples = lag - chirp_start
     latency_ms = latency_samples * 1000 / SAMPLE_RATE_HZ
     trim = SAMPLE_RATE_HZ // 10
     begin = max(0, tone_start + max(0, latency_samples) + trim)
-    segment = captured[begin:begin + max(tone_len - 2 * trim, CHUNK_SAMPLES)]
+    segment = captured[begin : begin + max(tone_len - 2 * trim, CHUNK_SAMPLES)]
     analysis = tone_analysis(segment)
     error_hz = analysis.frequency_hz - SPEAKER_TONE_HZ
     capture_rms = rms_dbfs(captured)
     verdict, problems = loopback_verdict(correlation, error_hz, analysis, capture_rms)
     lines = [
-        _device_line("Output", out), _device_line("Input", inp),
-        (f"Played a {CHIRP_F0_HZ:.0f}-{CHIRP_F1_HZ:.0f} Hz chirp ({CHIRP_S:g} s) and a {SPEAKER_TONE_HZ:.0f} Hz "
-         f"tone ({duration_s:g} s) at {level_dbfs:.1f} dBFS peak"),
+        _device_line("Output", out),
+        _device_line("Input", inp),
+        (
+            f"Played a {CHIRP_F0_HZ:.0f}-{CHIRP_F1_HZ:.0f} Hz chirp ({CHIRP_S:g} s) and a {SPEAKER_TONE_HZ:.0f} Hz "
+            f"tone ({duration_s:g} s) at {level_dbfs:.1f} dBFS peak"
+        ),
         f"Round-trip latency {latency_ms:.1f} ms ({latency_samples} samples), chirp correlation {correlation:.3f}",
-        (f"Tone {analysis.frequency_hz:.2f} Hz (error {error_hz:+.2f} Hz) · level {analysis.level_dbfs:.1f} dBFS"
-         f" · SNR {analysis.snr_db:.1f} dB · THD {analysis.thd_percent:.2g} % ({analysis.thd_db:.1f} dB)"),
+        (
+            f"Tone {analysis.frequency_hz:.2f} Hz (error {error_hz:+.2f} Hz) · level {analysis.level_dbfs:.1f} dBFS"
+            f" · SNR {analysis.snr_db:.1f} dB · THD {analysis.thd_percent:.2g} % ({analysis.thd_db:.1f} dB)"
+        ),
     ]
     lines += [f"Problem: {p}" for p in problems[1:]]
     data = {
         "output": {"index": out.index, "name": out.name, "rate_hz": out.rate_hz, "note": out.note},
         "input": {"index": inp.index, "name": inp.name, "rate_hz": inp.rate_hz},
-        "latency_ms": round(latency_ms, 2), "latency_samples": latency_samples,
+        "latency_ms": round(latency_ms, 2),
+        "latency_samples": latency_samples,
         "correlation": round(correlation, 4),
-        "frequency_hz": round(analysis.frequency_hz, 3), "frequency_error_hz": round(error_hz, 3),
-        "level_dbfs": round(analysis.level_dbfs, 2), "snr_db": round(analysis.snr_db, 2),
-        "thd_percent": round(analysis.thd_percent, 4), "thd_db": round(analysis.thd_db, 2),
-        "capture_rms_dbfs": round(capture_rms, 2), "problems": problems,
+        "frequency_hz": round(analysis.frequency_hz, 3),
+        "frequency_error_hz": round(error_hz, 3),
+        "level_dbfs": round(analysis.level_dbfs, 2),
+        "snr_db": round(analysis.snr_db, 2),
+        "thd_percent": round(analysis.thd_percent, 4),
+        "thd_db": round(analysis.thd_db, 2),
+        "capture_rms_dbfs": round(capture_rms, 2),
+        "problems": problems,
     }
     code = EXIT_PASS if verdict.passed else EXIT_FAIL
     return Result("loopback", code, verdict.name, verdict.advice, lines, data, verdict.diagnosis)
+
+
+def _pick_utterance(text: str, utterance_id: str | None) -> Any:
+    from audio_corpus import load_corpus
+
+    corpus = load_corpus()
+    if utterance_id:
+        chosen = [u for u in corpus if u.id == utterance_id]
+    else:
+        wanted = text.strip().lower()
+        chosen = sorted(
+            (u for u in corpus if u.text.lower() == wanted), key=lambda u: u.kind != "clean"
+        )  # stable: manifest order
+    if not chosen:
+        what = f"utterance {utterance_id!r}" if utterance_id else f"text {text!r}"
+        texts = sorted({u.text for u in corpus})
+        raise UsageError(f"the corpus has no {what}; corpus texts: {', '.join(texts)}")
+    return chosen[0]
+
+
+def _connect(url: str, timeout_s: float) -> Any:
+    import websocket
+
+    ws = websocket.WebSocket(enable_multithread=True)
+    try:
+        ws.connect(url, timeout=timeout_s, suppress_origin=True)
+    except Exception as error:  # noqa: BLE001 - websocket-client raises many kinds; classify them all
+        code = diagnoses.classify_connect_error(error)
+        raise ConnectionFailed(diagnoses.explain(code, f"{url}: {error}"), code) from None
+    return ws
+
+
+def run_acoustic(args: argparse.Namespace) -> Result:
+    """The guide's manual test, acoustically: play a corpus utterance on the output, capture the
+    input in 1024-sample chunks and stream each chunk to the gateway as it arrives (the real
+    pace of a microphone), then report the intent and the roundtrip.
+
+    The protocol is :class:`voiceharness.protocol.ClientSession`; this function only moves
+    bytes. End of speech is where the *capture* holds the utterance's last speech sample
+    (found by cross-correlating the utterance with the capture), so the roundtrip counts from
+    the frame that carried it to the socket, as DESIGN.md defines it.
+    """
+    import websocket
+
+    from voiceharness import protocol
+
+    utterance = _pick_utterance(args.text, args.utterance)
+    speech = pcm16_to_float(utterance.pcm)
+    # Play the utterance then silence; stream until a little after it (room for the audio
+    # path's latency), shorter than the gateway's 500 ms end-of-speech silence when the end
+    # marker is sent, and the browser tester's 1 s of trailing silence when it is not.
+    tail_s = 0.3 if args.end_marker else 1.0
+    stream_samples = speech.size + round(tail_s * SAMPLE_RATE_HZ)
+    played16 = np.concatenate([speech, np.zeros(round(1.5 * SAMPLE_RATE_HZ))])
+
+    sd = _sounddevice()
+    in_spec, out_spec = _parse_device(args.device)
+    inp, out = _open_duplex(sd, in_spec, out_spec, args.rate)
+    rate = out.rate_hz
+    played = resample(played16, SAMPLE_RATE_HZ, rate).astype(np.float32)
+
+    ws = _connect(args.url, args.timeout)
+    session = protocol.ClientSession(reply_timeout_s=args.timeout)
+    chunks: queue.Queue[np.ndarray] = queue.Queue()
+    position = 0
+
+    def on_duplex(indata: np.ndarray, outdata: np.ndarray, frames: int, _time: Any, _status: Any) -> None:
+        nonlocal position
+        n = max(0, min(frames, played.size - position))
+        outdata[:n, 0] = played[position : position + n]
+        outdata[n:] = 0
+        position += frames
+        chunks.put(indata[:, 0].copy())
+
+    events: list[object] = []
+    send_times: list[float] = []
+    captured: list[np.ndarray] = []
+    pending = np.zeros(0)
+    try:
+        ws.send_binary(session.header_message(as_binary=True))
+        session.begin_turn(
+            utterance_id=utterance.id,
+            expected_intent=utterance.expected_intent,
+            # end of speech is placed after streaming, from the capture itself
+            speech_end_frame=1 << 30,
+            now=time.monotonic(),
+            speech_ms=utterance.duration_ms,
+        )
+        stream = sd.Stream(
+            samplerate=rate,
+            blocksize=_block_size(rate),
+            device=(inp.index, out.index),
+            channels=1,
+            dtype="float32",
+            latency=STREAM_LATENCY,
+            callback=on_duplex,
+        )
+        with stream:
+            sent = 0
+            while sent < stream_samples:
+                try:
+                    block = chunks.get(timeout=STREAM_WATCHDOG_S)
+                except queue.Empty:
+                    raise StreamHung(
+                        diagnoses.explain(
+                            "mic_unavailable", f"the audio stream stalled for {STREAM_WATCHDOG_S:.0f} s"
+                        ),
+                        "mic_unavailable",
+                    ) from None
+                pending = np.concatenate([pending, resample(block, rate, SAMPLE_RATE_HZ)])
+                while pending.size >= CHUNK_SAMPLES and sent < stream_samples:
+                    frame, pending = pending[:CHUNK_SAMPLES], pending[CHUNK_SAMPLES:]
+                    ws.send_binary(float_to_pcm16(frame))
+                    now = time.monotonic()
+                    session.audio_sent(now)
+                    send_times.append(now)
+                    captured.append(frame)
+                    sent += frame.size
+        marker = session.end_utterance(time.monotonic(), send_marker=args.end_marker)
+        if marker is not None:
+            ws.send(marker)
+        while not any(isinstance(e, protocol.TurnEnded) for e in events):
+            deadline = session.next_deadline()
+            now = time.monotonic()
+            if deadline is not None and deadline <= now:
+                events += session.poll(now)
+                continue
+            ws.settimeout(max(0.01, (deadline - now) if deadline else 0.5))
+            try:
+                opcode, payload = ws.recv_data(control_frame=True)
+            except websocket.WebSocketTimeoutException:
+                events += session.poll(time.monotonic())
+                continue
+            now = time.monotonic()
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                events += session.connection_lost(
+                    now, int.from_bytes(payload[:2], "big") if payload else None
+                )
+                break
+            if opcode == websocket.ABNF.OPCODE_TEXT:
+                events += session.receive(payload.decode("utf-8"), now)
+            elif opcode == websocket.ABNF.OPCODE_BINARY:
+                events += session.receive(bytes(payload), now)
+            else:
+                session.frame_received(now)
+    except (websocket.WebSocketException, OSError) as error:
+        events += session.connection_lost(time.monotonic(), None, str(error))
+    except sd.PortAudioError as error:
+        raise _device_error(error, f"devices {inp.index} {inp.name} / {out.index} {out.name}") from None
+    finally:
+        ws.close()
+
+    ended = [e for e in events if isinstance(e, protocol.TurnEnded)]
+    record = ended[0].record if ended else None
+    capture16 = np.concatenate(captured) if captured else np.zeros(0)
+    lag, correlation = find_delay(
+        speech[utterance.speech_start_sample : utterance.speech_end_sample], capture16
+    )
+    speech_end_in_capture = lag + (utterance.speech_end_sample - utterance.speech_start_sample)
+    latency_ms = (lag - utterance.speech_start_sample) * 1000 / SAMPLE_RATE_HZ
+    end_frame = min(max(speech_end_in_capture - 1, 0) // CHUNK_SAMPLES, len(send_times) - 1)
+    end_of_speech_at = send_times[end_frame] if send_times else math.nan
+    metadata = next((e for e in events if isinstance(e, protocol.ReplyMetadata)), None)
+    first_audio = next((e for e in events if isinstance(e, protocol.ReplyAudio)), None)
+    roundtrip_ms = (first_audio.at - end_of_speech_at) * 1000 if first_audio else math.nan
+    intent_ms = (metadata.at - end_of_speech_at) * 1000 if metadata else math.nan
+    level = rms_dbfs(capture16)
+
+    def num(value: float, digits: int = 1) -> float | None:
+        return None if math.isnan(value) else round(value, digits)
+
+    data = {
+        "url": args.url,
+        "utterance": {
+            "id": utterance.id,
+            "text": utterance.text,
+            "expected_intent": utterance.expected_intent,
+        },
+        "output": {"index": out.index, "name": out.name, "rate_hz": out.rate_hz, "note": out.note},
+        "input": {"index": inp.index, "name": inp.name, "rate_hz": inp.rate_hz},
+        "capture_rms_dbfs": round(level, 2),
+        "capture_correlation": round(correlation, 4),
+        "audio_latency_ms": round(latency_ms, 1),
+        "intent": record.intent if record else "",
+        "confidence": num(record.confidence, 3) if record else None,
+        "transcript": record.transcript if record else "",
+        "roundtrip_ms": num(roundtrip_ms),
+        "intent_ms": num(intent_ms),
+        "chunks_sent": record.chunks_sent if record else len(send_times),
+        "chunks_received": record.chunks_received if record else 0,
+        "reply_audio_bytes": record.reply_audio_bytes if record else 0,
+        "end_marker": args.end_marker,
+    }
+    from voiceharness.bands import band_of
+
+    band = band_of("roundtrip", roundtrip_ms) if not math.isnan(roundtrip_ms) else ""
+    data["roundtrip_band"] = band
+    lines = [
+        _device_line("Output", out),
+        _device_line("Input", inp),
+        (
+            f"Said {utterance.text!r} ({utterance.id}, {utterance.duration_ms:.0f} ms); captured at {level:.1f} dBFS, "
+            f"audio path latency {latency_ms:.0f} ms, correlation {correlation:.2f}"
+        ),
+        f"Streamed {data['chunks_sent']} chunks of {CHUNK_SAMPLES} samples to {args.url}"
+        + (" + end marker" if args.end_marker else ""),
+    ]
+    if record is not None and record.intent:
+        lines.append(
+            f"Intent {record.intent} (expected {utterance.expected_intent}), confidence "
+            f"{record.confidence:.2f}, transcript {record.transcript!r}"
+        )
+    if not math.isnan(roundtrip_ms):
+        lines.append(
+            f"Roundtrip {roundtrip_ms:.0f} ms ({band}) · intent after {intent_ms:.0f} ms · "
+            f"reply {data['reply_audio_bytes']} bytes in {data['chunks_received']} chunks"
+        )
+    if record is not None and record.success:
+        return Result(
+            "acoustic",
+            EXIT_PASS,
+            "OK",
+            f"{record.intent} came back for {utterance.text!r}: the voice path works",
+            lines,
+            data,
+        )
+    failure = record.failure if record else "no_intent"
+    detail = record.failure_detail if record else "the turn did not end"
+    if level < SILENT_RMS_DBFS:
+        failure, detail = "mic_silent", "the microphone heard nothing of the utterance"
+    advice = diagnoses.explain(failure, detail)
+    return Result("acoustic", EXIT_FAIL, failure, advice, lines, data, failure)
 
 
 # ------------------------------------------------------------------------------ command line
@@ -934,29 +1345,80 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     dev = argparse.ArgumentParser(add_help=False)
     dev.add_argument("--device", help="device index or part of its name; IN,OUT for separate input/output")
-    dev.add_argument("--rate", type=int, default=SAMPLE_RATE_HZ, metavar="HZ",
-                     help="rate to open the device at (default %(default)s, the guide's); "
-                          "an unsupported rate falls back to the device's own, resampled to 16 kHz")
+    dev.add_argument(
+        "--rate",
+        type=int,
+        default=SAMPLE_RATE_HZ,
+        metavar="HZ",
+        help="rate to open the device at (default %(default)s, the guide's); "
+        "an unsupported rate falls back to the device's own, resampled to 16 kHz",
+    )
+
+    retry = argparse.ArgumentParser(add_help=False)
+    retry.add_argument(
+        "--attempts",
+        type=int,
+        default=1,
+        help="run a failed check again, up to this many times in all, when the failure may be a "
+        "dropout of a busy machine (default %(default)s)",
+    )
 
     parser = argparse.ArgumentParser(
         prog="mic_probe.py",
         description="Audio checks from the usage guide: devices, microphone levels, speaker tone, "
-                    "loopback measurements and the acoustic voice path. "
-                    "Exit 0 pass, 1 fail, 2 could not run.",
+        "loopback measurements and the acoustic voice path. "
+        "Exit 0 pass, 1 fail, 2 could not run.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("devices", parents=[common], help="input and output devices, defaults marked")
-    mic = sub.add_parser("mic", parents=[common, dev], help="live level bars, RMS/peak dBFS, clipping, verdict")
+    mic = sub.add_parser(
+        "mic", parents=[common, dev], help="live level bars, RMS/peak dBFS, clipping, verdict"
+    )
     mic.add_argument("--duration", type=float, default=5.0, help="seconds to capture (default %(default)s)")
     mic.add_argument("--no-bars", action="store_true", help="no live level bars")
     mic.add_argument("--save", metavar="WAV", help="write the 16 kHz PCM16 capture to this file")
-    spk = sub.add_parser("speaker", parents=[common, dev], help="play a 440 Hz tone, confirm it if captured back")
-    spk.add_argument("--duration", type=float, default=2.0, help="tone length in seconds (default %(default)s)")
+    spk = sub.add_parser(
+        "speaker", parents=[common, dev, retry], help="play a 440 Hz tone, confirm it if captured back"
+    )
+    spk.add_argument(
+        "--duration", type=float, default=2.0, help="tone length in seconds (default %(default)s)"
+    )
     spk.add_argument("--level", type=float, default=TONE_LEVEL_DBFS, help="peak dBFS (default %(default)s)")
     spk.add_argument("--no-capture", action="store_true", help="only play; do not try to hear it back")
-    loop = sub.add_parser("loopback", parents=[common, dev], help="chirp + tone out and back: latency, SNR, THD")
-    loop.add_argument("--duration", type=float, default=1.0, help="tone length in seconds (default %(default)s)")
-    loop.add_argument("--level", type=float, default=LOOPBACK_LEVEL_DBFS, help="peak dBFS (default %(default)s)")
+    loop = sub.add_parser(
+        "loopback", parents=[common, dev, retry], help="chirp + tone out and back: latency, SNR, THD"
+    )
+    loop.add_argument(
+        "--duration", type=float, default=1.0, help="tone length in seconds (default %(default)s)"
+    )
+    loop.add_argument(
+        "--level", type=float, default=LOOPBACK_LEVEL_DBFS, help="peak dBFS (default %(default)s)"
+    )
+    ac = sub.add_parser(
+        "acoustic",
+        parents=[common, dev, retry],
+        help="play a corpus utterance, capture it, stream it to the gateway: intent, roundtrip",
+    )
+    ac.add_argument(
+        "--url",
+        default=f"ws://127.0.0.1:7090{guide.WS_PATH_GATEWAY}",
+        help="the gateway's WebSocket URL (default %(default)s)",
+    )
+    ac.add_argument(
+        "--text",
+        default="hello jarvis",
+        help="say the first clean corpus utterance with this text (default %(default)r)",
+    )
+    ac.add_argument("--utterance", metavar="ID", help="say this corpus utterance instead")
+    ac.add_argument(
+        "--no-end-marker",
+        dest="end_marker",
+        action="store_false",
+        help="end the utterance by trailing silence only (the browser tester's way)",
+    )
+    ac.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds to wait for the reply (default %(default)s)"
+    )
     return parser
 
 
@@ -977,24 +1439,61 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "devices":
             result = run_devices()
         elif args.command == "mic":
-            result = run_mic(args.device, args.duration, bars=not args.no_bars,
-                             bar_stream=sys.stderr if args.json else sys.stdout,
-                             wanted_hz=args.rate, save=args.save)
+            result = run_mic(
+                args.device,
+                args.duration,
+                bars=not args.no_bars,
+                bar_stream=sys.stderr if args.json else sys.stdout,
+                wanted_hz=args.rate,
+                save=args.save,
+            )
         elif args.command == "speaker":
-            result = run_speaker(args.device, args.duration, args.level, capture_back=not args.no_capture,
-                                 wanted_hz=args.rate)
+            result = _with_attempts(
+                lambda: run_speaker(
+                    args.device,
+                    args.duration,
+                    args.level,
+                    capture_back=not args.no_capture,
+                    wanted_hz=args.rate,
+                ),
+                args.attempts,
+                lambda r: r.exit_code == EXIT_FAIL,
+                ("heard_frequency_hz", "heard_level_dbfs", "heard_snr_db"),
+            )
+        elif args.command == "loopback":
+            result = run_loopback(
+                args.device, args.duration, args.level, wanted_hz=args.rate, attempts=args.attempts
+            )
         else:
-            result = run_loopback(args.device, args.duration, args.level, wanted_hz=args.rate)
+            result = _with_attempts(
+                lambda: run_acoustic(args),
+                args.attempts,
+                # only a capture that does not match what was played (dropouts) is worth a retry
+                lambda r: (
+                    r.exit_code == EXIT_FAIL and r.data.get("capture_correlation", 1.0) < MIN_CORRELATION
+                ),
+                ("intent", "capture_correlation", "roundtrip_ms"),
+            )
     except StreamHung as error:
         # PortAudio's cleanup would wait for the stalled stream forever: report and leave now.
-        _emit(Result(args.command, EXIT_COULD_NOT_RUN, "could not run", str(error), [], {}, error.diagnosis),
-              args.json, sys.stdout if args.json else sys.stderr)
+        _emit(
+            Result(args.command, EXIT_COULD_NOT_RUN, "could not run", str(error), [], {}, error.diagnosis),
+            args.json,
+            sys.stdout if args.json else sys.stderr,
+        )
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(EXIT_COULD_NOT_RUN)
     except DeviceError as error:
-        result = Result(args.command, EXIT_COULD_NOT_RUN, "could not run", str(error), [], {},
-                        error.diagnosis)
+        result = Result(
+            args.command, EXIT_COULD_NOT_RUN, "could not run", str(error), [], {}, error.diagnosis
+        )
+        if not args.json:
+            sys.stderr.write(f"mic_probe {args.command}: {error}\n")
+            return EXIT_COULD_NOT_RUN
+    except GatewayError as error:
+        code = getattr(error, "diagnosis", None)
+        result = Result(args.command, EXIT_COULD_NOT_RUN, "could not run", str(error), [], {}, code)
         if not args.json:
             sys.stderr.write(f"mic_probe {args.command}: {error}\n")
             return EXIT_COULD_NOT_RUN

@@ -114,7 +114,7 @@ def run_one(client: str, n: int, port: int, sink_pid: int, duration_s: float, ra
     # The ramp ends at the first second in which 90 % of the due frames went out.
     ramp_end = next((s for s in seconds if frames_by_second[s] >= 0.9 * due_per_s), first + int(2 * ramp_s))
     steady_first = ramp_end + math.ceil(WARMUP_S)
-    steady_last = seconds[-1] - 1  # the last second is cut by the end of the run
+    steady_last = seconds[-1] - 2  # the last seconds are cut by the end of the run (users stopping)
     if steady_last - steady_first < 3:
         steady_first = max(first, steady_last - 3)
     warmup = window_summary(stats, first, steady_first - 1)

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Understanding", "understand", "normalize", "EXACT_CONFIDENCE", "KEYWORD_CONFIDENCE"]
+__all__ = ["EXACT_CONFIDENCE", "KEYWORD_CONFIDENCE", "Understanding", "normalize", "understand"]
 
 EXACT_CONFIDENCE = 0.95
 KEYWORD_CONFIDENCE = 0.7

@@ -30,19 +30,71 @@ from scipy.signal import resample_poly
 
 from voiceharness.guide import SAMPLE_RATE_HZ
 
-__all__ = ["Recognition", "Recognizer", "GARBAGE_PHONE_WEIGHT", "ECHO_WORD_WEIGHT"]
+__all__ = [
+    "ECHO_SCORE_RATIO_FLOOR",
+    "ECHO_WORD_WEIGHT",
+    "GARBAGE_PHONE_WEIGHT",
+    "SCORE_RATIO_FLOOR",
+    "Recognition",
+    "Recognizer",
+]
 
 # Cost of each extra phone on the garbage path, and of each extra echoed word. Chosen from
 # the measurements in docs/recognition.md (smaller garbage weight = fewer false rejections,
 # more out-of-grammar speech accepted).
 GARBAGE_PHONE_WEIGHT = 1e-6
 ECHO_WORD_WEIGHT = 1e-3
+# Second opinion when the garbage path wins: the best command path's score minus a free
+# phone decode's score, per 10 ms frame (pocketsphinx's scaled log units). Commands that
+# espeak-ng voices say score above this even when the garbage path beat them.
+SCORE_RATIO_FLOOR = -17.0
+# The same ratio for an accepted ECHO: "echo" plus a free word loop is the grammar's widest
+# path, the one out-of-grammar speech most often wins through ("play some music" -> "echo
+# music"); measured echoes score above this, forced ones below.
+ECHO_SCORE_RATIO_FLOOR = -27.5
 
 # The 39 context-independent phones of the en-us acoustic model, as garbage "words".
-_PHONES = (
-    "AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH UH UW "
-    "V W Y Z ZH"
-).split()
+_PHONES = [
+    "AA",
+    "AE",
+    "AH",
+    "AO",
+    "AW",
+    "AY",
+    "B",
+    "CH",
+    "D",
+    "DH",
+    "EH",
+    "ER",
+    "EY",
+    "F",
+    "G",
+    "HH",
+    "IH",
+    "IY",
+    "JH",
+    "K",
+    "L",
+    "M",
+    "N",
+    "NG",
+    "OW",
+    "OY",
+    "P",
+    "R",
+    "S",
+    "SH",
+    "T",
+    "TH",
+    "UH",
+    "UW",
+    "V",
+    "W",
+    "Y",
+    "Z",
+    "ZH",
+]
 _GARBAGE_PREFIX = "ph_"
 
 # Below this RMS (about -60 dBFS) the input is treated as silence without decoding.
@@ -62,16 +114,24 @@ class Recognition:
     decode_ms: float
     audio_ms: float
     raw_hypothesis: str = ""
+    score_ratio: float | None = None  # computed only when the garbage path or ECHO won
 
 
-def _grammar_text() -> str:
+_TOP_RULE = "public <utterance> = /1/ <command> | /1/ <garbage> | /1/ <opener> <garbage>;"
+
+
+def _grammar_texts() -> tuple[str, str]:
+    """(grammar with the garbage path, the same grammar with commands only)."""
     text = resources.files("gateway").joinpath("commands.jsgf").read_text(encoding="utf-8")
-    return text.replace("GARBAGE_PHONE_WEIGHT", repr(GARBAGE_PHONE_WEIGHT)).replace(
+    if _TOP_RULE not in text:
+        raise RuntimeError("gateway/commands.jsgf: the top rule changed; update recognizer._TOP_RULE")
+    text = text.replace("GARBAGE_PHONE_WEIGHT", repr(GARBAGE_PHONE_WEIGHT)).replace(
         "ECHO_WORD_WEIGHT", repr(ECHO_WORD_WEIGHT)
     )
+    return text, text.replace(_TOP_RULE, "public <utterance> = <command>;")
 
 
-def _new_decoder(grammar: str):
+def _new_decoder(grammars: tuple[str, str]):
     from pocketsphinx import Config, Decoder, get_model_path
 
     config = Config(
@@ -86,9 +146,28 @@ def _new_decoder(grammar: str):
     for phone in _PHONES:
         decoder.add_word(_GARBAGE_PREFIX + phone.lower(), phone, False)
     decoder.add_word(_GARBAGE_PREFIX + "sil", "SIL", True)
-    decoder.add_jsgf_string("commands", grammar)
-    decoder.activate_search("commands")
+    decoder.add_jsgf_string("garbage", grammars[0])
+    decoder.add_jsgf_string("commands", grammars[1])
+    decoder.add_allphone_file("phones", None)
+    decoder.activate_search("garbage")
     return decoder
+
+
+def _decode(decoder, search: str, data: bytes) -> tuple[str, float]:
+    """(hypothesis, score in log units) of one utterance under one search."""
+    if decoder.current_search() != search:
+        decoder.activate_search(search)
+    # Feature state (the cepstral mean, the noise estimate) carries over from the previous
+    # utterance, so a decoder's answer depended on what it heard before. Resetting it (0.05 ms)
+    # makes the same audio get the same answer in any decoder, in any thread.
+    decoder.reinit_feat()
+    decoder.start_utt()
+    decoder.process_raw(data, full_utt=True)
+    decoder.end_utt()
+    hyp = decoder.hyp()
+    if hyp is None:
+        return "", float("-inf")
+    return hyp.hypstr, float(decoder.get_logmath().log(hyp.score))
 
 
 def to_decoder_pcm(pcm: bytes, sample_rate_hz: int) -> np.ndarray:
@@ -104,14 +183,13 @@ class Recognizer:
     """Grammar recognizer with rejection; one pocketsphinx decoder per calling thread."""
 
     def __init__(self) -> None:
-        self._grammar = _grammar_text()
+        self._grammars = _grammar_texts()
         self._local = threading.local()
 
     def _decoder(self):
         decoder = getattr(self._local, "decoder", None)
         if decoder is None:
-            decoder = self._local.decoder = _new_decoder(self._grammar)
-            self._local.rng = np.random.default_rng(0)
+            decoder = self._local.decoder = _new_decoder(self._grammars)
         return decoder
 
     def warm_up(self) -> None:
@@ -126,18 +204,27 @@ class Recognizer:
         if samples.size < SAMPLE_RATE_HZ // 10 or float(np.sqrt(np.mean(samples**2))) < _SILENCE_RMS:
             return Recognition("", True, (time.perf_counter() - started) * 1000, audio_ms)
         decoder = self._decoder()
-        samples = samples + self._local.rng.normal(0.0, _DITHER_STD, samples.size)
+        # Seeded per call: the same audio gives the same answer, whichever thread decodes it.
+        samples = samples + np.random.default_rng(0).normal(0.0, _DITHER_STD, samples.size)
         data = np.clip(samples, -32768, 32767).astype("<i2").tobytes()
-        decoder.start_utt()
-        decoder.process_raw(data, full_utt=True)
-        decoder.end_utt()
-        hyp = decoder.hyp()
-        raw = hyp.hypstr if hyp is not None else ""
+        raw, score = _decode(decoder, "garbage", data)
         words = raw.split()
         garbage = [w for w in words if w.startswith(_GARBAGE_PREFIX)]
-        transcript = " ".join(w for w in words if not w.startswith(_GARBAGE_PREFIX))
-        # No complete path (empty hypothesis) also counts as rejected.
+        ratio = None
         rejected = bool(garbage) or not words
-        if rejected and len(garbage) == len(words):
-            transcript = ""
-        return Recognition(transcript, rejected, (time.perf_counter() - started) * 1000, audio_ms, raw)
+        if words and words[0] == "echo" and not garbage:
+            _, phone_score = _decode(decoder, "phones", data)
+            ratio = (score - phone_score) / max(decoder.n_frames(), 1)
+            # Rejected, but the transcript still shows what the grammar forced.
+            rejected = ratio < ECHO_SCORE_RATIO_FLOOR
+        elif rejected:
+            # The garbage path won (or nothing did): ask the command grammar alone, and
+            # accept its answer if it explains the audio nearly as well as free phones do.
+            command_hyp, command_score = _decode(decoder, "commands", data)
+            _, phone_score = _decode(decoder, "phones", data)
+            frames = max(decoder.n_frames(), 1)
+            ratio = (command_score - phone_score) / frames
+            if command_hyp and ratio >= SCORE_RATIO_FLOOR:
+                raw, words, rejected = command_hyp, command_hyp.split(), False
+        transcript = " ".join(w for w in words if not w.startswith(_GARBAGE_PREFIX))
+        return Recognition(transcript, rejected, (time.perf_counter() - started) * 1000, audio_ms, raw, ratio)

@@ -91,6 +91,7 @@ class TurnResultLike(Protocol):
 
 
 class Runner(Protocol):
+    def check(self) -> None: ...
     async def start(self) -> None: ...
     async def process(
         self, pcm: bytes, *, forced_intent: str | None, tts_enabled: bool
@@ -119,7 +120,16 @@ def _init_worker(spec: str, nice: int) -> None:
         os.nice(nice)
     except OSError:
         pass
-    _worker_pipeline = load_factory(spec)()
+    _worker_pipeline = _build_pipeline(spec)
+
+
+def _build_pipeline(spec: str) -> Any:
+    """Build the pipeline ``spec`` names and warm it (first decoder, reply cache) if it can be."""
+    pipeline = load_factory(spec)()
+    warm_up = getattr(pipeline, "warm_up", None)
+    if callable(warm_up):
+        warm_up()
+    return pipeline
 
 
 def _worker_process(pcm: bytes, sample_rate_hz: int, forced_intent: str | None, tts_enabled: bool) -> Any:
@@ -134,6 +144,14 @@ def _worker_ready(hold_s: float) -> int:
 class ProcessRunner:
     """The pipeline in worker processes, one pipeline per process, built by ``spec``."""
 
+    def check(self) -> None:
+        """Import the pipeline here once, so a wrong spec fails with its own error, not BrokenProcessPool.
+
+        Called before the server listens: an import holds the GIL for a second and would
+        show as event-loop lag if done beside a running loop.
+        """
+        load_factory(self.spec)
+
     def __init__(self, spec: str, workers: int, *, nice: int = 10) -> None:
         self.spec = spec
         self.workers = workers
@@ -147,8 +165,6 @@ class ProcessRunner:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        # Import once here first: a wrong spec then fails with its own error, not BrokenProcessPool.
-        await asyncio.to_thread(load_factory, self.spec)
         # Calls that hold a worker for a moment make the pool start them all; ready means every
         # worker has loaded its model (its initializer ran) and answered.
         pids: set[int] = set()
@@ -179,10 +195,14 @@ class ThreadRunner:
             max_workers=workers, thread_name_prefix="pipeline"
         )
 
+    def check(self) -> None:
+        if self._pipeline is None:
+            load_factory(self._spec)
+
     async def start(self) -> None:
         if self._pipeline is None:
             loop = asyncio.get_running_loop()
-            self._pipeline = await loop.run_in_executor(self._executor, lambda: load_factory(self._spec)())
+            self._pipeline = await loop.run_in_executor(self._executor, _build_pipeline, self._spec)
 
     async def process(self, pcm: bytes, *, forced_intent: str | None, tts_enabled: bool) -> TurnResultLike:
         loop = asyncio.get_running_loop()
@@ -229,6 +249,9 @@ class FastSinkRunner:
         self._result = FixedResult(
             intent=intent, transcript="", reply_text="fast sink", audio_pcm=tone_pcm(FAST_SINK_REPLY_MS)
         )
+
+    def check(self) -> None:
+        return None
 
     async def start(self) -> None:
         return None
@@ -559,6 +582,10 @@ class Gateway:
     # -- lifecycle
     async def start(self) -> None:
         c = self.config
+        try:
+            self.runner.check()
+        except Exception as error:  # noqa: BLE001 (reported by /readyz and the log)
+            self._load_failed_with(error)
         self._server = await serve(
             self._handle,
             c.host,
@@ -571,7 +598,8 @@ class Gateway:
             logger=logging.getLogger("websockets.server"),
         )
         self._tasks.append(asyncio.create_task(self._watch_loop_lag(), name="loop lag"))
-        self._tasks.append(asyncio.create_task(self._load(), name="load pipeline"))
+        if not self._load_failed:
+            self._tasks.append(asyncio.create_task(self._load(), name="load pipeline"))
         _event(
             logging.INFO,
             "listening",
@@ -588,15 +616,18 @@ class Gateway:
         try:
             await self.runner.start()
         except Exception as error:  # noqa: BLE001 (reported by /readyz and the log)
-            self._not_ready_reason = f"model failed to load: {type(error).__name__}: {error}"[:200]
-            _event(logging.ERROR, "model_failed", error=self._not_ready_reason, exc_info=True)
-            self._load_failed = True
-            self._ready.set()  # wake waiting turns, which then fail
+            self._load_failed_with(error)
             return
         self._not_ready_reason = ""
         self._ready.set()
         self.metrics.ready.set(1)
         _event(logging.INFO, "ready", load_ms=round((time.perf_counter() - started) * 1000))
+
+    def _load_failed_with(self, error: Exception) -> None:
+        self._not_ready_reason = f"model failed to load: {type(error).__name__}: {error}"[:200]
+        _event(logging.ERROR, "model_failed", error=self._not_ready_reason, exc_info=error)
+        self._load_failed = True
+        self._ready.set()  # wake waiting turns, which then fail
 
     async def wait_ready(self) -> None:
         """Wait for the model; a turn that arrives while it loads is answered late, not refused."""
@@ -735,12 +766,24 @@ class Gateway:
         window_started = loop.time()
         while True:
             before = loop.time()
+            cpu_before = time.thread_time()  # this is the loop's thread
             await asyncio.sleep(LOOP_LAG_INTERVAL_S)
             now = loop.time()
             lag_s = max(0.0, now - before - LOOP_LAG_INTERVAL_S)
             self.metrics.loop_lag_seconds.observe(lag_s)
             lag_ms = lag_s * 1000.0
             window_max_ms = max(window_max_ms, lag_ms)
+            if lag_ms >= LOOP_LAG_WARN_MS / 2:
+                # Said at once, with what was going on, so a stall can be matched with its cause.
+                _event(
+                    logging.WARNING if lag_ms >= LOOP_LAG_WARN_MS else logging.INFO,
+                    "loop_blocked",
+                    lag_ms=round(lag_ms, 1),
+                    # CPU the loop's thread used meanwhile: near lag_ms when the gateway's own
+                    # code blocked it, near 0 when the process was starved of CPU or the GIL.
+                    loop_cpu_ms=round((time.thread_time() - cpu_before) * 1000.0, 1),
+                    sessions=self._sessions,
+                )
             if lag_ms > self.loop_lag_max_ms:
                 self.loop_lag_max_ms = lag_ms
                 self.metrics.loop_lag_max_seconds.set(lag_s)

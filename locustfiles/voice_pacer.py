@@ -54,7 +54,7 @@ TICK_S = 0.001
 
 
 class _Stream:
-    __slots__ = ("connection", "count", "done", "frame_s", "frames", "index", "session", "start")
+    __slots__ = ("cancelled", "connection", "count", "done", "frame_s", "frames", "index", "session", "start")
 
     def __init__(self, connection, frames: Sequence[bytes], start: float, frame_s: float) -> None:
         self.connection = connection
@@ -65,6 +65,7 @@ class _Stream:
         self.start = start
         self.frame_s = frame_s
         self.done = gevent.event.AsyncResult()
+        self.cancelled = False  # its user greenlet was killed (end of the run): drop it
 
 
 class Pacer:
@@ -117,6 +118,7 @@ class Pacer:
             stream.done.get()
         finally:
             self.active -= 1
+            stream.cancelled = True  # no-op when done; else the pacer drops it at its next frame
 
     # -- the pacer greenlet
     def _run(self) -> None:
@@ -156,21 +158,25 @@ class Pacer:
                 now = clock()
                 if due > now:
                     return
+            if stream.cancelled:
+                heapq.heappop(heap)
+                continue
             frame = stream.frames[stream.index]
             connection = stream.connection
             try:
                 sent = connection.try_send_preframed(frame)
-            except Exception as error:  # noqa: BLE001 (a dead socket ends this stream, not the pacer)
+                if sent == len(frame):
+                    now = clock()
+                    stream.session.audio_sent(now, due)
+            except Exception as error:  # noqa: BLE001 (one broken stream ends, never the pacer)
                 heapq.heappop(heap)
-                stream.done.set_exception(ConnectionError(f"send failed: {error}"))
+                stream.done.set_exception(error if isinstance(error, ConnectionError) else ConnectionError(f"send failed: {error!r}"))
                 continue
             if sent != len(frame):
                 heapq.heappop(heap)
                 self.slow_streams += 1
                 gevent.spawn(self._finish_slowly, stream, due, sent)
                 continue
-            now = clock()
-            stream.session.audio_sent(now, due)
             add(now, now - due)
             sent_here += 1
             index = stream.index = stream.index + 1

@@ -95,9 +95,10 @@ EOF
     echo $! >"$PIDFILE"
     local waited=0
     until answers; do
-        if ! our_pid >/dev/null; then
+        # kill -0, not our_pid: until setsid has exec'd, the process is not named pulseaudio yet.
+        if ! kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
             echo "virtual-audio: pulseaudio exited at start; its log ($LOG):" >&2
-            tail -n 20 "$LOG" >&2 || true
+            tail -n 20 "$LOG" >&2 2>/dev/null || true
             return 1
         fi
         if (( waited >= START_TIMEOUT_S * 10 )); then

@@ -136,3 +136,27 @@ def test_a_closed_connection_ends_its_stream_with_connection_error():
     ''')
     assert "closed" in result["error"]
     assert 0 < result["sent"] < 20
+
+
+def test_a_stream_whose_user_was_killed_is_dropped_and_a_misused_session_ends_only_its_stream():
+    result = _run('''
+        pacer = Pacer()
+        a, b, c = Conn(), Conn(), Conn()
+        for conn in (a, b, c):
+            gevent.spawn(conn.drain)
+        frames = framing.preframe([b"ab" * 1024] * 30, pacer.preframer.mask_key)
+        killed = gevent.spawn(turn, pacer, a, frames, 0.01)
+        broken = gevent.spawn(turn, pacer, b, frames, 0.01)
+        fine = gevent.spawn(turn, pacer, c, frames, 0.01)
+        gevent.sleep(0.05)
+        killed.kill()  # Locust stops users by killing their greenlets
+        b.session.abandon_turn(time.monotonic(), "run_stopped", "stopped")  # audio_sent now raises
+        gevent.joinall([broken, fine])
+        print(json.dumps({"fine": fine.value.record.chunks_sent, "broken": type(broken.exception).__name__,
+                          "killed_sent": a.session._turn.record.chunks_sent if a.session._turn else -1,
+                          "pacer_alive": not pacer._greenlet.dead}))
+    ''')
+    assert result["fine"] == 30
+    assert result["broken"] == "ConnectionError"
+    assert result["pacer_alive"]
+    assert result["killed_sent"] < 30

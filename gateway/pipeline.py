@@ -1,0 +1,138 @@
+"""The reference gateway's speech pipeline: PCM in, intent and spoken reply out.
+
+::
+
+    pipeline = VoicePipeline()                 # loads grammar, checks espeak-ng (once)
+    result = pipeline.process(pcm_bytes)       # PCM16 LE mono, 16 kHz by default
+    result.intent, result.confidence, result.transcript, result.slots
+    result.reply_text, result.audio_pcm        # reply audio: PCM16 LE mono 16 kHz
+    result.recognize_ms, result.nlu_ms, result.synth_ms
+
+Stages: :mod:`gateway.recognizer` (pocketsphinx, JSGF grammar with rejection) ->
+:mod:`gateway.nlu` (transcript -> intent) -> :mod:`gateway.synthesizer` (reply wording and
+espeak-ng). :meth:`VoicePipeline.process` blocks and is thread-safe: the server calls it from a
+thread or process pool. Two fault switches come per call: ``forced_intent`` answers with that
+intent whatever was said, ``tts_enabled=False`` returns the reply text with no audio.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.nlu import Understanding, understand
+from gateway.recognizer import Recognizer
+from gateway.synthesizer import Synthesizer
+from voiceharness.guide import INTENTS, SAMPLE_RATE_HZ
+
+__all__ = ["REJECTED_CONFIDENCE", "TurnResult", "VoicePipeline", "warm_up"]
+
+# Confidence that rejected speech is no command (the recognizer's garbage path won).
+REJECTED_CONFIDENCE = 0.8
+
+
+@dataclass(frozen=True)
+class TurnResult:
+    """One turn's outcome; ``audio_pcm`` is PCM16 LE mono at 16 kHz (empty when TTS is off)."""
+
+    intent: str
+    confidence: float
+    transcript: str
+    slots: dict[str, Any] = field(default_factory=dict)
+    reply_text: str = ""
+    audio_pcm: bytes = b""
+    recognize_ms: float = 0.0
+    nlu_ms: float = 0.0
+    synth_ms: float = 0.0
+
+
+class VoicePipeline:
+    """Recognizer -> NLU -> NLG + TTS. Build once per process; call :meth:`process` from any thread."""
+
+    def __init__(
+        self,
+        recognizer: Recognizer | None = None,
+        synthesizer: Synthesizer | None = None,
+        clock: Callable[[], _dt.datetime] = _dt.datetime.now,
+    ) -> None:
+        self.recognizer = recognizer or _shared_recognizer()
+        self.synthesizer = synthesizer or Synthesizer()
+        self._clock = clock
+
+    def warm_up(self) -> None:
+        """Build the calling thread's decoder and fill the reply cache, so the first turn is fast."""
+        self.recognizer.warm_up()
+        for intent in ("GREETING", "WEATHER_SIMPLE", "UNKNOWN", "TIME_NOW"):
+            self.synthesizer.reply(intent, {}, self._clock())
+
+    def process(
+        self,
+        pcm: bytes,
+        sample_rate_hz: int = SAMPLE_RATE_HZ,
+        *,
+        forced_intent: str | None = None,
+        tts_enabled: bool = True,
+    ) -> TurnResult:
+        """Recognize one utterance (PCM16 LE mono), understand it and speak the reply."""
+        if forced_intent is not None and forced_intent not in INTENTS:
+            raise ValueError(f"forced_intent must be one of {', '.join(INTENTS)}, got {forced_intent!r}")
+        heard = self.recognizer.recognize(pcm, sample_rate_hz)
+
+        started = time.perf_counter()
+        if heard.rejected:
+            meaning = Understanding("UNKNOWN", REJECTED_CONFIDENCE if heard.transcript else 1.0)
+        else:
+            meaning = understand(heard.transcript)
+        if forced_intent is not None and forced_intent != meaning.intent:
+            meaning = _forced(forced_intent, heard.transcript)
+        nlu_ms = (time.perf_counter() - started) * 1000
+
+        started = time.perf_counter()
+        if tts_enabled:
+            reply_text, audio = self.synthesizer.reply(meaning.intent, meaning.slots, self._clock())
+        else:
+            from gateway.synthesizer import reply_text as _wording
+
+            reply_text, audio = _wording(meaning.intent, meaning.slots, self._clock()), b""
+        synth_ms = (time.perf_counter() - started) * 1000
+
+        return TurnResult(
+            intent=meaning.intent,
+            confidence=meaning.confidence,
+            transcript=heard.transcript,
+            slots=dict(meaning.slots),
+            reply_text=reply_text,
+            audio_pcm=audio,
+            recognize_ms=heard.decode_ms,
+            nlu_ms=nlu_ms,
+            synth_ms=synth_ms,
+        )
+
+
+def _forced(intent: str, transcript: str) -> Understanding:
+    """The fault switch's answer: the forced intent, with what slots it needs to speak."""
+    slots = {"words": transcript or "wrong intent"} if intent == "ECHO" else {}
+    return Understanding(intent, 1.0, slots)
+
+
+_recognizer: Recognizer | None = None
+_recognizer_lock = threading.Lock()
+
+
+def _shared_recognizer() -> Recognizer:
+    global _recognizer
+    with _recognizer_lock:
+        if _recognizer is None:
+            _recognizer = Recognizer()
+        return _recognizer
+
+
+def warm_up() -> VoicePipeline:
+    """Build a pipeline and warm it (decoder for this thread, reply cache); returns it."""
+    pipeline = VoicePipeline()
+    pipeline.warm_up()
+    return pipeline
