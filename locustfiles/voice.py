@@ -35,7 +35,7 @@ from locust import User, between, events, tag, task
 from locust.exception import StopUser
 from locust.runners import MasterRunner
 
-from audio_corpus import load_corpus
+from audio_corpus import check_reply, load_corpus
 from voiceharness import diagnoses, protocol
 from voiceharness.errors import ConnectionFailed, HarnessError
 from voiceharness.live_stats import RUN_STOPPED
@@ -159,6 +159,7 @@ class VoiceUser(User):
         self.failed_connects = 0
         self.outage_started: float | None = None
         self.turn_done = gevent.event.AsyncResult()
+        self.reply_text = ""
         self.pending_connect_ms = math.nan
         self.current_scenario = ""
         self.current_pace = self.config.pace
@@ -216,6 +217,8 @@ class VoiceUser(User):
                 request_type="ping", name="ping", response_time=event.ping_ms, response_length=0,
                 exception=None, context={},
             )
+        elif isinstance(event, protocol.ReplyMetadata):
+            self.reply_text = event.reply_text
         elif isinstance(event, protocol.TurnEnded):
             if not self.turn_done.ready():
                 self.turn_done.set(event.record)
@@ -247,6 +250,7 @@ class VoiceUser(User):
         pace = pace or self.config.pace
         started_wall = time.time()
         self.turn_done = gevent.event.AsyncResult()
+        self.reply_text = ""
         # From here on the turn ends in exactly one record: _finish, or on_stop if the run ends first.
         voice_run_status.turn_started()
         self._open_turn = (utterance, scenario, pace, started_wall)
@@ -288,6 +292,11 @@ class VoiceUser(User):
             if not connection.closed.is_set():
                 connection._lost(None, f"send failed: {error}")
         record = self._await_turn(session)
+        if record.success and utterance.reply_check:
+            # The gateway answered the right intent; does the reply say what it should (ECHO's words)?
+            problem = check_reply(utterance, record.intent, self.reply_text)
+            if problem:
+                record.success, record.failure, record.failure_detail = False, "wrong_reply", problem
         self._fill(record, utterance, scenario, pace, started_wall, connection)
         self.turns_on_connection += 1
         self._finish(record)

@@ -26,6 +26,10 @@ for _ in $(seq 1 120); do
   sleep 0.5
 done
 
+echo "demo: one voice first: every clean corpus utterance through the gateway once"
+$PY -m voiceharness.replay --url "ws://127.0.0.1:$PORT/ws/audio" || true
+echo
+
 echo "demo: $USERS simulated users for $RUN_TIME over the clean corpus (Locust, headless)"
 .venv/bin/locust -f locustfiles/voice.py --host "ws://127.0.0.1:$PORT" \
   --headless -u "$USERS" -r "$SPAWN_RATE" -t "$RUN_TIME" --stop-timeout 15 \

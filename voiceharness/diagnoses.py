@@ -108,6 +108,11 @@ DIAGNOSES: dict[str, Diagnosis] = {
             ("try another command", "check the NLU configuration"),
         ),
         Diagnosis(
+            "wrong_reply", NO_AUDIO_RESPONSE, "the reply does not match the command (e.g. ECHO without the words)",
+            ("NLG problem", "recognition error in the slot words"),
+            ("check the gateway's NLG", "try another command"),
+        ),
+        Diagnosis(
             "incomplete_reply", NO_AUDIO_RESPONSE, "the reply stopped before its end",
             ("gateway closed mid-reply", "error in the voice loop"), ("check the gateway's logs",),
         ),
