@@ -750,6 +750,30 @@ class StreamHung(DeviceError):
     """The audio stream stopped calling back; the process should exit without PortAudio's cleanup."""
 
 
+class StreamDropped(DeviceError):
+    """The audio stream ended before its signal did (PortAudio's host layer failed mid-stream);
+    the stream is closed cleanly, so the check can be run again (``--attempts``)."""
+
+
+def _stream_dropped(stream: Any) -> StreamDropped | None:
+    # PortAudio's ALSA layer over PulseAudio sometimes fails a poll and ends the stream early.
+    if stream.active:
+        return None
+    return StreamDropped(
+        diagnoses.explain(
+            "mic_unavailable", "the audio stream stopped early (PortAudio reported a host error)"
+        ),
+        "mic_unavailable",
+    )
+
+
+def _stream_stalled(seconds: float) -> StreamHung:
+    return StreamHung(
+        diagnoses.explain("mic_unavailable", f"the audio stream stalled for {seconds:.0f} s"),
+        "mic_unavailable",
+    )
+
+
 def _play_record(
     sd: Any, played: np.ndarray, rate_hz: int, out_index: int, in_index: int | None
 ) -> np.ndarray | None:
@@ -805,12 +829,19 @@ def _play_record(
             finished_callback=done.set,
         )
     deadline_s = played.size / rate_hz + STREAM_WATCHDOG_S
+    deadline = time.monotonic() + deadline_s
     with stream:
-        if not done.wait(deadline_s):
-            raise StreamHung(
-                diagnoses.explain("mic_unavailable", f"the audio stream stalled for {deadline_s:.0f} s"),
-                "mic_unavailable",
-            )
+        while not done.wait(0.1):
+            dropped = _stream_dropped(stream)
+            if dropped is not None:
+                raise dropped
+            if time.monotonic() > deadline:
+                raise _stream_stalled(deadline_s)
+    if position < played.size:  # finished, but not because the signal was played out
+        raise StreamDropped(
+            diagnoses.explain("mic_unavailable", "the audio stream stopped before the signal was played"),
+            "mic_unavailable",
+        )
     return recorded
 
 
@@ -1024,9 +1055,19 @@ def _with_attempts(
 ) -> Result:
     """Run a check up to ``attempts`` times while ``retry(result)`` says the failure may be a
     dropout (a busy machine can starve a duplex stream for a block); keep every attempt's numbers."""
-    tries = [run_once()]
-    while len(tries) < attempts and retry(tries[-1]):
-        tries.append(run_once())
+    tries: list[Result] = []
+
+    def once() -> Result:
+        try:
+            return run_once()
+        except StreamDropped as error:
+            if len(tries) + 1 >= attempts:
+                raise
+            return Result("", EXIT_COULD_NOT_RUN, "stream dropped", str(error), [], {}, error.diagnosis)
+
+    tries.append(once())
+    while len(tries) < attempts and (tries[-1].verdict == "stream dropped" or retry(tries[-1])):
+        tries.append(once())
     result = tries[-1]
     if len(tries) > 1:
         result.data["attempts"] = [
@@ -1203,15 +1244,18 @@ def run_acoustic(args: argparse.Namespace) -> Result:
         with stream:
             sent = 0
             while sent < stream_samples:
-                try:
-                    block = chunks.get(timeout=STREAM_WATCHDOG_S)
-                except queue.Empty:
-                    raise StreamHung(
-                        diagnoses.explain(
-                            "mic_unavailable", f"the audio stream stalled for {STREAM_WATCHDOG_S:.0f} s"
-                        ),
-                        "mic_unavailable",
-                    ) from None
+                waited_s = 0.0
+                while True:
+                    try:
+                        block = chunks.get(timeout=0.1)
+                        break
+                    except queue.Empty:
+                        dropped = _stream_dropped(stream)
+                        if dropped is not None:
+                            raise dropped from None
+                        waited_s += 0.1
+                        if waited_s > STREAM_WATCHDOG_S:
+                            raise _stream_stalled(STREAM_WATCHDOG_S) from None
                 pending = np.concatenate([pending, resample(block, rate, SAMPLE_RATE_HZ)])
                 while pending.size >= CHUNK_SAMPLES and sent < stream_samples:
                     frame, pending = pending[:CHUNK_SAMPLES], pending[CHUNK_SAMPLES:]

@@ -486,7 +486,7 @@ class ClientSession:
             detail = f"close code {close_code}" if close_code is not None else "connection dropped"
             if reason:
                 detail += f": {reason}"
-            if self.state is ClientState.RECEIVING_REPLY and record.chunks_received:
+            if self.state is ClientState.RECEIVING_REPLY:  # metadata or audio arrived: the reply was cut
                 self._finish(record, "incomplete_reply", f"reply cut after {record.reply_audio_bytes} audio bytes; {detail}")
             else:
                 self._finish(record, "recording_stopped", f"{detail} while {self.state.value.replace('_', ' ')}")
