@@ -148,3 +148,23 @@ def resolve(options) -> VoiceRunConfig:
         send_path=getattr(options, "send_path", "pacer") or "pacer",
     )
 
+
+
+def print_help() -> None:
+    """Print the voice options with Locust's own parser.
+
+    Locust prints ``--help`` before it imports the locustfile, so the harness's options are not
+    in ``locust --help``: ``python -m locustfiles.voice_options`` lists them (the web UI's
+    "Custom parameters" shows them too).
+    """
+    from locust.argument_parser import get_empty_argument_parser
+
+    parser = get_empty_argument_parser(add_help=False)
+    parser.prog = "locust -f locustfiles/voice.py"
+    parser.description = "Options of the voice-gateway harness (besides Locust's own: locust --help)"
+    add_voice_options(parser)
+    parser.print_help()
+
+
+if __name__ == "__main__":
+    print_help()
