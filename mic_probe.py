@@ -13,8 +13,10 @@ chunks (64 ms)::
     python mic_probe.py acoustic                "hello jarvis" out of the speaker, into the microphone,
                                                 to the gateway: the intent and the roundtrip
 
-Every command takes ``--device`` (an index or part of a name; ``IN,OUT`` for the commands that
-play and capture) and ``--json`` (one JSON object on stdout, for scripts). Exit status:
+Every command takes ``--json`` (one JSON object on stdout, for scripts); those that use a
+device take ``--device`` (an index or part of a name; ``IN,OUT`` for the commands that play and
+capture) and ``--rate``; ``speaker``, ``loopback`` and ``acoustic`` take ``--attempts N`` (run a
+failed check again when the failure may be a dropout of a busy machine). Exit status:
 0 the check passed, 1 it failed, 2 it could not run (no device, device busy or denied,
 PortAudio missing, gateway unreachable...). Device failures are reported with the guide's
 "Failed to access microphone" diagnosis — finding, likely causes, fixes — never a traceback.

@@ -30,6 +30,13 @@ def _load(name: str) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def _late(value: object) -> str:
+    """A lateness percentile; the histograms stop at 100 ms, so 100 means 'at least 100'."""
+    if isinstance(value, float) and value >= 100.0:
+        return ">=100"
+    return _f(value)
+
+
 def _machine(result: dict) -> str:
     m = result.get("machine", {})
     return (f"{m.get('cores', m.get('cpus', '?'))} cores, {m.get('cpu_model', '?')}, Python {m.get('python', '?')}; "
@@ -53,8 +60,8 @@ def capacity_section(result: dict, title: str) -> list[str]:
             continue
         lines.append(
             f"| {r['n']} | {r['client']} | {_f(r['frames_per_s'], 0)} / {_f(r['frames_due_per_s'], 0)} "
-            f"({_f(100 * r['achieved_ratio'], 0)} %) | {_f(r['lateness_p50_ms'])} / {_f(r['lateness_p99_ms'])} / "
-            f"{_f(r['lateness_max_ms'])} | {_f(r['warmup']['p99_ms'])} / {_f(r['warmup']['max_ms'])} | "
+            f"({_f(100 * r['achieved_ratio'], 0)} %) | {_late(r['lateness_p50_ms'])} / {_late(r['lateness_p99_ms'])} / "
+            f"{_f(r['lateness_max_ms'])} | {_late(r['warmup']['p99_ms'])} / {_f(r['warmup']['max_ms'])} | "
             f"{_f(r['cpu_percent'], 0)} | {_f(r['cpu_s_per_1000_frames'], 3)} | {_f(r['frames_per_cpu_s'], 0)} | "
             f"{_f(r['rss_kb_per_user'], 0)} | {_f(r['sink_cpu_percent'], 0)} | {_f(r['others_cpu_percent'], 0)} | "
             f"{r['verdict']}{' (sink saturated)' if r.get('sink_saturated') else ''} |")
@@ -79,7 +86,7 @@ def capacity_section(result: dict, title: str) -> list[str]:
 
 def truth_section(result: dict) -> list[str]:
     lines = ["## Truth of the measurement", "", f"Machine: {_machine(result)}.",
-             "Command: `.venv/bin/python -m bench truth`. Ground truth: " + result["ground_truth"] + ".",
+             f"Command: `{result.get('command', 'python -m bench truth')}`. Ground truth: " + result["ground_truth"] + ".",
              "Error = reported - true, over the turns after ramp + 3 s; ping error from each turn's last ping.", "",
              ("| N | gateway delay D ms | one-way delay d ms | turns | roundtrip error p50 / p99 ms | "
              "ping error p50 / p99 ms | send lateness p50 / p99 ms | harness CPU % | gateway CPU % | others CPU % | verdict | goal |"),
@@ -92,7 +99,7 @@ def truth_section(result: dict) -> list[str]:
             f"| {r['n']} | {r['gateway_delay_ms']:g} | {r['one_way_delay_ms']:g} | {r['steady_turns']} | "
             f"{_f(r['roundtrip_error_p50_ms'], 2)} / {_f(r['roundtrip_error_p99_ms'], 2)} | "
             f"{_f(r['ping_error_p50_ms'], 2)} / {_f(r['ping_error_p99_ms'], 2)} | "
-            f"{_f(r['send_lateness_p50_ms'])} / {_f(r['send_lateness_p99_ms'])} | {_f(r['client_cpu_percent'], 0)} | "
+            f"{_late(r['send_lateness_p50_ms'])} / {_late(r['send_lateness_p99_ms'])} | {_f(r['client_cpu_percent'], 0)} | "
             f"{_f(r['gateway_cpu_percent'], 0)} | {_f(r['others_cpu_percent'], 0)} | {r['verdict']} | "
             f"{'met' if r['goal_met'] else 'not met'} |")
     summary = result["summary"]

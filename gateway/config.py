@@ -49,6 +49,7 @@ class GatewayConfig:
     worker_nice: int = 10
     fast_sink: bool = False
     fast_sink_intent: str = "GREETING"
+    conformance_echo: bool = False
     # the reply
     reply_wav: bool = False
     reply_end: bool = True
@@ -205,6 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="intent the fast sink answers (default GREETING)",
     )
 
+    pipe.add_argument(
+        "--conformance-echo",
+        action="store_true",
+        help="WebSocket conformance mode (Autobahn|Testsuite fuzzingclient, scripts/autobahn.sh): "
+        "no voice protocol, every message is echoed back as it came; the same server options "
+        "(no compression, --max-message-bytes, pings, probes, --max-sessions) and no pipeline",
+    )
+
     reply = parser.add_argument_group("reply format")
     reply.add_argument("--reply-wav", action="store_true", help="send the reply audio as one WAV message")
     reply.add_argument(
@@ -320,6 +329,7 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
         worker_nice=args.worker_nice,
         fast_sink=args.fast_sink,
         fast_sink_intent=args.fast_sink_intent,
+        conformance_echo=args.conformance_echo,
         reply_wav=args.reply_wav,
         reply_end=not args.no_reply_end,
         json_text_frames=args.json_text_frames,

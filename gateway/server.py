@@ -272,7 +272,7 @@ class FastSinkRunner:
 def make_runner(config: GatewayConfig, pipeline: Any = None) -> Runner:
     if pipeline is not None:
         return ThreadRunner(pipeline, workers=config.workers)
-    if config.fast_sink:
+    if config.fast_sink or config.conformance_echo:
         return FastSinkRunner(config.fast_sink_intent)
     if config.executor == "thread":
         return ThreadRunner(spec=config.pipeline, workers=config.workers)
@@ -606,7 +606,11 @@ class Gateway:
             host=c.host,
             port=self.port,
             paths=",".join(c.ws_paths),
-            mode="fast_sink" if c.fast_sink else f"{type(self.runner).__name__}x{c.workers}",
+            mode=(
+                "conformance_echo"
+                if c.conformance_echo
+                else "fast_sink" if c.fast_sink else f"{type(self.runner).__name__}x{c.workers}"
+            ),
             faults=c.faults.describe(),
             auth="token" if c.auth_token else "none",
         )
@@ -749,10 +753,27 @@ class Gateway:
         self.metrics.sessions_active.inc()
         self.metrics.sessions_total.inc()
         try:
-            await _Session(self, connection).run()
+            if self.config.conformance_echo:
+                await self._echo(connection)
+            else:
+                await _Session(self, connection).run()
         finally:
             self._sessions -= 1
             self.metrics.sessions_active.dec()
+
+    async def _echo(self, connection: ServerConnection) -> None:
+        """``--conformance-echo``: send every message back as it came (text as text, binary as binary).
+
+        Autobahn|Testsuite's fuzzingclient cases are echo cases; the voice protocol would close
+        each of them with 1008 at its first message, testing nothing past the header check.
+        Framing, UTF-8 validation, control frames and closing are done by ``websockets`` with
+        the gateway's own server options, so this mode tests what the voice sessions run on.
+        """
+        try:
+            async for message in connection:
+                await connection.send(message)
+        except ConnectionClosed:
+            pass
 
     @property
     def sessions_active(self) -> int:

@@ -91,6 +91,42 @@ def _close_code(frame_data: bytes) -> tuple[int | None, str]:
     return None, ""
 
 
+def new_websocket(options: ConnectOptions) -> websocket.WebSocket:
+    """websocket-client as the harness uses it: UTF-8 checked, sends locked, messages capped (1009).
+
+    ``tests/autobahn_client.py`` runs Autobahn|Testsuite's client cases through this too.
+    """
+    ws = websocket.WebSocket(sslopt=_sslopt(options), enable_multithread=True, skip_utf8_validation=False)
+    ws.frame_buffer = _CappedFrameBuffer(ws.frame_buffer.recv, False, MAX_MESSAGE_BYTES)
+    return ws
+
+
+def frame_message(opcode: int, data: bytes | str) -> protocol.Message:
+    """A data frame's message: ``str`` for text, ``bytes`` for binary.
+
+    Text is decoded strictly here: websocket-client's own check (its pure-Python UTF-8 DFA,
+    used when wsaccel is not installed) accepts a message that ends inside a multi-byte
+    sequence (Autobahn 6.6.1, 6.14.6...); the UnicodeDecodeError raised here closes with 1007.
+    """
+    if opcode == websocket.ABNF.OPCODE_TEXT:
+        return data.decode("utf-8") if isinstance(data, bytes) else data
+    return data
+
+
+def close_for_violation(error: BaseException) -> tuple[int, str, str] | None:
+    """How to close when reading raised ``error``: (close code, reason to record, reason to send).
+
+    None when ``error`` is not the peer breaking WebSocket (a lost connection, a bug).
+    """
+    if isinstance(error, MessageTooBig):
+        return protocol.CLOSE_MESSAGE_TOO_BIG, str(error), "message too big"
+    if isinstance(error, websocket.WebSocketPayloadException | UnicodeDecodeError):
+        return protocol.CLOSE_INVALID_PAYLOAD, f"invalid payload from the gateway: {error}", "invalid payload"
+    if isinstance(error, websocket.WebSocketProtocolException):
+        return protocol.CLOSE_PROTOCOL_ERROR, f"WebSocket protocol error from the gateway: {error}", "protocol error"
+    return None
+
+
 class VoiceConnection:
     """One open WebSocket to the gateway, with its :class:`ClientSession`.
 
@@ -122,8 +158,7 @@ class VoiceConnection:
         headers = []
         if self.settings.auth_token:
             headers.append(f"Authorization: Bearer {self.settings.auth_token}")
-        ws = websocket.WebSocket(sslopt=_sslopt(self.options), enable_multithread=True, skip_utf8_validation=False)
-        ws.frame_buffer = _CappedFrameBuffer(ws.frame_buffer.recv, False, MAX_MESSAGE_BYTES)
+        ws = new_websocket(self.options)
         started = time.monotonic()
         try:
             ws.connect(
@@ -250,24 +285,14 @@ class VoiceConnection:
                 if opcode == websocket.ABNF.OPCODE_PING:
                     self.session.frame_received(now)
                     continue
-                data = frame.data
-                if opcode == websocket.ABNF.OPCODE_TEXT:
-                    message: protocol.Message = data.decode("utf-8") if isinstance(data, bytes) else data
-                else:
-                    message = data
+                message = frame_message(opcode, frame.data)
                 for event in self.session.receive(message, now):
                     self.on_event(event)
-        except MessageTooBig as error:
-            code, reason, failure = protocol.CLOSE_MESSAGE_TOO_BIG, str(error), "gateway_protocol"
-            self._send_close(code, "message too big")
-        except (websocket.WebSocketPayloadException, UnicodeDecodeError) as error:
-            code, reason = protocol.CLOSE_INVALID_PAYLOAD, f"invalid payload from the gateway: {error}"
+        except (MessageTooBig, websocket.WebSocketPayloadException, websocket.WebSocketProtocolException,
+                UnicodeDecodeError) as error:
+            code, reason, sent_reason = close_for_violation(error) or (protocol.CLOSE_PROTOCOL_ERROR, str(error), "")
             failure = "gateway_protocol"
-            self._send_close(code, "invalid payload")
-        except websocket.WebSocketProtocolException as error:
-            code, reason = protocol.CLOSE_PROTOCOL_ERROR, f"WebSocket protocol error from the gateway: {error}"
-            failure = "gateway_protocol"
-            self._send_close(code, "protocol error")
+            self._send_close(code, sent_reason)
         except (websocket.WebSocketConnectionClosedException, OSError) as error:
             reason = reason or f"connection lost: {error or type(error).__name__}"
         except gevent.GreenletExit:

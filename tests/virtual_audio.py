@@ -65,6 +65,7 @@ def virtual_audio_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     except (OSError, subprocess.TimeoutExpired) as error:
         _unavailable(f"{SCRIPT.name} start: {error}")
     if started.returncode != 0:
+        _script("stop", folder)  # a daemon that started but did not answer must not outlive us
         _unavailable(f"{SCRIPT.name} start exited {started.returncode}: {started.stderr.strip()}")
     exports = parse_exports(_script("env", folder).stdout)
     try:

@@ -102,7 +102,7 @@ def parse_header(message: Message, expected_sample_rate_hz: int = guide.SAMPLE_R
         text = message
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser's stack
         raise ProtocolViolation("header is not JSON; send the JSON header first", 1008) from None
     if not isinstance(data, dict):
         raise ProtocolViolation("header must be a JSON object", 1008)
@@ -143,7 +143,7 @@ def _json_object(message: Message) -> dict[str, Any] | None:
             return None
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # e.g. "[" * 100000: too deep for the parser, not JSON to us
         return None
     return data if isinstance(data, dict) else None
 

@@ -1,0 +1,161 @@
+"""Autobahn|Testsuite's client cases through the harness's WebSocket client stack, and the gate.
+
+``python tests/autobahn_client.py run --url ws://127.0.0.1:9001`` plays the testee client
+for ``wstest -m fuzzingserver``: it asks for the case count, then runs every case on a
+connection made by :func:`locustfiles.voice_connection.new_websocket` (websocket-client with
+UTF-8 checks, locked sends and the harness's 4 MiB message cap, under gevent as in a Locust
+worker), reads with ``recv_data_frame(True)`` as the harness's reader does, echoes each
+message as it came, and on a violation closes with the code the harness uses
+(:func:`locustfiles.voice_connection.close_for_violation`: 1002, 1007 or 1009).
+
+``python tests/autobahn_client.py report DIR`` reads ``DIR/index.json`` (the way wsproto's
+``compliance/run-autobahn-tests.py`` does), prints counts per behaviour and each case that is
+not OK, writes ``DIR/summary.json`` and exits 1 unless every case's ``behavior`` is OK,
+NON-STRICT or INFORMATIONAL. ``scripts/autobahn.sh`` runs both.
+"""
+
+from __future__ import annotations
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402 (gevent patches first, as locust does)
+import json  # noqa: E402
+import sys  # noqa: E402
+import urllib.parse  # noqa: E402
+from collections import Counter  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import websocket  # noqa: E402
+
+from locustfiles.voice_connection import ConnectOptions, close_for_violation, frame_message, new_websocket  # noqa: E402
+
+AGENT = "voice-harness"
+PASSING = ("OK", "NON-STRICT", "INFORMATIONAL")
+CASE_TIMEOUT_S = 30.0
+
+
+def _connect(url: str) -> websocket.WebSocket:
+    ws = new_websocket(ConnectOptions())
+    ws.connect(url, timeout=10, suppress_origin=True)
+    ws.settimeout(CASE_TIMEOUT_S)
+    return ws
+
+
+def case_count(base: str) -> int:
+    ws = _connect(f"{base}/getCaseCount")
+    try:
+        opcode, frame = ws.recv_data_frame(True)
+        return int(frame.data.decode("utf-8"))
+    finally:
+        ws.close()
+
+
+def run_case(base: str, case: int, agent: str = AGENT) -> str:
+    """One case: echo until the server closes; how it ended (for the log)."""
+    query = urllib.parse.urlencode({"case": case, "agent": agent})
+    ws = _connect(f"{base}/runCase?{query}")
+    try:
+        while True:
+            opcode, frame = ws.recv_data_frame(True)
+            if opcode == websocket.ABNF.OPCODE_CLOSE:
+                return "closed by the server"  # websocket-client has answered the close
+            if opcode in (websocket.ABNF.OPCODE_PING, websocket.ABNF.OPCODE_PONG):
+                continue  # websocket-client answered the ping
+            message = frame_message(opcode, frame.data)  # as the harness's reader takes it
+            if isinstance(message, str):
+                ws.send(message)
+            else:
+                ws.send_binary(message)
+    except Exception as error:  # noqa: BLE001 (every end of a case is recorded by the server)
+        close = close_for_violation(error)
+        if close is None:
+            return f"ended: {type(error).__name__}: {error}"
+        code, reason, sent_reason = close
+        try:
+            ws.send_close(code, sent_reason.encode("utf-8"))
+        except Exception:  # noqa: BLE001
+            pass
+        return f"closed with {code}: {reason}"
+    finally:
+        ws.shutdown()
+
+
+def update_reports(base: str, agent: str = AGENT) -> None:
+    ws = _connect(f"{base}/updateReports?{urllib.parse.urlencode({'agent': agent})}")
+    try:
+        ws.recv_data_frame(True)
+    except Exception:  # noqa: BLE001 (the server closes once the reports are written)
+        pass
+    finally:
+        ws.shutdown()
+
+
+def summarize(report_dir: Path) -> dict[str, object]:
+    """Counts per behaviour and the cases that do not pass, from ``report_dir/index.json``."""
+    index = json.loads((report_dir / "index.json").read_text())
+    behaviors: Counter = Counter()
+    close_behaviors: Counter = Counter()
+    failing: dict[str, dict[str, object]] = {}
+    not_ok: dict[str, str] = {}
+    cases = 0
+    for agent, results in index.items():
+        for case_id, result in results.items():
+            cases += 1
+            behaviors[result["behavior"]] += 1
+            close_behaviors[result["behaviorClose"]] += 1
+            if result["behavior"] != "OK" or result["behaviorClose"] not in ("OK", "INFORMATIONAL"):
+                not_ok[case_id] = f"{result['behavior']} / close {result['behaviorClose']}"
+            if result["behavior"] not in PASSING:
+                detail = json.loads((report_dir / result["reportfile"]).read_text())
+                failing[case_id] = {
+                    "agent": agent,
+                    "behavior": result["behavior"],
+                    "behaviorClose": result["behaviorClose"],
+                    "description": detail.get("description", ""),
+                    "result": detail.get("result", ""),
+                    "resultClose": detail.get("resultClose", ""),
+                }
+    return {
+        "cases": cases,
+        "behavior": dict(sorted(behaviors.items())),
+        "behaviorClose": dict(sorted(close_behaviors.items())),
+        "not_ok": dict(sorted(not_ok.items(), key=lambda kv: [int(p) for p in kv[0].split(".")])),
+        "failing": failing,
+        "passed": cases > 0 and not failing,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run every case of a wstest fuzzingserver")
+    run.add_argument("--url", required=True, help="the fuzzingserver, e.g. ws://127.0.0.1:9001")
+    run.add_argument("--agent", default=AGENT)
+    report = sub.add_parser("report", help="summarize DIR/index.json and apply the gate")
+    report.add_argument("dir", type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        base = args.url.rstrip("/")
+        count = case_count(base)
+        print(f"autobahn_client: {count} cases from {base}", flush=True)
+        for case in range(1, count + 1):
+            outcome = run_case(base, case, args.agent)
+            print(f"case {case}/{count}: {outcome}", flush=True)
+        update_reports(base, args.agent)
+        return 0
+    summary = summarize(args.dir)
+    (args.dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"{args.dir}: {summary['cases']} cases; behavior {summary['behavior']}; close {summary['behaviorClose']}")
+    for case_id, why in summary["not_ok"].items():
+        print(f"  {case_id}: {why}")
+    for case_id, detail in summary["failing"].items():
+        print(f"FAIL {case_id}: {detail['description']} -> {detail['result']} ({detail['resultClose']})")
+    return 0 if summary["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
