@@ -31,7 +31,7 @@ import time
 
 import gevent
 import gevent.event
-from locust import User, between, events, tag, task
+from locust import User, events, tag, task
 from locust.exception import StopUser
 from locust.runners import MasterRunner
 
@@ -144,7 +144,10 @@ def _explain_once(code: str, detail: str) -> str:
 class VoiceUser(User):
     """A person at the browser tester: Connect, then say commands and wait for the answers."""
 
-    wait_time = between(0.2, 1.0)
+    def wait_time(self) -> float:
+        """Think time between turns, seconds (--think-time-ms)."""
+        low, high = self.config.think_time_s
+        return self.rng.uniform(low, high)
 
     def on_start(self) -> None:
         self.config = _Process.config

@@ -67,6 +67,9 @@ def add_voice_options(parser) -> None:
                        help="TCP + TLS + upgrade deadline (default 5000)")
     group.add_argument("--stats-by", choices=["utterance", "intent"], default="utterance", include_in_web_ui=True,
                        help="Name the roundtrip/intent/reply rows by utterance id or by expected intent")
+    group.add_argument("--think-time-ms", default="1000-3000", include_in_web_ui=True,
+                       help="Pause between a user's turns, MIN-MAX ms drawn uniformly (default 1000-3000: "
+                            "a person waits for the answer before the next command)")
     group.add_argument("--max-retries", type=int, default=-1, include_in_web_ui=True,
                        help="Override the preset's maxRetries")
     group.add_argument("--corpus-manifest", default="", include_in_web_ui=False,
@@ -94,6 +97,7 @@ class VoiceRunConfig:
     stats_by: str
     corpus_manifest: str = ""
     send_path: str = "pacer"
+    think_time_s: tuple[float, float] = (1.0, 3.0)
 
 
 def resolve(options) -> VoiceRunConfig:
@@ -146,7 +150,21 @@ def resolve(options) -> VoiceRunConfig:
         stats_by=options.stats_by,
         corpus_manifest=getattr(options, "corpus_manifest", "") or "",
         send_path=getattr(options, "send_path", "pacer") or "pacer",
+        think_time_s=_think_time(options.think_time_ms),
     )
+
+
+def _think_time(text: str) -> tuple[float, float]:
+    """'1000-3000' (or '500') ms -> (1.0, 3.0) s."""
+    low, _, high = str(text).partition("-")
+    try:
+        low_ms = float(low)
+        high_ms = float(high) if high else low_ms
+    except ValueError:
+        raise UsageError(f"--think-time-ms {text!r}: give MIN-MAX milliseconds, e.g. 1000-3000") from None
+    if not 0 <= low_ms <= high_ms:
+        raise UsageError(f"--think-time-ms {text!r}: need 0 <= MIN <= MAX")
+    return low_ms / 1000, high_ms / 1000
 
 
 

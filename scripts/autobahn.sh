@@ -121,7 +121,8 @@ EOF
     status=1
   fi
   [ "$status" = 0 ] || { echo "autobahn.sh: wstest failed, see $OUT/fuzzingclient.log" >&2; return 1; }
-  "$PY3" "$ROOT/tests/autobahn_client.py" report "$OUT/servers"
+  # --known: 7.1.5 is the websockets library's (see KNOWN_FAILURES in tests/autobahn_client.py).
+  "$PY3" "$ROOT/tests/autobahn_client.py" report --known "$OUT/servers"
 }
 
 client() {

@@ -35,6 +35,13 @@ from locustfiles.voice_connection import ConnectOptions, close_for_violation, fr
 
 AGENT = "voice-harness"
 PASSING = ("OK", "NON-STRICT", "INFORMATIONAL")
+# Failures that belong to a library, not to our code, each with its reason; ``report --known``
+# lets them pass the gate, and reports them. A known failure that starts passing is reported too.
+KNOWN_FAILURES = {
+    "7.1.5": "websockets (the gateway's server library) answers a close frame that arrives between "
+    "the fragments of a message with 1002 'incomplete fragmented message' instead of echoing 1000; "
+    "RFC 6455 5.4 allows control frames there. Browsers never send it.",
+}
 CASE_TIMEOUT_S = 30.0
 
 
@@ -94,8 +101,9 @@ def update_reports(base: str, agent: str = AGENT) -> None:
         ws.shutdown()
 
 
-def summarize(report_dir: Path) -> dict[str, object]:
+def summarize(report_dir: Path, known: dict[str, str] | None = None) -> dict[str, object]:
     """Counts per behaviour and the cases that do not pass, from ``report_dir/index.json``."""
+    known = known or {}
     index = json.loads((report_dir / "index.json").read_text())
     behaviors: Counter = Counter()
     close_behaviors: Counter = Counter()
@@ -119,13 +127,17 @@ def summarize(report_dir: Path) -> dict[str, object]:
                     "result": detail.get("result", ""),
                     "resultClose": detail.get("resultClose", ""),
                 }
+    known_failing = {case_id: known[case_id] for case_id in failing if case_id in known}
+    unexpected = {case_id: detail for case_id, detail in failing.items() if case_id not in known}
     return {
         "cases": cases,
         "behavior": dict(sorted(behaviors.items())),
         "behaviorClose": dict(sorted(close_behaviors.items())),
         "not_ok": dict(sorted(not_ok.items(), key=lambda kv: [int(p) for p in kv[0].split(".")])),
         "failing": failing,
-        "passed": cases > 0 and not failing,
+        "known_failures": known_failing,
+        "known_now_passing": sorted(set(known) - set(failing)),
+        "passed": cases > 0 and not unexpected,
     }
 
 
@@ -137,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--agent", default=AGENT)
     report = sub.add_parser("report", help="summarize DIR/index.json and apply the gate")
     report.add_argument("dir", type=Path)
+    report.add_argument("--known", action="store_true", help="let the library failures in KNOWN_FAILURES pass")
     args = parser.parse_args(argv)
     if args.command == "run":
         base = args.url.rstrip("/")
@@ -147,13 +160,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"case {case}/{count}: {outcome}", flush=True)
         update_reports(base, args.agent)
         return 0
-    summary = summarize(args.dir)
+    summary = summarize(args.dir, KNOWN_FAILURES if args.known else None)
     (args.dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"{args.dir}: {summary['cases']} cases; behavior {summary['behavior']}; close {summary['behaviorClose']}")
     for case_id, why in summary["not_ok"].items():
         print(f"  {case_id}: {why}")
     for case_id, detail in summary["failing"].items():
-        print(f"FAIL {case_id}: {detail['description']} -> {detail['result']} ({detail['resultClose']})")
+        tag = "KNOWN (library)" if case_id in summary["known_failures"] else "FAIL"
+        print(f"{tag} {case_id}: {detail['description']} -> {detail['result']} ({detail['resultClose']})")
+    for case_id in summary["known_now_passing"] if args.known else ():
+        print(f"note: known failure {case_id} passes now; drop it from KNOWN_FAILURES")
     return 0 if summary["passed"] else 1
 
 
