@@ -104,9 +104,7 @@ class LoadStats:
 async def _read_replies(ws, stats: LoadStats) -> None:
     try:
         async for message in ws:
-            if isinstance(message, bytes) and message[:1] == b"{" and b'"intent"' in message:
-                stats.replies += 1
-            elif isinstance(message, str) and '"intent"' in message:
+            if isinstance(message, bytes) and message[:1] == b"{" and b'"intent"' in message or isinstance(message, str) and '"intent"' in message:
                 stats.replies += 1
     except ConnectionClosed:
         pass

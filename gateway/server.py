@@ -14,6 +14,8 @@ those objects. One connection is one :class:`_Session` with two tasks::
   loop: :class:`ProcessRunner` (default: pocketsphinx holds the GIL while it decodes, measured
   at 230 ms of loop lag in a thread), :class:`ThreadRunner` (a pipeline object, as tests pass
   one), :class:`FastSinkRunner` (``--fast-sink``: a fixed answer, no pipeline at all).
+* ``--conformance-echo`` replaces the voice session with an echo of every message, for
+  Autobahn|Testsuite (``scripts/autobahn.sh``); the server and its options stay the same.
 
 Log events (``event=...``, with ``session=<sessionId>`` where there is one): listening,
 ready, upgrade_refused, session_start, header_rejected, protocol_error, utterance,

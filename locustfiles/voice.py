@@ -23,6 +23,7 @@ user runs the whole corpus (``corpus``) mixed with the scenarios.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import math
@@ -88,6 +89,10 @@ def _on_init(environment, **_kwargs) -> None:
         if not isinstance(environment.runner, MasterRunner):
             # Load and validate the corpus before any user starts: a bad file fails the run now.
             _load_corpus(config)
+            # Everything loaded so far (Locust, the corpus, the pre-framed audio) lives for the whole
+            # run: keep it out of the collector's full passes, which paused 1,000 users for 26-46 ms.
+            gc.collect()
+            gc.freeze()
     except HarnessError as error:
         log.error("%s", error)
         environment.process_exit_code = 2

@@ -20,18 +20,18 @@ from gevent import monkey
 
 monkey.patch_all()
 
-import argparse  # noqa: E402 (gevent patches first, as locust does)
-import json  # noqa: E402
-import sys  # noqa: E402
-import urllib.parse  # noqa: E402
-from collections import Counter  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import sys
+import urllib.parse
+from collections import Counter
+from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import websocket  # noqa: E402
+import websocket
 
-from locustfiles.voice_connection import ConnectOptions, close_for_violation, frame_message, new_websocket  # noqa: E402
+from locustfiles.voice_connection import ConnectOptions, close_for_violation, frame_message, new_websocket
 
 AGENT = "voice-harness"
 PASSING = ("OK", "NON-STRICT", "INFORMATIONAL")
@@ -55,7 +55,7 @@ def _connect(url: str) -> websocket.WebSocket:
 def case_count(base: str) -> int:
     ws = _connect(f"{base}/getCaseCount")
     try:
-        opcode, frame = ws.recv_data_frame(True)
+        _, frame = ws.recv_data_frame(True)
         return int(frame.data.decode("utf-8"))
     finally:
         ws.close()
@@ -84,7 +84,7 @@ def run_case(base: str, case: int, agent: str = AGENT) -> str:
         code, reason, sent_reason = close
         try:
             ws.send_close(code, sent_reason.encode("utf-8"))
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001, S110
             pass
         return f"closed with {code}: {reason}"
     finally:
@@ -95,7 +95,7 @@ def update_reports(base: str, agent: str = AGENT) -> None:
     ws = _connect(f"{base}/updateReports?{urllib.parse.urlencode({'agent': agent})}")
     try:
         ws.recv_data_frame(True)
-    except Exception:  # noqa: BLE001 (the server closes once the reports are written)
+    except Exception:  # noqa: BLE001, S110 (the server closes once the reports are written)
         pass
     finally:
         ws.shutdown()

@@ -13,7 +13,6 @@ import os
 import subprocess
 
 import pytest
-
 from conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -24,7 +23,7 @@ SCRIPT = ROOT / "scripts" / "autobahn.sh"
 def autobahn_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("autobahn")
     completed = subprocess.run(
-        [str(SCRIPT), "all"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [str(SCRIPT), "all"], check=False, cwd=ROOT, capture_output=True, text=True, timeout=300,
         env={**os.environ, "AUTOBAHN_OUT": str(out)},
     )
     if "no Python 2.7 found" in completed.stderr:
