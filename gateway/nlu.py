@@ -8,9 +8,10 @@
     'WEATHER_SIMPLE'
 
 The intents are the real NLU contract's (:data:`voiceharness.guide.INTENTS`). A transcript that
-is exactly one of the command language's phrasings (the grammar in ``commands.jsgf``) gets a
-high confidence; one that only carries the intent's keywords (as free text from another
-recognizer would) gets a lower one; anything else, and the empty transcript, is ``UNKNOWN``.
+is exactly one of the command language's phrasings (the grammar in ``commands.jsgf``; the wake
+word "jarvis" may come first or last) gets a high confidence; one that only carries the intent's
+keywords (as free text from another recognizer would) gets a lower one; anything else, and the
+empty transcript, is ``UNKNOWN``.
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ def understand(transcript: str) -> Understanding:
     if not text:
         return Understanding("UNKNOWN", EMPTY_CONFIDENCE)
     words = text.split()
+    if words[0] == "jarvis" and len(words) > 1:  # the wake word before the command
+        words = words[1:]
+        text = " ".join(words)
     if words[0] == "echo":
         if len(words) > 1:
             return Understanding("ECHO", EXACT_CONFIDENCE, {"words": " ".join(words[1:])})

@@ -37,6 +37,8 @@ def test_greetings(transcript):
         "what's the time",
         "tell me the time",
         "what time is it jarvis",
+        "jarvis what time is it",
+        "Jarvis, tell me the time",
         "do you know what time it is",
         "could you tell me the time please",
     ],
@@ -68,6 +70,7 @@ def test_weather_questions(transcript):
         ("Echo: testing, one two three.", "testing one two three"),
         ("echo what time is it", "what time is it"),
         ("ECHO   please   call my friend", "please call my friend"),
+        ("jarvis echo good morning", "good morning"),
     ],
 )
 def test_echo_slot_holds_the_words_after_the_keyword(transcript, words):
@@ -88,6 +91,8 @@ def test_echo_slot_holds_the_words_after_the_keyword(transcript, words):
         "time flies",
         "hello darkness my old friend",
         "set a timer",
+        "jarvis",
+        "jarvis play some music",
     ],
 )
 def test_other_requests_are_unknown(transcript):
@@ -115,3 +120,16 @@ def test_every_answer_is_a_contract_intent_with_a_confidence_in_0_1(transcript):
 
 def test_normalize_expands_contractions_and_drops_punctuation():
     assert normalize("  What's the Weather, Jarvis? ") == "what is the weather jarvis"
+
+
+@pytest.mark.parametrize(
+    "transcript,intent",
+    [
+        ("jarvis hello", "GREETING"),
+        ("jarvis how is the weather", "WEATHER_SIMPLE"),
+        ("hello jarvis", "GREETING"),
+    ],
+)
+def test_the_wake_word_may_come_first_or_last(transcript, intent):
+    assert understand(transcript).intent == intent
+    assert understand(transcript).confidence == EXACT_CONFIDENCE
