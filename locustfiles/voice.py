@@ -46,6 +46,7 @@ from voiceharness.turns import TurnRecord
 
 from locustfiles import voice_options, voice_records, voice_resources, voice_run_status
 from locustfiles.voice_connection import VoiceConnection
+from locustfiles.voice_pacer import PACER
 
 log = logging.getLogger("voice")
 
@@ -109,7 +110,8 @@ def _on_init(environment, **_kwargs) -> None:
     )
     turn_sink = voice_records.install(environment, config.turns_file, monitor.rows)
     voice_run_status.install(environment, csv_prefix=prefix, turns_file=config.turns_file,
-                             records=lambda: turn_sink.received)
+                             records=lambda: turn_sink.received, lateness=PACER.stats.summary,
+                             worker_name=voice_records.WORKER_NAME)
     _Process.logbook.info(f"Voice harness: {config.settings.describe()}, pace {config.pace}, "
                           f"end marker {'on' if config.end_marker else 'off'}", echo=True)
     # gevent timers count from the loop's cached clock, last read before the imports and the
@@ -316,8 +318,6 @@ class VoiceUser(User):
         silence_frames = math.ceil(self.config.trailing_silence_ms / 1000 / frame_s)
         if pace != "fast" and self.config.send_path == "pacer":
             # One process-wide greenlet sends the pre-framed frames of every stream.
-            from locustfiles.voice_pacer import PACER
-
             PACER.stream(connection, PACER.frames_for(frames, self.config.settings.chunk_samples, silence_frames), frame_s)
             return
         silence = bytes(self.config.settings.chunk_samples * 2)

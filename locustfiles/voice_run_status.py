@@ -47,6 +47,9 @@ class _Status:
     began_at = ""
     environment = None
     records = None  # () -> turns recorded so far in this process (the turn sink's count)
+    lateness = None  # () -> this process's frame send lateness summary (frames, p50_ms, p99_ms, max_ms)
+    worker_name = ""
+    lateness_by_worker: dict[str, dict[str, float]] = {}  # master: each worker's final summary
 
 
 def turn_started() -> None:
@@ -71,6 +74,19 @@ def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _send_lateness() -> dict[str, dict[str, float]]:
+    """Frame-level send lateness per load generator: the true "did it keep up" figure.
+
+    Summing the per-second histograms costs a pass over the whole run, so it is done once, at the end.
+    """
+    by_worker = dict(_Status.lateness_by_worker)
+    if _Status.lateness is not None:
+        summary = _Status.lateness()
+        if summary.get("frames"):
+            by_worker[_Status.worker_name] = summary
+    return by_worker
+
+
 def _write(state: str, *, cut_short: bool = False) -> dict[str, Any]:
     started = turns_started()
     recorded = _Status.records() if _Status.records else 0
@@ -84,6 +100,8 @@ def _write(state: str, *, cut_short: bool = False) -> dict[str, Any]:
         "began_at": _Status.began_at,
         "written_at": _now_iso(),
     }
+    if state == "finished":
+        status["send_lateness"] = _send_lateness()
     if _Status.path:
         temporary = f"{_Status.path}.tmp"
         with open(temporary, "w", encoding="utf-8") as file:
@@ -99,10 +117,13 @@ def _write_loop() -> None:
         _write("running")
 
 
-def _send_to_master() -> None:
+def _send_to_master(final: bool = False) -> None:
     runner = _Status.environment.runner
+    data: dict[str, Any] = {"started": _Status.started, "worker": _Status.worker_name}
+    if final and _Status.lateness is not None:
+        data["send_lateness"] = _Status.lateness()
     try:
-        runner.send_message(MESSAGE_TYPE, {"started": _Status.started})
+        runner.send_message(MESSAGE_TYPE, data)
     except Exception as error:  # the master is gone; its file then says the run was cut short
         log.warning("could not send the turn count to the master: %s", error)
 
@@ -119,21 +140,28 @@ def _send_loop() -> None:
 def _on_worker_message(environment, msg, **_kwargs) -> None:
     node = getattr(msg, "node_id", "") or "worker"
     _Status.by_worker[node] = max(_Status.by_worker.get(node, 0), int(msg.data.get("started", 0)))
+    lateness = msg.data.get("send_lateness")
+    if lateness and lateness.get("frames"):
+        _Status.lateness_by_worker[str(msg.data.get("worker") or node)] = lateness
 
 
-def install(environment, *, csv_prefix: str | None, turns_file: str, records) -> None:
+def install(environment, *, csv_prefix: str | None, turns_file: str, records, lateness=None,
+            worker_name: str = "") -> None:
     """Set up counting and the marker (call from the locustfile's ``init`` listener).
 
-    ``records()`` returns how many turn rows this process has written so far.
+    ``records()`` returns how many turn rows this process has written so far; ``lateness()``
+    this process's frame send-lateness summary, reported once at the end of the run.
     """
     _Status.environment = environment
     _Status.records = records
+    _Status.lateness = lateness
+    _Status.worker_name = worker_name
     _Status.began_at = _now_iso()
     runner = environment.runner
     events = environment.events
     if isinstance(runner, WorkerRunner):
         gevent.spawn(_send_loop)
-        events.test_stop.add_listener(lambda **_kw: _send_to_master())
+        events.test_stop.add_listener(lambda **_kw: _send_to_master(final=True))
         return
     if isinstance(runner, MasterRunner):
         runner.register_message(MESSAGE_TYPE, _on_worker_message)

@@ -8,6 +8,7 @@ diagnosis code.
 from __future__ import annotations
 
 import csv
+import json
 import signal
 import subprocess
 import threading
@@ -157,5 +158,9 @@ def test_fifty_users_for_sixty_seconds_against_the_real_gateway(tmp_path, shared
     assert failures(judged) == Counter(), failures(judged)
     kinds = {row["Type"] for row in read_stats(run.file("_stats.csv"))}
     assert {"connect", "roundtrip", "intent", "reply", "ping"} <= kinds
-    lateness = sorted(float(row["send_lateness_p99_ms"]) for row in judged if row["pace"] == "realtime")
-    assert lateness[int(0.99 * (len(lateness) - 1))] < 5.0
+    # the load generator kept its real-time schedule: p99 over every frame it sent (run.json)
+    status = json.loads(run.file("_run.json").read_text())
+    assert status["complete"] and status["turns_started"] == len(rows)
+    (lateness,) = status["send_lateness"].values()
+    assert lateness["frames"] > 10_000
+    assert lateness["p99_ms"] < 5.0, lateness
