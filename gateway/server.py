@@ -39,7 +39,7 @@ import time
 import urllib.parse
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import replace
 from http import HTTPStatus
 from typing import Any, Protocol, Self
 
@@ -52,6 +52,7 @@ from gateway.config import GatewayConfig
 from gateway.endpointer import Endpointer, Utterance
 from gateway.faults import CLOSE_ABORT, wrong_intent_for
 from gateway.metrics import CONTENT_TYPE, GatewayMetrics
+from gateway.pipeline import TurnResult
 from voiceharness import guide
 from voiceharness.protocol import (
     AudioReceived,
@@ -221,21 +222,6 @@ class ThreadRunner:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-@dataclass(frozen=True)
-class FixedResult:
-    """A turn result with no pipeline behind it (the fast sink)."""
-
-    intent: str
-    confidence: float = 1.0
-    transcript: str = ""
-    slots: dict[str, Any] = field(default_factory=dict)
-    reply_text: str = ""
-    audio_pcm: bytes = b""
-    recognize_ms: float = 0.0
-    nlu_ms: float = 0.0
-    synth_ms: float = 0.0
-
-
 def tone_pcm(duration_ms: float, frequency_hz: float = 440.0, level_dbfs: float = -20.0) -> bytes:
     """A sine tone as PCM16 mono 16 kHz (the fast sink's reply audio)."""
     count = int(guide.SAMPLE_RATE_HZ * duration_ms / 1000)
@@ -248,8 +234,9 @@ class FastSinkRunner:
     """``--fast-sink``: answer at once with fixed metadata and a short tone, on the loop (it costs nothing)."""
 
     def __init__(self, intent: str) -> None:
-        self._result = FixedResult(
-            intent=intent, transcript="", reply_text="fast sink", audio_pcm=tone_pcm(FAST_SINK_REPLY_MS)
+        self._result = TurnResult(
+            intent=intent, confidence=1.0, transcript="", reply_text="fast sink",
+            audio_pcm=tone_pcm(FAST_SINK_REPLY_MS),
         )
 
     def check(self) -> None:
@@ -260,9 +247,9 @@ class FastSinkRunner:
 
     async def process(self, pcm: bytes, *, forced_intent: str | None, tts_enabled: bool) -> TurnResultLike:
         if forced_intent or not tts_enabled:
-            return FixedResult(
+            return replace(
+                self._result,
                 intent=forced_intent or self._result.intent,
-                reply_text=self._result.reply_text,
                 audio_pcm=self._result.audio_pcm if tts_enabled else b"",
             )
         return self._result

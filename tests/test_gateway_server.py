@@ -36,6 +36,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from gateway.config import GatewayConfig, parse_args
 from gateway.faults import Faults
+from gateway.pipeline import TurnResult
 from gateway.server import Gateway
 from voiceharness import guide
 from voiceharness.protocol import ClientSession, TurnEnded, is_wav, wav_pcm_bytes
@@ -84,26 +85,13 @@ def espeak_pcm(text: str) -> bytes:
 # ----------------------------------------------------------------------------- stand-in pipeline
 
 
-@dataclasses.dataclass(frozen=True)
-class StandInResult:
-    intent: str
-    confidence: float
-    transcript: str
-    slots: dict[str, Any]
-    reply_text: str
-    audio_pcm: bytes
-    recognize_ms: float
-    nlu_ms: float
-    synth_ms: float
-
-
 class WorkerPidPipeline:
     """Answers GREETING with the worker's process id as the transcript (for the process-pool test)."""
 
     def process(
         self, pcm: bytes, sample_rate_hz: int = 16000, *, forced_intent=None, tts_enabled: bool = True
     ):
-        return StandInResult("GREETING", 1.0, str(os.getpid()), {}, "", tone(100), 0.0, 0.0, 0.0)
+        return TurnResult("GREETING", 1.0, str(os.getpid()), {}, "", tone(100), 0.0, 0.0, 0.0)
 
 
 class StandInPipeline:
@@ -132,7 +120,7 @@ class StandInPipeline:
         )
         if self.delay_s:
             time.sleep(self.delay_s)
-        return StandInResult(
+        return TurnResult(
             intent=forced_intent or self.intent,
             confidence=0.9,
             transcript="hello jarvis",
