@@ -152,7 +152,11 @@ class VoiceUser(User):
     """A person at the browser tester: Connect, then say commands and wait for the answers."""
 
     def wait_time(self) -> float:
-        """Think time between turns, seconds (--think-time-ms)."""
+        """Seconds before the next turn: the reconnect backoff after a failed connection, else
+        the think time (--think-time-ms)."""
+        if self.retry_in_s is not None:
+            delay, self.retry_in_s = self.retry_in_s, None
+            return delay
         low, high = self.config.think_time_s
         return self.rng.uniform(low, high)
 
@@ -170,6 +174,7 @@ class VoiceUser(User):
         self.outage_started: float | None = None
         self.turn_done = gevent.event.AsyncResult()
         self.reply_text = ""
+        self.retry_in_s: float | None = None
         self.pending_connect_ms = math.nan
         self.current_scenario = ""
         self.current_pace = self.config.pace
@@ -279,7 +284,8 @@ class VoiceUser(User):
             if give_up:
                 _Process.logbook.error(f"User {self.number} stops: {_explain_once(record.failure, record.failure_detail)}")
                 raise StopUser()
-            gevent.sleep(backoff_ms(self.failed_connects - 1, self.rng) / 1000)
+            # The reconnect backoff replaces the think time before the next attempt.
+            self.retry_in_s = backoff_ms(self.failed_connects - 1, self.rng) / 1000
             return record
         connection = self.connection
         assert connection is not None
@@ -310,6 +316,10 @@ class VoiceUser(User):
         self._fill(record, utterance, scenario, pace, started_wall, connection)
         self.turns_on_connection += 1
         self._finish(record)
+        if connection.closed.is_set() and not connection.closed_cleanly:
+            # Like the browser tester, reconnect on an unclean close after the first backoff step,
+            # not after a person's think time.
+            self.retry_in_s = backoff_ms(0, self.rng) / 1000
         return record
 
     def _stream(self, connection: VoiceConnection, frames, pace: str) -> None:

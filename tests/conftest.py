@@ -114,7 +114,9 @@ def run_locust(prefix: Path, host: str, *args: str, users: int = 5, spawn_rate: 
     """A real headless Locust run of the voice locustfile; returns its output and files."""
     command = [
         LOCUST, "-f", LOCUSTFILE, "--host", host, "--headless", "-u", str(users), "-r", str(spawn_rate),
-        "-t", run_time, "--csv", str(prefix), "--only-summary", *args,
+        "-t", run_time, "--csv", str(prefix), "--only-summary",
+        # Short test runs want many turns, not people pausing between them (the default is 1-3 s).
+        "--think-time-ms", "200-600", *args,
     ]
     completed = subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s,

@@ -42,7 +42,9 @@ def start_locust(prefix: Path, host: str, *args: str, users: int = 1, spawn_rate
     """Start a headless run of the voice locustfile; its output goes to PREFIX.out."""
     command = command or [
         LOCUST, "-f", LOCUSTFILE, "--host", host, "--headless", "-u", str(users), "-r", str(spawn_rate),
-        "-t", run_time, "--csv", str(prefix), "--only-summary", *args,
+        "-t", run_time, "--csv", str(prefix), "--only-summary",
+        # Fault tests want turns in flight when the fault strikes, not people pausing between them.
+        "--think-time-ms", "100-300", *args,
     ]
     out = open(f"{prefix}.out", "w", encoding="utf-8")
     process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,

@@ -151,6 +151,7 @@ def test_recovery_scenario_reports_time_to_recover(tmp_path, gateway_factory):
 
 def test_fifty_users_for_sixty_seconds_against_the_real_gateway(tmp_path, shared_gateway):
     run = run_locust(tmp_path / "load", shared_gateway.url, "--utterances", "kind:clean",
+                     "--think-time-ms", "1000-3000",  # people, not a script: the harness's default
                      users=50, spawn_rate=10, run_time="60s", timeout_s=240)
     rows = read_turns(run.file("_turns.csv"))
     judged = [row for row in rows if row["failure"] != "run_stopped"]
