@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
 import re
@@ -36,7 +37,8 @@ HISTORY_SUFFIX = "_stats_history.csv"
 FAILURES_SUFFIX = "_failures.csv"
 EXCEPTIONS_SUFFIX = "_exceptions.csv"
 # Longest first, so "run_stats_history.csv" is not read as prefix "run_stats_history".
-SUFFIXES = (HISTORY_SUFFIX, EXCEPTIONS_SUFFIX, FAILURES_SUFFIX, STATS_SUFFIX, TURNS_SUFFIX)
+RUN_STATUS_SUFFIX = "_run.json"  # written by locustfiles/voice_run_status.py
+SUFFIXES = (HISTORY_SUFFIX, EXCEPTIONS_SUFFIX, FAILURES_SUFFIX, STATS_SUFFIX, TURNS_SUFFIX, RUN_STATUS_SUFFIX)
 
 STATS_COLUMNS = (
     "Type",
@@ -165,6 +167,7 @@ class Run:
     history: History | None = None
     failures: list[FailureRow] | None = None
     exceptions: list[ExceptionRow] | None = None
+    status: dict | None = None  # PREFIX_run.json, when the harness wrote one
     files: dict[str, str] = field(default_factory=dict)  # kind -> path that was read
     missing: list[str] = field(default_factory=list)  # paths looked for and not found
 
@@ -223,8 +226,25 @@ def read_run(
         run.failures = read_failures(present["failures"])
     if "exceptions" in present:
         run.exceptions = read_exceptions(present["exceptions"])
+    status_path = prefix + RUN_STATUS_SUFFIX
+    if os.path.exists(status_path):
+        run.status = read_run_status(status_path)
+        present["run_status"] = status_path
     run.files = present
     return run
+
+
+def read_run_status(path: str) -> dict:
+    """The harness's ``PREFIX_run.json``: turns started vs recorded, completeness, frame-level send lateness."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            status = json.load(file)
+    except (OSError, ValueError) as error:
+        raise AnalysisError(f"{path}: not a readable run status ({error}). Delete it to analyse without it") from None
+    if not isinstance(status, dict) or "turns_started" not in status:
+        raise AnalysisError(f"{path}: not a run status written by the harness (no turns_started). "
+                            "Delete it to analyse without it")
+    return status
 
 
 # --- checks shared by every reader ------------------------------------------------------------

@@ -219,6 +219,12 @@ def _lateness(lateness: dict) -> str:
         ),
         f"  {lateness['explanation']}",
     ]
+    for name, figures in lateness.get("frame_level", {}).items():
+        lines.insert(
+            1,
+            f"  every frame of {name}: {figures['frames']} frames, p50 {number(figures['p50_ms'])} ms, "
+            f"p99 {number(figures['p99_ms'])} ms, max {number(figures['max_ms'])} ms",
+        )
     if len(lateness["per_worker"]) > 1:
         rows = [
             [w["worker"], w["turns"], number(w["p99_ms"]), number(w["max_ms"])]

@@ -243,3 +243,31 @@ def test_turns_cut_short_by_the_end_of_the_run_are_counted_apart(tmp_path):
     assert summary["run"]["turns"] == 16
     assert summary["run"]["cut_short"] == 4
     assert all(d["code"] != "run_stopped" for d in summary["diagnoses"])
+
+
+def test_frame_level_lateness_from_the_run_status_decides_whether_the_generator_kept_up(tmp_path):
+    records = make_records(200, lateness_ms=1.5)
+    for record in records[:6]:  # one short hiccup: a few turns with a very late frame
+        record.send_lateness_p99_ms = record.send_lateness_max_ms = 70.0
+    prefix = tmp_path / "run"
+    write_turns(prefix, records)
+    per_turn_only = metrics.summarize(readers.read_run(str(prefix)))["send_lateness"]
+    assert per_turn_only["status"] == "bottleneck"
+    (tmp_path / "run_run.json").write_text(
+        '{"turns_started": 200, "send_lateness": {"host:1": {"frames": 5000, "p50_ms": 0.7, "p99_ms": 3.9, "max_ms": 70.0}}}'
+    )
+    with_frames = metrics.summarize(readers.read_run(str(prefix)))["send_lateness"]
+    assert with_frames["status"] == "kept up"
+    assert with_frames["frame_level"]["host:1"]["p99_ms"] == 3.9
+    (tmp_path / "run_run.json").write_text(
+        '{"turns_started": 200, "send_lateness": {"host:1": {"frames": 5000, "p50_ms": 9.0, "p99_ms": 60.0, "max_ms": 90.0}}}'
+    )
+    assert metrics.summarize(readers.read_run(str(prefix)))["send_lateness"]["status"] == "bottleneck"
+
+
+def test_a_foreign_run_status_file_is_refused_naming_it(tmp_path):
+    prefix = tmp_path / "run"
+    write_turns(prefix, make_records(20))
+    (tmp_path / "run_run.json").write_text('{"something": 1}')
+    with pytest.raises(readers.AnalysisError, match="run_run.json: not a run status"):
+        readers.read_run(str(prefix))
