@@ -43,7 +43,8 @@ SCENARIOS = {
     # name: (locust options, users, run time, [(at_s, action on the gateway or the locust process)])
     "kill": (("--max-retries", "10"), USERS, "14s",
              [(4.0, lambda g, _p: g.stop(signal.SIGKILL)), (7.0, lambda g, _p: g.start())]),
-    "term": (("--max-retries", "10"), USERS, "12s",
+    # 16 s: a user refused twice waits up to 4 s more (backoff step 2), and must still talk after that
+    "term": (("--max-retries", "10"), USERS, "16s",
              [(4.0, lambda g, _p: g.stop(signal.SIGTERM)), (6.0, lambda g, _p: g.start())]),
     "give_up": (("--max-retries", "2"), 2, "10s", [(3.0, lambda g, _p: g.stop(signal.SIGKILL))]),
     "ctrl_c": ((), USERS, "30s", [(3.0, lambda _g, p: _sigint(p))]),
