@@ -9,6 +9,7 @@ Grammar of one threshold (spaces allowed around the operator)::
     roundtrip.share.bad<=0.01   the share of turns in one band
     band.roundtrip<=good   a band: ``<=`` means "this band or better" (bands are ordered best first)
     failures.rate<0.01     also failures.count, turns.count, send_lateness.p99, locust.exceptions
+    uplink_backlog.p95<100 audio still unsent at end of speech (p50 p95 max), ms
 
 ``--gate`` takes one or more thresholds (comma- or semicolon-separated, or repeat the option);
 ``--gate-file`` reads them from a file, one or more a line, ``#`` starting a comment.
@@ -49,6 +50,9 @@ OTHER_NAMES = (
     "send_lateness.p50",
     "send_lateness.p99",
     "send_lateness.max",
+    "uplink_backlog.p50",
+    "uplink_backlog.p95",
+    "uplink_backlog.max",
     "locust.exceptions",
 )
 _EXPRESSION = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(<=|>=|==|!=|<|>)\s*(.+?)\s*$")
@@ -193,6 +197,9 @@ def measurements(summary: dict) -> dict[str, float | str | None]:
     values["turns.count"] = run.get("turns")
     for stat in ("p50", "p99", "max"):
         values[f"send_lateness.{stat}"] = lateness.get(f"{stat}_ms")
+    backlog = summary.get("uplink_backlog", {})
+    for stat in ("p50", "p95", "max"):
+        values[f"uplink_backlog.{stat}"] = backlog.get(f"{stat}_ms")
     values["locust.exceptions"] = sum(e["count"] for e in summary["locust"]["exceptions"])
     return values
 
@@ -204,7 +211,7 @@ def format_value(name: str, value: float | str | None) -> str:
         return f"{value:.4g} ({value:.2%})"
     unit = (
         " ms"
-        if name.split(".")[0] in (bands.ROUNDTRIP, bands.LATENCY, "send_lateness")
+        if name.split(".")[0] in (bands.ROUNDTRIP, bands.LATENCY, "send_lateness", "uplink_backlog")
         and not name.endswith(".count")
         else ""
     )

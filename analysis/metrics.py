@@ -10,6 +10,7 @@ source of every figure the terminal, the HTML page, report.json and the gate sho
     diagnoses    each failure code seen, with the guide's headline, causes and fixes
     locust       Locust's failures and user-code exceptions
     send_lateness whether the load generator kept its real-time send schedule
+    uplink_backlog whether the link carried the audio in real time (audio still queued at end of speech)
     verdict      one level (ok / warning / problem) and one line
 
 Conventions:
@@ -83,6 +84,9 @@ TIMINGS = {"intent_ms": "time to intent", "reply_ms": "full reply", "connect_ms"
 # timings are inflated by about that much; above BOTTLENECK it could not keep real time.
 LATENESS_WARN_MS = 10.0
 LATENESS_BOTTLENECK_MS = 50.0
+# Audio still unsent in the kernel at end of speech (voiceharness.uplink). One 64 ms frame in
+# the queue is normal jitter; a median of more means the link is slower than real-time audio.
+UPLINK_BACKLOG_WARN_MS = 100.0
 
 NO_INTENT = "(none)"
 _CODE_PATTERN = re.compile(r"[a-z][a-z0-9_]+")
@@ -310,6 +314,7 @@ def summarize(run: Run) -> dict:
             turns.texts["worker"],
             frame_level=(run.status or {}).get("send_lateness"),
         )
+        summary["uplink_backlog"] = uplink_backlog(turns.numbers.get("uplink_backlog_ms"))
     else:
         stats = run.stats or []
         summary["metrics"] = {metric: _metric_from_locust(metric, stats) for metric in METRICS}
@@ -317,6 +322,7 @@ def summarize(run: Run) -> dict:
         summary["intent"] = intent_from_locust(stats)
         summary["diagnoses"] = diagnoses_from_locust(run.failures or [])
         summary["send_lateness"] = {"turns": 0, "status": "unknown", "note": "needs the turns file"}
+        summary["uplink_backlog"] = uplink_backlog(None)
     summary["locust"] = _locust_section(run)
     summary["verdict"] = verdict(summary)
     return summary
@@ -691,6 +697,37 @@ def send_lateness(
     }
 
 
+def uplink_backlog(backlog_ms: np.ndarray | None) -> dict:
+    """Did the link carry the audio in real time? From each turn's ``uplink_backlog_ms``.
+
+    The audio still queued in the kernel at end of speech reaches the gateway that much later,
+    so a roundtrip measured over a slow uplink includes it; the status says whether it does.
+    """
+    measured = finite(backlog_ms) if backlog_ms is not None else np.empty(0)
+    if not len(measured):
+        note = "needs the turns file" if backlog_ms is None else "not recorded (older turns file, or no kernel figure)"
+        return {"turns": 0, "status": "unknown", "note": note}
+    p50 = float(np.percentile(measured, 50))
+    status = "backlogged" if p50 > UPLINK_BACKLOG_WARN_MS else "real time"
+    explanation = {
+        "real time": "the link carried the audio as fast as it was spoken",
+        "backlogged": f"the link from the harness to the gateway is slower than real-time audio: at end of speech "
+        f"a median {p50:.0f} ms of audio had not left this machine, and every roundtrip includes at least that "
+        "long (more: the link drains it slower than it was spoken); "
+        "check the uplink bandwidth (PCM16 16 kHz needs 256 kbit/s per user) or run fewer users per machine",
+    }[status]
+    return {
+        "turns": len(measured),
+        "p50_ms": p50,
+        "p95_ms": float(np.percentile(measured, 95)),
+        "max_ms": float(measured.max()),
+        "backlogged_turns": int((measured > UPLINK_BACKLOG_WARN_MS).sum()),
+        "warn_ms": UPLINK_BACKLOG_WARN_MS,
+        "status": status,
+        "explanation": explanation,
+    }
+
+
 def _locust_section(run: Run) -> dict:
     failures = [
         {
@@ -763,6 +800,9 @@ def verdict(summary: dict) -> dict:
         warnings.append(
             f"load generator {'was the bottleneck' if lateness == 'bottleneck' else 'fell behind'}"
         )
+    backlog = summary.get("uplink_backlog", {})
+    if backlog.get("status") == "backlogged":
+        warnings.append(f"uplink slower than real time (median {_short(backlog['p50_ms'])} ms of audio queued at end of speech)")
     exceptions = sum(e["count"] for e in summary["locust"]["exceptions"])
     if exceptions:
         warnings.append(f"{exceptions} exception(s) in user code")

@@ -68,7 +68,7 @@ TURNS_NUMBER_COLUMNS = (
     "send_lateness_p99_ms",
     "send_lateness_max_ms",
 )
-TURNS_OPTIONAL_NUMBER_COLUMNS = ("intent_ms", "reply_ms", "connect_ms", "confidence")
+TURNS_OPTIONAL_NUMBER_COLUMNS = ("intent_ms", "reply_ms", "connect_ms", "confidence", "uplink_backlog_ms")
 TURNS_NOT_EMPTY = ("timestamp", "success")
 
 _PERCENTILE_COLUMN = re.compile(r"^(\d+(?:\.\d+)?)%$")

@@ -63,6 +63,7 @@ def render(summary: dict, *, all_rows: bool = False) -> str:
         _diagnoses(summary["diagnoses"]),
         _locust(summary["locust"]),
         _lateness(summary["send_lateness"]),
+        _uplink(summary.get("uplink_backlog", {})),
         "verdict: " + summary["verdict"]["text"],
     ]
     return "\n\n".join(s for s in sections if s) + "\n"
@@ -232,6 +233,18 @@ def _lateness(lateness: dict) -> str:
         ]
         lines.append(table(["worker", "turns", "p99 ms", "max ms"], rows))
     return "\n".join(lines)
+
+
+def _uplink(backlog: dict) -> str:
+    if not backlog.get("turns"):
+        return ""  # older turns files have no such column; nothing to say
+    figures = (
+        f"  p50 {number(backlog['p50_ms'])} ms, p95 {number(backlog['p95_ms'])} ms, max {number(backlog['max_ms'])} ms; "
+        f"{backlog['backlogged_turns']} turn(s) over {backlog['warn_ms']:g} ms"
+    )
+    return "\n".join(
+        [f"Uplink (audio unsent at end of speech): {backlog['status'].upper()}", figures, f"  {backlog['explanation']}"]
+    )
 
 
 def render_checks(checks: list) -> str:

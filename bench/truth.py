@@ -78,7 +78,7 @@ def _pct(values: list[float] | np.ndarray, q: float) -> float:
 
 
 def run_one(n: int, port: int, gateway_pid: int, delay_ms: float, one_way_ms: float, duration_s: float,
-            workdir: Path, gaps: dict[str, float]) -> dict:
+            workdir: Path, gaps: dict[str, float], think_time: tuple[str, ...] = ()) -> dict:
     prefix = workdir / f"truth-{n}-{delay_ms:g}-{one_way_ms:g}"
     pacer_stats = Path(f"{prefix}-pacer.json")
     ramp_s = max(1.0, n / 250)
@@ -86,7 +86,7 @@ def run_one(n: int, port: int, gateway_pid: int, delay_ms: float, one_way_ms: fl
         common.LOCUST, "-f", str(common.REPO / "locustfiles" / "voice.py"), "--host", f"ws://127.0.0.1:{port}",
         "--headless", "-u", str(n), "-r", str(n / ramp_s), "-t", f"{int(ramp_s + duration_s)}s",
         "--csv", str(prefix), "--only-summary", "--tags", "corpus", "--utterances", "GREETING",
-        "--stats-by", "intent", "--loglevel", "WARNING",
+        "--stats-by", "intent", "--loglevel", "WARNING", *think_time,
     ]
     env = {**common.python_env(), "VOICE_PACER_STATS": str(pacer_stats)}
     with open(f"{prefix}.log", "wb") as log:
@@ -157,6 +157,9 @@ def run(*, smoke: bool = False, duration_s: float | None = None) -> dict:
     delays = (0.0, 50.0) if smoke else FULL_DELAYS_MS
     one_way = 10.0 if smoke else PROXY_ONE_WAY_MS
     duration_s = duration_s or (6.0 if smoke else 20.0)
+    # A smoke run's steady window is 3 s: at the default 1-3 s think time 5 users may start no
+    # turn in it. The smoke checks the pipeline, so its users pause briefly.
+    think_time = ("--think-time-ms", "100-300") if smoke else ()
     gaps = gap_ms_by_utterance()
     runs: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench-truth-") as tmp:
@@ -167,7 +170,7 @@ def run(*, smoke: bool = False, duration_s: float | None = None) -> dict:
             gateway.start()
             try:
                 for n in ns:
-                    result = run_one(n, port, gateway.pid, delay_ms, 0.0, duration_s, workdir, gaps)
+                    result = run_one(n, port, gateway.pid, delay_ms, 0.0, duration_s, workdir, gaps, think_time)
                     runs.append(result)
                     print(_line(result), flush=True)
             finally:
@@ -181,7 +184,7 @@ def run(*, smoke: bool = False, duration_s: float | None = None) -> dict:
         proxy.start()
         try:
             for n in ns:
-                result = run_one(n, proxy_port, gateway.pid, delay_ms, one_way, duration_s, workdir, gaps)
+                result = run_one(n, proxy_port, gateway.pid, delay_ms, one_way, duration_s, workdir, gaps, think_time)
                 runs.append(result)
                 print(_line(result), flush=True)
         finally:

@@ -24,7 +24,7 @@ import gevent
 import gevent.event
 import websocket
 
-from voiceharness import diagnoses, protocol
+from voiceharness import diagnoses, protocol, uplink
 from voiceharness.errors import ConnectionFailed
 from voiceharness.settings import Settings
 
@@ -214,6 +214,13 @@ class VoiceConnection:
         if ws is None or self.closed.is_set():
             raise ConnectionError("connection closed")
         ws.send(text)
+
+    def unsent_bytes(self) -> int | None:
+        """Bytes this connection has written that the kernel has not yet sent (see :mod:`voiceharness.uplink`)."""
+        ws = self._ws
+        if ws is None or ws.sock is None:
+            return None
+        return uplink.unsent_bytes(ws.sock)
 
     # -- the pacer's fast path (locustfiles.voice_pacer): frames built by voiceharness.framing
     def send_preframed(self, frame: bytes) -> None:

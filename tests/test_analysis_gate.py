@@ -109,3 +109,15 @@ def test_a_value_the_run_did_not_measure_fails_and_says_so(summary):
     }
     (check,) = gate.evaluate([gate.parse("chunks.p95<300")], missing)
     assert not check.passed and "not measured" in check.message
+
+
+def test_the_uplink_backlog_can_gate_a_run(tmp_path):
+    records = make_records(100, wrong_share=0.0, fail_share=0.0)
+    for i, record in enumerate(records):
+        record.uplink_backlog_ms = 0.0 if i < 90 else 300.0
+    prefix = str(tmp_path / "run")
+    write_turns(prefix, records)
+    summary = metrics.summarize(readers.read_run(prefix))
+    checks = gate.evaluate(gate.parse_all(["uplink_backlog.p50<64", "uplink_backlog.p95<100ms"]), summary)
+    assert [c.passed for c in checks] == [True, False]
+    assert "300 ms" in gate.format_value("uplink_backlog.p95", summary["uplink_backlog"]["p95_ms"])

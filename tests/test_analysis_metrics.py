@@ -1,6 +1,7 @@
 """analysis.metrics: exact percentiles, bands, accuracy, diagnoses, lateness, Locust-only estimates."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -271,3 +272,31 @@ def test_a_foreign_run_status_file_is_refused_naming_it(tmp_path):
     (tmp_path / "run_run.json").write_text('{"something": 1}')
     with pytest.raises(readers.AnalysisError, match="run_run.json: not a run status"):
         readers.read_run(str(prefix))
+
+
+def test_audio_queued_at_end_of_speech_marks_the_uplink_backlogged_and_warns(tmp_path):
+    records = make_records(100, fail_share=0, wrong_share=0)
+    for record in records:
+        record.uplink_backlog_ms = 0.0
+    write_turns(tmp_path / "fast", records)
+    fast = metrics.summarize(readers.read_run(str(tmp_path / "fast")))
+    assert fast["uplink_backlog"]["status"] == "real time"
+    assert not any("uplink" in text for text in fast["verdict"]["warnings"]), fast["verdict"]
+    for i, record in enumerate(records):
+        record.uplink_backlog_ms = 400.0 + i
+    write_turns(tmp_path / "slow", records)
+    slow = metrics.summarize(readers.read_run(str(tmp_path / "slow")))
+    backlog = slow["uplink_backlog"]
+    assert backlog["status"] == "backlogged" and backlog["backlogged_turns"] == 100
+    assert backlog["p50_ms"] == pytest.approx(449.5) and backlog["max_ms"] == pytest.approx(499.0)
+    assert any(text.startswith("uplink slower than real time") for text in slow["verdict"]["warnings"])
+
+
+def test_a_turns_file_without_the_uplink_column_leaves_the_uplink_unknown(tmp_path):
+    path = write_turns(tmp_path / "old", make_records(20))
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    column = lines[0].split(",").index("uplink_backlog_ms")
+    old = "\n".join(",".join(c for i, c in enumerate(line.split(",")) if i != column) for line in lines)
+    (tmp_path / "old_turns.csv").write_text(old + "\n", encoding="utf-8")
+    summary = metrics.summarize(readers.read_run(str(tmp_path / "old")))
+    assert summary["uplink_backlog"]["status"] == "unknown"

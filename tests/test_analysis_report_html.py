@@ -116,3 +116,15 @@ def test_report_renders_in_headless_chromium_with_plots_and_no_console_errors(re
     finally:
         driver.quit()
     shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+
+
+def test_a_backlogged_uplink_has_its_own_section(tmp_path):
+    records = make_records(60)
+    for record in records:
+        record.uplink_backlog_ms = 512.0
+    prefix = str(tmp_path / "slow")
+    write_turns(prefix, records)
+    run = readers.read_run(prefix)
+    page = report_html.render([(run, metrics.summarize(run))], [])
+    assert "<h3>Uplink: backlogged</h3>" in page
+    assert "p50 512 ms" in page and "slower than real-time audio" in page

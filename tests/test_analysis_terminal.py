@@ -55,3 +55,15 @@ def test_checks_and_comparison(summary):
     assert text.startswith("Gate: 1/2 passed") and "FAIL roundtrip.p95<1" in text
     comparison = terminal.render_comparison(compare.compare(summary, summary))
     assert "roundtrip.p95" in comparison and "moved (>= 5% or across a band edge): nothing" in comparison
+
+
+def test_the_uplink_section_appears_when_the_turns_carry_the_backlog(tmp_path, summary):
+    assert "Uplink" not in terminal.render(summary)  # no figure recorded: nothing to say
+    records = make_records(50)
+    for record in records:
+        record.uplink_backlog_ms = 640.0
+    write_turns(tmp_path / "slow", records)
+    text = terminal.render(metrics.summarize(readers.read_run(str(tmp_path / "slow"))))
+    assert "Uplink (audio unsent at end of speech): BACKLOGGED" in text
+    assert "p50 640 ms" in text and "256 kbit/s per user" in text
+    assert "uplink slower than real time (median 640 ms" in text.splitlines()[-1]

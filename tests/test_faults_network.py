@@ -8,8 +8,9 @@ gateway (``--fast-sink``) inside it, and a schedule; all run side by side:
                  declares the link dead after twice the ping interval, on its own
 * ``delay_loss`` 50 ms more upstream delay (a proxy on loopback) and 5 % packet loss (nft in
                  the namespace): ping and roundtrip rise by the delay, no false timeouts
-* ``bandwidth``  200 kbit/s (tc tbf), below the 256 kbit/s of real-time PCM16: the backlog
-                 shows as roundtrip and ping, the harness does not buffer without bound (RSS)
+* ``bandwidth``  200 kbit/s (tc tbf), below the 256 kbit/s of real-time PCM16: the backlog is
+                 measured (audio unsent at end of speech) and shows as roundtrip and ping; the
+                 harness does not buffer without bound (RSS)
 * ``blackhole``  SYNs dropped (nft): the connect times out (``connection_timeout``)
 * ``baseline``   the same gateway setup without a fault, for comparison
 
@@ -29,6 +30,8 @@ import pytest
 from fault_proxy import DelayProxy
 from fault_runs import check_invariant, failures, finish, read_turns, start_locust
 from netns import Netns, requires_root
+
+from analysis import metrics, readers
 
 pytestmark = [pytest.mark.slow, pytest.mark.netns, requires_root]
 
@@ -167,14 +170,17 @@ def test_50ms_delay_and_5pct_loss_raise_ping_and_roundtrip_by_the_delay_without_
     roundtrip_rise = median(rows, "roundtrip_ms") - median(base, "roundtrip_ms")
     assert DELAY_MS * 0.9 <= ping_rise <= DELAY_MS + 40, ping_rise
     assert DELAY_MS * 0.8 <= roundtrip_rise <= DELAY_MS + 150, roundtrip_rise
+    assert median(rows, "uplink_backlog_ms") < 64  # delay and loss are not a slow uplink
     print(f"\ndelay_loss: turns {len(rows)}, ping +{ping_rise:.1f} ms, roundtrip +{roundtrip_rise:.1f} ms "
           f"(baseline ping {median(base, 'ping_ms'):.1f}, roundtrip {median(base, 'roundtrip_ms'):.1f})")
 
 
 def test_bandwidth_below_real_time_shows_as_a_backlog_with_bounded_memory(runs):
-    """The kernel's send buffer (autotuned, megabytes) absorbs a 1.5 s utterance's backlog, so the
-    frames leave the harness on time (low send lateness) and the backlog shows as roundtrip and
-    ping (the ping waits behind the audio). Memory stays flat: nothing queues in the harness."""
+    """The kernel's send buffer (autotuned, megabytes) absorbs a 1.5 s utterance, so the frames
+    leave the harness on time (low send lateness). The backlog is measured where it is: audio
+    still unsent in the kernel at end of speech (``uplink_backlog_ms``), which the analysis
+    calls a backlogged uplink; it also shows as roundtrip and ping (the ping waits behind the
+    audio). Memory stays flat: nothing queues in the harness."""
     results, _ = runs
     run, base = results["bandwidth"], results["baseline"]
     rows = judged(check_invariant(run))
@@ -182,9 +188,18 @@ def test_bandwidth_below_real_time_shows_as_a_backlog_with_bounded_memory(runs):
     assert rows and all(row["success"] == "1" for row in rows), failures(rows)
     roundtrip_rise = median(rows, "roundtrip_ms") - median(base_rows, "roundtrip_ms")
     assert roundtrip_rise > 500, roundtrip_rise
+    backlog_ms, base_backlog_ms = median(rows, "uplink_backlog_ms"), median(base_rows, "uplink_backlog_ms")
+    assert backlog_ms > 200, backlog_ms
+    assert base_backlog_ms < 64, base_backlog_ms  # a link that keeps up: under one frame queued
+    # the queued audio is part of the roundtrip's rise, not more than it
+    assert backlog_ms < roundtrip_rise + 100, (backlog_ms, roundtrip_rise)
+    summary = metrics.summarize(readers.read_run(str(run.prefix)))
+    assert summary["uplink_backlog"]["status"] == "backlogged", summary["uplink_backlog"]
+    assert any(text.startswith("uplink slower") for text in summary["verdict"]["warnings"])
     worst_ms = max(float(row["send_lateness_max_ms"]) for row in rows if row["send_lateness_max_ms"])
     assert run.max_rss_mb < base.max_rss_mb + 15, (run.max_rss_mb, base.max_rss_mb)
-    print(f"\nbandwidth: turns {len(rows)}, roundtrip +{roundtrip_rise:.0f} ms, ping median "
+    print(f"\nbandwidth: turns {len(rows)}, roundtrip +{roundtrip_rise:.0f} ms, uplink backlog median "
+          f"{backlog_ms:.0f} ms (baseline {base_backlog_ms:.0f} ms), ping median "
           f"{median(rows, 'ping_ms'):.0f} ms, send lateness max {worst_ms:.1f} ms, "
           f"RSS {run.max_rss_mb:.0f} MB (baseline {base.max_rss_mb:.0f} MB)")
 

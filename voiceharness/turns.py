@@ -52,6 +52,9 @@ class TurnRecord:
     reconnections: int = 0  # reconnects of this user's connection so far
     send_lateness_p99_ms: float = math.nan  # p99 of (actual - due) send time of this turn's frames
     send_lateness_max_ms: float = math.nan
+    # audio still unsent in the kernel's send queue when the last frame was handed over (a link
+    # slower than real time: the roundtrip includes this much); NaN where the kernel cannot tell
+    uplink_backlog_ms: float = math.nan
     pace: str = "realtime"
 
 
