@@ -103,6 +103,7 @@ def synthetic_turns(n: int, seed: int = 1, users: int = 1000, workers: int = 8) 
         "reconnections": np.minimum(rng.poisson(0.2, n), 12),
         "send_lateness_p99_ms": np.round(lateness, 3),
         "send_lateness_max_ms": np.round(lateness * 2.5, 3),
+        "uplink_backlog_ms": np.where(rng.random(n) < 0.02, 64.031, 0.0),  # a link that keeps up
         "pace": "realtime",
     }
     return pd.DataFrame({name: columns[name] for name in COLUMNS})

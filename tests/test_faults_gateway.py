@@ -13,6 +13,9 @@ schedule of what happens to it:
 * ``ctrl_c``   the gateway is fine; Locust gets SIGINT at 5 s of a 30 s run: the turns in
                progress are recorded as ``run_stopped`` and the run is marked incomplete.
 
+Apart from those, a gateway at its session limit turns one of three users away with HTTP 503:
+that user gives up, the other two go on.
+
 Every scenario checks the invariant: the run's independent count of started turns equals the
 rows of its turns file, each row a success or a diagnosed failure.
 """
@@ -180,3 +183,25 @@ def test_ctrl_c_records_the_turns_in_progress_and_marks_the_run_incomplete(runs)
     assert 1 <= len(stopped) <= USERS, failures(rows)
     assert sum(r["success"] == "1" for r in rows) >= 1
     assert run.wall_s < 20, "the run stopped at Ctrl-C, not at its run time"
+
+
+def test_one_user_turned_away_gives_up_while_the_others_go_on(tmp_path, gateway_factory):
+    """A gateway at its session limit answers a third user's upgrade with HTTP 503 every time:
+    that user gives up after maxRetries with its diagnosis; the two connected users never notice."""
+    gateway = gateway_factory("--fast-sink", "--max-sessions", "2")
+    process = start_locust(tmp_path / "full", gateway.url, *COMMON, "--max-retries", "2", users=3,
+                           spawn_rate=3, run_time="10s")
+    run = finish(process, timeout_s=60)
+    rows = check_invariant(run)
+    turned_away = {r["user"] for r in rows if r["failure"].startswith("connection")}
+    assert len(turned_away) == 1, failures(rows)
+    (loser,) = turned_away
+    mine = [r for r in rows if r["user"] == loser]
+    assert [r["failure"] for r in mine] == ["connection_http", "connection_http", "connection_gave_up"], mine
+    assert "503" in mine[-1]["failure_detail"]
+    gave_up_at = float(mine[-1]["timestamp"])
+    others = [r for r in rows if r["user"] != loser and r["failure"] != "run_stopped"]
+    assert others and all(r["success"] == "1" for r in others), failures(others)
+    for user in {r["user"] for r in others}:  # each goes on talking after the give-up
+        assert any(float(r["timestamp"]) > gave_up_at for r in others if r["user"] == user)
+    assert run.returncode == 1  # Locust's own: there were failures
