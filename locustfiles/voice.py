@@ -299,19 +299,18 @@ class VoiceUser(User):
             now=time.monotonic(),
             speech_ms=utterance.duration_ms,
         )
-        backlog_ms = math.nan
         try:
             self._stream(connection, frames, pace)
             # What the socket took but the link has not carried yet: the roundtrip includes it.
             backlog_ms = uplink.backlog_ms(connection.unsent_bytes(), chunk)
-            marker = session.end_utterance(time.monotonic(), send_marker=self.config.end_marker)
+            marker = session.end_utterance(time.monotonic(), send_marker=self.config.end_marker,
+                                           uplink_backlog_ms=backlog_ms)
             if marker is not None:
                 connection.send_text(marker)
         except (ConnectionError, OSError, Exception) as error:  # the socket died while streaming
             if not connection.closed.is_set():
                 connection._lost(None, f"send failed: {error}")
         record = self._await_turn(session)
-        record.uplink_backlog_ms = backlog_ms
         if record.success and utterance.reply_check:
             # The gateway answered the right intent; does the reply say what it should (ECHO's words)?
             problem = check_reply(utterance, record.intent, self.reply_text)

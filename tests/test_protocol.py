@@ -311,6 +311,18 @@ def test_messages_outside_a_turn_are_stray_not_fatal():
     assert pair.client.state is ClientState.IDLE
 
 
+def test_the_uplink_backlog_found_at_end_of_streaming_is_in_the_record_even_if_the_run_stops_first():
+    pair = ConnectionPair()
+    pair.connect()
+    pair.client.begin_turn(utterance_id="hello", expected_intent="GREETING", speech_end_frame=0, now=pair.now)
+    pair.client.audio_sent(pair.tick(0.001))
+    pair.client.end_utterance(pair.tick(0.064), send_marker=True, uplink_backlog_ms=128.0)
+    (ended,) = pair.client.abandon_turn(pair.tick(0.01), "run_stopped", "the run ended during the turn")
+    assert ended.record.uplink_backlog_ms == 128.0
+    pair.stream(frames=3)  # the next turn, with no figure from the I/O layer
+    assert math.isnan(turn_record(pair.to_client(pair.reply())).uplink_backlog_ms)
+
+
 def test_the_client_refuses_to_be_driven_out_of_order():
     client = ClientSession()
     with pytest.raises(ClientProtocolMisuse):

@@ -344,13 +344,18 @@ class ClientSession:
         if index == turn.speech_end_frame:
             turn.end_of_speech_at = now
 
-    def end_utterance(self, now: float, *, send_marker: bool) -> str | None:
-        """Streaming is over; returns the end marker to send, if wanted."""
+    def end_utterance(self, now: float, *, send_marker: bool, uplink_backlog_ms: float = math.nan) -> str | None:
+        """Streaming is over; returns the end marker to send, if wanted.
+
+        ``uplink_backlog_ms`` is what the I/O layer found still unsent in the kernel at this
+        moment, as ms of audio (:mod:`voiceharness.uplink`); it goes into the turn's record.
+        """
         turn = self._turn
         if turn is None:
             raise ClientProtocolMisuse("end_utterance outside a turn")
         self._move(ClientState.AWAITING_REPLY)
         turn.streaming_ended_at = now
+        turn.record.uplink_backlog_ms = uplink_backlog_ms
         if math.isnan(turn.end_of_speech_at):
             # The utterance had fewer frames than its speech end (a cut stream): speech ended now.
             turn.end_of_speech_at = now
