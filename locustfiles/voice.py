@@ -120,6 +120,13 @@ def _on_init(environment, **_kwargs) -> None:
     gevent.get_hub().loop.update_now()
 
 
+@events.spawning_complete.add_listener
+def _freeze_the_spawned_users(**_kwargs) -> None:
+    """Every user, its connection and greenlets now live until the run ends: like the corpus,
+    keep them out of the collector's full passes (50-75 ms each at 2,000 users otherwise)."""
+    gc.freeze()
+
+
 @events.test_start.add_listener
 def _on_test_start(environment, **_kwargs) -> None:
     """Pick up options changed in the web UI's start form (pace, preset, utterances...)."""

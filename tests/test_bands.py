@@ -76,12 +76,14 @@ def test_chunk_edges_49_50_200_201(value, band):
     assert bands.band_of(bands.CHUNKS, value) == band
 
 
-def test_vectorised_bands_match_scalar_bands():
-    values = np.array([0, 99, 100, 500, 501, 1000, 1001], dtype=float)
-    positions = bands.bands_of(bands.ROUNDTRIP, values)
-    assert [bands.BANDS[bands.ROUNDTRIP][i] for i in positions] == [
-        bands.band_of(bands.ROUNDTRIP, v) for v in values
-    ]
+@pytest.mark.parametrize("metric", sorted(bands.BANDS))
+def test_vectorised_bands_match_scalar_bands(metric):
+    edges = [edge for edge, _ in bands.EDGES[metric]]
+    # every edge, just below and just above it, and a spread of values
+    values = np.array(sorted({0.0, *edges, *(e - 0.001 for e in edges), *(e + 0.001 for e in edges),
+                              *np.linspace(0, 2 * max(edges), 97)}))
+    positions = bands.bands_of(metric, values)
+    assert [bands.BANDS[metric][i] for i in positions] == [bands.band_of(metric, v) for v in values]
 
 
 def test_band_counts_lists_every_band_best_first_and_ignores_nan():

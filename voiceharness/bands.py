@@ -72,30 +72,57 @@ MEANINGS: dict[str, dict[str, str]] = {
 }
 
 
+def _edge(value: float, *, lower_band_owns_it: bool) -> tuple[float, bool]:
+    return float(value), lower_band_owns_it
+
+
+# The edges between consecutive bands, best band first, and who owns each: the rules above,
+# written once as data. A value is past an edge when it is above it, or at it and the edge
+# belongs to the band above. Reconnections are integers: 0 | 1..3 | 4..10 | > 10.
+EDGES: dict[str, tuple[tuple[float, bool], ...]] = {
+    ROUNDTRIP: (
+        _edge(guide.ROUNDTRIP_EDGES_MS[0], lower_band_owns_it=False),  # "< 100 ms excellent"
+        _edge(guide.ROUNDTRIP_EDGES_MS[1], lower_band_owns_it=True),  # shared closed edge: the better band
+        _edge(guide.ROUNDTRIP_EDGES_MS[2], lower_band_owns_it=True),  # "> 1 s bad"
+    ),
+    LATENCY: (
+        _edge(guide.LATENCY_EDGES_MS[0], lower_band_owns_it=False),
+        _edge(guide.LATENCY_EDGES_MS[1], lower_band_owns_it=True),
+        _edge(guide.LATENCY_EDGES_MS[2], lower_band_owns_it=True),
+    ),
+    RECONNECTIONS: tuple(_edge(edge, lower_band_owns_it=True) for edge in guide.RECONNECTION_EDGES),
+    CHUNKS: (
+        _edge(guide.CHUNKS_NORMAL_RANGE[0], lower_band_owns_it=False),  # "few < 50"
+        _edge(guide.CHUNKS_NORMAL_RANGE[1], lower_band_owns_it=True),  # "normal 50-200"
+    ),
+}
+
+
+def _edges(metric: str) -> tuple[tuple[float, bool], ...]:
+    try:
+        return EDGES[metric]
+    except KeyError:
+        raise ValueError(f"unknown metric {metric!r}; expected one of {sorted(BANDS)}") from None
+
+
 def _index(metric: str, values: np.ndarray) -> np.ndarray:
     """Band positions (0 = best) for ``values``, vectorised."""
     values = np.asarray(values, dtype=float)
-    if metric == ROUNDTRIP:
-        first, second, third = guide.ROUNDTRIP_EDGES_MS
-    elif metric == LATENCY:
-        first, second, third = guide.LATENCY_EDGES_MS
-    elif metric == RECONNECTIONS:
-        # Integers: 0 | 1..3 | 4..10 | > 10. The first edge is owned by band 1 (0 is stable).
-        _, minor_max, network_max = guide.RECONNECTION_EDGES
-        return np.where(
-            values <= 0, 0, np.where(values <= minor_max, 1, np.where(values <= network_max, 2, 3))
-        )
-    elif metric == CHUNKS:
-        low, high = guide.CHUNKS_NORMAL_RANGE
-        return np.where(values < low, 0, np.where(values <= high, 1, 2))
-    else:
-        raise ValueError(f"unknown metric {metric!r}; expected one of {sorted(BANDS)}")
-    return np.where(values < first, 0, np.where(values <= second, 1, np.where(values <= third, 2, 3)))
+    position = np.zeros(values.shape, dtype=int)
+    for edge, lower_owns in _edges(metric):
+        position += values > edge if lower_owns else values >= edge
+    return position
 
 
 def band_of(metric: str, value: float) -> str:
-    """The band name of one value, e.g. ``band_of("roundtrip", 500) == "good"``."""
-    return BANDS[metric][int(_index(metric, np.asarray([value]))[0])]
+    """The band name of one value, e.g. ``band_of("roundtrip", 500) == "good"``.
+
+    Plain Python (no numpy): the live web UI tally calls it for every turn.
+    """
+    position = 0
+    for edge, lower_owns in _edges(metric):
+        position += value > edge if lower_owns else value >= edge
+    return BANDS[metric][position]
 
 
 def bands_of(metric: str, values: Iterable[float] | np.ndarray) -> np.ndarray:

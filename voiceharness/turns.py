@@ -76,8 +76,9 @@ def _cell(value: Any) -> Any:
 
 def record_row(record: TurnRecord | Mapping[str, Any]) -> dict[str, Any]:
     """The CSV row of a record (or of a dict of its fields, as sent between processes)."""
-    data = dataclasses.asdict(record) if isinstance(record, TurnRecord) else record
-    return {name: _cell(data.get(name)) for name in COLUMNS}
+    if isinstance(record, TurnRecord):  # every field is a scalar: no need for asdict's deep copy
+        return {name: _cell(getattr(record, name)) for name in COLUMNS}
+    return {name: _cell(record.get(name)) for name in COLUMNS}
 
 
 class TurnWriter:
