@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("benchmark", choices=["capacity", "truth", "analysis", "all", "report"])
     parser.add_argument("--smoke", action="store_true", help="tiny and quick: proves the benchmark still runs")
     parser.add_argument("--n", default="", help="capacity: comma-separated stream counts (default 250..2000)")
-    parser.add_argument("--clients", default="", help="capacity: comma-separated subset of harness,harness_timer,asyncio,raw")
+    parser.add_argument("--clients", default="", help="capacity: comma-separated subset of harness,harness_gc_cpython,harness_timer,asyncio,raw")
     parser.add_argument("--duration-s", type=float, default=0.0, help="seconds of each run after the ramp")
     parser.add_argument("--sink", choices=["minimal", "gateway"], default="minimal",
                         help="capacity: system under test (minimal bench/sink.py, or gateway --fast-sink)")

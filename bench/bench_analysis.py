@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from analysis import metrics, readers, report_html
+from bench.common import machine
 from voiceharness.turns import COLUMNS, TURNS_SUFFIX
 
 GOAL_LOAD_ANALYSE_S = 10.0
@@ -117,6 +117,7 @@ def write_turns(prefix: str, n: int, seed: int = 1) -> tuple[str, float]:
 
 
 def bench(records: int, workdir: str) -> dict:
+    machine_at_start = machine()
     prefix = os.path.join(workdir, "bench")
     path, generate_s = write_turns(prefix, records)
     size = os.path.getsize(path)
@@ -168,11 +169,7 @@ def bench(records: int, workdir: str) -> dict:
         "html_ok": html_s < GOAL_HTML_S,
         "roundtrip_p95_ms": summary["metrics"]["roundtrip"]["percentiles"]["p95"],
         "intent_accuracy": summary["intent"]["accuracy"],
-        "machine": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-        },
+        "machine": machine_at_start,
     }
 
 

@@ -8,6 +8,8 @@ run against the same sink (its own process):
                      path ``pacer`` (the default);
 * ``harness_timer``  the same with ``--send-path timer`` (a sleep and a websocket-client
                      ``send_binary`` per frame per user: the path before issue 7);
+* ``harness_gc_cpython`` the harness with CPython's own collector schedule
+                     (``VOICE_COLLECTOR=cpython``; see ``locustfiles/voice_collector.py``);
 * ``asyncio``        the baseline: plain asyncio ``websockets`` client, compression off, one
                      task per stream (``bench/baseline_asyncio.py``);
 * ``raw``            the upper bound: a bare socket writer of pre-framed bytes (``bench/baseline_raw.py``).
@@ -33,7 +35,7 @@ from voiceharness import guide
 from voiceharness.lateness import window_summary
 
 FRAMES_PER_S = guide.SAMPLE_RATE_HZ / guide.CHUNK_SAMPLES  # 15.625 per stream
-CLIENTS = ("harness", "harness_timer", "asyncio", "raw")
+CLIENTS = ("harness", "harness_gc_cpython", "harness_timer", "asyncio", "raw")
 FULL_N = (250, 500, 1000, 1500, 2000)
 SMOKE_N = (20,)
 WARMUP_S = 3.0
@@ -52,6 +54,8 @@ def _client_command(client: str, n: int, port: int, duration_s: float, ramp_s: f
             "--loglevel", "WARNING",
         ]
         env["VOICE_PACER_STATS"] = str(stats)
+        if client == "harness_gc_cpython":
+            env["VOICE_COLLECTOR"] = "cpython"
         return command, env
     if client == "asyncio":
         return [common.PYTHON, "-m", "bench.baseline_asyncio", "--url", url + guide.WS_PATH_GATEWAY,
@@ -144,11 +148,16 @@ def run_one(client: str, n: int, port: int, sink_pid: int, duration_s: float, ra
         "streams_max": stats.get("streams_max"),
         "errors": stats.get("errors", 0),
         "slow_streams": stats.get("slow_streams", 0),
+        # the harness's collector pauses over the whole run (locustfiles/voice_collector.py)
+        "collector": stats.get("collector"),
     })
     if client.startswith("harness"):
         result.update(_turn_counts(Path(f"{prefix}_turns.csv")))
     saturated = cpu_percent > common.SATURATED_CPU_PERCENT or steady["p99_ms"] > common.SATURATED_P99_MS \
         or result["achieved_ratio"] < 0.95
+    # The goal's own test (issue 7): every due frame sent, p99 lateness within 5 ms. The verdict
+    # adds the CPU headroom rule on top, so the two can differ near a full core.
+    result["on_time"] = bool(steady["p99_ms"] <= common.SATURATED_P99_MS and result["achieved_ratio"] >= 0.95)
     result["saturated"] = bool(saturated)
     result["verdict"] = common.SATURATED_WARNING if saturated else "kept up"
     result["sink_saturated"] = bool(result["sink_cpu_percent"] > 85)
@@ -173,6 +182,10 @@ def summarize(runs: list[dict]) -> dict:
         rows.append({
             "n": n,
             "harness_kept_up": bool(harness and not harness["saturated"]),
+            "harness_on_time": bool(harness and harness.get("on_time")),
+            "harness_cpu_percent": harness["cpu_percent"] if harness else math.nan,
+            "harness_p99_ms": harness["lateness_p99_ms"] if harness else math.nan,
+            "gc_cpython_p99_ms": by["harness_gc_cpython"]["lateness_p99_ms"] if "harness_gc_cpython" in by else math.nan,
             "asyncio_kept_up": bool(base and not base["saturated"]),
             "frames_per_cpu_s_ratio_vs_asyncio": ratio,
             "frames_per_cpu_s_ratio_vs_timer": (harness["frames_per_cpu_s"] / by["harness_timer"]["frames_per_cpu_s"]
@@ -180,13 +193,16 @@ def summarize(runs: list[dict]) -> dict:
         })
     kept = [row["n"] for row in rows if row["harness_kept_up"]]
     max_n = max(kept) if kept else 0
+    on_time = [row["n"] for row in rows if row["harness_on_time"]]
+    max_on_time = max(on_time) if on_time else 0
     ratios = [row["frames_per_cpu_s_ratio_vs_asyncio"] for row in rows if not math.isnan(row["frames_per_cpu_s_ratio_vs_asyncio"])]
     marginal = _marginal_kb_per_user(runs, "harness")
     return {
         "per_n": rows,
         "max_streams_kept_up": max_n,
-        "goal_2000_streams_p99_5ms": max_n >= 2000,
-        "floor_1000_streams": max_n >= 1000,
+        "max_streams_on_time": max_on_time,
+        "goal_2000_streams_p99_5ms": max_on_time >= 2000,
+        "floor_1000_streams": max_on_time >= 1000,
         "min_ratio_vs_asyncio": min(ratios) if ratios else math.nan,
         "goal_ratio_1_5x": bool(ratios) and min(ratios) >= 1.5,
         "harness_marginal_kb_per_user": marginal,

@@ -130,10 +130,12 @@ def sink_service(port: int, log_dir: Path, delay_ms: float = 0.0, stats: Path | 
     return Service("sink", command, log_dir / f"sink-{port}.log", ready_port=port)
 
 
-def proxy_service(port: int, target_port: int, delay_ms: float, log_dir: Path) -> Service:
-    return Service("proxy", [PYTHON, "-m", "bench.delay_proxy", "--listen-port", str(port), "--target-port",
-                             str(target_port), "--delay-ms", str(delay_ms)],
-                   log_dir / f"proxy-{port}.log", ready_port=port)
+def proxy_service(port: int, target_port: int, delay_ms: float, log_dir: Path, stats: Path | None = None) -> Service:
+    command = [PYTHON, "-m", "bench.delay_proxy", "--listen-port", str(port), "--target-port", str(target_port),
+               "--delay-ms", str(delay_ms)]
+    if stats is not None:
+        command += ["--stats", str(stats)]
+    return Service("proxy", command, log_dir / f"proxy-{port}.log", ready_port=port)
 
 
 @dataclass

@@ -37,16 +37,16 @@ from locust.exception import StopUser
 from locust.runners import MasterRunner
 
 from audio_corpus import check_reply, load_corpus
+from locustfiles import voice_options, voice_records, voice_resources, voice_run_status
+from locustfiles.voice_collector import COLLECTOR
+from locustfiles.voice_connection import VoiceConnection
+from locustfiles.voice_pacer import PACER
 from voiceharness import diagnoses, protocol, uplink
 from voiceharness.errors import ConnectionFailed, HarnessError
 from voiceharness.live_stats import RUN_STOPPED
 from voiceharness.logbook import Logbook
 from voiceharness.settings import backoff_ms
 from voiceharness.turns import TurnRecord
-
-from locustfiles import voice_options, voice_records, voice_resources, voice_run_status
-from locustfiles.voice_connection import VoiceConnection
-from locustfiles.voice_pacer import PACER
 
 log = logging.getLogger("voice")
 
@@ -94,6 +94,9 @@ def _on_init(environment, **_kwargs) -> None:
             # run: keep it out of the collector's full passes, which paused 1,000 users for 26-46 ms.
             gc.collect()
             gc.freeze()
+            # Once the users run, the collector pauses only on the harness's schedule (voice_collector).
+            environment.events.spawning_complete.add_listener(lambda **_kw: COLLECTOR.hold())
+            environment.events.test_stop.add_listener(lambda **_kw: COLLECTOR.release())
     except HarnessError as error:
         log.error("%s", error)
         environment.process_exit_code = 2
@@ -118,13 +121,6 @@ def _on_init(environment, **_kwargs) -> None:
     # corpus load above: without a refresh, Locust's --run-time timer (armed next) fires early
     # by the time they took (seconds on a busy machine).
     gevent.get_hub().loop.update_now()
-
-
-@events.spawning_complete.add_listener
-def _freeze_the_spawned_users(**_kwargs) -> None:
-    """Every user, its connection and greenlets now live until the run ends: like the corpus,
-    keep them out of the collector's full passes (50-75 ms each at 2,000 users otherwise)."""
-    gc.freeze()
 
 
 @events.test_start.add_listener
@@ -313,7 +309,10 @@ class VoiceUser(User):
             marker = session.end_utterance(time.monotonic(), send_marker=self.config.end_marker,
                                            uplink_backlog_ms=backlog_ms)
             if marker is not None:
-                connection.send_text(marker)
+                if self.config.send_path == "pacer":  # the same bytes every turn: framed once per process
+                    connection.send_preframed(PACER.preframer.text(marker))
+                else:
+                    connection.send_text(marker)
         except (ConnectionError, OSError, Exception) as error:  # the socket died while streaming
             if not connection.closed.is_set():
                 connection._lost(None, f"send failed: {error}")

@@ -32,6 +32,8 @@ log = logging.getLogger("voice.connection")
 
 # The harness caps what one message may hold (websocket-client has no cap of its own).
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# One read from the socket takes up to this much; the frame reader is served from it.
+READ_BYTES = 65536
 
 
 class MessageTooBig(websocket.WebSocketException):
@@ -39,7 +41,8 @@ class MessageTooBig(websocket.WebSocketException):
 
 
 class _CappedFrameBuffer(websocket.frame_buffer):
-    """websocket-client's frame reader, refusing a message whose announced length is over the cap.
+    """websocket-client's frame reader, refusing a message whose announced length is over the cap,
+    fed from one buffered read of the socket (:class:`_BufferedRecv`).
 
     websocket-client reads a whole frame (and joins fragments) before handing it over, so a
     check after ``recv_data_frame`` comes after the memory is spent. The length sits in the
@@ -50,8 +53,12 @@ class _CappedFrameBuffer(websocket.frame_buffer):
 
     def __init__(self, recv_fn, skip_utf8_validation: bool, max_bytes: int) -> None:
         super().__init__(recv_fn, skip_utf8_validation)
+        self.recv = self._buffered = _BufferedRecv(recv_fn)
         self.max_bytes = max_bytes
         self.message_bytes = 0
+
+    def recv_strict(self, bufsize: int) -> bytes:
+        return self._buffered.exact(bufsize)
 
     def recv_length(self) -> None:
         super().recv_length()
@@ -89,6 +96,59 @@ def _close_code(frame_data: bytes) -> tuple[int | None, str]:
         code = struct.unpack("!H", frame_data[:2])[0]
         return code, frame_data[2:].decode("utf-8", "replace")
     return None, ""
+
+
+class _BufferedRecv:
+    """The bytes of one connection's socket, read in large pieces and handed out exactly.
+
+    websocket-client's frame reader asks for a frame's 2-byte header, its extended length and
+    its payload one ``recv`` at a time — about four system calls per received frame, and a
+    gateway's reply (metadata, audio chunks, ``reply_end``) usually arrives as one segment —
+    and joins what it got in a general loop. Here one read takes what the socket holds, and
+    :meth:`exact` cuts each request from it.
+    """
+
+    __slots__ = ("_buffer", "_offset", "_recv")
+
+    def __init__(self, recv: Callable[[int], bytes]) -> None:
+        self._recv = recv  # websocket-client's own: timeouts, TLS, a closed socket raise as before
+        self._buffer = b""
+        self._offset = 0
+
+    def __call__(self, bufsize: int) -> bytes:
+        """Up to ``bufsize`` bytes, like ``socket.recv``."""
+        buffer, start = self._buffer, self._offset
+        if start >= len(buffer):
+            buffer, start = self._recv(READ_BYTES), 0
+        end = start + bufsize
+        if end >= len(buffer):  # all that is left: hand it over, hold nothing
+            self._buffer, self._offset = b"", 0
+            return buffer[start:] if start else buffer
+        self._buffer, self._offset = buffer, end
+        return buffer[start:end]
+
+    def exact(self, size: int) -> bytes:
+        """Exactly ``size`` bytes, reading the socket as often as that takes."""
+        buffer, start = self._buffer, self._offset
+        end = start + size
+        if end < len(buffer):
+            self._offset = end
+            return buffer[start:end]
+        if end == len(buffer):
+            self._buffer, self._offset = b"", 0
+            return buffer[start:] if start else buffer
+        gathered = bytearray(buffer[start:])
+        self._buffer, self._offset = b"", 0
+        try:
+            while len(gathered) < size:
+                gathered += self._recv(READ_BYTES)
+        except BaseException:
+            self._buffer = bytes(gathered)  # nothing read is dropped: a retry starts from here
+            raise
+        if len(gathered) > size:
+            self._buffer, self._offset = bytes(gathered), size
+            return self._buffer[:size]
+        return bytes(gathered)
 
 
 def new_websocket(options: ConnectOptions) -> websocket.WebSocket:

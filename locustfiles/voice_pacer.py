@@ -43,6 +43,7 @@ import gevent
 import gevent.event
 from locust import events
 
+from locustfiles.voice_collector import COLLECTOR
 from voiceharness import framing
 from voiceharness.lateness import LatenessStats
 
@@ -53,8 +54,13 @@ STATS_ENV = "VOICE_PACER_STATS"
 SATURATED_LATENESS_P99_MS = 5.0
 # Frames written before the pacer yields once, so readers (reply timestamps) are not starved.
 MAX_BATCH = 128
-# The pacer wakes at most once per tick (epoll's timeout resolution is 1 ms anyway).
-TICK_S = 0.001
+# The pacer wakes at most once per tick. Each wake-up costs a context switch, a timer and two
+# greenlet switches whatever the number of frames due, so at a few hundred streams the tick sets
+# the pacer's cost: at N = 250, 1 ms -> 2 ms took frames per CPU-second from ~32k to ~35k, for
+# +0.6 ms of median send lateness (p50 1.3 ms, p99 2.6 ms; bench/NOTES.md).
+TICK_S = 0.002
+# Waits up to this long are a plain sleep, not interruptible by a new stream (see Pacer._run).
+SHORT_WAIT_S = 2 * TICK_S
 
 
 class _Stream:
@@ -129,18 +135,28 @@ class Pacer:
         heap = self._heap
         clock = time.monotonic
         wake = self._wake
+        sleep = gevent.sleep
         next_tick = 0.0
+        self._wake_at = -math.inf  # awake: stream() need not signal
         while True:
             if not heap:
                 self._wake_at = math.inf
                 wake.clear()
                 wake.wait()
+                self._wake_at = -math.inf
                 continue
             now = clock()
             # Wake at most once a TICK_S: every wake-up costs a timer and two greenlet switches,
             # so frames due within a tick go out together (lateness < TICK_S from batching).
             wake_at = max(heap[0][0], next_tick)
             if wake_at > now:
+                if wake_at - now <= SHORT_WAIT_S:
+                    # A plain timer: Event.wait(timeout) ends by throwing a Timeout into this
+                    # greenlet, which at one wake-up a tick was most of the pacer's own cost
+                    # (N = 250: ~29k -> ~32k frames per CPU-second). A stream added meanwhile
+                    # waits at most this long for its first frame.
+                    sleep(wake_at - now)
+                    continue
                 self._wake_at = wake_at
                 wake.clear()
                 wake.wait(wake_at - now)
@@ -228,7 +244,8 @@ PACER = Pacer()
 def _write_stats(path: str) -> None:
     with open(path, "w", encoding="utf-8") as file:
         json.dump({**PACER.stats.to_json(), "slow_streams": PACER.slow_streams,
-                   "preframed_bytes": PACER.preframer.cached_bytes}, file)
+                   "preframed_bytes": PACER.preframer.cached_bytes,
+                   "collector": COLLECTOR.pauses.to_json()}, file)
 
 
 @events.quitting.add_listener
@@ -237,7 +254,8 @@ def _on_quitting(environment, **_kwargs) -> None:
     if not summary["frames"]:
         return
     message = (f"pacer: {summary['frames']} frames sent, send lateness p50 {summary['p50_ms']:.1f} ms, "
-               f"p99 {summary['p99_ms']:.1f} ms, max {summary['max_ms']:.1f} ms")
+               f"p99 {summary['p99_ms']:.1f} ms, max {summary['max_ms']:.1f} ms; "
+               f"{COLLECTOR.pauses.count} collector pauses, longest {COLLECTOR.pauses.max_ms:.1f} ms")
     if summary["p99_ms"] > SATURATED_LATENESS_P99_MS:
         log.warning("%s: load generator saturated — server numbers not trustworthy", message)
     else:

@@ -107,6 +107,16 @@ def test_preframer_frames_each_key_once_and_shares_the_result():
     assert _websocket_client_parse(silence)[0].data == bytes(2048)
 
 
+def test_preframer_text_is_one_cached_text_frame():
+    preframer = framing.Preframer(KEY)
+    marker = preframer.text('{"type":"end"}')
+    assert preframer.text('{"type":"end"}') is marker
+    (parsed,) = _websocket_client_parse(marker)
+    assert parsed.opcode == ABNF.OPCODE_TEXT and parsed.data.decode("utf-8") == '{"type":"end"}'
+    (parsed2,) = _websockets_parse(marker)
+    assert parsed2.opcode is Opcode.TEXT
+
+
 def test_new_mask_key_is_four_random_bytes():
     keys = {framing.new_mask_key() for _ in range(20)}
     assert all(len(k) == 4 for k in keys) and len(keys) > 1

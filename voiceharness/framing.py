@@ -116,6 +116,14 @@ class Preframer:
         """One pre-framed payload (e.g. a frame of trailing silence), cached under ``key``."""
         return self.frames(key, (payload,))[0]
 
+    def text(self, message: str) -> bytes:
+        """One pre-framed text message (e.g. the end marker every turn sends), cached by its text."""
+        key = ("text", message)
+        cached = self._cache.get(key)
+        if cached is None:
+            cached = self._cache.setdefault(key, (client_frame(message, self.mask_key),))
+        return cached[0]
+
     @property
     def cached_bytes(self) -> int:
         return sum(len(frame) for frames in self._cache.values() for frame in frames)

@@ -120,8 +120,12 @@ def parse_header(message: Message, expected_sample_rate_hz: int = guide.SAMPLE_R
     return Header(data["sessionId"], data["correlationId"], rate, version)
 
 
+_END_MARKER_MESSAGE = json.dumps({"type": END_MARKER_TYPE})
+
+
 def end_marker_message() -> str:
-    return json.dumps({"type": END_MARKER_TYPE})
+    """The end marker's text (the same every turn: built once)."""
+    return _END_MARKER_MESSAGE
 
 
 # ----------------------------------------------------------------------------- payloads
@@ -254,9 +258,10 @@ class ClientProtocolMisuse(RuntimeError):
 def _percentile(values: list[float], q: float) -> float:
     if not values:
         return math.nan
-    ordered = sorted(values)
-    rank = max(0, math.ceil(q / 100 * len(ordered)) - 1)
-    return ordered[rank]
+    rank = max(0, math.ceil(q / 100 * len(values)) - 1)
+    if rank == len(values) - 1:  # p99 of a turn's few dozen frames is its latest: no sort needed
+        return max(values)
+    return sorted(values)[rank]
 
 
 @dataclass

@@ -82,7 +82,7 @@ def record_row(record: TurnRecord | Mapping[str, Any]) -> dict[str, Any]:
 
 
 class TurnWriter:
-    """Appends records to a turns CSV and flushes each one, so a killed run loses nothing."""
+    """Appends records to a turns CSV, flushing after every call unless told to wait for :meth:`flush`."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
@@ -93,6 +93,7 @@ class TurnWriter:
         self._writer = csv.DictWriter(self._file, fieldnames=COLUMNS)
         self._writer.writeheader()
         self._file.flush()
+        self._row_writer = csv.writer(self._file)
         self.count = 0
 
     def write(self, record: TurnRecord | Mapping[str, Any]) -> None:
@@ -105,6 +106,24 @@ class TurnWriter:
             self._writer.writerow(record_row(record))
             self.count += 1
         self._file.flush()
+
+    def write_rows(self, rows: Iterable[Mapping[str, Any]], *, flush: bool = True) -> None:
+        """Append rows that :func:`record_row` already made (a missing column is an empty cell).
+
+        ``flush=False`` leaves them in the file's buffer until the next :meth:`flush`.
+        """
+        written = 0
+        writerow = self._row_writer.writerow
+        for row in rows:
+            writerow([row.get(name, "") for name in COLUMNS])
+            written += 1
+        self.count += written
+        if flush:
+            self._file.flush()
+
+    def flush(self) -> None:
+        if not self._file.closed:
+            self._file.flush()
 
     def close(self) -> None:
         if not self._file.closed:
