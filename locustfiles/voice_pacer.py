@@ -99,14 +99,12 @@ class Pacer:
 
         Keyed by the identity of the utterance's cached frame tuple (kept alive by the cache).
         """
-        key = (id(frames), silence_frames)
-        cached = self.preframer._cache.get(key)
-        if cached is None:
+        def build() -> tuple[bytes, ...]:
             silence = self.preframer.frame(("silence", chunk_samples), bytes(2 * chunk_samples))
-            built = framing.preframe(frames, self.preframer.mask_key) + (silence,) * silence_frames
-            cached = self.preframer._cache.setdefault(key, built)
             self._keep_alive.append(frames)
-        return cached
+            return framing.preframe(frames, self.preframer.mask_key) + (silence,) * silence_frames
+
+        return self.preframer.cached((id(frames), silence_frames), build)
 
     def stream(self, connection, frames: Sequence[bytes], frame_s: float) -> None:
         """Send ``frames`` on ``connection``, frame k due at start + k * frame_s; block until sent.

@@ -19,14 +19,19 @@ def _records() -> list[TurnRecord]:
 
 def test_rows_made_once_write_the_same_file_as_records(tmp_path):
     records = _records()
-    by_record = TurnWriter(tmp_path / "a_turns.csv")
-    by_record.write_many(records)
-    by_record.close()
+    with open(tmp_path / "a_turns.csv", "w", newline="", encoding="utf-8") as file:  # csv's own DictWriter
+        reference = csv.DictWriter(file, fieldnames=COLUMNS)
+        reference.writeheader()
+        reference.writerows(record_row(r) for r in records)
     by_row = TurnWriter(tmp_path / "b_turns.csv")
     by_row.write_rows([record_row(r) for r in records])
     by_row.close()
     assert (tmp_path / "a_turns.csv").read_bytes() == (tmp_path / "b_turns.csv").read_bytes()
     assert by_row.count == 2
+    by_record = TurnWriter(tmp_path / "c_turns.csv")
+    by_record.write_many(records)
+    by_record.close()
+    assert (tmp_path / "c_turns.csv").read_bytes() == (tmp_path / "a_turns.csv").read_bytes()
 
 
 def test_a_row_missing_a_column_is_written_with_that_cell_empty(tmp_path):

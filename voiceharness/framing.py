@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -106,11 +106,15 @@ class Preframer:
             raise ValueError("a WebSocket mask key has 4 bytes")
         self._cache: dict[object, tuple[bytes, ...]] = {}
 
-    def frames(self, key: object, payloads: Iterable[bytes | memoryview]) -> tuple[bytes, ...]:
+    def cached(self, key: object, build: Callable[[], tuple[bytes, ...]]) -> tuple[bytes, ...]:
+        """The frames cached under ``key``; ``build()`` makes them the first time."""
         cached = self._cache.get(key)
         if cached is None:
-            cached = self._cache.setdefault(key, preframe(payloads, self.mask_key))
+            cached = self._cache.setdefault(key, build())
         return cached
+
+    def frames(self, key: object, payloads: Iterable[bytes | memoryview]) -> tuple[bytes, ...]:
+        return self.cached(key, lambda: preframe(payloads, self.mask_key))
 
     def frame(self, key: object, payload: bytes | memoryview) -> bytes:
         """One pre-framed payload (e.g. a frame of trailing silence), cached under ``key``."""
@@ -118,11 +122,7 @@ class Preframer:
 
     def text(self, message: str) -> bytes:
         """One pre-framed text message (e.g. the end marker every turn sends), cached by its text."""
-        key = ("text", message)
-        cached = self._cache.get(key)
-        if cached is None:
-            cached = self._cache.setdefault(key, (client_frame(message, self.mask_key),))
-        return cached[0]
+        return self.cached(("text", message), lambda: (client_frame(message, self.mask_key),))[0]
 
     @property
     def cached_bytes(self) -> int:

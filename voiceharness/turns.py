@@ -90,22 +90,16 @@ class TurnWriter:
         if directory:
             os.makedirs(directory, exist_ok=True)
         self._file: IO[str] = open(self.path, "w", newline="", encoding="utf-8")
-        self._writer = csv.DictWriter(self._file, fieldnames=COLUMNS)
-        self._writer.writeheader()
-        self._file.flush()
         self._row_writer = csv.writer(self._file)
+        self._row_writer.writerow(COLUMNS)
+        self._file.flush()
         self.count = 0
 
     def write(self, record: TurnRecord | Mapping[str, Any]) -> None:
-        self._writer.writerow(record_row(record))
-        self._file.flush()
-        self.count += 1
+        self.write_rows([record_row(record)])
 
     def write_many(self, records: Iterable[TurnRecord | Mapping[str, Any]]) -> None:
-        for record in records:
-            self._writer.writerow(record_row(record))
-            self.count += 1
-        self._file.flush()
+        self.write_rows(record_row(record) for record in records)
 
     def write_rows(self, rows: Iterable[Mapping[str, Any]], *, flush: bool = True) -> None:
         """Append rows that :func:`record_row` already made (a missing column is an empty cell).
