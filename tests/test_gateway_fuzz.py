@@ -266,14 +266,16 @@ def _rfc_expected(opcode: int, payload: bytes, fin: bool, rsv: int, masked: bool
         if len(payload) == 1:
             return 1002
         if len(payload) >= 2:
-            code = struct.unpack("!H", payload[:2])[0]
-            if not (code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014)
-                    or 3000 <= code < 5000):
-                return 1002
+            # websockets' Close.parse decodes the reason before it checks the code, so a close
+            # with an invalid code AND a reason that is not UTF-8 is refused as 1007, not 1002.
             try:
                 payload[2:].decode("utf-8")
             except UnicodeDecodeError:
                 return 1007
+            code = struct.unpack("!H", payload[:2])[0]
+            if not (code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014)
+                    or 3000 <= code < 5000):
+                return 1002
             return code  # a valid close is echoed with its own code
         return 1005  # an empty close is answered with an empty close
     if not fin:
@@ -297,6 +299,7 @@ def test_live_raw_frames_that_break_rfc_6455_close_with_1002_or_1007(fast_gatewa
     @example((8, b"\x03", True, 0, True))  # close with a 1-byte payload
     @example((8, struct.pack("!H", 999), True, 0, True))  # close code 999
     @example((8, struct.pack("!H", 1000) + b"\xff", True, 0, True))  # close reason not UTF-8
+    @example((8, b"\x00\x00\x80", True, 0, True))  # invalid code 0 AND a reason not UTF-8: 1007
     @example((1, b"\xed\xa0\x80", True, 0, True))  # a UTF-16 surrogate in UTF-8
     def check(frame):
         opcode, payload, fin, rsv, masked = frame
