@@ -113,12 +113,32 @@ DIAGNOSES: dict[str, Diagnosis] = {
             ("check the gateway's NLG", "try another command"),
         ),
         Diagnosis(
+            "silent_reply", NO_AUDIO_RESPONSE, "the reply audio is digital silence",
+            ("TTS engine missing or failing (SmartJARVIS falls back to a silent WAV)", "NLG returned no text"),
+            ("check the TTS service and its voice files", "check the gateway's logs"),
+        ),
+        Diagnosis(
+            "reply_mismatch", NO_AUDIO_RESPONSE, "the reply audio does not say what the metadata claims",
+            ("NLG or TTS answered another turn's text", "metadata and audio out of step"),
+            ("check the gateway's NLG/TTS wiring", "check sessions are not mixed up"),
+        ),
+        Diagnosis(
+            "unjudged", NO_AUDIO_RESPONSE, "the reply audio could not be classified to an intent",
+            ("reply phrased unlike the expectations file", "unclear or noisy synthesis"),
+            ("check --reply-expectations against the gateway's replies", "listen to the saved reply (--save-replies)"),
+        ),
+        Diagnosis(
             "incomplete_reply", NO_AUDIO_RESPONSE, "the reply stopped before its end",
             ("gateway closed mid-reply", "error in the voice loop"), ("check the gateway's logs",),
         ),
         Diagnosis(
             "gateway_protocol", GATEWAY_PROTOCOL, "the gateway sent something the protocol does not allow",
             ("gateway bug", "incompatible protocol version"), ("check the gateway's version and logs",),
+        ),
+        Diagnosis(
+            "harness_error", "Harness error", "the load harness itself failed during the turn",
+            ("a bug in the harness or in a user's scenario code",),
+            ("read the traceback logged once for it", "report it; not a gateway failure and not counted as one"),
         ),
         Diagnosis(
             "run_stopped", "Turn cut short", "the run ended while the turn was in progress",

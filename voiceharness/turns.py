@@ -55,7 +55,21 @@ class TurnRecord:
     # audio still unsent in the kernel's send queue when the last frame was handed over (a link
     # slower than real time: the roundtrip includes this much); NaN where the kernel cannot tell
     uplink_backlog_ms: float = math.nan
-    pace: str = "realtime"
+    pace: str = "realtime"  # realtime (frame k at t0 + k * frame length) or fast (as fast as the socket takes)
+    dialect: str = "reference"  # the protocol preset the turn spoke (voiceharness.dialects)
+    # How the reply came: "metadata", "wav", "pcm", joined by "+" in order of arrival ("metadata+pcm")
+    reply_format: str = ""
+    # Where `intent` came from: "metadata" (the gateway said it), "audio" (the judge heard it in the
+    # reply audio), or "" (not judged: no reply, or the turn was not sampled for judging)
+    intent_source: str = ""
+    audio_intent: str = ""  # the intent the judge heard in the reply audio (cross-check or sole source)
+    reply_transcript: str = ""  # what the judge heard in the reply audio
+    reply_text: str = ""  # the reply sentence the gateway's metadata gave, if any
+    audible_ms: float = math.nan  # end of speech -> first reply sample above the speech threshold
+    reply_audio_ms: float = math.nan  # duration of the reply audio
+    reply_sample_rate_hz: int = 0
+    # frame-streamed replies: times the audio would have run out if played as it arrived
+    playback_stalls: int | None = None
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TurnRecord))
