@@ -52,6 +52,7 @@ import soundfile
 
 from voiceharness.errors import CorpusError
 from voiceharness.guide import CHUNK_SAMPLES, INTENTS, SAMPLE_RATE_HZ, SAMPLE_WIDTH_BYTES
+from voiceharness.vad import find_speech
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_MANIFEST = PACKAGE_DIR / "manifest.csv"
@@ -70,15 +71,6 @@ MANIFEST_COLUMNS = (
 # clean: synthesised speech; noisy: a clean utterance with noise added at snr_db;
 # unknown: out-of-grammar speech that must come back UNKNOWN.
 KINDS = ("clean", "noisy", "unknown")
-
-# Speech detection: RMS over 10 ms windows. A window is speech when it is within 35 dB of
-# the loudest window (espeak's quietest fricatives sit around -30 dB) and, in a noisy file,
-# 10 dB above the noise floor (the 10th percentile window, which lies in the leading or
-# trailing silence of every corpus file).
-SPEECH_WINDOW_MS = 10
-SPEECH_THRESHOLD_DB = -35.0
-NOISE_MARGIN_DB = 10.0
-NOISE_FLOOR_PERCENTILE = 10
 
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _REPLY_CHECK_OPS = ("contains", "any", "regex", "nonempty")
@@ -631,36 +623,6 @@ def _check_riff_wav(path: Path, data: bytes) -> None:
 # --------------------------------------------------------------------------------------------
 # Speech detection
 # --------------------------------------------------------------------------------------------
-
-
-def find_speech(samples: np.ndarray, sample_rate_hz: int = SAMPLE_RATE_HZ) -> tuple[int, int]:
-    """Start and end sample of the speech in ``samples`` (mono, any numeric dtype).
-
-    Energy detection over non-overlapping ``SPEECH_WINDOW_MS`` windows; a window is speech when
-    its RMS is within ``SPEECH_THRESHOLD_DB`` of the loudest window and ``NOISE_MARGIN_DB``
-    above the noise floor. Returns ``(start, end)`` with ``end`` exclusive, at window
-    resolution (10 ms), or ``(0, 0)`` when nothing is speech (digital silence).
-    """
-    signal = np.asarray(samples, dtype=np.float64)
-    if signal.size == 0:
-        return 0, 0
-    window = max(1, sample_rate_hz * SPEECH_WINDOW_MS // 1000)
-    count = -(-signal.size // window)
-    padded = np.zeros(count * window)
-    padded[: signal.size] = signal
-    # Mean over the real samples only, so a short last window is not diluted by padding.
-    lengths = np.full(count, window, dtype=np.float64)
-    lengths[-1] = signal.size - (count - 1) * window
-    rms = np.sqrt((padded.reshape(count, window) ** 2).sum(axis=1) / lengths)
-    peak = rms.max()
-    if peak <= 0:
-        return 0, 0
-    floor = float(np.percentile(rms, NOISE_FLOOR_PERCENTILE))
-    threshold = max(peak * 10 ** (SPEECH_THRESHOLD_DB / 20), floor * 10 ** (NOISE_MARGIN_DB / 20))
-    active = np.flatnonzero(rms > threshold)
-    if active.size == 0:
-        return 0, 0
-    return int(active[0] * window), int(min((active[-1] + 1) * window, signal.size))
 
 
 # --------------------------------------------------------------------------------------------

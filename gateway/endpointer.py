@@ -34,10 +34,10 @@ from typing import Literal
 import numpy as np
 
 from voiceharness import guide
+from voiceharness.vad import levels_dbfs
 
 EndReason = Literal["silence", "marker", "max_length"]
 
-_DBFS_FLOOR = -100.0  # the level given to digital silence, so logarithms stay finite
 _RESCAN_STEP_DB = 3.0  # re-judge the lead-in when the threshold fell by this much
 
 
@@ -53,15 +53,6 @@ class Utterance:
     @property
     def duration_ms(self) -> float:
         return len(self.pcm) / 2 * 1000.0 / self.sample_rate_hz
-
-
-def levels_dbfs(samples: np.ndarray) -> np.ndarray:
-    """RMS level in dBFS of each row of a 2-D array of int16 samples."""
-    as_float = samples.astype(np.float32) / 32768.0
-    rms = np.sqrt(np.mean(as_float * as_float, axis=1))
-    with np.errstate(divide="ignore"):
-        levels = 20.0 * np.log10(rms)
-    return np.maximum(levels, _DBFS_FLOOR)
 
 
 class Endpointer:
