@@ -14,26 +14,33 @@ The web UI gets a "Voice quality" tab through Locust's ``template_args`` extensi
 
 from __future__ import annotations
 
-import io
+import contextlib
 import json
 import logging
 import os
 import socket
+import tempfile
 from typing import Any
 
 import gevent
-from flask import Response, request
+from flask import Response, request, send_file
 from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
 from voiceharness import turns
 from voiceharness.live_stats import LiveStats
 
+
+def worker_name() -> str:
+    """``host:pid`` of this load-generator process, read when asked: Locust's ``--processes``
+    forks its workers after the locustfile is imported, so a name taken at import would be the
+    parent's in every child."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
 log = logging.getLogger("voice.records")
 
 MESSAGE_TYPE = "voice_turns"
 TAB_KEY = "voice-quality"
-WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
 FLUSH_INTERVAL_S = 0.5  # a worker ships its records to the master this often
 WRITE_INTERVAL_S = 0.1  # a standalone run flushes the turns file this often
 
@@ -48,10 +55,17 @@ class TurnSink:
         self.pending: list[dict[str, Any]] = []
         self.received = 0
         self.is_worker = isinstance(environment.runner, WorkerRunner)
-        if not self.is_worker and turns_file:
+        self.spooled = False  # the turns go to a temporary file of ours (no --csv): removed at quit
+        if not self.is_worker:
+            if not turns_file:
+                # A web-UI run without --csv still offers the turns for download; they are spooled
+                # to disk, not kept in memory, so a day-long run does not grow.
+                handle, turns_file = tempfile.mkstemp(prefix="voice_turns_", suffix=".csv")
+                os.close(handle)
+                self.spooled = True
             self.writer = turns.TurnWriter(turns_file)
-            log.info("per-turn records: %s", turns_file)
-        self.memory: list[dict[str, Any]] = []  # for the web UI download when no file is written
+            log.info("per-turn records: %s%s", turns_file, " (temporary: download it from the Voice quality tab)"
+                     if self.spooled else "")
         self._flusher: gevent.Greenlet | None = None
 
     def add(self, record: turns.TurnRecord) -> None:
@@ -67,8 +81,6 @@ class TurnSink:
         self.received += len(rows)
         if self.writer is not None:
             self.writer.write_rows(rows, flush=flush)
-        else:
-            self.memory.extend(rows)
         for row in rows:
             self.live.add(row)
 
@@ -93,16 +105,16 @@ class TurnSink:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+            if self.spooled:
+                with contextlib.suppress(OSError):
+                    os.remove(self.writer.path)
 
     def csv_text(self) -> str:
-        if self.writer is not None:
-            with open(self.writer.path, encoding="utf-8") as file:
-                return file.read()
-        buffer = io.StringIO()
-        writer = turns.csv.DictWriter(buffer, fieldnames=turns.COLUMNS)
-        writer.writeheader()
-        writer.writerows(self.memory)
-        return buffer.getvalue()
+        if self.writer is None:  # a worker: its records are at the master
+            return ",".join(turns.COLUMNS) + "\n"
+        self.writer.flush()
+        with open(self.writer.path, encoding="utf-8") as file:
+            return file.read()
 
 
 _SINK: TurnSink | None = None
@@ -110,7 +122,7 @@ _SINK: TurnSink | None = None
 
 def sink() -> TurnSink:
     if _SINK is None:
-        raise RuntimeError("voice_records.install() was not called")
+        raise RuntimeError("voiceharness.locust.records.install() was not called")
     return _SINK
 
 
@@ -125,7 +137,7 @@ def install(environment, turns_file: str, extra_rows=None) -> TurnSink:
     if isinstance(runner, MasterRunner):
         runner.register_message(MESSAGE_TYPE, _SINK.on_message)
     if environment.web_ui is not None:
-        _install_tab(environment, _SINK, extra_rows or (lambda: []))
+        _install_tab(environment, _SINK, extra_rows or (list))
     return _SINK
 
 
@@ -181,6 +193,10 @@ def _install_tab(environment, turn_sink: TurnSink, extra_rows) -> None:
 
     @web_ui.app.route("/voice/turns.csv")
     def voice_turns_csv():
+        if turn_sink.writer is not None:  # streamed from disk, however long the run
+            turn_sink.writer.flush()
+            return send_file(turn_sink.writer.path, mimetype="text/csv", as_attachment=True,
+                             download_name="voice_turns.csv", max_age=0)
         return Response(
             turn_sink.csv_text(),
             mimetype="text/csv",
