@@ -379,17 +379,24 @@ class ClientSession:
         self._move(Input.SPEECH_END)
         turn.end_of_speech_at = now
 
-    def wants_audio(self) -> bool:
+    def wants_audio(self, now: float) -> bool:
         """Should the microphone go on sending (trailing silence, or the open mic while the reply plays)?
 
-        The I/O layer asks before each frame after the utterance's speech: False once the turn
-        no longer listens to the microphone — in ``closed`` mode as soon as reply audio arrives.
+        The I/O layer asks before each frame after the utterance's speech. ``closed`` mode: no
+        longer once reply audio has arrived. ``open`` mode (the browser tester's microphone, open
+        until Stop): until the reply is over and its audio has played (a playback timeline that
+        starts with the first reply audio, see :class:`~voiceharness.replies.ReplyAudio`).
         """
         state = self.state
         if state in (_S.SPEAKING, _S.TRAILING):
             return True
+        turn = self._turn
+        if turn is None:
+            return False
         if state is _S.TRAILING_RECEIVING:
-            return self.mic_during_reply == "open" or self._turn is None or self._turn.audio.samples == 0
+            return self.mic_during_reply == "open" or turn.audio.samples == 0
+        if state is _S.TRAILING_DONE and self.mic_during_reply == "open" and turn.ended_by != "deadline":
+            return now < turn.audio.played_until
         return False
 
     @property

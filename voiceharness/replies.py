@@ -147,7 +147,15 @@ def parse_message(message: bytes | memoryview | str, fmt: ReplyFormat = ReplyFor
     data = json_object(message)
     if data is not None:
         return _parse_json(data)
-    return AudioPayload(message, "wav" if is_wav(message) else "pcm")
+    return AudioPayload(message, "wav" if _opens_a_wav(message) else "pcm")
+
+
+def _opens_a_wav(payload: bytes | memoryview) -> bool:
+    """A message that starts a WAV file: ``RIFF....WAVE``, or ``RIFF`` and too short to tell more
+    (a header split across messages)."""
+    if bytes(payload[:4]) != b"RIFF":
+        return False
+    return len(payload) < 12 or bytes(payload[8:12]) == b"WAVE"
 
 
 def _parse_json(data: dict[str, Any]) -> Parsed:
@@ -209,15 +217,13 @@ class _WavFile:
         if len(self.data) < _MIN_WAV_BYTES:
             return None
         try:
-            samples, rate = soundfile.read(io.BytesIO(bytes(self.data)), dtype="int16", always_2d=True)
+            # Read as float: libsndfile hands a float WAV to an integer reader unscaled (all zeros).
+            samples, rate = soundfile.read(io.BytesIO(bytes(self.data)), dtype="float32", always_2d=True)
         except (RuntimeError, ValueError, TypeError):  # soundfile's LibsndfileError is a RuntimeError
             return None
         self.sample_rate_hz = int(rate)
-        if samples.shape[1] > 1:
-            samples = samples.mean(axis=1).astype(np.int16)
-        else:
-            samples = samples[:, 0]
-        return samples
+        mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
+        return np.clip(np.round(mono * 32768.0), -32768, 32767).astype(np.int16)
 
 
 @dataclass(frozen=True)
@@ -335,6 +341,11 @@ class ReplyAudio:
             self.truncated = True
 
     # -- figures
+    @property
+    def played_until(self) -> float:
+        """When the audio received so far will have finished playing (NaN before any arrived)."""
+        return self._play_until
+
     @property
     def duration_ms(self) -> float:
         return self.samples * 1000.0 / self.sample_rate_hz if self.sample_rate_hz else math.nan

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -63,6 +63,27 @@ class StreamPlan:
 class StreamReport:
     chunks_sent: int
     send_lateness_max_ms: float = math.nan
+
+
+def microphone(plan: StreamPlan, frames: Sequence[bytes | memoryview], silence: bytes | memoryview,
+               session: protocol.ClientSession, deliver: Callable[[Sequence[object]], None],
+               clock: Callable[[], float]) -> Iterator[tuple[int, bytes | memoryview]]:
+    """The frames one turn's microphone sends, ``(index, frame)``: the plan's ``frames`` (the
+    utterance and its minimum trailing silence), then — with an open microphone — ``silence``
+    for as long as the session wants it. Past the speech, before each frame, the session's
+    clock is applied (``poll``, its events to ``deliver``) and it says whether the microphone
+    still sends. The pacer (:mod:`voiceharness.locust.pacer`) applies the same rule inline.
+    """
+    count = len(frames)
+    index = 0
+    while True:
+        if index > plan.speech_end_frame:
+            now = clock()
+            deliver(session.poll(now))
+            if not session.wants_audio(now) or (index >= count and not session.mic_stays_open):
+                return
+        yield index, frames[index] if index < count else silence
+        index += 1
 
 
 class Transport(Protocol):

@@ -94,7 +94,7 @@ class _Stream:
         if index > self.speech_end:
             session = self.session
             self.connection.deliver(session.poll(now))
-            if not session.wants_audio():
+            if not session.wants_audio(now):
                 return None
             if index >= self.count:
                 return self.silence if self.open_mic else None

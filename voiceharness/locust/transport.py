@@ -28,7 +28,7 @@ import websocket
 from voiceharness import diagnoses, protocol, uplink
 from voiceharness.errors import ConnectionFailed
 from voiceharness.settings import Settings
-from voiceharness.turn import StreamPlan, StreamReport, TransportEvents
+from voiceharness.turn import StreamPlan, StreamReport, TransportEvents, microphone
 
 log = logging.getLogger("voice.transport")
 
@@ -297,28 +297,19 @@ class VoiceConnection:
         microphone then goes on at real-time pace until the reply is over."""
         session = self.session
         frames = self.pacer.frames_for(plan)
+        silence = self.pacer.silence_frame(plan.chunk_samples)
         clock = time.monotonic
-        count = 0
-        for index, frame in enumerate(frames):
-            if index > plan.speech_end_frame:
-                self.deliver(session.poll(clock()))
-                if not session.wants_audio():
-                    return StreamReport(count)
+        sent = 0
+        for index, frame in microphone(plan, frames, silence, session, self.deliver, clock):
+            if index >= len(frames):
+                gevent.sleep(plan.frame_s)  # the open microphone's silence goes at real-time pace
+            elif index % 16 == 15:
+                gevent.sleep(0)  # let the readers run
             self.send_preframed(frame)
-            count += 1
+            sent += 1
             if index == plan.speech_end_frame:
                 session.speech_ended(clock())
-            if index % 16 == 15:
-                gevent.sleep(0)
-        silence = self.pacer.silence_frame(plan.chunk_samples)
-        while session.mic_stays_open:
-            self.deliver(session.poll(clock()))
-            if not session.wants_audio():
-                break
-            gevent.sleep(plan.frame_s)
-            self.send_preframed(silence)
-            count += 1
-        return StreamReport(count)
+        return StreamReport(sent)
 
     def send_text(self, text: str) -> None:
         """A text message (the end marker), pre-framed once per process."""
