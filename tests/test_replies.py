@@ -11,7 +11,15 @@ import pytest
 import soundfile
 
 from voiceharness import replies
-from voiceharness.replies import AudioPayload, Malformed, Metadata, OtherEvent, ReplyAudio, ReplyEnd, ReplyFormat
+from voiceharness.replies import (
+    AudioPayload,
+    Malformed,
+    Metadata,
+    OtherEvent,
+    ReplyAudio,
+    ReplyEnd,
+    ReplyFormat,
+)
 
 
 def wav_bytes(samples: np.ndarray, rate_hz: int, subtype: str = "PCM_16") -> bytes:

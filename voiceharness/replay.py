@@ -200,11 +200,18 @@ def _format_ms(value: float) -> str:
 
 
 def _listener(expectations: str) -> Callable:
-    """Hear replies in this process (one voice needs no pool)."""
-    from voiceharness.listener import ReplyListener, load_expectations
+    """Hear replies in this process (one voice needs no pool); the model loads on the first reply
+    that comes without metadata."""
+    listeners: list = []
 
-    listener = ReplyListener(load_expectations(expectations))
-    return lambda samples, rate, request_text: listener.hear(samples, rate, request_text=request_text)
+    def listen(samples, rate_hz: int, request_text: str):
+        if not listeners:
+            from voiceharness.listener import ReplyListener, load_expectations
+
+            listeners.append(ReplyListener(load_expectations(expectations)))
+        return listeners[0].hear(samples, rate_hz, request_text=request_text)
+
+    return listen
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -252,12 +252,20 @@ def run_turn(
             transport.abort(f"send failed: {error or type(error).__name__}")
         ended = _await_end(transport, clock)
     except BaseException as error:
-        # A bug in the harness (or Ctrl-C / the end of the run): the turn still ends in one record.
+        # A bug in the harness (or Ctrl-C / the end of the run): the turn still ends in exactly
+        # one record, left in ``transport.events`` for the caller to report.
         if session.in_turn:
             if isinstance(error, Exception):
                 events.deliver(session.abandon_turn(clock(), "harness_error", f"{type(error).__name__}: {error}"))
             else:
                 events.deliver(session.abandon_turn(clock(), "run_stopped", "the run ended during the turn"))
+        ended = events.take_ended()
+        if ended is not None:
+            if not ended.record.failure:  # the reply was over before the interruption: judge what came
+                ended.record.pace = plan.pace
+                judge(ended.record, ended.audio, ended.metadata, expectation, ended_by=ended.ended_by,
+                      reply_timeout_ms=session.reply_timeout_s * 1000, metadata_only=metadata_only)
+            events.ended = ended
         raise
     record, audio = ended.record, ended.audio
     record.pace = plan.pace

@@ -30,6 +30,7 @@ import gevent.event
 import numpy as np
 from locust import events
 from locust.runners import MasterRunner
+from locust.user.task import filter_tasks_by_tags
 
 from voiceharness import diagnoses
 from voiceharness.errors import HarnessError
@@ -247,8 +248,17 @@ def _on_init(environment, **_kwargs) -> None:
 
 
 def _drop_users_without_tasks(environment) -> None:
-    """With ``--tags``, a scenario class whose tasks were all filtered out would fail at spawn
-    ("No tasks defined"): run only the classes that still have a task."""
+    """With ``--tags``, a scenario class whose tasks are all filtered out would fail at spawn
+    ("No tasks defined"): filter now, as Locust will at start (filtering again is a no-op), and
+    run only the classes that keep a task. Before the first start, so the master's dispatcher
+    never sees them."""
+    options = environment.parsed_options
+    tags = set(options.tags) if getattr(options, "tags", None) else None
+    exclude_tags = set(options.exclude_tags) if getattr(options, "exclude_tags", None) else None
+    if tags is None and exclude_tags is None:
+        return
+    for user_class in environment.user_classes:
+        filter_tasks_by_tags(user_class, tags, exclude_tags)
     runnable = [user_class for user_class in environment.user_classes if user_class.tasks]
     if runnable and len(runnable) < len(environment.user_classes):
         environment.user_classes[:] = runnable
