@@ -72,7 +72,7 @@ def espeak_version() -> str:
         result = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
         if result.returncode != 0 or not result.stdout.strip():
             raise CorpusError(f"{binary} --version failed (exit {result.returncode}): {result.stderr.strip()}")
-        _versions[binary] = " ".join(result.stdout.split())
+        _versions[binary] = result.stdout.strip()  # as build-info.json records it
     return _versions[binary]
 
 
