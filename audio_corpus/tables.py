@@ -8,7 +8,7 @@
 
 A table has the given ``columns`` in that order; the last ones may be left out of a line
 (``required`` are not optional). Its first line may be a header naming the columns, recognised
-by its first cell being the first column's name; with a header the columns may come in any
+by its first cell being the first column's name or every cell a column's name (any case); with a header the columns may come in any
 order. Blank lines and lines whose first cell starts with ``#`` are skipped. Problems name the
 file and its line, all of them at once, so one run shows everything to fix.
 """
@@ -63,7 +63,7 @@ def read_table(
             continue
         if first:
             first = False
-            if cells[0].lower() == columns[0]:
+            if cells[0].lower() == columns[0] or all(cell.lower() in columns for cell in cells if cell):
                 order = [cell.lower() for cell in cells]
                 unknown = [name for name in order if name not in columns]
                 missing = [name for name in columns[:required] if name not in order]
