@@ -246,8 +246,8 @@ class Corpus(Sequence[Utterance]):
     def select(self, spec: str | None) -> Corpus:
         """The utterances matching ``spec``, a comma-separated list of filters.
 
-        A filter is an utterance id, a glob over ids (``greeting_*``), an intent name
-        (``GREETING``, any case), or ``kind:clean|noisy|unknown``, ``voice:en-us``,
+        A filter is an utterance id, a glob over ids (``greeting_*``), an intent name (a
+        standard one or one of this corpus, ``GREETING``, any case), or ``kind:clean|noisy|unknown``, ``voice:en-us``,
         ``intent:ECHO``. Filters of the same sort are alternatives (``GREETING,ECHO`` is
         either); filters of different sorts must all hold (``GREETING,kind:clean`` is clean
         greetings). ``None`` or ``""`` selects everything. A filter that matches no utterance,
