@@ -76,15 +76,9 @@ class Spec:
     noise: str = ""
 
     @property
-    def slug(self) -> str:
-        """The text's words in lower case joined by ``_`` (``crc32`` hex of a text with none)."""
-        slug = re.sub(r"[^a-z0-9]+", "_", self.text.lower().replace("'", "")).strip("_")
-        return slug or f"u{zlib.crc32(self.text.encode('utf-8')):08x}"
-
-    @property
     def id(self) -> str:
         voice = self.voice.replace("+", "-")
-        base = f"{self.intent.lower()}_{self.slug}_{voice}_{self.words_per_minute}"
+        base = f"{self.intent.lower()}_{text_slug(self.text)}_{voice}_{self.words_per_minute}"
         return f"{base}_snr{self.snr_db}_{self.noise}" if self.noise else base
 
     @property
@@ -95,6 +89,12 @@ class Spec:
     def source(self) -> Spec:
         """The clean utterance a noisy copy is made from (itself when clean)."""
         return Spec(self.text, self.intent, self.voice, self.words_per_minute, "clean", self.reply_check)
+
+
+def text_slug(text: str) -> str:
+    """The words of ``text`` in lower case joined by ``_``, for ids (``crc32`` hex of a text with none)."""
+    slug = re.sub(r"[^a-z0-9]+", "_", text.lower().replace("'", "")).strip("_")
+    return slug or f"u{zlib.crc32(text.encode('utf-8')):08x}"
 
 
 def _echo_check(text: str) -> str:

@@ -32,15 +32,16 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from voiceharness.errors import CorpusError
 
-from .build import BUILD_INFO, PACKAGE_DIR, Spec, manifest_rows
+from .build import BUILD_INFO, PACKAGE_DIR, Spec, manifest_rows, text_slug
 from .loader import (
     CorpusWarning,
     check_intent_name,
@@ -52,6 +53,7 @@ from .loader import (
 from .synthesis import check_rate, check_voice, espeak_version, synthesise, to_wav_bytes
 from .tables import prepare_output, raise_problems, read_table
 
+T = TypeVar("T")
 PHRASE_COLUMNS = ("text", "expected_intent", "reply_check")
 BUILT_BY = "python -m audio_corpus.build --from-text"
 _WHAT = "phrases file"
@@ -87,7 +89,7 @@ def read_phrases(path: str | Path) -> list[Phrase]:
             line_problems.append(str(error))
         # Ids keep only letters and digits of the text: two phrases that differ in case or
         # punctuation alone would overwrite each other's files.
-        slug = Spec(text, "X", "v", 1).slug
+        slug = text_slug(text)
         if slug in first_line:
             line_problems.append(
                 f"the phrase {text!r} is the same as line {first_line[slug]}'s once case and "
@@ -166,8 +168,9 @@ def _built_here(out_dir: Path) -> bool:
         return False
 
 
-def _unique(items):
-    seen: list = []
+def _unique(items: Iterable[T]) -> list[T]:
+    """``items`` without repeats or empty strings, in their order."""
+    seen: list[T] = []
     for item in items:
         if item != "" and item not in seen:
             seen.append(item)

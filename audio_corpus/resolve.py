@@ -67,7 +67,7 @@ _memo: dict[tuple, Utterance] = {}
 # One lock per key, so two users saying a new text at once synthesise it once, while other
 # texts go ahead. Made at call time (not import time), so that under gevent it is gevent's.
 _locks: dict[tuple, threading.Lock] = {}
-_bundled: list[Corpus] = []
+_bundled: dict[str, Corpus] = {}
 
 
 def resolve_utterance(
@@ -220,9 +220,12 @@ def _looks_like_path(what: str) -> bool:
 
 
 def _bundled_corpus() -> Corpus:
-    if not _bundled:
-        _bundled.append(load_corpus())
-    return _bundled[0]
+    """The bundled corpus, loaded on first need (the first word said that could be an id)."""
+    corpus = _bundled.get("corpus")
+    if corpus is None:
+        # setdefault: when two threads load it at once, both keep the first one stored.
+        corpus = _bundled.setdefault("corpus", load_corpus())
+    return corpus
 
 
 def _describe(corpus: Corpus) -> str:

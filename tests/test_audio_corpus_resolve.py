@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import csv
 import os
+import subprocess
+import sys
+import textwrap
 import threading
 import warnings
 
@@ -214,6 +217,28 @@ def test_users_saying_a_new_text_at_once_synthesise_it_once(tmp_path, monkeypatc
         thread.join()
     assert len(results) == 8 and all(u is results[0] for u in results)
     assert synthesis_calls(log) == 1
+
+
+GEVENT_USERS = textwrap.dedent("""
+    from gevent import monkey
+    monkey.patch_all()
+    import gevent
+    from audio_corpus import resolve_utterance
+    said = gevent.joinall([gevent.spawn(resolve_utterance, text) for text in ["hail the pod bay"] * 50
+                           + ["open the airlock"] * 50], raise_error=True)
+    print(len({id(job.value) for job in said}), len({id(job.value.frames(1024)) for job in said}))
+""")
+
+
+def test_greenlets_under_gevent_saying_texts_at_once_share_one_utterance_per_text(tmp_path, fresh_cache):
+    """Locust's users are greenlets: the per-text lock must be gevent's, or they would deadlock."""
+    bin_dir, log = logging_espeak(tmp_path)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    done = subprocess.run([sys.executable, "-c", GEVENT_USERS], capture_output=True, text=True, env=env,
+                          timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2", "2"]  # two texts: two utterances, two tuples of frames
+    assert synthesis_calls(log) == 2
 
 
 def test_voice_and_rate_change_the_speech_and_the_id(fresh_cache):
