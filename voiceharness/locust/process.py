@@ -74,7 +74,12 @@ class VoiceProcess:
         corpus = load_corpus(config.corpus_manifest or None, select=config.utterances or default_select)
         basic = [u for u in corpus if u.text.lower() == BASIC_UTTERANCE_TEXT]
         self.corpus = corpus
-        self.basic = basic or [u for u in corpus if u.expected_intent == "GREETING"]
+        if not basic:
+            # A corpus of one's own without "hello jarvis": the basic scenario says it anyway.
+            from audio_corpus import text_utterance
+
+            basic = [text_utterance(BASIC_UTTERANCE_TEXT, expected_intent="GREETING")]
+        self.basic = basic
 
     def utterance(self, what: Any, *, voice: str | None = None, rate_wpm: int | None = None):
         """The utterance ``say(what)`` means: an utterance, a corpus id, a WAV path or plain text."""
@@ -212,6 +217,9 @@ def _on_init(environment, **_kwargs) -> None:
         if not isinstance(environment.runner, MasterRunner):
             # Load and validate the corpus before any user starts: a bad file fails the run now.
             PROCESS.load_corpus(config)
+            # say("plain text") synthesises on first use; its resampler's import holds the GIL for
+            # 0.5-2 s, which must not stall every user mid-run: import it now.
+            import scipy.signal  # noqa: F401
             # Everything loaded so far (Locust, the corpus, the pre-framed audio) lives for the whole
             # run: keep it out of the collector's full passes, which paused 1,000 users for 26-46 ms.
             gc.collect()

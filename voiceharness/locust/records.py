@@ -25,6 +25,7 @@ from typing import Any
 import gevent
 from flask import Response, request, send_file
 from locust import events
+from locust.exception import RPCError, RPCSendError
 from locust.runners import MasterRunner, WorkerRunner
 
 from voiceharness import turns
@@ -95,7 +96,7 @@ class TurnSink:
         batch, self.pending = self.pending, []
         try:
             self.environment.runner.send_message(MESSAGE_TYPE, batch)
-        except Exception as error:  # the master went away: keep the records for the next try
+        except (OSError, RPCError, RPCSendError) as error:  # the master went away: keep the records for the next try
             self.pending[:0] = batch
             log.warning("could not send %d turn records to the master: %s", len(batch), error)
 
