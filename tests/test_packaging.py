@@ -144,6 +144,20 @@ def test_the_wheel_holds_every_module_and_data_file_and_no_checkout_folder(wheel
     assert scripts == CONSOLE_SCRIPTS
 
 
+def test_a_path_install_gives_the_files_and_commands_of_the_wheel(wheel, tmp_path):
+    """``pip install /path/to/checkout`` (here into a folder, without the dependencies) installs what the wheel holds."""
+    target = _outside_checkout(tmp_path) / "target"
+    completed = subprocess.run([PYTHON, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
+                                str(ROOT)], cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    installed = {path.relative_to(target).as_posix() for path in target.rglob("*")
+                 if path.is_file() and path.relative_to(target).parts[0] != "bin"
+                 and "__pycache__" not in path.parts and not path.relative_to(target).parts[0].endswith(".dist-info")}
+    in_wheel = {name for name in zipfile.ZipFile(wheel).namelist() if ".dist-info/" not in name}
+    assert sorted(installed ^ in_wheel) == []
+    assert {path.name for path in (target / "bin").iterdir()} == set(CONSOLE_SCRIPTS)
+
+
 def test_the_install_imports_its_own_files_not_the_checkout(venv, elsewhere):
     script = ("import json, voiceharness, voiceharness.locust, audio_corpus, gateway, analysis, mic_probe\n"
               "print(json.dumps({m.__name__: m.__file__ for m in (voiceharness, voiceharness.locust, audio_corpus,"
