@@ -210,7 +210,17 @@ def test_a_harness_bug_inside_the_turn_is_recorded_as_harness_error_and_raised()
     with pytest.raises(ZeroDivisionError):
         run_turn(transport, plan(silence_frames=16), Expectation(intent="GREETING"), send_marker=False,
                  listen=broken_listen, clock=transport.clock)
-    # the turn was already over when the bug struck: its record exists; a bug mid-stream abandons the turn:
+    ended = transport.events.take_ended()  # the turn was over when the bug struck: its record is left for the caller
+    assert ended.record.failure == "harness_error" and "while judging: ZeroDivisionError" in ended.record.failure_detail
+
+    def broken_check(turn):
+        return 1 / 0
+
+    transport = link()
+    with pytest.raises(ZeroDivisionError):
+        run_turn(transport, plan(), Expectation(intent="GREETING", check=broken_check), clock=transport.clock)
+    assert transport.events.take_ended().record.failure == "harness_error"
+    # a bug mid-stream abandons the turn:
     transport = link()
 
     def failing_stream(plan):

@@ -269,14 +269,21 @@ def run_turn(
         raise
     record, audio = ended.record, ended.audio
     record.pace = plan.pace
-    heard: Heard | None = None
-    if listen is not None and needs_listening(audio, ended.metadata, cross_check=cross_check,
-                                              metadata_only=metadata_only) and not record.failure:
-        heard = listen(audio.kept_samples(), audio.sample_rate_hz, expectation.request_text)
     turn = Turn(record, what=what, ended_by=ended.ended_by, reply_samples=audio.kept_samples(),
                 reply_sample_rate_hz=audio.sample_rate_hz)
-    judge(record, audio, ended.metadata, expectation, heard=heard, ended_by=ended.ended_by,
-          reply_timeout_ms=session.reply_timeout_s * 1000, metadata_only=metadata_only, subject=turn)
+    try:
+        heard: Heard | None = None
+        if listen is not None and needs_listening(audio, ended.metadata, cross_check=cross_check,
+                                                  metadata_only=metadata_only) and not record.failure:
+            heard = listen(turn.reply_samples, audio.sample_rate_hz, expectation.request_text)
+        judge(record, audio, ended.metadata, expectation, heard=heard, ended_by=ended.ended_by,
+              reply_timeout_ms=session.reply_timeout_s * 1000, metadata_only=metadata_only, subject=turn)
+    except Exception as error:
+        # The listener or the scenario's own check failed: a bug, not the gateway's doing.
+        record.success = False
+        record.failure, record.failure_detail = "harness_error", f"while judging: {type(error).__name__}: {error}"
+        events.ended = ended  # the caller reports the turn, then the error
+        raise
     return turn
 
 

@@ -32,7 +32,7 @@ from locust import events
 from locust.runners import MasterRunner
 from locust.user.task import filter_tasks_by_tags
 
-from voiceharness import diagnoses
+from voiceharness import diagnoses, guide
 from voiceharness.errors import HarnessError
 from voiceharness.locust import options as voice_options
 from voiceharness.locust import records, resources, run_status
@@ -63,15 +63,30 @@ class VoiceProcess:
         self.listen_lock = threading.Lock()
         self.saver: ReplySaver | None = None
         self.unjudged_behind = 0  # replies the listener could not take in time
+        self.bundled = None  # the bundled corpus, loaded at import (see preload)
 
     # -- the corpus and what say() accepts
+    def preload(self) -> None:
+        """Load the bundled corpus and frame its audio now, at import: Locust forks its
+        ``--processes`` workers after importing the locustfile and before ``init``, so what is
+        loaded here is loaded once and shared by them all (copy-on-write pages), and a worker's
+        ``init`` stays short enough for its heartbeats to the master (a worker that blocked
+        11 s loading was declared missing and the run stopped)."""
+        from audio_corpus import load_corpus
+
+        self.bundled = load_corpus()
+        PACER.preframe_speech(self.bundled, guide.CHUNK_SAMPLES)
+
     def load_corpus(self, config: voice_options.VoiceRunConfig) -> None:
         """Load the run's utterances, and the "hello jarvis" ones of the basic scenario."""
         from audio_corpus import load_corpus
 
         # The bundled corpus leaves its noisy copies out by default; a manifest of one's own is used whole.
         default_select = None if config.corpus_manifest else "kind:clean,kind:unknown"
-        corpus = load_corpus(config.corpus_manifest or None, select=config.utterances or default_select)
+        if config.corpus_manifest or self.bundled is None:
+            corpus = load_corpus(config.corpus_manifest or None, select=config.utterances or default_select)
+        else:
+            corpus = self.bundled.select(config.utterances or default_select)
         basic = [u for u in corpus if u.text.lower() == BASIC_UTTERANCE_TEXT]
         self.corpus = corpus
         if not basic:
@@ -194,6 +209,10 @@ class ReplySaver:
 
 
 PROCESS = VoiceProcess()
+PROCESS.preload()
+# say("plain text") synthesises on first use; its resampler's import holds the GIL for 0.5-2 s,
+# which must not stall every user mid-run (nor, in a worker's init, its heartbeats): import it now.
+import scipy.signal  # noqa: E402, F401
 
 
 def _fail_run(environment, error: HarnessError) -> None:
@@ -217,9 +236,6 @@ def _on_init(environment, **_kwargs) -> None:
         if not isinstance(environment.runner, MasterRunner):
             # Load and validate the corpus before any user starts: a bad file fails the run now.
             PROCESS.load_corpus(config)
-            # say("plain text") synthesises on first use; its resampler's import holds the GIL for
-            # 0.5-2 s, which must not stall every user mid-run: import it now.
-            import scipy.signal  # noqa: F401
             # Everything loaded so far (Locust, the corpus, the pre-framed audio) lives for the whole
             # run: keep it out of the collector's full passes, which paused 1,000 users for 26-46 ms.
             gc.collect()
