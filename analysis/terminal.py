@@ -335,7 +335,7 @@ def _resources(resources: dict) -> str:
                      number(gateway["rss_max_mb"]), ""])
     lines = [
         "CPU and memory (_resources.csv)",
-        table(["process", "samples", "CPU p50 %", "CPU max %", "RSS max MB", ""], rows),
+        table(["process", "samples", "CPU p50 %", "CPU max %", "RSS max MB", "note"], rows),
     ]
     if gateway:
         lines.append(f"  gateway CPU: {gateway['counted']}")
