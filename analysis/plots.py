@@ -13,7 +13,7 @@ import io
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import PercentFormatter
+from matplotlib.ticker import MultipleLocator, PercentFormatter
 
 from analysis.metrics import (
     band_ranges,
@@ -252,6 +252,7 @@ def intent_per_utterance(intent: dict, limit: int = 40) -> bytes | None:
     # Start the axis a little below the worst bar so that 93 % and 97 % look different.
     low = max(0.0, np.floor((float(accuracy.min()) - 0.05) * 10) / 10)
     axis.set_xlim(low, 1)
+    axis.xaxis.set_major_locator(MultipleLocator(0.05 if low >= 0.5 else 0.1))
     axis.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     axis.axvline(0.98, color="#455a64", lw=0.8, ls="--")
     axis.set_xlabel("accuracy (dashed: 98 %" + (f"; the axis starts at {low:.0%})" if low else ")"))
