@@ -689,15 +689,54 @@ def test_command_line_options_reach_the_config():
     )
 
 
-@pytest.mark.parametrize(
-    "argv",
-    ["--fault-close-code 1005", "--fault-refuse-status 200", "--fault-wrong-intent HELLO", "--port 70000"],
-)
-def test_bad_options_stop_with_a_usage_error(argv, capsys):
+BAD_OPTIONS = [
+    "--fault-close-code 1005",
+    "--fault-refuse-status 200",
+    "--fault-wrong-intent HELLO",
+    "--port 70000",
+    "--port x",
+    "--workers 0",
+    "--workers many",
+    "--worker-nice 30",
+    "--vad-silence-ms -1",
+    "--vad-silence-ms 5",
+    "--vad-max-utterance-ms 400",
+    "--dialect klingon",
+    "--no-such-option",
+    "--dialect smartjarvis --reply-wav",
+    "--dialect smartjarvis --json-text-frames",
+    "--dialect smartjarvis --ping-timeout 5",
+    "--reply-sample-rate-hz 22050",
+    "--reply-sample-rate-hz 8000",
+    "--reply-leading-silence-ms -5",
+]
+
+
+@pytest.mark.parametrize("argv", BAD_OPTIONS)
+def test_bad_options_stop_with_two_lines_the_error_and_where_help_is(argv, capsys):
     with pytest.raises(SystemExit) as exited:
         parse_args(argv.split())
     assert exited.value.code == 2
-    assert argv.split()[0] in capsys.readouterr().err
+    error, pointer = capsys.readouterr().err.splitlines()  # no usage block before the error
+    assert error.startswith("python -m gateway: error: ")
+    assert any(word in error for word in argv.split() if word.startswith("--")), error
+    assert pointer == "Run `python -m gateway --help` for the options."
+
+
+def test_python_m_gateway_with_a_bad_port_prints_the_error_and_a_pointer_to_help():
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "--port", "99999"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "python -m gateway: error: --port must be 0-65535, got 99999",
+        "Run `python -m gateway --help` for the options.",
+    ]
 
 
 # ----------------------------------------------------------------------------- subprocess
