@@ -24,7 +24,7 @@ from analysis.metrics import (
     user_keys,
 )
 from analysis.readers import History, Resources, Turns
-from analysis.resources import GATEWAY_CPU, GATEWAY_RSS, SATURATED_CPU_PERCENT, gateway_column
+from analysis.resources import GATEWAY_CPU, GATEWAY_RSS, SATURATED_CPU_PERCENT, gateway_column, gateway_scope
 from voiceharness import bands, guide
 
 BAND_COLOURS = {0: "#2e7d32", 1: "#9ccc65", 2: "#ffb300", 3: "#e53935"}
@@ -295,8 +295,7 @@ def resources_figure(resources: Resources | None) -> Figure | None:
         rss_axis.plot(t[mine][order], rss[mine][order], color=colour, lw=1.3, label=label)
     cpu_column = gateway_column(resources, GATEWAY_CPU)
     rss_column = gateway_column(resources, GATEWAY_RSS)
-    tree = bool(cpu_column and "tree" in cpu_column)
-    gateway_label = "gateway (process tree)" if tree else "gateway (main process)"
+    gateway_label = f"gateway ({gateway_scope(resources, cpu_column or rss_column)})"
     for axis, column in ((cpu_axis, cpu_column), (rss_axis, rss_column)):
         if column:
             values = resources.numbers[column]

@@ -62,9 +62,11 @@ STATS_COLUMNS = (
 HISTORY_COLUMNS = ("Timestamp", "User Count", "Name", "Requests/s", "Failures/s")
 FAILURES_COLUMNS = ("Method", "Name", "Error", "Occurrences")
 EXCEPTIONS_COLUMNS = ("Count", "Message", "Traceback")
-# The resource samples: every other column (gateway_cpu_percent, gateway_rss_mb, and whatever
-# gateway_* variants a newer sampler adds, e.g. the whole process tree's) is read as a number.
+# The resource samples. Text columns are named here (gateway_scope says what the gateway's figures
+# count: "process tree" or "main process"); every other column (gateway_cpu_percent, gateway_rss_mb,
+# and whatever gateway_* variants a newer sampler adds) is read as a number.
 RESOURCES_COLUMNS = ("timestamp", "worker", "worker_cpu_percent", "worker_rss_mb")
+RESOURCES_TEXT_COLUMNS = ("worker", "gateway_scope")
 
 # Turn-record columns the analysis needs; the rest of voiceharness.turns.COLUMNS are read if there.
 TURNS_TEXT_COLUMNS = ("worker", "utterance_id", "expected_intent", "intent", "failure")
@@ -209,6 +211,7 @@ class Resources:
     timestamp: np.ndarray
     worker: np.ndarray  # object array of str: the load generator that took the sample
     numbers: dict[str, np.ndarray]  # every other column, float64, NaN where empty
+    texts: dict[str, np.ndarray] = field(default_factory=dict)  # gateway_scope, when the file has it
 
 
 @dataclass
@@ -519,13 +522,15 @@ def read_resources(path: str) -> Resources:
     _check_text_file(path, what)
     header = _header(path)
     _check_columns(path, header, RESOURCES_COLUMNS, what)
-    numbers = tuple(name for name in header if name != "worker")
-    frame = _read_frame(path, usecols=header, text=("worker",), numbers=numbers, progress="never", what=what)
+    texts = tuple(name for name in header if name in RESOURCES_TEXT_COLUMNS)
+    numbers = tuple(name for name in header if name not in RESOURCES_TEXT_COLUMNS)
+    frame = _read_frame(path, usecols=header, text=texts, numbers=numbers, progress="never", what=what)
     return Resources(
         path=path,
         timestamp=frame["timestamp"],
         worker=frame["worker"],
         numbers={name: frame[name] for name in numbers if name != "timestamp"},
+        texts={name: frame[name] for name in texts if name != "worker"},
     )
 
 

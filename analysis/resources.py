@@ -4,10 +4,12 @@ Read from ``PREFIX_resources.csv`` (written by ``locustfiles/voice_resources.py`
 load-generator process every two seconds, with the local gateway's figures beside it). A load
 generator above :data:`SATURATED_CPU_PERCENT` sends late and makes the gateway look slow.
 
-The gateway's columns are found by name, so a newer sampler can add variants: ``gateway_cpu_percent``
-is the gateway's own ``process_cpu_seconds_total`` (its main process only: recognition worker
-processes are not in it); a ``gateway_tree_cpu_percent`` column, where present, is the whole process
-tree and is preferred. The summary says which one it shows.
+What the gateway's figures count is read from the file: its ``gateway_scope`` column says
+"process tree" (the reference gateway exports its whole tree, recognition workers included) or
+"main process" (any Prometheus client's ``process_cpu_seconds_total``: worker processes are not
+in it). Without that column (older files) ``gateway_cpu_percent`` is the main process's; a
+``gateway_tree_*`` column, where present, is the whole tree and is preferred. The summary says
+which one it shows.
 """
 
 from __future__ import annotations
@@ -23,11 +25,25 @@ from analysis.stats import finite, percentiles
 SATURATED_CPU_PERCENT = 70.0
 GATEWAY_CPU = re.compile(r"^gateway(_[a-z0-9_]+)?_cpu_percent$")
 GATEWAY_RSS = re.compile(r"^gateway(_[a-z0-9_]+)?_rss_mb$")
-MAIN_PROCESS_NOTE = (
-    "the gateway's main process only (its /metrics process_cpu_seconds_total): "
-    "recognition worker processes are not counted"
-)
-TREE_NOTE = "the gateway's whole process tree (main process and its workers)"
+TREE = "process tree"
+MAIN_PROCESS = "main process"
+SCOPE_NOTES = {
+    MAIN_PROCESS: "the gateway's main process only (its /metrics process_cpu_seconds_total): "
+    "recognition worker processes are not counted",
+    TREE: "the gateway's whole process tree (main process and its workers)",
+}
+
+
+def gateway_scope(resources: Resources, column: str | None) -> str:
+    """What the gateway's figures in ``column`` count: "process tree", "main process", or both."""
+    if column and "tree" in column:
+        return TREE
+    scope = resources.texts.get("gateway_scope")
+    if column is None or scope is None:
+        return MAIN_PROCESS
+    measured = ~np.isnan(resources.numbers[column])
+    seen = sorted({str(value) for value in scope[measured] if value})
+    return " and ".join(seen) if seen else MAIN_PROCESS
 
 
 def gateway_column(resources: Resources, pattern: re.Pattern[str]) -> str | None:
@@ -63,10 +79,12 @@ def summarize_resources(resources: Resources | None) -> dict:
     if cpu_column or rss_column:
         gateway_cpu = percentiles(resources.numbers[cpu_column]) if cpu_column else percentiles(np.empty(0))
         gateway_rss = percentiles(resources.numbers[rss_column]) if rss_column else percentiles(np.empty(0))
+        scope = gateway_scope(resources, cpu_column or rss_column)
         gateway = {
             "cpu_column": cpu_column,
             "rss_column": rss_column,
-            "counted": TREE_NOTE if cpu_column and "tree" in cpu_column else MAIN_PROCESS_NOTE,
+            "scope": scope,
+            "counted": SCOPE_NOTES.get(scope, f"{scope} (the samples changed scope during the run)"),
             "cpu_p50_percent": gateway_cpu["p50"],
             "cpu_max_percent": gateway_cpu["max"],
             "rss_max_mb": gateway_rss["max"],

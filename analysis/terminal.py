@@ -227,7 +227,12 @@ def _intent(intent: dict, all_rows: bool) -> str:
             "  per expected intent",
             table(["intent", "turns", "correct", "accuracy", "precision"], rows, "    "),
         ]
-    utterances = intent["per_utterance"]
+    every = intent["per_utterance"]
+    # Rows at 100 % say nothing a count does not (--all prints them).
+    utterances = every if all_rows else [r for r in every if r["accuracy"] < 1.0]
+    perfect = sum(r["accuracy"] >= 1.0 for r in every)
+    if perfect and not all_rows:
+        lines.append(f"  {perfect} of {len(every)} utterances at 100 %" + ("" if utterances else " (all of them)"))
     shown = utterances if all_rows else utterances[:MAX_UTTERANCES]
     rows = [
         [
@@ -239,10 +244,11 @@ def _intent(intent: dict, all_rows: bool) -> str:
         ]
         for r in shown
     ]
-    lines += [
-        "  per utterance (worst first)",
-        table(["utterance", "expected", "turns", "accuracy", "most common wrong"], rows, "    "),
-    ]
+    if rows:
+        lines += [
+            "  per utterance (worst first)" + ("" if all_rows else ", below 100 %"),
+            table(["utterance", "expected", "turns", "accuracy", "most common wrong"], rows, "    "),
+        ]
     if len(shown) < len(utterances):
         lines.append(f"    ... {len(utterances) - len(shown)} more (--all, or the HTML report)")
     confusion = intent["confusion"]

@@ -480,3 +480,23 @@ def test_the_new_diagnoses_come_with_the_guides_headline_causes_and_fixes(tmp_pa
     (entry,) = summary_of(tmp_path, records)["diagnoses"]
     assert entry["code"] == code and entry["count"] == 5 and entry["known"]
     assert entry["headline"] == "No audio response" and entry["causes"] and entry["fixes"]
+
+
+@pytest.mark.parametrize(
+    ("scope_cells", "counted"),
+    [(("process tree", "process tree"), "whole process tree"), (("main process", "main process"), "main process only"),
+     (None, "main process only")],
+)
+def test_the_resources_summary_says_what_the_gateway_figures_count(tmp_path, scope_cells, counted):
+    header = "timestamp,worker,users,worker_cpu_percent,worker_rss_mb,gateway_cpu_percent,gateway_rss_mb"
+    rows = ["100,h:1,5,12,80,,120", "102,h:1,5,95,81,40,300"]
+    if scope_cells:
+        header += ",gateway_scope"
+        rows = [row + "," + cell for row, cell in zip(rows, scope_cells)]
+    write_turns(tmp_path / "run", make_records(20))
+    (tmp_path / "run_resources.csv").write_text("\n".join([header, *rows]) + "\n")
+    resources = metrics.summarize(readers.read_run(str(tmp_path / "run")))["resources"]
+    (worker,) = resources["workers"]
+    assert worker["cpu_max_percent"] == 95 and worker["saturated"] and worker["samples"] == 2
+    assert resources["gateway"]["cpu_max_percent"] == 40 and resources["gateway"]["rss_max_mb"] == 300
+    assert counted in resources["gateway"]["counted"]

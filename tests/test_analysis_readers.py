@@ -235,3 +235,16 @@ def test_the_resources_file_is_read_with_whatever_gateway_columns_it_has(turns_p
 def test_a_foreign_resources_file_is_refused_naming_it(turns_prefix):
     Path(turns_prefix + "_resources.csv").write_text("a,b\n1,2\n")
     expect_error(lambda: readers.read_run(turns_prefix), "_resources.csv", "not a resources CSV")
+
+
+def test_the_gateway_scope_column_is_read_as_text(turns_prefix):
+    """What the sampler writes today: gateway_scope says what the gateway's figures count."""
+    Path(turns_prefix + "_resources.csv").write_text(
+        "timestamp,worker,users,worker_cpu_percent,worker_rss_mb,gateway_cpu_percent,gateway_rss_mb,gateway_scope\n"
+        "100.0,h:1,10,12.5,80.1,,120.0,process tree\n"
+        "102.0,h:1,10,14.0,80.4,48.5,300.2,process tree\n"
+        "104.0,h:1,10,14.0,80.4,,,\n"
+    )
+    resources = readers.read_run(turns_prefix).resources
+    assert list(resources.texts["gateway_scope"]) == ["process tree", "process tree", ""]
+    assert resources.numbers["gateway_cpu_percent"][1] == 48.5

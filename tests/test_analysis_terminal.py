@@ -107,3 +107,11 @@ def test_judge_source_audible_replies_harness_errors_and_resources_are_printed(f
     assert f"Harness errors: {broken} turn(s), counted apart" in text and "read the traceback" in text
     assert "CPU and memory (_resources.csv)" in text and "SATURATED" in text
     assert "gateway CPU: the gateway's main process only" in text
+
+
+def test_utterances_at_100_percent_are_counted_not_listed(tmp_path):
+    write_turns(tmp_path / "run", make_records(80, wrong_share=0.0, fail_share=0.0))
+    summary = metrics.summarize(readers.read_run(str(tmp_path / "run")))
+    text = terminal.render(summary)
+    assert "4 of 4 utterances at 100 % (all of them)" in text and "per utterance" not in text
+    assert "per utterance (worst first)" in terminal.render(summary, all_rows=True)
