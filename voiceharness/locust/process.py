@@ -67,11 +67,10 @@ class VoiceProcess:
 
     # -- the corpus and what say() accepts
     def preload(self) -> None:
-        """Load the bundled corpus and frame its audio now, at import: Locust forks its
-        ``--processes`` workers after importing the locustfile and before ``init``, so what is
-        loaded here is loaded once and shared by them all (copy-on-write pages), and a worker's
-        ``init`` stays short enough for its heartbeats to the master (a worker that blocked
-        11 s loading was declared missing and the run stopped)."""
+        """Load the bundled corpus and frame its audio before Locust forks its ``--processes``
+        workers: what is loaded here is loaded once and shared by them all (copy-on-write
+        pages), and a worker's ``init`` stays short enough for its heartbeats to the master (a
+        worker that blocked 11 s loading was declared missing and the run stopped)."""
         from audio_corpus import load_corpus
 
         self.bundled = load_corpus()
@@ -209,10 +208,18 @@ class ReplySaver:
 
 
 PROCESS = VoiceProcess()
-PROCESS.preload()
-# say("plain text") synthesises on first use; its resampler's import holds the GIL for 0.5-2 s,
-# which must not stall every user mid-run (nor, in a worker's init, its heartbeats): import it now.
-import scipy.signal  # noqa: E402, F401
+
+
+@events.init_command_line_parser.add_listener
+def _before_the_fork(parser, **_kwargs) -> None:
+    """Locust builds its parser once per run, after importing the locustfile and before it forks
+    its ``--processes``: load what every worker shares here (not at import: a tool that only
+    imports the package pays nothing)."""
+    if PROCESS.bundled is None:
+        PROCESS.preload()
+        # say("plain text") synthesises on first use; its resampler's import holds the GIL for
+        # 0.5-2 s, which must not stall every user mid-run (nor a worker's heartbeats): import it now.
+        import scipy.signal  # noqa: F401
 
 
 def _fail_run(environment, error: HarnessError) -> None:
