@@ -265,7 +265,7 @@ def _on_init(environment, **_kwargs) -> None:
     turn_sink = records.install(environment, config.turns_file, monitor.rows)
     run_status.install(environment, csv_prefix=prefix, turns_file=config.turns_file,
                        records=lambda: turn_sink.received, lateness=PACER.stats.summary,
-                       worker_name=PROCESS.worker_name)
+                       worker_name=PROCESS.worker_name, target=config.settings.url, dialect=config.dialect.name)
     if not options.host and not options.voice_config:
         PROCESS.logbook.warning(f"No --host given: using the {options.preset} preset's {config.settings.url}")
     PROCESS.logbook.info(f"Voice harness: {config.settings.describe()}, dialect {config.dialect.name}, pace "
