@@ -37,8 +37,8 @@ HISTORY_SUFFIX = "_stats_history.csv"
 FAILURES_SUFFIX = "_failures.csv"
 EXCEPTIONS_SUFFIX = "_exceptions.csv"
 # Longest first, so "run_stats_history.csv" is not read as prefix "run_stats_history".
-RUN_STATUS_SUFFIX = "_run.json"  # written by locustfiles/voice_run_status.py
-RESOURCES_SUFFIX = "_resources.csv"  # written by locustfiles/voice_resources.py
+RUN_STATUS_SUFFIX = "_run.json"  # written by voiceharness/locust/run_status.py
+RESOURCES_SUFFIX = "_resources.csv"  # written by voiceharness/locust/resources.py
 SUFFIXES = (
     HISTORY_SUFFIX,
     EXCEPTIONS_SUFFIX,

@@ -1,6 +1,6 @@
 """CPU and memory over the run: each load generator, and the gateway when it ran on the same machine.
 
-Read from ``PREFIX_resources.csv`` (written by ``locustfiles/voice_resources.py``: one sample per
+Read from ``PREFIX_resources.csv`` (written by ``voiceharness/locust/resources.py``: one sample per
 load-generator process every two seconds, with the local gateway's figures beside it). A load
 generator above :data:`SATURATED_CPU_PERCENT` sends late and makes the gateway look slow.
 
@@ -21,7 +21,7 @@ import numpy as np
 from analysis.readers import Resources
 from analysis.stats import finite, percentiles
 
-# The load generator's CPU share above which its timers slip (as locustfiles/voice_resources.py warns).
+# The load generator's CPU share above which its timers slip (as voiceharness/locust/resources.py warns).
 SATURATED_CPU_PERCENT = 70.0
 GATEWAY_CPU = re.compile(r"^gateway(_[a-z0-9_]+)?_cpu_percent$")
 GATEWAY_RSS = re.compile(r"^gateway(_[a-z0-9_]+)?_rss_mb$")
