@@ -62,6 +62,23 @@ class VoiceFailure(Exception):
     """A failed turn as Locust shows it in its failures table (message = the diagnosis)."""
 
 
+# Which event a failed turn fails (the others that were measured fire as successes).
+EVENT_OF_FAILURE = {
+    "no_intent": "intent",
+    "wrong_intent": "intent",
+    "unjudged": "intent",
+    "recording_stopped": "intent",
+    "dead_link": "intent",
+    "gateway_protocol": "intent",
+    "no_audio_tts": "roundtrip",
+    "silent_reply": "audible",
+    "incomplete_reply": "reply",
+    "wrong_reply": "reply",
+    "reply_mismatch": "reply",
+    "check_failed": "reply",
+}
+
+
 class VoiceClient:
     """The voice connection of one simulated user (see the module docstring)."""
 
@@ -234,7 +251,8 @@ class VoiceClient:
             if ended is not None:
                 self._fill(ended.record, utterance, scenario, pace, started_wall)
                 self._report(ended.record, self._name(ended.record, name))
-            if not connection.closed.is_set():
+            if (ended is None or ended.ended_by == "abandoned") and not connection.closed.is_set():
+                # Interrupted mid-stream: a frame may be half written; the next turn starts afresh.
                 connection.close(protocol.CLOSE_INTERNAL_ERROR, "harness error")
             raise
         record = turn.record
@@ -320,31 +338,27 @@ class VoiceClient:
             logbook.log("info", f"Roundtrip completed: {record.roundtrip_ms:.0f}ms", echo=False)
         fire = self.environment.events.request.fire
         failed_after = None if math.isnan(record.turn_ms) else record.turn_ms  # time to the deadline or the drop
-        headline = _headline(failure)
-        if record.intent_source or failure in ("no_intent", "unjudged", "recording_stopped", "dead_link",
-                                               "gateway_protocol", "incomplete_reply"):
-            intent_ok = bool(record.intent) and (record.intent == record.expected_intent or not record.expected_intent)
-            if record.intent:
-                message = None if intent_ok else f"expected {record.expected_intent}, got {record.intent}"
-            else:
-                message = headline
-            fire(request_type="intent", name=name,
-                 response_time=record.intent_ms if not math.isnan(record.intent_ms) else failed_after,
-                 response_length=0, exception=None if intent_ok else VoiceFailure(message), context={})
-        if not math.isnan(record.roundtrip_ms):
-            fire(request_type="roundtrip", name=name, response_time=record.roundtrip_ms,
-                 response_length=record.chunks_received, exception=None, context={})
-            audible_ok = not math.isnan(record.audible_ms)
-            fire(request_type="audible", name=name, response_time=record.audible_ms if audible_ok else failed_after,
-                 response_length=0, exception=None if audible_ok else VoiceFailure(headline or "no audible reply"),
-                 context={})
-            reply_ok = record.success or failure in ("wrong_intent", "unjudged")  # those fail the intent event
-            fire(request_type="reply", name=name, response_time=record.reply_ms,
-                 response_length=record.reply_audio_bytes,
-                 exception=None if reply_ok else VoiceFailure(f"{headline} ({record.failure_detail})"), context={})
-        elif failure and record.intent and record.intent == record.expected_intent:
-            fire(request_type="roundtrip", name=name, response_time=failed_after, response_length=0,
-                 exception=VoiceFailure(headline), context={})
+        blamed = EVENT_OF_FAILURE.get(failure, "reply") if failure else ""
+        # Locust groups its failures table by message: keep it to a bounded set (the details,
+        # which quote what was said, are in the turns file and the log).
+        message = _headline(failure)
+        if failure == "wrong_intent":
+            message += f" (expected {record.expected_intent}, got {record.intent})"
+        # Each timing measured fires its event; the turn's failure, if any, fails exactly one of
+        # them (the one its diagnosis is about), so Locust's failures count failed turns.
+        for kind, value_ms, length in (
+            ("intent", record.intent_ms, 0),
+            ("roundtrip", record.roundtrip_ms, record.chunks_received),
+            ("audible", record.audible_ms, 0),
+            ("reply", record.reply_ms, record.reply_audio_bytes),
+        ):
+            measured = not math.isnan(value_ms)
+            if kind == blamed:
+                fire(request_type=kind, name=name, response_time=value_ms if measured else failed_after,
+                     response_length=length, exception=VoiceFailure(message), context={})
+            elif measured:
+                fire(request_type=kind, name=name, response_time=value_ms, response_length=length,
+                     exception=None, context={})
 
     def on_stop(self) -> None:
         """The user is stopped: record the turn in progress (run_stopped), close the connection."""
