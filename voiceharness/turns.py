@@ -31,6 +31,7 @@ class TurnRecord:
     turn_index: int = 0  # turn number within the user's life (0-based)
     scenario: str = ""
     utterance_id: str = ""
+    request_name: str = ""  # the name Locust's events carry (the utterance id, its intent, or say(name=...))
     expected_intent: str = ""
     intent: str = ""  # recognised intent, empty when none arrived
     confidence: float = math.nan
