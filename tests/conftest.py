@@ -1,25 +1,152 @@
-"""Shared fixtures: a real reference gateway on a free loopback port, and real Locust runs."""
+"""Shared fixtures: a real reference gateway on a free loopback port, and real Locust runs.
+
+Also the suite's two rules for running in CI (the ``CI`` environment variable set, as
+``make test`` and ``.ci/run`` do):
+
+* Hypothesis runs the ``ci`` profile there (derandomized: the same examples every run, no
+  example database, no deadlines) and the ``dev`` profile elsewhere (random exploration). The
+  pytest header names the profile; ``--hypothesis-profile NAME`` overrides the choice.
+* A test that needs something the machine lacks (espeak-ng, Chromium, Python 2.7, ...) calls
+  :func:`require_dependency` or carries ``@pytest.mark.requires(NAME)``: it skips locally and
+  FAILS in CI, with the install command in the message either way.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 LOCUST = str(Path(PYTHON).with_name("locust"))
 LOCUSTFILE = str(ROOT / "locustfiles" / "voice.py")
+T = TypeVar("T")
+
+
+def in_ci() -> bool:
+    """True when ``CI`` is set to anything but empty, 0 or false (``make test`` sets CI=true)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+# -- Hypothesis profiles
+
+# CI: the same examples on every run (derandomize derives the seed from each test's source), so a
+# red CI run is a real regression that reproduces with the same command, never the luck of a
+# draw. No example database (a fresh clone has none, so it could only make runs differ), and no
+# deadline or too_slow health check: those time each example, and the CI machine is a loaded
+# 2-core box; speed is bench/'s business.
+settings.register_profile(
+    "ci", derandomize=True, database=None, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+# dev: new random examples on every run (that is how the bugs the ci profile pins were found);
+# failures are kept in .hypothesis/ and replayed first next time. Hypothesis's default deadline
+# stays on here, as a hint of pathological slowness on a machine one is watching.
+settings.register_profile("dev", print_blob=True)
+# Loaded at import: conftest is imported before any test module, so every @settings(...) in a
+# test (module level or nested in a test) inherits the profile and only changes what it names.
+# tests/test_suite_rules.py checks that none of them names derandomize or a database.
+HYPOTHESIS_PROFILE = "ci" if in_ci() else "dev"
+settings.load_profile(HYPOTHESIS_PROFILE)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    profile = settings.get_current_profile_name()  # --hypothesis-profile may have replaced ours
+    how = "same examples every run" if settings.default.derandomize else "random examples"
+    ci = f"CI={os.environ['CI']!r}" if in_ci() else "CI not set"
+    missing = "fail" if in_ci() else "skip"
+    return [f"suite: {ci}; missing dependencies {missing}; hypothesis profile {profile!r} ({how})"]
+
+
+# -- dependencies: skip locally, fail in CI
+
+
+def require_dependency(name: str, check: bool | Callable[[], bool], install_hint: str) -> None:
+    """Stop the calling test unless ``check`` holds: a skip locally, a failure in CI.
+
+    ``install_hint`` is the command (or step) that provides ``name``; the message carries it
+    either way, so a skipped test says what to install and a CI failure says how to fix it.
+    """
+    if check() if callable(check) else check:
+        return
+    message = f"{name} is missing: {install_hint}"
+    if in_ci():
+        pytest.fail(f"{message} (CI must run every test: a missing dependency is a failure)", pytrace=False)
+    pytest.skip(message)
+
+
+def _importable(module: str) -> Callable[[], bool]:
+    return lambda: importlib.util.find_spec(module) is not None
+
+
+def _on_path(program: str) -> Callable[[], bool]:
+    return lambda: shutil.which(program) is not None
+
+
+APT = "apt-get install -y"  # scripts/bootstrap.sh installs every Debian package listed there
+# What @pytest.mark.requires(NAME) can name: how to check it, and the install command.
+DEPENDENCIES: dict[str, tuple[Callable[[], bool], str]] = {
+    "espeak-ng": (_on_path("espeak-ng"), f"{APT} espeak-ng (Debian package espeak-ng)"),
+    "chromium": (
+        lambda: Path(os.environ.get("CHROME_BINARY", "/usr/bin/chromium")).exists(),
+        f"{APT} chromium (Debian package chromium; or set CHROME_BINARY)",
+    ),
+    "chromedriver": (
+        lambda: Path(os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")).exists()
+        or shutil.which("chromedriver") is not None,
+        f"{APT} chromium-driver (Debian package chromium-driver; or set CHROMEDRIVER)",
+    ),
+    "selenium": (_importable("selenium"), "scripts/bootstrap.sh (the test extra: pip install selenium)"),
+    "pyyaml": (_importable("yaml"), "scripts/bootstrap.sh (the test extra: pip install pyyaml)"),
+    "ip": (_on_path("ip"), f"{APT} iproute2 (Debian package iproute2)"),
+    "nft": (_on_path("nft"), f"{APT} nftables (Debian package nftables)"),
+    "root": (lambda: os.geteuid() == 0, "run the tests as root (sudo make test): network namespaces need it"),
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"requires(*names): needs these ({', '.join(DEPENDENCIES)}); skips locally, fails in CI"
+    )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers("requires"):
+        for name in mark.args:
+            check, install_hint = DEPENDENCIES[name]
+            require_dependency(name, check, install_hint)
+
+
+def wait_until(condition: Callable[[], T], timeout_s: float, what: str, poll_s: float = 0.05) -> T:
+    """Poll ``condition`` until it returns something truthy, and return that; fail after ``timeout_s``.
+
+    Tests wait for what they need (turns recorded, a session registered, a sound playing)
+    instead of sleeping a fixed time: a loaded CI machine then only makes them wait longer,
+    and ``timeout_s`` is generous, a guard against hanging, not a figure under test.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up after {timeout_s:g} s waiting for {what}", pytrace=False)
+        time.sleep(poll_s)
 
 
 def free_port() -> int:

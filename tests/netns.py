@@ -10,7 +10,8 @@ test fails. What a test can then do to the link:
 * ``ns.tbf("200kbit")``                  limit host → namespace bandwidth (tc tbf on the host end)
 * ``ns.start_gateway(*args)``            the reference gateway listening on ``ns.ns_ip``
 
-Needs root (``ip netns``); ``requires_root`` skips a test otherwise. No traffic leaves the
+Needs root (``ip netns``), iproute2 and nftables; ``requires_root`` skips a test otherwise
+(fails it in CI). No traffic leaves the
 pair: nothing routes 10.213.0.0/16 anywhere else, and forwarding is not touched.
 """
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
 import subprocess
 import time
 import urllib.request
@@ -27,10 +27,7 @@ from pathlib import Path
 import pytest
 from conftest import PYTHON, ROOT, free_port
 
-requires_root = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("nft") is None,
-    reason="network namespaces need root, iproute2 and nftables",
-)
+requires_root = pytest.mark.requires("root", "ip", "nft")
 
 _counter = itertools.count()
 

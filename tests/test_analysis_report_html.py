@@ -1,6 +1,5 @@
 """analysis.report_html: a self-contained page that renders in headless Chromium without console errors."""
 
-import os
 import re
 import shutil
 
@@ -74,10 +73,7 @@ def test_comparison_page(tmp_path):
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(
-    not (os.path.exists(CHROMEDRIVER) and os.path.exists(CHROMIUM)),
-    reason="needs Debian chromium + chromium-driver",
-)
+@pytest.mark.requires("selenium", "chromium", "chromedriver")
 def test_report_renders_in_headless_chromium_with_plots_and_no_console_errors(report, tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -12,9 +11,7 @@ from gateway.nlu import understand
 from gateway.recognizer import Recognizer
 from gateway.synthesizer import Synthesizer
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("espeak-ng") is None, reason="needs espeak-ng (apt-get install espeak-ng)"
-)
+pytestmark = pytest.mark.requires("espeak-ng")
 
 VOICES = [("en-us", 170), ("en-us+m3", 150)]
 IN_GRAMMAR = [

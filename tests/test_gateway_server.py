@@ -15,7 +15,6 @@ import logging
 import math
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -762,10 +761,6 @@ def test_python_m_gateway_serves_a_turn_and_sigterm_closes_sessions_with_1001():
 # ----------------------------------------------------------------------------- 50 real-time sessions
 
 
-def _real_pipeline_available() -> bool:
-    return (REPO / "gateway" / "pipeline.py").exists() and shutil.which("espeak-ng") is not None
-
-
 async def _realtime_session(port: int, index: int, speech: bytes, results: list[dict[str, Any]]) -> None:
     from websockets.asyncio.client import connect as aconnect
 
@@ -806,7 +801,7 @@ async def _realtime_session(port: int, index: int, speech: bytes, results: list[
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _real_pipeline_available(), reason="needs gateway/pipeline.py and espeak-ng")
+@pytest.mark.requires("espeak-ng")
 def test_fifty_realtime_sessions_all_get_their_intent_and_the_loop_never_blocks_50ms():
     speech = espeak_pcm("hello jarvis")
     with gateway_process("--workers", str(os.cpu_count() or 2), ready_timeout_s=120) as (process, port):
@@ -844,7 +839,7 @@ def test_fifty_realtime_sessions_all_get_their_intent_and_the_loop_never_blocks_
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _real_pipeline_available(), reason="needs gateway/pipeline.py and espeak-ng")
+@pytest.mark.requires("espeak-ng")
 def test_the_guides_practical_examples_on_one_connection_end_by_silence_with_the_real_pipeline():
     """The browser tester's way: no end marker, one connection, each command then silence."""
     with gateway_process("--workers", "1") as (_process, port), connect(f"ws://127.0.0.1:{port}/ws") as ws:
