@@ -155,6 +155,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# A gateway process held before it listens: it imports everything (seconds on a loaded machine),
+# then waits for its "go" file (argv[1]) and runs ``python -m gateway`` with the rest of argv.
+_HELD_GATEWAY = """
+import pathlib, sys, time
+import gateway.__main__
+go = pathlib.Path(sys.argv.pop(1))
+while not go.exists():
+    time.sleep(0.01)
+sys.exit(gateway.__main__.main(sys.argv[1:]))
+"""
+
+
 @dataclass
 class Gateway:
     """A reference gateway subprocess on 127.0.0.1:port."""
@@ -163,17 +175,40 @@ class Gateway:
     args: tuple[str, ...]
     log_path: Path
     process: subprocess.Popen | None = None
+    standby: subprocess.Popen | None = None  # the next process, held by prepare_restart()
+    _go: Path | None = None
 
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
+    def _spawn(self, go: Path | None = None) -> subprocess.Popen:
+        options = ["--host", "127.0.0.1", "--port", str(self.port), *self.args]
+        command = [PYTHON, "-m", "gateway", *options] if go is None else [PYTHON, "-c", _HELD_GATEWAY, str(go), *options]
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            return subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
     def start(self, timeout_s: float = 60.0) -> Gateway:
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [PYTHON, "-m", "gateway", "--host", "127.0.0.1", "--port", str(self.port), *self.args],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-        )
+        self.process = self._spawn()
+        return self._wait_ready(timeout_s)
+
+    def prepare_restart(self) -> None:
+        """Start the next gateway process now, held before it listens until :meth:`restart`.
+
+        A fault test that restarts the gateway then times the outage it chose, not Python's
+        imports on a loaded machine (which would also push users into long backoff steps).
+        """
+        self._go = self.log_path.with_name(f"{self.log_path.name}.go-{time.monotonic_ns()}")
+        self.standby = self._spawn(self._go)
+
+    def restart(self, timeout_s: float = 60.0) -> Gateway:
+        """Let the process of :meth:`prepare_restart` listen (the old one must be stopped)."""
+        assert self.standby is not None and self._go is not None, "prepare_restart() first"
+        self.process, self.standby = self.standby, None
+        self._go.touch()
+        return self._wait_ready(timeout_s)
+
+    def _wait_ready(self, timeout_s: float) -> Gateway:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -187,15 +222,19 @@ class Gateway:
             time.sleep(0.2)
         raise RuntimeError(f"gateway not ready after {timeout_s} s: {self.log_path.read_text()[-2000:]}")
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+    def stop(self, sig: int = signal.SIGTERM, *, standby: bool = True) -> None:
+        """Stop the gateway with ``sig`` (killed if it lingers), and a held standby unless ``standby=False``."""
+        for process in (self.process, self.standby if standby else None):
+            if process is not None and process.poll() is None:
+                process.send_signal(sig)
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(5)
         self.process = None
+        if standby:
+            self.standby = None
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
