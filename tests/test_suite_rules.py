@@ -4,6 +4,7 @@ missing dependency in CI."""
 from __future__ import annotations
 
 import ast
+import importlib.util
 import os
 import subprocess
 import sys
@@ -86,3 +87,44 @@ def test_recognition_tests_without_espeak_fail_in_ci_and_skip_locally(tmp_path, 
         assert completed.returncode == 1 and " error" in output.splitlines()[-1], output[-2000:]
     else:
         assert completed.returncode == 0 and " skipped" in output.splitlines()[-1], output[-2000:]
+
+
+# -- the lock (scripts/check_lock.py, run by scripts/test.sh before the tests)
+
+
+def _check_lock():
+    spec = importlib.util.spec_from_file_location("check_lock", ROOT / "scripts" / "check_lock.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_lock_matches_pyproject():
+    completed = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_lock.py")], cwd=ROOT,
+                               capture_output=True, text=True, timeout=60, check=False)
+    assert completed.returncode == 0, completed.stderr
+
+
+def test_a_dependency_missing_from_the_lock_or_outside_its_bound_says_run_make_lock(tmp_path):
+    check_lock = _check_lock()
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    lock = (ROOT / "requirements-lock.txt").read_text()
+    locked = check_lock.locked_versions(lock)
+    assert locked["websockets"] and locked["pytest"]  # runtime and test extra both locked
+    assert check_lock.mismatches(pyproject, lock) == []
+    added = pyproject.replace('"numpy>=1.26",', '"numpy>=1.26",\n    "no-such-package>=1",')
+    assert check_lock.mismatches(added, lock) == ["no-such-package>=1 is not in the lock"]
+    raised = pyproject.replace('"websockets>=13"', f'"websockets>{locked["websockets"]}"')
+    assert check_lock.mismatches(raised, lock) == [
+        f"websockets>{locked['websockets']} does not allow the locked websockets=={locked['websockets']}"
+    ]
+    windows_only = pyproject.replace('"numpy>=1.26",', '"numpy>=1.26",\n    "pywin32>=300; sys_platform == \'win32\'",')
+    assert check_lock.mismatches(windows_only, lock) == []  # not for the lock's platform
+    (tmp_path / "pyproject.toml").write_text(added)
+    (tmp_path / "requirements-lock.txt").write_text(lock)
+    completed = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_lock.py"), str(tmp_path / "pyproject.toml"),
+                                str(tmp_path / "requirements-lock.txt")], capture_output=True, text=True, timeout=60,
+                               check=False)
+    assert completed.returncode == 1
+    assert "does not match pyproject.toml: run make lock" in completed.stderr
+    assert "no-such-package>=1 is not in the lock" in completed.stderr
