@@ -34,11 +34,10 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from voiceharness.errors import AnalysisError
-
 from analysis.readers import Categorical, Run, StatsRow, Turns
 from voiceharness import bands, guide
 from voiceharness.diagnoses import DIAGNOSES
+from voiceharness.errors import AnalysisError
 
 PERCENTILES = (50, 90, 95, 99)
 STAT_NAMES = ("p50", "p90", "p95", "p99", "max")

@@ -286,6 +286,6 @@ def run_locust(prefix: Path, host: str, *args: str, users: int = 5, spawn_rate: 
     ]
     completed = subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, **(env or {})}, check=False,  # the caller judges the exit code
     )
     return LocustRun(completed.returncode, completed.stdout + completed.stderr, prefix)

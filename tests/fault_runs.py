@@ -47,10 +47,9 @@ def start_locust(prefix: Path, host: str, *args: str, users: int = 1, spawn_rate
         # Fault tests want turns in flight when the fault strikes, not people pausing between them.
         "--think-time-ms", "100-300", *args,
     ]
-    out = open(f"{prefix}.out", "w", encoding="utf-8")
-    process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                               env={**os.environ, **(env or {})})
-    out.close()
+    with open(f"{prefix}.out", "w", encoding="utf-8") as out:  # the child keeps its own descriptor
+        process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                   env={**os.environ, **(env or {})})
     process.started_at = time.monotonic()  # type: ignore[attr-defined]
     process.prefix = prefix  # type: ignore[attr-defined]
     return process

@@ -23,6 +23,7 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
+from typing import Self
 
 import pytest
 from conftest import PYTHON, ROOT, free_port
@@ -47,7 +48,7 @@ class Netns:
         self._processes: list[subprocess.Popen] = []
 
     # -- lifetime
-    def __enter__(self) -> Netns:
+    def __enter__(self) -> Self:
         self._remove()  # a leftover of a killed run with the same name
         try:
             _ip("netns", "add", self.name)
@@ -102,13 +103,12 @@ class Netns:
     def start_gateway(self, *args: str, log_path: Path, port: int | None = None, timeout_s: float = 60):
         """The reference gateway on ns_ip:port inside the namespace; returns (process, port)."""
         port = port or free_port()
-        log = open(log_path, "ab")
-        process = subprocess.Popen(
-            ["ip", "netns", "exec", self.name, PYTHON, "-m", "gateway", "--host", self.ns_ip, "--port", str(port),
-             *args],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-        )
-        log.close()
+        with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            process = subprocess.Popen(
+                ["ip", "netns", "exec", self.name, PYTHON, "-m", "gateway", "--host", self.ns_ip, "--port",
+                 str(port), *args],
+                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            )
         self._processes.append(process)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -9,7 +9,6 @@ not asserted (docs/recognition.md records them).
 
 from __future__ import annotations
 
-
 import pytest
 
 from audio_corpus import check_reply, load_corpus

@@ -45,7 +45,7 @@ class BlockingVoiceClient:
         except websocket.WebSocketBadStatusException as error:
             code = diagnoses.classify_http_status(error.status_code)
             raise ConnectionFailed(diagnoses.explain(code, f"HTTP {error.status_code} from {url}"), code) from None
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 (whatever the library raised becomes a diagnosis)
             code = diagnoses.classify_connect_error(error)
             raise ConnectionFailed(diagnoses.explain(code, f"{url}: {error}"), code) from None
         self.ws.send_binary(self.session.header_message())
@@ -99,7 +99,7 @@ class BlockingVoiceClient:
     def close(self) -> None:
         try:
             self.ws.close(timeout=1)
-        except Exception:
+        except Exception:  # noqa: BLE001, S110 (the connection may be gone already: nothing to report)
             pass
 
 

@@ -103,7 +103,7 @@ class TurnWriter:
         directory = os.path.dirname(self.path)
         if directory:
             os.makedirs(directory, exist_ok=True)
-        self._file: IO[str] = open(self.path, "w", newline="", encoding="utf-8")
+        self._file: IO[str] = open(self.path, "w", newline="", encoding="utf-8")  # noqa: SIM115 (held until close())
         self._row_writer = csv.writer(self._file)
         self._row_writer.writerow(COLUMNS)
         self._file.flush()
