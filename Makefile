@@ -14,7 +14,7 @@ test:
 	@scripts/bootstrap.sh
 	@export CI=true; status=0; \
 	.venv/bin/python scripts/check_lock.py || status=1; \
-	.venv/bin/ruff check . || { status=1; echo "make test: ruff found problems (above)" >&2; }; \
+	.venv/bin/ruff check --output-format concise . || { status=1; echo "make test: ruff found problems (above)" >&2; }; \
 	scripts/test.sh --durations=15 || status=1; \
 	[ $$status -eq 0 ] || echo "make test: FAILED (lock check, ruff or tests: see above)" >&2; \
 	exit $$status
