@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Set up everything the project needs on a fresh Debian machine, idempotently:
 # Debian packages (installed with apt-get when missing and we are root; otherwise the exact
-# apt command is printed and we stop), then .venv/ at the repo root with the project and
-# its test extra. Called by `make demo` and `make test`; safe to run again.
+# apt command is printed and we stop), then .venv/ at the repo root with the exact versions of
+# requirements-lock.txt (hash-checked: runtime and test dependencies, resolved for Python 3.11
+# on Linux x86_64 by `make lock`) and the project itself on top. Called by `make demo` and
+# `make test`; safe to run again (it reinstalls when the lock or pyproject.toml changes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,11 +48,19 @@ if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
   echo "bootstrap: $PYTHON is not Python 3.11 or newer; set PYTHON=/path/to/python3.11" >&2
   exit 1
 fi
-stamp=.venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)
+LOCK=requirements-lock.txt
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then
+  echo "bootstrap: warning: $LOCK was resolved for Python 3.11; $PYTHON is $("$PYTHON" --version 2>&1)" >&2
+fi
+stamp=.venv/.installed-$(cat "$LOCK" pyproject.toml | sha1sum | cut -c1-12)
 if [[ ! -f "$stamp" ]]; then
   [[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[test]'
+  # The locked versions only, each file checked against its hash; then the project without
+  # dependencies (they are all in the lock: scripts/check_lock.py, run by scripts/test.sh, says
+  # "run make lock" when pyproject.toml asks for something the lock does not have).
+  .venv/bin/python -m pip install -q --require-hashes -r "$LOCK"
+  .venv/bin/python -m pip install -q --no-deps -e .
   rm -f .venv/.installed-* && touch "$stamp"
 fi
 echo "bootstrap: ready (.venv with $(.venv/bin/python --version))"

@@ -1,6 +1,7 @@
 """Headless Chromium for tests, through selenium and the system chromedriver.
 
-Use it as a context manager; it skips the calling test when no browser is installed::
+Use it as a context manager; when selenium, Chromium or chromedriver is missing, the calling
+test skips locally and fails in CI (``conftest.require_dependency``)::
 
     from browser import headless_chrome, severe_console_errors, console_entries
 
@@ -23,7 +24,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+from conftest import DEPENDENCIES, require_dependency
 
 CHROME_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
 CHROMEDRIVER_CANDIDATES = ("/usr/bin/chromedriver",)
@@ -69,20 +70,17 @@ def chrome_options(profile_dir: Path, binary: str | None = None):
 def headless_chrome(tmp_dir: Path | None = None, page_load_timeout_s: float = 30) -> Iterator:
     """A selenium Chrome driver on headless Chromium; quit (and its profile removed) on exit.
 
-    Skips the test when selenium, Chromium or chromedriver is missing. ``CHROME_BINARY`` and
-    ``CHROMEDRIVER`` override where they are looked for.
+    When selenium, Chromium or chromedriver is missing, the test skips locally and fails in
+    CI. ``CHROME_BINARY`` and ``CHROMEDRIVER`` override where they are looked for.
     """
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        pytest.skip("selenium is not installed (pip install selenium)")
+    require_dependency("selenium", *DEPENDENCIES["selenium"])
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
     binary = _first_existing("CHROME_BINARY", CHROME_CANDIDATES)
     driver_path = _first_existing("CHROMEDRIVER", CHROMEDRIVER_CANDIDATES) or shutil.which("chromedriver")
-    if binary is None or driver_path is None:
-        pytest.skip(
-            "headless Chromium needs chromium and chromedriver (apt-get install chromium chromium-driver)"
-        )
+    require_dependency("chromium", binary is not None, DEPENDENCIES["chromium"][1])
+    require_dependency("chromedriver", driver_path is not None, DEPENDENCIES["chromedriver"][1])
     profile_dir = Path(tempfile.mkdtemp(prefix="chrome-profile-", dir=tmp_dir))
     driver = webdriver.Chrome(service=Service(driver_path), options=chrome_options(profile_dir, binary))
     try:

@@ -1,31 +1,170 @@
-"""Shared fixtures: a real reference gateway on a free loopback port, and real Locust runs."""
+"""Shared fixtures: a real reference gateway on a free loopback port, and real Locust runs.
+
+Also the suite's two rules for running in CI (the ``CI`` environment variable set, as
+``make test`` and ``.ci/run`` do):
+
+* Hypothesis runs the ``ci`` profile there (derandomized: the same examples every run, no
+  example database, no deadlines) and the ``dev`` profile elsewhere (random exploration). The
+  pytest header names the profile; ``--hypothesis-profile NAME`` overrides the choice.
+* A test that needs something the machine lacks (espeak-ng, Chromium, Python 2.7, ...) calls
+  :func:`require_dependency` or carries ``@pytest.mark.requires(NAME)``: it skips locally and
+  FAILS in CI, with the install command in the message either way.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 LOCUST = str(Path(PYTHON).with_name("locust"))
 LOCUSTFILE = str(ROOT / "locustfiles" / "voice.py")
+T = TypeVar("T")
+
+
+def in_ci() -> bool:
+    """True when ``CI`` is set to anything but empty, 0 or false (``make test`` sets CI=true)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+# -- Hypothesis profiles
+
+# CI: the same examples on every run (derandomize derives the seed from each test's source), so a
+# red CI run is a real regression that reproduces with the same command, never the luck of a
+# draw. No example database (a fresh clone has none, so it could only make runs differ), and no
+# deadline or too_slow health check: those time each example, and the CI machine is a loaded
+# 2-core box; speed is bench/'s business.
+settings.register_profile(
+    "ci", derandomize=True, database=None, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+# dev: new random examples on every run (that is how the bugs the ci profile pins were found);
+# failures are kept in .hypothesis/ and replayed first next time. Hypothesis's default deadline
+# stays on here, as a hint of pathological slowness on a machine one is watching.
+settings.register_profile("dev", print_blob=True)
+# Loaded at import: conftest is imported before any test module, so every @settings(...) in a
+# test (module level or nested in a test) inherits the profile and only changes what it names.
+# tests/test_suite_rules.py checks that none of them names derandomize or a database.
+HYPOTHESIS_PROFILE = "ci" if in_ci() else "dev"
+settings.load_profile(HYPOTHESIS_PROFILE)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    profile = settings.get_current_profile_name()  # --hypothesis-profile may have replaced ours
+    how = "same examples every run" if settings.default.derandomize else "random examples"
+    ci = f"CI={os.environ['CI']!r}" if in_ci() else "CI not set"
+    missing = "fail" if in_ci() else "skip"
+    return [f"suite: {ci}; missing dependencies {missing}; hypothesis profile {profile!r} ({how})"]
+
+
+# -- dependencies: skip locally, fail in CI
+
+
+def require_dependency(name: str, check: bool | Callable[[], bool], install_hint: str) -> None:
+    """Stop the calling test unless ``check`` holds: a skip locally, a failure in CI.
+
+    ``install_hint`` is the command (or step) that provides ``name``; the message carries it
+    either way, so a skipped test says what to install and a CI failure says how to fix it.
+    """
+    if check() if callable(check) else check:
+        return
+    message = f"{name} is missing: {install_hint}"
+    if in_ci():
+        pytest.fail(f"{message} (CI must run every test: a missing dependency is a failure)", pytrace=False)
+    pytest.skip(message)
+
+
+def _importable(module: str) -> Callable[[], bool]:
+    return lambda: importlib.util.find_spec(module) is not None
+
+
+def _on_path(program: str) -> Callable[[], bool]:
+    return lambda: shutil.which(program) is not None
+
+
+APT = "apt-get install -y"  # scripts/bootstrap.sh installs every Debian package listed there
+# What @pytest.mark.requires(NAME) can name: how to check it, and the install command.
+DEPENDENCIES: dict[str, tuple[Callable[[], bool], str]] = {
+    "espeak-ng": (_on_path("espeak-ng"), f"{APT} espeak-ng (Debian package espeak-ng)"),
+    "chromium": (
+        lambda: Path(os.environ.get("CHROME_BINARY", "/usr/bin/chromium")).exists(),
+        f"{APT} chromium (Debian package chromium; or set CHROME_BINARY)",
+    ),
+    "chromedriver": (
+        lambda: Path(os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")).exists()
+        or shutil.which("chromedriver") is not None,
+        f"{APT} chromium-driver (Debian package chromium-driver; or set CHROMEDRIVER)",
+    ),
+    "selenium": (_importable("selenium"), "scripts/bootstrap.sh (the test extra: pip install selenium)"),
+    "pyyaml": (_importable("yaml"), "scripts/bootstrap.sh (the test extra: pip install pyyaml)"),
+    "ip": (_on_path("ip"), f"{APT} iproute2 (Debian package iproute2)"),
+    "nft": (_on_path("nft"), f"{APT} nftables (Debian package nftables)"),
+    "root": (lambda: os.geteuid() == 0, "run the tests as root (sudo make test): network namespaces need it"),
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"requires(*names): needs these ({', '.join(DEPENDENCIES)}); skips locally, fails in CI"
+    )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for mark in item.iter_markers("requires"):
+        for name in mark.args:
+            check, install_hint = DEPENDENCIES[name]
+            require_dependency(name, check, install_hint)
+
+
+def wait_until(condition: Callable[[], T], timeout_s: float, what: str, poll_s: float = 0.05) -> T:
+    """Poll ``condition`` until it returns something truthy, and return that; fail after ``timeout_s``.
+
+    Tests wait for what they need (turns recorded, a session registered, a sound playing)
+    instead of sleeping a fixed time: a loaded CI machine then only makes them wait longer,
+    and ``timeout_s`` is generous, a guard against hanging, not a figure under test.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up after {timeout_s:g} s waiting for {what}", pytrace=False)
+        time.sleep(poll_s)
 
 
 def free_port() -> int:
     with contextlib.closing(socket.socket()) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# A gateway process held before it listens: it imports everything (seconds on a loaded machine),
+# then waits for its "go" file (argv[1]) and runs ``python -m gateway`` with the rest of argv.
+_HELD_GATEWAY = """
+import pathlib, sys, time
+import gateway.__main__
+go = pathlib.Path(sys.argv.pop(1))
+while not go.exists():
+    time.sleep(0.01)
+sys.exit(gateway.__main__.main(sys.argv[1:]))
+"""
 
 
 @dataclass
@@ -40,17 +179,43 @@ class Gateway:
     command: tuple[str, ...] = (PYTHON, "-m", "gateway")
     cwd: Path = ROOT
     env: dict | None = None
+    standby: subprocess.Popen | None = None  # the next process, held by prepare_restart()
+    _go: Path | None = None
 
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
+    def _spawn(self, go: Path | None = None) -> subprocess.Popen:
+        options = ["--host", "127.0.0.1", "--port", str(self.port), *self.args]
+        if go is None:
+            command = [*self.command, *options]
+        else:  # held before it listens: the checkout's gateway only (prepare_restart)
+            command = [PYTHON, "-c", _HELD_GATEWAY, str(go), *options]
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            return subprocess.Popen(command, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+
     def start(self, timeout_s: float = 60.0) -> Gateway:
-        with open(self.log_path, "ab") as log:  # the gateway writes to its own copy of the descriptor
-            self.process = subprocess.Popen(
-                [*self.command, "--host", "127.0.0.1", "--port", str(self.port), *self.args],
-                cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT, env=self.env,
-            )
+        self.process = self._spawn()
+        return self._wait_ready(timeout_s)
+
+    def prepare_restart(self) -> None:
+        """Start the next gateway process now, held before it listens until :meth:`restart`.
+
+        A fault test that restarts the gateway then times the outage it chose, not Python's
+        imports on a loaded machine (which would also push users into long backoff steps).
+        """
+        self._go = self.log_path.with_name(f"{self.log_path.name}.go-{time.monotonic_ns()}")
+        self.standby = self._spawn(self._go)
+
+    def restart(self, timeout_s: float = 60.0) -> Gateway:
+        """Let the process of :meth:`prepare_restart` listen (the old one must be stopped)."""
+        assert self.standby is not None and self._go is not None, "prepare_restart() first"
+        self.process, self.standby = self.standby, None
+        self._go.touch()
+        return self._wait_ready(timeout_s)
+
+    def _wait_ready(self, timeout_s: float) -> Gateway:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -64,15 +229,19 @@ class Gateway:
             time.sleep(0.2)
         raise RuntimeError(f"gateway not ready after {timeout_s} s: {self.log_path.read_text()[-2000:]}")
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+    def stop(self, sig: int = signal.SIGTERM, *, standby: bool = True) -> None:
+        """Stop the gateway with ``sig`` (killed if it lingers), and a held standby unless ``standby=False``."""
+        for process in (self.process, self.standby if standby else None):
+            if process is not None and process.poll() is None:
+                process.send_signal(sig)
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(5)
         self.process = None
+        if standby:
+            self.standby = None
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -84,6 +253,8 @@ def gateway_factory(tmp_path) -> Iterator:
     started: list[Gateway] = []
 
     def start(*args: str, port: int | None = None) -> Gateway:
+        if not {"--fast-sink", "--conformance-echo"} & set(args):  # the real pipeline speaks with espeak-ng
+            require_dependency("espeak-ng", *DEPENDENCIES["espeak-ng"])
         gateway = Gateway(port or free_port(), tuple(args), tmp_path / f"gateway-{len(started)}.log")
         started.append(gateway)
         return gateway.start()
@@ -96,6 +267,7 @@ def gateway_factory(tmp_path) -> Iterator:
 @pytest.fixture(scope="session")
 def shared_gateway(tmp_path_factory) -> Iterator[Gateway]:
     """One real gateway (recognition and synthesis) for the tests that only read from it."""
+    require_dependency("espeak-ng", *DEPENDENCIES["espeak-ng"])
     gateway = Gateway(free_port(), (), tmp_path_factory.mktemp("gateway") / "gateway.log")
     try:
         yield gateway.start()
@@ -126,7 +298,7 @@ def run_locust(prefix: Path | None, host: str, *args: str, users: int = 5, spawn
         "--think-time-ms", "200-600", *args,
     ]
     completed = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s, check=False,
-        env={**os.environ, **(env or {})},
+        command, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s,
+        env={**os.environ, **(env or {})}, check=False,  # the caller judges the exit code
     )
     return LocustRun(completed.returncode, completed.stdout + completed.stderr, prefix)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from typing import Self
 
 
 class DelayProxy:
@@ -33,7 +34,7 @@ class DelayProxy:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
 
-    def __enter__(self) -> DelayProxy:
+    def __enter__(self) -> Self:
         self._thread = threading.Thread(target=self._run, name="delay-proxy", daemon=True)
         self._thread.start()
         if not self._ready.wait(10):

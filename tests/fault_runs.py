@@ -32,6 +32,7 @@ class FaultRun:
     output: str
     max_rss_mb: float
     wall_s: float
+    ended_at: float  # wall clock (time.time()) when the run was seen to have ended
 
     def file(self, suffix: str) -> Path:
         return Path(f"{self.prefix}{suffix}")
@@ -46,10 +47,9 @@ def start_locust(prefix: Path, host: str, *args: str, users: int = 1, spawn_rate
         # Fault tests want turns in flight when the fault strikes, not people pausing between them.
         "--think-time-ms", "100-300", *args,
     ]
-    out = open(f"{prefix}.out", "w", encoding="utf-8")
-    process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                               env={**os.environ, **(env or {})})
-    out.close()
+    with open(f"{prefix}.out", "w", encoding="utf-8") as out:  # the child keeps its own descriptor
+        process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                   env={**os.environ, **(env or {})})
     process.started_at = time.monotonic()  # type: ignore[attr-defined]
     process.prefix = prefix  # type: ignore[attr-defined]
     return process
@@ -71,7 +71,7 @@ def finish(process, timeout_s: float = 120) -> FaultRun:
     prefix = process.prefix
     output = Path(f"{prefix}.out").read_text(encoding="utf-8", errors="replace")
     return FaultRun(prefix, process.returncode, output, usage.ru_maxrss / 1024,
-                    time.monotonic() - process.started_at)
+                    time.monotonic() - process.started_at, time.time())
 
 
 def run_many(specs: dict[str, dict], timeout_s: float = 120) -> dict[str, FaultRun]:
@@ -90,6 +90,28 @@ def run_many(specs: dict[str, dict], timeout_s: float = 120) -> dict[str, FaultR
 def read_turns(path) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as file:
         return list(csv.DictReader(file))
+
+
+def rows_so_far(path) -> list[dict[str, str]]:
+    """The complete rows of a turns file a run is still writing (none before it exists)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as file:
+            # a line caught half-written has missing cells (None): it is read next time
+            return [row for row in csv.DictReader(file) if None not in row.values()]
+    except FileNotFoundError:
+        return []
+
+
+def users_with(path, *, success: bool = False, failure: str = "", at_least: int = 1) -> set[str]:
+    """Users with ``at_least`` rows so far that succeeded (``success``) or failed with ``failure``.
+
+    What fault schedules wait on instead of fixed sleeps: "every user has talked", "every user
+    was refused twice".
+    """
+    counts = Counter(
+        row["user"] for row in rows_so_far(path) if (row["success"] == "1" if success else row["failure"] == failure)
+    )
+    return {user for user, count in counts.items() if count >= at_least}
 
 
 def failures(rows) -> Counter:

@@ -38,6 +38,7 @@ import ssl
 import struct
 import threading
 from dataclasses import dataclass, field
+from typing import Self
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
@@ -122,7 +123,7 @@ class MisbehavingGateway:
         if self._thread is not None:
             self._thread.join(5)
 
-    def __enter__(self) -> MisbehavingGateway:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *_exc) -> None:

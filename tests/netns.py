@@ -10,7 +10,8 @@ test fails. What a test can then do to the link:
 * ``ns.tbf("200kbit")``                  limit host → namespace bandwidth (tc tbf on the host end)
 * ``ns.start_gateway(*args)``            the reference gateway listening on ``ns.ns_ip``
 
-Needs root (``ip netns``); ``requires_root`` skips a test otherwise. No traffic leaves the
+Needs root (``ip netns``), iproute2 and nftables; ``requires_root`` skips a test otherwise
+(fails it in CI). No traffic leaves the
 pair: nothing routes 10.213.0.0/16 anywhere else, and forwarding is not touched.
 """
 
@@ -18,19 +19,16 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
+from typing import Self
 
 import pytest
 from conftest import PYTHON, ROOT, free_port
 
-requires_root = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("nft") is None,
-    reason="network namespaces need root, iproute2 and nftables",
-)
+requires_root = pytest.mark.requires("root", "ip", "nft")
 
 _counter = itertools.count()
 
@@ -50,7 +48,7 @@ class Netns:
         self._processes: list[subprocess.Popen] = []
 
     # -- lifetime
-    def __enter__(self) -> Netns:
+    def __enter__(self) -> Self:
         self._remove()  # a leftover of a killed run with the same name
         try:
             _ip("netns", "add", self.name)
@@ -105,13 +103,12 @@ class Netns:
     def start_gateway(self, *args: str, log_path: Path, port: int | None = None, timeout_s: float = 60):
         """The reference gateway on ns_ip:port inside the namespace; returns (process, port)."""
         port = port or free_port()
-        log = open(log_path, "ab")
-        process = subprocess.Popen(
-            ["ip", "netns", "exec", self.name, PYTHON, "-m", "gateway", "--host", self.ns_ip, "--port", str(port),
-             *args],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-        )
-        log.close()
+        with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            process = subprocess.Popen(
+                ["ip", "netns", "exec", self.name, PYTHON, "-m", "gateway", "--host", self.ns_ip, "--port",
+                 str(port), *args],
+                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            )
         self._processes.append(process)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -138,6 +138,7 @@ def test_a_run_with_every_utterance_right_gets_one_line_instead_of_bars(tmp_path
 
 
 @pytest.mark.browser
+@pytest.mark.requires("selenium", "chromium", "chromedriver")
 def test_report_in_headless_chromium_reads_well(report, tmp_path):
     """The page as a browser shows it: title, every plot loaded and sized, the sections a reader looks for.
 

@@ -26,7 +26,7 @@ from voiceharness.errors import CorpusError, UsageError
 from voiceharness.guide import INTENTS, SAMPLE_RATE_HZ
 
 PACKAGE_DIR = Path(audio_corpus.__file__).parent
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+needs_espeak = pytest.mark.requires("espeak-ng")
 
 
 # ------------------------------------------------------------------------------------------
@@ -458,9 +458,8 @@ def test_build_names_the_apt_package_when_espeak_is_missing(tmp_path, monkeypatc
     assert corpus_build.main(["--out", str(tmp_path)]) == 2
 
 
+@needs_espeak
 def test_build_refuses_a_partial_build_over_the_bundled_manifest():
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng not installed")
     with pytest.raises(CorpusError, match="--only would leave the bundled manifest incomplete"):
         corpus_build.build(only=["greeting_hello_jarvis_en-us_160"])
 

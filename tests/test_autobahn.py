@@ -13,7 +13,7 @@ import os
 import subprocess
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, require_dependency
 
 pytestmark = pytest.mark.slow
 SCRIPT = ROOT / "scripts" / "autobahn.sh"
@@ -26,8 +26,10 @@ def autobahn_run(tmp_path_factory):
         [str(SCRIPT), "all"], check=False, cwd=ROOT, capture_output=True, text=True, timeout=300,
         env={**os.environ, "AUTOBAHN_OUT": str(out)},
     )
-    if "no Python 2.7 found" in completed.stderr:
-        pytest.skip("Autobahn|Testsuite needs Python 2.7")
+    require_dependency(
+        "Python 2.7 (Autobahn|Testsuite runs only on it)", "no Python 2.7 found" not in completed.stderr,
+        "pyenv install 2.7.18 (Debian 12 has no python2 package), or set AUTOBAHN_PYTHON2=/path/to/python2.7",
+    )
     return completed, out
 
 

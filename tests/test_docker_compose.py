@@ -11,6 +11,7 @@ names swapped for loopback) to see the workers' users reach the gateway.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import re
 import shlex
@@ -22,15 +23,21 @@ from urllib.parse import urlparse
 import pytest
 from conftest import LOCUST, PYTHON, ROOT, free_port
 
-yaml = pytest.importorskip("yaml", reason="PyYAML reads docker-compose.yml (pip install pyyaml)")
-
-COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-SERVICES = COMPOSE["services"]
+# PyYAML reads docker-compose.yml; without it these tests skip locally and fail in CI.
+pytestmark = pytest.mark.requires("pyyaml")
 IMAGE_WORKDIR = "/app"
 
 
+@functools.cache
+def services() -> dict:
+    """The ``services`` of docker-compose.yml (read on first use, after the pyyaml check)."""
+    import yaml
+
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+
+
 def command(service: str) -> list[str]:
-    value = SERVICES[service]["command"]
+    value = services()[service]["command"]
     return shlex.split(value) if isinstance(value, str) else [str(part) for part in value]
 
 
@@ -53,7 +60,7 @@ def flags(argv: list[str]) -> set[str]:
 
 def container_ports(service: str) -> set[int]:
     ports = set()
-    for mapping in SERVICES[service].get("ports", []):
+    for mapping in services()[service].get("ports", []):
         ports.add(int(str(mapping).split("/")[0].rsplit(":", 1)[-1]))
     return ports
 
@@ -129,16 +136,16 @@ def locust_parser() -> dict:
 
 
 def test_compose_has_gateway_master_and_worker_services_built_from_the_dockerfile():
-    assert {"gateway", "master", "worker"} <= set(SERVICES)
+    assert {"gateway", "master", "worker"} <= set(services())
     for name in ("gateway", "master", "worker"):
-        build = SERVICES[name].get("build")
+        build = services()[name].get("build")
         context = build if isinstance(build, str) else build["context"]
         dockerfile = "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
         assert (ROOT / context / dockerfile).is_file(), name
 
 
 def test_every_command_runs_a_module_or_locustfile_that_exists_in_the_image():
-    for name in SERVICES:
+    for name in services():
         argv = command(name)
         if argv[:2] == ["python", "-m"]:
             module = argv[2].replace(".", "/")
@@ -182,7 +189,7 @@ def test_gateway_port_is_its_default_and_the_one_the_master_and_healthcheck_use(
     assert container_ports("gateway") == {default_port}
     target = urlparse(option_value(command("master"), "--host"))
     assert target.scheme == "ws" and target.hostname == "gateway" and target.port == default_port
-    healthcheck = " ".join(SERVICES["gateway"]["healthcheck"]["test"])
+    healthcheck = " ".join(services()["gateway"]["healthcheck"]["test"])
     assert f"localhost:{default_port}/" in healthcheck
 
 
@@ -192,7 +199,7 @@ def test_master_publishes_the_web_ui_port_and_workers_name_the_master_service(lo
     web_port = int(option_value(master, "--web-port") or locust_parser["web_port"])
     assert web_port == 8089
     assert container_ports("master") == {web_port}
-    assert option_value(worker, "--master-host") == "master" and "master" in SERVICES
+    assert option_value(worker, "--master-host") == "master" and "master" in services()
     master_port = int(option_value(master, "--master-bind-port") or locust_parser["master_port"])
     assert int(option_value(worker, "--master-port") or locust_parser["master_port"]) == master_port
     exposed = {
@@ -203,13 +210,13 @@ def test_master_publishes_the_web_ui_port_and_workers_name_the_master_service(lo
 
 def test_master_writes_its_csv_into_the_mounted_results_volume():
     prefix = option_value(command("master"), "--csv")
-    mounts = [str(volume).split(":") for volume in SERVICES["master"].get("volumes", [])]
+    mounts = [str(volume).split(":") for volume in services()["master"].get("volumes", [])]
     assert any(prefix.startswith(container.rstrip("/") + "/") for _host, container, *_ in mounts), mounts
 
 
 def test_master_waits_for_a_healthy_gateway():
-    assert SERVICES["master"]["depends_on"]["gateway"]["condition"] == "service_healthy"
-    assert "healthcheck" in SERVICES["gateway"]
+    assert services()["master"]["depends_on"]["gateway"]["condition"] == "service_healthy"
+    assert "healthcheck" in services()["gateway"]
 
 
 def test_dockerfile_copies_paths_that_exist_and_every_package_pip_installs():
@@ -228,13 +235,13 @@ def test_dockerfile_copies_paths_that_exist_and_every_package_pip_installs():
 
 
 def test_healthcheck_tool_is_installed_in_the_image():
-    program = SERVICES["gateway"]["healthcheck"]["test"][1]
+    program = services()["gateway"]["healthcheck"]["test"][1]
     installs = " ".join(" ".join(args) for keyword, args in dockerfile_instructions() if keyword == "RUN")
     assert re.search(rf"apt-get install [^&]*\b{program}\b", installs), f"{program} is not installed"
 
 
 def test_healthcheck_path_is_served_by_the_gateway(gateway_factory):
-    url = next(part for part in SERVICES["gateway"]["healthcheck"]["test"] if part.startswith("http"))
+    url = next(part for part in services()["gateway"]["healthcheck"]["test"] if part.startswith("http"))
     path = urlparse(url).path
     assert path == "/readyz"
     gateway = gateway_factory("--fast-sink")

@@ -38,10 +38,6 @@ def judged(rows):
     return [row for row in rows if row["failure"] != "run_stopped"]
 
 
-def closes_of(closes, mode):
-    return {code for m, code in closes if m == mode}
-
-
 def test_a_well_behaved_gateway_gives_only_successes(runs):
     results, _ = runs
     rows = judged(check_invariant(results["normal"]))
@@ -80,7 +76,11 @@ def test_a_websocket_violation_makes_the_harness_close_with_the_right_code(runs,
     rows = judged(check_invariant(results[mode]))
     assert rows and all(row["failure"] == "gateway_protocol" for row in rows), failures(rows)
     assert {row["close_code"] for row in rows} == {str(close_code)}
-    assert closes_of(closes, mode) == {close_code}, closes
+    # Every connection the harness closed, it closed with the code. The last may instead be the
+    # run's end closing the connection still open then (1001, going away): when the run stops is
+    # chance, not a bug.
+    codes = [code for m, code in closes if m == mode]
+    assert set(codes[:-1]) == {close_code} and codes[-1] in (close_code, 1001), codes
     # the user reconnects after each violation and the run goes on
     assert len(rows) >= 2 and max(int(row["reconnections"]) for row in rows) >= 1
 

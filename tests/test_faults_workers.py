@@ -1,7 +1,7 @@
 """A worker of a distributed run shuts down mid-run: its turns still reach the master, counted.
 
-A master and two workers against one reference gateway; one worker gets SIGTERM at 4 s of a
-10 s run. Its users stop, record their turns in progress as ``run_stopped`` and the worker
+A master and two workers against one reference gateway; one worker gets SIGTERM mid-run, once
+the master has three turns from each worker (waited for, not timed). Its users stop, record their turns in progress as ``run_stopped`` and the worker
 ships its records and its count of started turns to the master before it exits. The master's
 turns file then holds every turn of both workers: started (summed over the workers) = rows.
 """
@@ -9,11 +9,11 @@ turns file then holds every turn of both workers: started (summed over the worke
 from __future__ import annotations
 
 import signal
-import time
+from collections import Counter
 
 import pytest
-from conftest import LOCUST, LOCUSTFILE, free_port
-from fault_runs import check_invariant, failures, finish, start_locust
+from conftest import LOCUST, LOCUSTFILE, free_port, wait_until
+from fault_runs import check_invariant, failures, finish, rows_so_far, start_locust
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,7 @@ def test_a_worker_stopped_mid_run_loses_no_turn(tmp_path, gateway_factory):
     common = [LOCUST, "-f", LOCUSTFILE, "--host", gateway.url]
     master = start_locust(prefix, gateway.url, command=[
         *common, "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", port, "--headless",
-        "-u", "6", "-r", "6", "-t", "10s", "--expect-workers", "2", "--csv", str(prefix), "--only-summary",
+        "-u", "6", "-r", "6", "-t", "15s", "--expect-workers", "2", "--csv", str(prefix), "--only-summary",
         "--tags", "basic",
     ])
     workers = [
@@ -33,7 +33,13 @@ def test_a_worker_stopped_mid_run_loses_no_turn(tmp_path, gateway_factory):
             *common, "--worker", "--master-host", "127.0.0.1", "--master-port", port])
         for i in range(2)
     ]
-    time.sleep(5)  # ~1 s to connect, then 4 s of turns
+
+    def three_turns_from_each_worker() -> bool:
+        per_worker = Counter(row["worker"] for row in rows_so_far(f"{prefix}_turns.csv"))
+        return len(per_worker) == 2 and min(per_worker.values()) >= 3
+
+    wait_until(three_turns_from_each_worker, 60, "three turns from each worker at the master")
+    assert master.poll() is None, "the worker must stop mid-run"
     workers[0].send_signal(signal.SIGTERM)
     stopped_worker = finish(workers[0], timeout_s=30)
     run = finish(master, timeout_s=60)

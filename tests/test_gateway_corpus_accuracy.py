@@ -9,16 +9,12 @@ not asserted (docs/recognition.md records them).
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from audio_corpus import check_reply, load_corpus
 from gateway.pipeline import VoicePipeline
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("espeak-ng") is None, reason="needs espeak-ng (apt-get install espeak-ng)"
-)
+pytestmark = pytest.mark.requires("espeak-ng")
 
 
 def _padded(pcm: bytes, lead_ms: int, trail_ms: int) -> bytes:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -14,9 +13,7 @@ from gateway.pipeline import TurnResult, VoicePipeline
 from gateway.synthesizer import Synthesizer
 from voiceharness.guide import PRACTICAL_EXAMPLES
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("espeak-ng") is None, reason="needs espeak-ng (apt-get install espeak-ng)"
-)
+pytestmark = pytest.mark.requires("espeak-ng")
 TEN_PAST_NINE = dt.datetime(2024, 5, 1, 21, 10)
 
 

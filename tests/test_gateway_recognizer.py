@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -12,9 +12,7 @@ from gateway.nlu import understand
 from gateway.recognizer import Recognizer
 from gateway.synthesizer import Synthesizer
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("espeak-ng") is None, reason="needs espeak-ng (apt-get install espeak-ng)"
-)
+pytestmark = pytest.mark.requires("espeak-ng")
 
 VOICES = [("en-us", 170), ("en-us+m3", 150)]
 IN_GRAMMAR = [
@@ -137,10 +135,17 @@ def test_silence_and_noise_give_an_empty_rejected_transcript(recognizer, pcm):
     assert result.transcript == ""
 
 
-def test_a_two_second_command_decodes_in_well_under_a_second(recognizer):
+def test_a_two_second_command_decodes_in_less_cpu_time_than_it_lasts(recognizer):
+    """CPU time, not wall time: other processes on a loaded machine do not count. A decoder that
+    needs more CPU than the speech lasts could never keep up (a wrong model or search settings);
+    how fast it is, in wall time, is a figure for bench/."""
     pcm = speech("what time is it jarvis")
     recognizer.recognize(pcm)  # this thread's decoder is built on first use
-    assert recognizer.recognize(pcm).decode_ms < 1000
+    cpu_before_s = time.thread_time()
+    recognizer.recognize(pcm)  # decodes in this thread
+    cpu_s = time.thread_time() - cpu_before_s
+    audio_s = len(pcm) / 2 / 16000
+    assert cpu_s < audio_s, (cpu_s, audio_s)
 
 
 def test_four_threads_decoding_at_once_agree_with_one_thread(recognizer):

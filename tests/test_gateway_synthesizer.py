@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ import pytest
 from gateway import synthesizer as synth_module
 from gateway.synthesizer import SynthesisError, Synthesizer, reply_text
 
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
+needs_espeak = pytest.mark.requires("espeak-ng")
 NOON_PAST_FIVE = dt.datetime(2024, 5, 1, 12, 5)
 
 

@@ -97,9 +97,12 @@ def test_every_stream_gets_its_frames_in_order_on_time():
                           "stats_frames": pacer.stats.summary()["frames"], "slow": pacer.slow_streams,
                           "speech_ended": speech_ended}))
     ''')
-    assert result["ok"] and result["speech_ended"]
+    assert result["ok"] and result["speech_ended"]  # every stream got every frame, in order, and said when speech ended
     assert result["sent"] == [12] and result["stats_frames"] == 40 * 12
-    assert result["max_lateness_ms"] < 50  # a loose bound: CI machines are noisy
+    # On time: the 40 streams are paced together, not one after another (that would make the last
+    # ones seconds late). How late is a speed figure for bench/ (the capacity benchmark); this
+    # bound is only there to catch streams served in turn, and a loaded CI machine stays far below it.
+    assert result["max_lateness_ms"] < 1000, result["max_lateness_ms"]
     assert result["slow"] == 0
 
 
@@ -108,7 +111,7 @@ def test_a_full_socket_leaves_the_pacer_without_stalling_the_others():
         pacer = Pacer()
         stuck = Conn(sndbuf=4096)
         others = [Conn() for _ in range(10)]
-        gevent.spawn(stuck.drain, 0.5)  # its reader pauses: its socket fills up
+        gevent.spawn(stuck.drain, 3.0)  # its reader pauses: its socket fills up
         for c in others:
             gevent.spawn(c.drain)
         big = [bytes([k]) * 20000 for k in range(20)]
@@ -123,7 +126,9 @@ def test_a_full_socket_leaves_the_pacer_without_stalling_the_others():
     ''')
     assert result["stuck_ok"] and result["others_ok"]
     assert result["slow"] == 1
-    assert result["others_late_ms"] < 100  # not held up by the stuck stream's 0.5 s pause
+    # Not held up by the stuck stream's 3 s pause: held up, they would be about 3 s late. The
+    # bound is that, with room for a loaded CI machine; the lateness itself is bench/'s figure.
+    assert result["others_late_ms"] < 1500, result["others_late_ms"]
 
 
 def test_a_closed_connection_ends_its_stream_with_connection_error():

@@ -6,12 +6,12 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import wait_until
 from virtual_audio import VirtualAudio, no_audio_env, probe_json, run_probe, virtual_audio_session
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -362,7 +362,7 @@ def test_mic_level_bars_react_to_a_tone_played_meanwhile(virtual_audio: VirtualA
             "speaker",
             "--no-capture",
             "--duration",
-            "4",
+            "60",  # stopped once the mic has listened
             "--level",
             "-6",
         ],
@@ -371,10 +371,17 @@ def test_mic_level_bars_react_to_a_tone_played_meanwhile(virtual_audio: VirtualA
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+    def tone_playing() -> bool:  # its stream is in PulseAudio: waited for, not a fixed sleep
+        listed = subprocess.run(["pactl", "list", "short", "sink-inputs"], env=virtual_audio.env,
+                                capture_output=True, text=True, timeout=10, check=False)
+        return bool(listed.stdout.strip())
+
     try:
-        time.sleep(0.8)
+        wait_until(tone_playing, 60, "the speaker's tone to start playing")
         done = run_probe("mic", "--duration", "1.5", env=virtual_audio.env)
     finally:
+        speaker.terminate()
         speaker.wait(timeout=60)
     bars = [line for line in done.stdout.splitlines() if line.startswith("[")]
     assert len(bars) >= 2 and "#" * 20 in bars[0], done.stdout  # not a tty: a line per 0.5 s

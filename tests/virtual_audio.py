@@ -7,7 +7,7 @@ PortAudio once per process, so tests run ``mic_probe.py`` as a subprocess with t
 environment (:func:`run_probe`).
 
 When the device cannot start, the tests skip — except in CI (``CI`` set), where they fail
-with the reason: CI must run them for real.
+with the reason: CI must run them for real (``conftest.require_dependency``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import require_dependency
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "virtual-audio.sh"
@@ -52,9 +53,10 @@ class VirtualAudio:
 
 
 def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"virtual audio device could not start in CI: {reason}")
-    pytest.skip(f"virtual audio device unavailable: {reason}")
+    require_dependency(
+        "the virtual audio device", False,
+        f"{reason}; apt-get install -y pulseaudio pulseaudio-utils libasound2-plugins (scripts/bootstrap.sh)",
+    )
 
 
 def virtual_audio_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VirtualAudio]:

@@ -46,7 +46,10 @@ class Logbook:
         self.redact = redact
         self.export_format = export_format
         self._lock = threading.Lock()
-        self._file: IO[str] | None = open(export_path, "a", encoding="utf-8") if export_path else None  # noqa: SIM115
+        # The logbook holds the file open for its lifetime: close() closes it.
+        self._file: IO[str] | None = (
+            open(export_path, "a", encoding="utf-8") if export_path else None  # noqa: SIM115 (held until close())
+        )
         self.counts = dict.fromkeys(LEVELS, 0)
 
     def transcript(self, text: str) -> str:

@@ -107,7 +107,7 @@ class TurnWriter:
         directory = os.path.dirname(self.path)
         if directory:
             os.makedirs(directory, exist_ok=True)
-        self._file: IO[str] = open(self.path, "w", newline="", encoding="utf-8")  # noqa: SIM115 (open until close())
+        self._file: IO[str] = open(self.path, "w", newline="", encoding="utf-8")  # noqa: SIM115 (held until close())
         self._row_writer = csv.writer(self._file)
         self._row_writer.writerow(COLUMNS)
         self._file.flush()
