@@ -11,7 +11,6 @@ import csv
 import statistics
 
 import pytest
-
 from conftest import run_locust
 
 pytestmark = pytest.mark.slow

@@ -11,8 +11,8 @@ import os
 import pytest
 import websocket
 
-from voiceharness.locust.transport import MAX_MESSAGE_BYTES, MessageTooBig, _BufferedRecv, _CappedFrameBuffer
 from voiceharness import framing
+from voiceharness.locust.transport import MAX_MESSAGE_BYTES, MessageTooBig, _BufferedRecv, _CappedFrameBuffer
 
 
 def _server_frame(payload: bytes, opcode: int) -> bytes:
