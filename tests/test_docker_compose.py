@@ -314,7 +314,7 @@ def test_compose_worker_command_line_reaches_the_gateway_the_master_names(gatewa
             *as_local(command("master")),
             "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port),
             "--voice-metrics-host", "127.0.0.1", "--voice-metrics-linger-s", "3",
-            "--headless", "-u", "2", "-r", "2", "-t", "6s", "--expect-workers", "1", "--only-summary",
+            "--headless", "-u", "2", "-r", "2", "-t", "10s", "--expect-workers", "1", "--only-summary",
             # the fast sink answers GREETING: say only "hello jarvis" so every turn can succeed
             "--tags", "basic",
         ],
