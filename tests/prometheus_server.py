@@ -19,6 +19,7 @@ class PrometheusServer:
         assert shutil.which("prometheus") and shutil.which("promtool"), (
             "prometheus and promtool are needed: scripts/bootstrap.sh installs Debian's prometheus package")
         self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = directory / "prometheus.log"

@@ -174,7 +174,8 @@ def test_histogram_quantile_p95_agrees_with_the_analysis_within_one_bucket(scrap
                                "--junit", str(tmp_path / "junit.xml"), "-q"],
                               check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert report_path.exists(), analysed.stdout + analysed.stderr
-    exact_p95 = json.loads(report_path.read_text())["metrics"]["roundtrip"]["percentiles"]["p95"]
+    (report,) = json.loads(report_path.read_text())["runs"]
+    exact_p95 = report["metrics"]["roundtrip"]["percentiles"]["p95"]
     scraped_p95 = prometheus.scalar(
         "histogram_quantile(0.95, sum by (le) (last_over_time(voiceharness_roundtrip_ms_bucket[10m])))")
     assert abs(bucket_index(scraped_p95) - bucket_index(exact_p95)) <= 1, (scraped_p95, exact_p95)
