@@ -178,6 +178,7 @@ def test_histogram_quantile_p95_agrees_with_the_analysis_within_one_bucket(scrap
     exact_p95 = report["metrics"]["roundtrip"]["percentiles"]["p95"]
     scraped_p95 = prometheus.scalar(
         "histogram_quantile(0.95, sum by (le) (last_over_time(voiceharness_roundtrip_ms_bucket[10m])))")
+    print(f"roundtrip p95: analysis (exact) {exact_p95:.1f} ms, histogram_quantile {scraped_p95:.1f} ms")
     assert abs(bucket_index(scraped_p95) - bucket_index(exact_p95)) <= 1, (scraped_p95, exact_p95)
     count = prometheus.scalar("sum(last_over_time(voiceharness_roundtrip_ms_count[10m]))")
     assert int(count) == expected_totals(read_turns(run.file("_turns.csv")))["timings"]["roundtrip_ms"]
