@@ -36,17 +36,21 @@ class Gateway:
     args: tuple[str, ...]
     log_path: Path
     process: subprocess.Popen | None = None
+    # How to start it: the checkout's by default; tests/test_packaging.py starts an installed one.
+    command: tuple[str, ...] = (PYTHON, "-m", "gateway")
+    cwd: Path = ROOT
+    env: dict | None = None
 
     @property
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 60.0) -> Gateway:
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [PYTHON, "-m", "gateway", "--host", "127.0.0.1", "--port", str(self.port), *self.args],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-        )
+        with open(self.log_path, "ab") as log:  # the gateway writes to its own copy of the descriptor
+            self.process = subprocess.Popen(
+                [*self.command, "--host", "127.0.0.1", "--port", str(self.port), *self.args],
+                cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+            )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -109,17 +113,20 @@ class LocustRun:
         return Path(f"{self.prefix}{suffix}")
 
 
-def run_locust(prefix: Path, host: str, *args: str, users: int = 5, spawn_rate: float = 5,
-               run_time: str = "8s", timeout_s: float = 180, env: dict | None = None) -> LocustRun:
-    """A real headless Locust run of the voice locustfile; returns its output and files."""
+def run_locust(prefix: Path | None, host: str, *args: str, users: int = 5, spawn_rate: float = 5,
+               run_time: str = "8s", timeout_s: float = 180, env: dict | None = None,
+               locustfile: str | Path = LOCUSTFILE) -> LocustRun:
+    """A real headless Locust run of the voice locustfile (or another); returns its output and files.
+
+    ``prefix=None`` runs without ``--csv``."""
     command = [
-        LOCUST, "-f", LOCUSTFILE, "--host", host, "--headless", "-u", str(users), "-r", str(spawn_rate),
-        "-t", run_time, "--csv", str(prefix), "--only-summary",
+        LOCUST, "-f", str(locustfile), "--host", host, "--headless", "-u", str(users), "-r", str(spawn_rate),
+        "-t", run_time, *(["--csv", str(prefix)] if prefix is not None else []), "--only-summary",
         # Short test runs want many turns, not people pausing between them (the default is 1-3 s).
         "--think-time-ms", "200-600", *args,
     ]
     completed = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s,
+        command, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s, check=False,
         env={**os.environ, **(env or {})},
     )
     return LocustRun(completed.returncode, completed.stdout + completed.stderr, prefix)

@@ -242,12 +242,15 @@ def run_turn(
     try:
         try:
             report = transport.stream(plan)
-            backlog_ms = uplink.backlog_ms(transport.unsent_bytes(), plan.chunk_samples)
-            events.deliver(session.close_mic(clock(), chunks_sent=report.chunks_sent,
-                                             send_lateness_max_ms=report.send_lateness_max_ms,
-                                             uplink_backlog_ms=backlog_ms))
-            if send_marker and session.state is not protocol.ClientState.CLOSED:
-                transport.send_text(protocol.end_marker_message())
+            # The connection may have dropped while the microphone streamed: then the turn is
+            # already over (recording_stopped), and there is no mic to close nor marker to send.
+            if session.in_turn:
+                backlog_ms = uplink.backlog_ms(transport.unsent_bytes(), plan.chunk_samples)
+                events.deliver(session.close_mic(clock(), chunks_sent=report.chunks_sent,
+                                                 send_lateness_max_ms=report.send_lateness_max_ms,
+                                                 uplink_backlog_ms=backlog_ms))
+                if send_marker and session.state is not protocol.ClientState.CLOSED:
+                    transport.send_text(protocol.end_marker_message())
         except (ConnectionError, OSError) as error:  # the socket failed under us while streaming
             transport.abort(f"send failed: {error or type(error).__name__}")
         ended = _await_end(transport, clock)
@@ -269,14 +272,21 @@ def run_turn(
         raise
     record, audio = ended.record, ended.audio
     record.pace = plan.pace
-    heard: Heard | None = None
-    if listen is not None and needs_listening(audio, ended.metadata, cross_check=cross_check,
-                                              metadata_only=metadata_only) and not record.failure:
-        heard = listen(audio.kept_samples(), audio.sample_rate_hz, expectation.request_text)
     turn = Turn(record, what=what, ended_by=ended.ended_by, reply_samples=audio.kept_samples(),
                 reply_sample_rate_hz=audio.sample_rate_hz)
-    judge(record, audio, ended.metadata, expectation, heard=heard, ended_by=ended.ended_by,
-          reply_timeout_ms=session.reply_timeout_s * 1000, metadata_only=metadata_only, subject=turn)
+    try:
+        heard: Heard | None = None
+        if listen is not None and needs_listening(audio, ended.metadata, cross_check=cross_check,
+                                                  metadata_only=metadata_only) and not record.failure:
+            heard = listen(turn.reply_samples, audio.sample_rate_hz, expectation.request_text)
+        judge(record, audio, ended.metadata, expectation, heard=heard, ended_by=ended.ended_by,
+              reply_timeout_ms=session.reply_timeout_s * 1000, metadata_only=metadata_only, subject=turn)
+    except Exception as error:
+        # The listener or the scenario's own check failed: a bug, not the gateway's doing.
+        record.success = False
+        record.failure, record.failure_detail = "harness_error", f"while judging: {type(error).__name__}: {error}"
+        events.ended = ended  # the caller reports the turn, then the error
+        raise
     return turn
 
 

@@ -120,18 +120,35 @@ class Pacer:
     def frames_for(self, plan: StreamPlan) -> tuple[bytes, ...]:
         """The pre-framed bytes of a plan's frames plus its minimum trailing silence.
 
-        Keyed by the plan's key (the utterance, shared by every user saying it) or by the
-        identity of its frame tuple (kept alive by the cache).
+        The speech is framed once per utterance (the plan's key, or the identity of its frame
+        tuple, kept alive by the cache) and chunk size; the silence is one shared frame. The
+        tuple joined here holds references only, so the bytes themselves exist once per
+        process — and once for all of Locust's ``--processes`` when framed before the fork
+        (:func:`preframe_speech`).
         """
+        speech = self.speech_frames(plan)
+        if not plan.min_silence_frames:
+            return speech
+        key = (plan.key if plan.key is not None else id(plan.frames), plan.chunk_samples, plan.min_silence_frames)
+        return self.preframer.cached(key, lambda: speech + (self.silence_frame(plan.chunk_samples),) * plan.min_silence_frames)
+
+    def speech_frames(self, plan: StreamPlan) -> tuple[bytes, ...]:
         key = plan.key if plan.key is not None else id(plan.frames)
 
         def build() -> tuple[bytes, ...]:
             if plan.key is None:
                 self._keep_alive.append(plan.frames)
-            silence = self.silence_frame(plan.chunk_samples)
-            return framing.preframe(plan.frames, self.preframer.mask_key) + (silence,) * plan.min_silence_frames
+            return framing.preframe(plan.frames, self.preframer.mask_key)
 
-        return self.preframer.cached((key, plan.chunk_samples, plan.min_silence_frames), build)
+        return self.preframer.cached((key, plan.chunk_samples), build)
+
+    def preframe_speech(self, utterances, chunk_samples: int) -> None:
+        """Frame these utterances' speech now (before Locust forks its ``--processes``: shared pages)."""
+        for utterance in utterances:
+            frames = utterance.frames(chunk_samples)
+            self.speech_frames(StreamPlan(frames=frames, speech_end_frame=0, chunk_samples=chunk_samples,
+                                          key=utterance))
+        self.silence_frame(chunk_samples)
 
     def silence_frame(self, chunk_samples: int) -> bytes:
         return self.preframer.frame(("silence", chunk_samples), bytes(2 * chunk_samples))

@@ -30,9 +30,8 @@ import gevent.event
 import numpy as np
 from locust import events
 from locust.runners import MasterRunner
-from locust.user.task import filter_tasks_by_tags
 
-from voiceharness import diagnoses
+from voiceharness import diagnoses, guide
 from voiceharness.errors import HarnessError
 from voiceharness.locust import options as voice_options
 from voiceharness.locust import records, resources, run_status
@@ -63,15 +62,29 @@ class VoiceProcess:
         self.listen_lock = threading.Lock()
         self.saver: ReplySaver | None = None
         self.unjudged_behind = 0  # replies the listener could not take in time
+        self.bundled = None  # the bundled corpus, loaded at import (see preload)
 
     # -- the corpus and what say() accepts
+    def preload(self) -> None:
+        """Load the bundled corpus and frame its audio before Locust forks its ``--processes``
+        workers: what is loaded here is loaded once and shared by them all (copy-on-write
+        pages), and a worker's ``init`` stays short enough for its heartbeats to the master (a
+        worker that blocked 11 s loading was declared missing and the run stopped)."""
+        from audio_corpus import load_corpus
+
+        self.bundled = load_corpus()
+        PACER.preframe_speech(self.bundled, guide.CHUNK_SAMPLES)
+
     def load_corpus(self, config: voice_options.VoiceRunConfig) -> None:
         """Load the run's utterances, and the "hello jarvis" ones of the basic scenario."""
         from audio_corpus import load_corpus
 
         # The bundled corpus leaves its noisy copies out by default; a manifest of one's own is used whole.
         default_select = None if config.corpus_manifest else "kind:clean,kind:unknown"
-        corpus = load_corpus(config.corpus_manifest or None, select=config.utterances or default_select)
+        if config.corpus_manifest or self.bundled is None:
+            corpus = load_corpus(config.corpus_manifest or None, select=config.utterances or default_select)
+        else:
+            corpus = self.bundled.select(config.utterances or default_select)
         basic = [u for u in corpus if u.text.lower() == BASIC_UTTERANCE_TEXT]
         self.corpus = corpus
         if not basic:
@@ -196,6 +209,18 @@ class ReplySaver:
 PROCESS = VoiceProcess()
 
 
+@events.init_command_line_parser.add_listener
+def _before_the_fork(parser, **_kwargs) -> None:
+    """Locust builds its parser once per run, after importing the locustfile and before it forks
+    its ``--processes``: load what every worker shares here (not at import: a tool that only
+    imports the package pays nothing)."""
+    if PROCESS.bundled is None:
+        PROCESS.preload()
+        # say("plain text") synthesises on first use; its resampler's import holds the GIL for
+        # 0.5-2 s, which must not stall every user mid-run (nor a worker's heartbeats): import it now.
+        import scipy.signal  # noqa: F401
+
+
 def _fail_run(environment, error: HarnessError) -> None:
     log.error("%s", error)
     environment.process_exit_code = 2
@@ -217,9 +242,6 @@ def _on_init(environment, **_kwargs) -> None:
         if not isinstance(environment.runner, MasterRunner):
             # Load and validate the corpus before any user starts: a bad file fails the run now.
             PROCESS.load_corpus(config)
-            # say("plain text") synthesises on first use; its resampler's import holds the GIL for
-            # 0.5-2 s, which must not stall every user mid-run: import it now.
-            import scipy.signal  # noqa: F401
             # Everything loaded so far (Locust, the corpus, the pre-framed audio) lives for the whole
             # run: keep it out of the collector's full passes, which paused 1,000 users for 26-46 ms.
             gc.collect()
@@ -242,7 +264,7 @@ def _on_init(environment, **_kwargs) -> None:
     turn_sink = records.install(environment, config.turns_file, monitor.rows)
     run_status.install(environment, csv_prefix=prefix, turns_file=config.turns_file,
                        records=lambda: turn_sink.received, lateness=PACER.stats.summary,
-                       worker_name=PROCESS.worker_name)
+                       worker_name=PROCESS.worker_name, target=config.settings.url, dialect=config.dialect.name)
     if not options.host and not options.voice_config:
         PROCESS.logbook.warning(f"No --host given: using the {options.preset} preset's {config.settings.url}")
     PROCESS.logbook.info(f"Voice harness: {config.settings.describe()}, dialect {config.dialect.name}, pace "
@@ -257,17 +279,23 @@ def _on_init(environment, **_kwargs) -> None:
 
 def _drop_users_without_tasks(environment) -> None:
     """With ``--tags``, a scenario class whose tasks are all filtered out would fail at spawn
-    ("No tasks defined"): filter now, as Locust will at start (filtering again is a no-op), and
-    run only the classes that keep a task. Before the first start, so the master's dispatcher
-    never sees them."""
+    ("No tasks defined"): run only the classes that keep a task. Decided before the first
+    start (the master's dispatcher takes its classes then) with the rule Locust filters by at
+    start: a task passes when it has one of the tags (``@tag`` sets ``locust_tag_set``) and none
+    of the excluded ones; a nested TaskSet is kept (Locust filters inside it)."""
     options = environment.parsed_options
     tags = set(options.tags) if getattr(options, "tags", None) else None
     exclude_tags = set(options.exclude_tags) if getattr(options, "exclude_tags", None) else None
     if tags is None and exclude_tags is None:
         return
-    for user_class in environment.user_classes:
-        filter_tasks_by_tags(user_class, tags, exclude_tags)
-    runnable = [user_class for user_class in environment.user_classes if user_class.tasks]
+
+    def passes(task) -> bool:
+        if hasattr(task, "tasks"):
+            return True
+        task_tags = getattr(task, "locust_tag_set", set())
+        return (tags is None or bool(task_tags & tags)) and not (exclude_tags and task_tags & exclude_tags)
+
+    runnable = [user_class for user_class in environment.user_classes if any(map(passes, user_class.tasks))]
     if runnable and len(runnable) < len(environment.user_classes):
         environment.user_classes[:] = runnable
 

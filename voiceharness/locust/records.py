@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import gevent
+import gevent.event
 from flask import Response, request, send_file
 from locust import events
 from locust.exception import RPCError, RPCSendError
@@ -159,9 +160,60 @@ def install(environment, turns_file: str, extra_rows=None) -> TurnSink:
     runner = environment.runner
     if isinstance(runner, MasterRunner):
         runner.register_message(MESSAGE_TYPE, _SINK.on_message)
+        _install_flush_handshake_master(environment)
+    elif isinstance(runner, WorkerRunner):
+        runner.register_message(FLUSH_REQUEST, _on_flush_request, concurrent=True)
     if environment.web_ui is not None:
         _install_tab(environment, _SINK, extra_rows or (list))
     return _SINK
+
+
+# The end of a distributed run. At --run-time's end Locust's master sends its workers "quit"
+# and gives them half a second before it stops listening: the records of the turns still in
+# progress (each ends as run_stopped) and the last batches were lost, and with --processes a
+# run's file held one worker's turns. So when a master begins to stop, it asks every worker to
+# stop its users and send all it holds, and waits for each to say it has.
+FLUSH_REQUEST = "voice_flush"
+FLUSHED = "voice_flushed"
+FLUSH_WAIT_EXTRA_S = 10.0  # beyond --stop-timeout, for the last batches to arrive
+
+
+def _on_flush_request(environment, msg, **_kwargs) -> None:
+    """Worker: stop the users (their turns in progress are recorded), ship every record, say so."""
+    runner = environment.runner
+    runner.stop()  # fires test_stop: records and the final run status go to the master first
+    if _SINK is not None:
+        _SINK.flush()
+    try:
+        runner.send_message(FLUSHED, {"records": _SINK.received if _SINK else 0})
+    except (OSError, RPCError, RPCSendError) as error:
+        log.warning("could not tell the master that the records are sent: %s", error)
+
+
+def _install_flush_handshake_master(environment) -> None:
+    runner = environment.runner
+    waiting: set[str] = set()
+    done = gevent.event.Event()
+
+    def on_flushed(environment, msg, **_kwargs) -> None:
+        waiting.discard(getattr(msg, "node_id", ""))
+        if not waiting:
+            done.set()
+
+    def on_test_stopping(environment, **_kwargs) -> None:
+        waiting.clear()
+        waiting.update(client.id for client in runner.clients.all)
+        if not waiting:
+            return
+        done.clear()
+        runner.send_message(FLUSH_REQUEST, {})
+        timeout_s = (environment.stop_timeout or 0) + FLUSH_WAIT_EXTRA_S
+        if not done.wait(timeout_s):
+            log.error("%d worker(s) did not send their last turn records within %.0f s: %s",
+                      len(waiting), timeout_s, ", ".join(sorted(waiting)))
+
+    runner.register_message(FLUSHED, on_flushed)
+    environment.events.test_stopping.add_listener(on_test_stopping)
 
 
 @events.test_stop.add_listener
