@@ -13,5 +13,5 @@ COPY analysis ./analysis
 COPY locustfiles ./locustfiles
 COPY mic_probe.py ./
 RUN pip install --no-cache-dir .
-EXPOSE 7090 8089 5557
+EXPOSE 7090 8089 5557 9646
 CMD ["python", "-m", "gateway", "--host", "0.0.0.0", "--port", "7090"]

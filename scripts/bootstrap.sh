@@ -23,6 +23,7 @@ DEBIAN_PACKAGES=(
   procps psmisc
   make
   python3-venv
+  prometheus         # prometheus and promtool: the live-metrics tests scrape the harness (scripts/prometheus.sh)
 )
 
 missing=()

@@ -3,9 +3,12 @@
 What ``docker compose up --scale worker=N`` relies on, read from the files themselves: the
 three services, commands whose module or locustfile exists and whose every option the
 program really has, ports that are the programs' defaults, workers that name the master
-service, COPY sources that exist, and a healthcheck path the gateway serves. One slow test
-then runs the master and worker command lines of the compose file for real (Docker's service
-names swapped for loopback) to see the workers' users reach the gateway.
+service, COPY sources that exist, and a healthcheck path the gateway serves; then Prometheus
+and Grafana: pinned images, mounted files that exist, a Prometheus config that promtool
+accepts and that scrapes the master's metrics port and the gateway. One slow test then runs
+the master and worker command lines of the compose file for real (Docker's service names
+swapped for loopback) to see the workers' users reach the gateway and their turns counted on
+the master's metrics endpoint.
 """
 
 from __future__ import annotations
@@ -16,15 +19,18 @@ import json
 import re
 import shlex
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 from conftest import LOCUST, PYTHON, ROOT, free_port
+from prometheus_client.parser import text_string_to_metric_families
 
 # PyYAML reads docker-compose.yml; without it these tests skip locally and fail in CI.
 pytestmark = pytest.mark.requires("pyyaml")
+PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 IMAGE_WORKDIR = "/app"
 
 
@@ -34,6 +40,11 @@ def services() -> dict:
     import yaml
 
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+
+
+def built() -> list[str]:
+    """The services built from our image (the others are pulled)."""
+    return [name for name, service in services().items() if "build" in service]
 
 
 def command(service: str) -> list[str]:
@@ -145,7 +156,7 @@ def test_compose_has_gateway_master_and_worker_services_built_from_the_dockerfil
 
 
 def test_every_command_runs_a_module_or_locustfile_that_exists_in_the_image():
-    for name in services():
+    for name in built():
         argv = command(name)
         if argv[:2] == ["python", "-m"]:
             module = argv[2].replace(".", "/")
@@ -234,6 +245,42 @@ def test_dockerfile_copies_paths_that_exist_and_every_package_pip_installs():
     assert workdirs == [IMAGE_WORKDIR]
 
 
+def test_prometheus_and_grafana_run_pinned_images_with_mounts_that_exist():
+    assert {"prometheus", "grafana"} <= set(services()) and set(built()) == {"gateway", "master", "worker"}
+    for name in ("prometheus", "grafana"):
+        image = services()[name]["image"]
+        assert re.fullmatch(r"[\w./-]+:v?\d+\.\d+\.\d+", image), f"{name}: pin a version, not {image}"
+        for volume in services()[name]["volumes"]:
+            host = str(volume).split(":")[0]
+            assert (ROOT / host).exists(), f"{name} mounts {host}, which is not in the repo"
+
+
+def test_prometheus_reads_the_config_it_is_given_and_promtool_accepts_it():
+    service = services()["prometheus"]
+    mounts = {host: container for host, container, *_ in (str(v).split(":") for v in service["volumes"])}
+    config_in_container = option_value(command("prometheus"), "--config.file")
+    assert mounts["./deploy/prometheus/prometheus.yml"] == config_in_container
+    checked = subprocess.run(["promtool", "check", "config", str(PROMETHEUS_CONFIG)], check=False,
+                             capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_prometheus_scrapes_the_masters_metrics_port_and_the_gateway():
+    import yaml
+
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    targets = {job["job_name"]: target for job in config["scrape_configs"]
+               for group in job["static_configs"] for target in group["targets"]}
+    metrics_port = option_value(command("master"), "--voice-metrics-port")
+    assert metrics_port, "the master serves no --voice-metrics-port"
+    assert targets["voiceharness"] == f"master:{metrics_port}"
+    gateway_port = option_value(command("gateway"), "--port")
+    assert targets["gateway"] == f"gateway:{gateway_port}"
+    assert all("metrics_path" not in job for job in config["scrape_configs"])  # Prometheus's default: /metrics
+    exposed = {int(port) for keyword, args in dockerfile_instructions() if keyword == "EXPOSE" for port in args}
+    assert int(metrics_port) in exposed
+
+
 def test_healthcheck_tool_is_installed_in_the_image():
     program = services()["gateway"]["healthcheck"]["test"][1]
     installs = " ".join(" ".join(args) for keyword, args in dockerfile_instructions() if keyword == "RUN")
@@ -249,15 +296,25 @@ def test_healthcheck_path_is_served_by_the_gateway(gateway_factory):
         assert response.status == 200
 
 
+def test_the_gateway_serves_the_metrics_prometheus_scrapes(gateway_factory):
+    gateway = gateway_factory("--fast-sink")
+    with urllib.request.urlopen(f"http://127.0.0.1:{gateway.port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    assert "# TYPE voice_roundtrip_ms histogram" in text
+
+
 @pytest.mark.slow
 def test_compose_worker_command_line_reaches_the_gateway_the_master_names(gateway_factory, tmp_path):
-    """The master and worker commands as the compose file writes them, on loopback instead of Docker."""
+    """The master and worker commands as the compose file writes them, on loopback instead of Docker:
+    the worker's turns reach the master's turns file and its metrics endpoint, where Prometheus
+    scrapes them."""
     gateway = gateway_factory("--fast-sink")
-    master_port = free_port()
+    master_port, metrics_port = free_port(), free_port()
     prefix = tmp_path / "compose"
 
     def as_local(argv: list[str]) -> list[str]:
-        replaced = {"ws://gateway:7090": gateway.url, "master": "127.0.0.1", "/results/run": str(prefix)}
+        replaced = {"ws://gateway:7090": gateway.url, "master": "127.0.0.1", "/results/run": str(prefix),
+                    option_value(command("master"), "--voice-metrics-port"): str(metrics_port)}
         local = [replaced.get(part, part) for part in argv[1:]]
         return [LOCUST, *local]
 
@@ -267,40 +324,39 @@ def test_compose_worker_command_line_reaches_the_gateway_the_master_names(gatewa
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    master = subprocess.Popen(
+        [
+            *as_local(command("master")),
+            "--master-bind-host", "127.0.0.1", "--master-bind-port", str(master_port),
+            "--voice-metrics-host", "127.0.0.1", "--voice-metrics-linger-s", "3",
+            "--headless", "-u", "2", "-r", "2", "-t", "10s", "--expect-workers", "1", "--only-summary",
+            # the fast sink answers GREETING: say only "hello jarvis" so every turn can succeed
+            "--tags", "basic",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    last_scrape = ""
     try:
-        subprocess.run(
-            [
-                *as_local(command("master")),
-                "--master-bind-host",
-                "127.0.0.1",
-                "--master-bind-port",
-                str(master_port),
-                "--headless",
-                "-u",
-                "2",
-                "-r",
-                "2",
-                "-t",
-                "6s",
-                "--expect-workers",
-                "1",
-                "--only-summary",
-                # the fast sink answers GREETING: say only "hello jarvis" so every turn can succeed
-                "--tags",
-                "basic",
-            ],
-            check=False,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        deadline = time.monotonic() + 120
+        while master.poll() is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2) as response:
+                    last_scrape = response.read().decode()
+            except OSError:
+                pass
+            time.sleep(0.3)
     finally:
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(5)
+        for process in (master, worker):
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
     with open(f"{prefix}_turns.csv", newline="", encoding="utf-8") as file:
         rows = list(csv.DictReader(file))
     assert rows and any(row["success"] == "1" for row in rows), {row["failure"] for row in rows}
+    counted = sum(sample.value for family in text_string_to_metric_families(last_scrape)
+                  for sample in family.samples if sample.name == "voiceharness_turns_total")
+    assert counted == len(rows), "the master's metrics endpoint counts every turn the worker shipped"

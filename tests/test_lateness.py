@@ -44,3 +44,15 @@ def test_early_frames_count_as_on_time_and_very_late_ones_in_the_last_bin():
     summary = stats.summary()
     assert summary["p50_ms"] == BIN_MS and summary["max_ms"] == 500.0
     assert math.isnan(LatenessStats().summary()["p50_ms"])
+
+
+def test_a_short_window_looked_up_by_second_equals_a_pass_over_the_run():
+    """summary() looks the seconds of a short window up (the resource monitor asks every 2 s)."""
+    rng = random.Random(3)
+    stats = LatenessStats()
+    for i in range(5_000):
+        stats.add(100.0 + i / 50, rng.expovariate(1 / 0.002))  # 100 seconds of frames
+    document = stats.to_json()
+    for first, last in ((120, 121), (150, 150), (195, 260), (90, 110)):
+        assert stats.summary(first, last) == window_summary(document, first, last), (first, last)
+    assert stats.summary(0, 10**6) == stats.summary()

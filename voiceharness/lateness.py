@@ -49,11 +49,16 @@ class LatenessStats:
         hist = [0] * BINS
         frames = 0
         max_us = 0
-        for second, row in self.seconds.items():
-            if first_second is not None and second < first_second:
-                continue
-            if last_second is not None and second > last_second:
-                continue
+        if first_second is not None and last_second is not None and last_second - first_second < len(self.seconds):
+            # A short window (the resource monitor asks for the last few seconds, every few
+            # seconds, all run long): look its seconds up rather than pass over the whole run.
+            rows = [row for second in range(first_second, last_second + 1)
+                    if (row := self.seconds.get(second)) is not None]
+        else:
+            rows = [row for second, row in self.seconds.items()
+                    if (first_second is None or second >= first_second)
+                    and (last_second is None or second <= last_second)]
+        for row in rows:
             for index, value in enumerate(row[:BINS]):
                 if value:
                     hist[index] += value

@@ -7,6 +7,10 @@
   (``voice_turns``), every half second and once more when its test stops.
 * The master writes what workers send and counts it for the web UI.
 
+Whatever else wants every record on the process that owns them (the Prometheus endpoint of
+:mod:`.metrics`) registers with :meth:`TurnSink.add_listener`: called with each row as this
+process accepts it — the standalone process, or the master — never on a worker.
+
 The web UI gets a "Voice quality" tab through Locust's ``template_args`` extension points
 (``extended_tabs`` / ``extended_tables`` / ``extended_csv_files``), fed by an
 ``extended_stats`` entry added to ``/stats/requests``.
@@ -20,7 +24,8 @@ import logging
 import os
 import socket
 import tempfile
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import gevent
 import gevent.event
@@ -50,6 +55,14 @@ WRITE_INTERVAL_S = 0.1  # a standalone run flushes the turns file this often
 class TurnSink:
     """Accepts records in this process and takes them where they belong."""
 
+    # Called with each row accepted by the process that owns the records (standalone or master).
+    listeners: ClassVar[list[Callable[[dict[str, Any]], None]]] = []
+
+    @classmethod
+    def add_listener(cls, callback: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``callback(row)`` with every record row accepted from now on, in any sink of this process."""
+        cls.listeners.append(callback)
+
     def __init__(self, environment, turns_file: str) -> None:
         self.environment = environment
         self.live = LiveStats()
@@ -69,6 +82,7 @@ class TurnSink:
             log.info("per-turn records: %s%s", turns_file, " (temporary: download it from the Voice quality tab)"
                      if self.spooled else "")
         self._flusher: gevent.Greenlet | None = None
+        self._failed_listeners: list = []
 
     def add(self, record: turns.TurnRecord) -> None:
         row = turns.record_row(record)
@@ -85,6 +99,14 @@ class TurnSink:
             self.writer.write_rows(rows, flush=flush)
         for row in rows:
             self.live.add(row)
+        for listener in self.listeners:
+            for row in rows:
+                try:
+                    listener(row)
+                except Exception:  # a listener's bug must not cost a record or a turn: logged once
+                    if listener not in self._failed_listeners:
+                        self._failed_listeners.append(listener)
+                        log.exception("turn-record listener %r failed (logged once)", listener)
 
     def flush(self) -> None:
         """Flush the turns file (standalone), or ship the pending records to the master (worker)."""

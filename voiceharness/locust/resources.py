@@ -8,8 +8,12 @@ and memory from its ``/metrics``: its whole process tree where it exports that (
 gateway's ``gateway_process_tree_*``: its recognition workers included), else the main
 process's ``process_cpu_seconds_total`` / ``process_resident_memory_bytes``; the
 ``gateway_scope`` column says which.
+Each sample also carries the process's frame send lateness over the seconds since the previous
+sample (p99 and frames, from the pacer's per-second histograms): whether it kept real time
+*now*, not only over the whole run.
 Samples go to ``PREFIX_resources.csv`` (through the master in a distributed run) and the
-latest ones to the Voice quality tab.
+latest ones to the Voice quality tab; :meth:`ResourceMonitor.add_listener` hands each one to
+whatever else wants them on that process (the Prometheus endpoint of :mod:`.metrics`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ import logging
 import os
 import time
 import urllib.request
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import gevent
 import psutil
@@ -28,12 +33,14 @@ from locust.exception import RPCError, RPCSendError
 from locust.runners import MasterRunner, WorkerRunner
 from prometheus_client.parser import text_string_to_metric_families
 
+from voiceharness.locust.pacer import PACER
+
 log = logging.getLogger("voice.resources")
 
 SAMPLE_INTERVAL_S = 2.0
 MESSAGE_TYPE = "voice_resources"
 COLUMNS = ("timestamp", "worker", "users", "worker_cpu_percent", "worker_rss_mb",
-           "gateway_cpu_percent", "gateway_rss_mb", "gateway_scope")
+           "gateway_cpu_percent", "gateway_rss_mb", "gateway_scope", "send_lateness_p99_ms", "frames_sent")
 # Above this CPU share a worker's timers slip and its numbers stop being trustworthy.
 SATURATED_CPU_PERCENT = 70.0
 _LOOPBACK = ("127.", "localhost", "::1", "[::1]")
@@ -70,7 +77,24 @@ def _read_gateway(url: str) -> tuple[float, float, str] | None:
     return None
 
 
+def _send_lateness(first_second: int, last_second: int) -> tuple[float | str, int]:
+    """(p99 ms or "" when nothing was sent, frames) of this process's frames in whole monotonic seconds [first, last]."""
+    if last_second < first_second:
+        return "", 0
+    summary = PACER.stats.summary(first_second, last_second)
+    frames = int(summary["frames"])
+    return (round(summary["p99_ms"], 1) if frames else ""), frames
+
+
 class ResourceMonitor:
+    # Called with each sample accepted by the process that owns the records (standalone or master).
+    listeners: ClassVar[list[Callable[[dict[str, Any]], None]]] = []
+
+    @classmethod
+    def add_listener(cls, callback: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``callback(sample)`` with every resource sample accepted from now on in this process."""
+        cls.listeners.append(callback)
+
     def __init__(self, environment, settings, worker_name: str, path: str | None) -> None:
         self.environment = environment
         self.worker_name = worker_name
@@ -94,9 +118,13 @@ class ResourceMonitor:
         process.cpu_percent(None)
         last_gateway: tuple[float, float] | None = None
         last_time = time.monotonic()
+        next_second = int(last_time)  # the first whole second of send lateness not yet reported
         while True:
             gevent.sleep(SAMPLE_INTERVAL_S)
             now = time.monotonic()
+            # Whole seconds only: the current one is still being filled.
+            lateness_p99_ms, frames = _send_lateness(next_second, int(now) - 1)
+            next_second = max(next_second, int(now))
             sample: dict[str, Any] = {
                 "timestamp": round(time.time(), 3),
                 "worker": self.worker_name,
@@ -106,6 +134,8 @@ class ResourceMonitor:
                 "gateway_cpu_percent": "",
                 "gateway_rss_mb": "",
                 "gateway_scope": "",
+                "send_lateness_p99_ms": lateness_p99_ms,
+                "frames_sent": frames,
             }
             if self.gateway_url:
                 # Reading the page is blocking I/O; gevent's patched socket makes it cooperative.
@@ -136,6 +166,11 @@ class ResourceMonitor:
         if self._writer is not None:
             self._writer.writerow({k: sample.get(k, "") for k in COLUMNS})
             self._file.flush()
+        for listener in self.listeners:
+            try:
+                listener(sample)
+            except Exception:  # a listener's bug must not stop the sampling
+                log.exception("resource-sample listener %r failed", listener)
 
     def on_message(self, environment, msg, **_kwargs) -> None:
         self.accept(dict(msg.data))
