@@ -91,6 +91,16 @@ def _pcm_bytes(pcm: np.ndarray | bytes) -> bytes:
     return array.astype("<i2").tobytes()
 
 
+def _write_all(stream, data: bytes) -> None:
+    """Write every byte: an unbuffered pipe (and gevent's cooperative one) may take only part."""
+    view = memoryview(data)
+    while view:
+        written = stream.write(view)
+        if written is None:  # a non-blocking pipe that is full: gevent waits, plain io does not
+            raise OSError("listener worker pipe would block")
+        view = view[written:]
+
+
 class _Worker:
     """One worker process and the driver thread that feeds it."""
 
@@ -165,8 +175,7 @@ class _Worker:
             self.pool._note_taken()
             pid = self.pid
             try:
-                self.process.stdin.write(encode_request(job.job_id, job.pcm, job.sample_rate_hz, job.request_text))
-                self.process.stdin.flush()
+                _write_all(self.process.stdin, encode_request(job.job_id, job.pcm, job.sample_rate_hz, job.request_text))
                 answer = read_response(self.process.stdout)
             except (OSError, ValueError):
                 answer = None

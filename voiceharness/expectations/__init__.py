@@ -27,8 +27,10 @@ two that ship)::
 
   - ``{request}`` — the words of the request after its command word: the harness knows what
     it said, so "echo hello world" expects "hello world". The command word is the first of
-    ``command_words`` the request starts with (after an optional wake word "jarvis"); when
-    none matches, the whole request. When the request is not known it stands for any words.
+    ``command_words`` the request starts with (after an optional wake word "jarvis"). A
+    request that starts with none of them ("hello jarvis") is no echo request, and the slot
+    stands for any words, as it does when the request is not known; without
+    ``command_words``, the whole request is expected.
   - ``{time}`` — a spoken clock time ("nine oh five a m", "ten thirty", "four o'clock").
   - ``{words}`` — any words (they neither count for nor against the phrase).
 
@@ -128,14 +130,16 @@ def normalize_words(text: str) -> list[str]:
 
 
 def request_words(request_text: str, command_words: tuple[tuple[str, ...], ...]) -> list[str]:
-    """The words of a request after its command word ("echo hello world" -> hello world)."""
+    """The words of a request after its command word ("echo hello world" -> hello world);
+    none when ``command_words`` are given and the request starts with none of them."""
     words = normalize_words(request_text)
     if len(words) > 1 and words[0] == _WAKE_WORD:
         words = words[1:]
     for command in command_words:
         if tuple(words[: len(command)]) == command and len(words) > len(command):
             return words[len(command) :]
-    return words
+    # A request without a command word is no echo request: its words are not expected back.
+    return [] if command_words else words
 
 
 @dataclass(frozen=True)
