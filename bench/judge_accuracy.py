@@ -24,10 +24,12 @@ import datetime as dt
 import hashlib
 import io
 import json
+import os
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -134,9 +136,12 @@ def _synthesize(synthesizer: str, voice: str, text: str) -> bytes:
         command = ["espeak-ng", "-v", name, "-s", rate, "--stdout", "--", text]
         done = subprocess.run(command, capture_output=True, check=True, timeout=30)
         return done.stdout
-    command = ["text2wave", "-eval", f"(voice_{voice})", "-o", "/dev/stdout"]
-    done = subprocess.run(command, input=text.encode(), capture_output=True, check=True, timeout=60)
-    return done.stdout
+    # text2wave fixes up its WAV header by seeking back, which a pipe cannot: write a file.
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "reply.wav"
+        command = ["text2wave", "-eval", f"(voice_{voice})", "-o", str(path)]
+        subprocess.run(command, input=text.encode(), capture_output=True, check=True, timeout=60)
+        return path.read_bytes()
 
 
 def build_clips(sets: list[str], synthesizers: list[str]) -> dict[str, list[Clip]]:
@@ -160,7 +165,10 @@ def build_clips(sets: list[str], synthesizers: list[str]) -> dict[str, list[Clip
                     # espeak-ng streams its WAV with placeholder sizes: decode, then write a clean file.
                     samples, rate_hz = soundfile.read(io.BytesIO(_synthesize(synthesizer, voice, text)),
                                                       dtype="int16")
-                    soundfile.write(path, samples, rate_hz, subtype="PCM_16")
+                    # Written aside and renamed, so that parallel runs never read half a file.
+                    partial = path.with_suffix(f".{os.getpid()}.part")
+                    soundfile.write(partial, samples, rate_hz, subtype="PCM_16", format="WAV")
+                    partial.replace(path)
                 clips[name].append(Clip(intent, text, request, synthesizer, voice, path))
     return clips
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+import tempfile
 
 import numpy as np
 import pytest
@@ -44,9 +45,12 @@ def espeak(text: str, voice: str = "en-us", rate_wpm: int = 170) -> tuple[np.nda
 
 def festival(text: str, voice: str = "kal_diphone") -> tuple[np.ndarray, int]:
     """festival's text2wave (the held-out voice) as int16 samples."""
-    done = subprocess.run(["text2wave", "-eval", f"(voice_{voice})", "-o", "/dev/stdout"],
-                          input=text.encode(), capture_output=True, check=True)
-    return soundfile.read(io.BytesIO(done.stdout), dtype="int16")
+    # text2wave fixes up its WAV header by seeking back, which a pipe cannot: write a file.
+    with tempfile.TemporaryDirectory() as directory:
+        path = f"{directory}/reply.wav"
+        subprocess.run(["text2wave", "-eval", f"(voice_{voice})", "-o", path],
+                       input=text.encode(), capture_output=True, check=True)
+        return soundfile.read(path, dtype="int16")
 
 
 @pytest.fixture(scope="module")

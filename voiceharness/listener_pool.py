@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import psutil
@@ -263,7 +264,7 @@ class ListenerPool:
             self._idle.notify_all()
         try:
             job.callback(judgement)
-        except Exception as error:  # a caller's bug must not stop the worker's driver
+        except Exception as error:  # noqa: BLE001 - a caller's bug must not stop the worker's driver
             print(f"listener pool: callback failed: {type(error).__name__}: {error}", file=sys.stderr)
 
     def _worker_gone(self, worker: _Worker) -> None:
@@ -368,7 +369,7 @@ class ListenerPool:
                 worker._reap()
         self._worker_gone(self._workers[0])
 
-    def __enter__(self) -> ListenerPool:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -76,7 +76,7 @@ def _serve(expectations: str, method: str, requests: BinaryIO, responses: Binary
 
         listener = ReplyListener(expectations, method=method)
         listener.warm_up()
-    except Exception as error:  # the pool reports why the worker could not start
+    except Exception as error:  # noqa: BLE001 - the pool reports why the worker could not start
         send({"ready": False, "error": f"{type(error).__name__}: {error}"})
         return 2
     send({"ready": True, "pid": os.getpid()})
@@ -95,7 +95,7 @@ def _serve(expectations: str, method: str, requests: BinaryIO, responses: Binary
         job = json.loads(header)
         try:
             heard = listener.hear(pcm, int(job["sample_rate_hz"]), request_text=job.get("request_text", ""))
-        except Exception as error:  # one bad reply must not end the worker
+        except Exception as error:  # noqa: BLE001 - one bad reply must not end the worker
             send({"id": job.get("id"), "error": f"{type(error).__name__}: {error}"})
             continue
         send(

@@ -83,15 +83,14 @@ INSERTION_COST = 0.3
 # "the" and "is" of another sentence.
 FUNCTION_WORD_WEIGHT = 0.5
 _FUNCTION_WORDS = frozenset(
-    "a an the is are am be it i you me my your to of for with and or that this what can do did "
-    "not in on at so".split()
+    ["a", "an", "the", "is", "are", "am", "be", "it", "i", "you", "me", "my", "your", "to", "of", "for", "with", "and", "or", "that", "this", "what", "can", "do", "did", "not", "in", "on", "at", "so"]
 )
 _TIME_WEIGHT = 2.0
 _KEYWORD_BASE = 0.5  # keyword score = 1 - (1 - base) ** hits
 
-_ONES = "one two three four five six seven eight nine ten eleven twelve".split()
-_TEENS = "thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()
-_TENS = "twenty thirty forty fifty".split()
+_ONES = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"]
+_TEENS = ["thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+_TENS = ["twenty", "thirty", "forty", "fifty"]
 # A {time} slot starts with one of these and runs on over any clock word.
 CLOCK_NUMBER_WORDS = frozenset(_ONES + _TEENS + _TENS + ["noon", "midnight"])
 _CLOCK_WORDS = CLOCK_NUMBER_WORDS | {"oh", "o'clock", "oclock", "a", "p", "m", "am", "pm", "half", "quarter", "past"}
@@ -102,7 +101,7 @@ _WAKE_WORD = "jarvis"
 _CONTRACTIONS = {"can't": "can not", "cannot": "can not", "won't": "will not", "let's": "let us"}
 _SUFFIXES = (("n't", " not"), ("'m", " am"), ("'re", " are"), ("'ve", " have"), ("'ll", " will"), ("'d", " would"))
 # "it's", "what's", "that's"... (not o'clock, not a possessive we care about)
-_IS_CONTRACTIONS = frozenset("it's what's that's there's here's how's who's where's he's she's".split())
+_IS_CONTRACTIONS = frozenset(["it's", "what's", "that's", "there's", "here's", "how's", "who's", "where's", "he's", "she's"])
 
 
 def normalize_words(text: str) -> list[str]:
@@ -290,7 +289,7 @@ def _parse(source: str, data: object) -> Expectations:
         raise _fail(source, "top level", 'must be a JSON object like {"intents": {"GREETING": {"phrases": [...]}}}')
     unknown = set(data) - {"intents", "command_words", "description"}
     if unknown:
-        raise _fail(source, sorted(unknown)[0], "unknown key; the keys are intents, command_words, description")
+        raise _fail(source, min(unknown), "unknown key; the keys are intents, command_words, description")
     intents = data.get("intents")
     if not isinstance(intents, dict) or not intents:
         raise _fail(source, "intents", 'missing or empty: map each intent name to {"phrases": [...]} and/or {"keywords": [...]}')
@@ -303,7 +302,7 @@ def _parse(source: str, data: object) -> Expectations:
             raise _fail(source, key, 'must be an object like {"phrases": ["..."], "keywords": ["..."]}')
         unknown = set(spec) - {"phrases", "keywords"}
         if unknown:
-            raise _fail(source, f"{key}.{sorted(unknown)[0]}", "unknown key; an intent has phrases and/or keywords")
+            raise _fail(source, f"{key}.{min(unknown)}", "unknown key; an intent has phrases and/or keywords")
         if not spec:
             raise _fail(source, key, "give phrases and/or keywords")
         phrases = tuple(
