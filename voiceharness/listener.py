@@ -71,8 +71,8 @@ GRAMMAR_MAX_PHRASES = 1
 KWS_THRESHOLD_PER_PHONE = 1e-4
 _CACHED_SEARCHES = 32  # grammar/kws searches kept per listener (one per request text)
 
-# The acoustic model's 39 phones and its silence, as garbage "words".
-_PHONES = ["AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER", "EY", "F", "G", "HH", "IH", "IY", "JH", "K", "L", "M", "N", "NG", "OW", "OY", "P", "R", "S", "SH", "T", "TH", "UH", "UW", "V", "W", "Y", "Z", "ZH", "SIL"]
+# The acoustic model's 39 phones, as garbage "words".
+_PHONES = ["AA", "AE", "AH", "AO", "AW", "AY", "B", "CH", "D", "DH", "EH", "ER", "EY", "F", "G", "HH", "IH", "IY", "JH", "K", "L", "M", "N", "NG", "OW", "OY", "P", "R", "S", "SH", "T", "TH", "UH", "UW", "V", "W", "Y", "Z", "ZH"]
 _GARBAGE = "ph_"
 # Spoken clock times for the grammar's {time} slot.
 
@@ -150,11 +150,6 @@ class ReplyListener:
             # The lattice pass over a grammar with garbage loops took 4-13 s per reply instead
             # of 0.2-0.4 s (measured), and made no answer better.
             bestpath=self.method == "lm",
-            # No silence or filler words between grammar words: with them, pocketsphinx
-            # explained 1.4 s of "weather information is not" as silence, which costs nothing,
-            # and forced a clock phrase on the rest. Silence is a garbage phone instead
-            # (measured: 69 % -> 76 % on half the espeak-ng SmartJARVIS set, reference set same).
-            fsgusefiller=self.method != "grammar",
         )
         if self.method == "grammar":
             for phone in _PHONES:
