@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 
 DEBIAN_PACKAGES=(
   espeak-ng          # speech synthesis: corpus build and the gateway's replies
+  festival festvox-kallpc16k festvox-us-slt-hts  # a second synthesizer: held-out voices for the reply judge's checks
   libsndfile1        # soundfile (reading and writing WAV)
   libportaudio2      # sounddevice (mic_probe.py)
   pulseaudio         # the virtual loopback audio device for mic_probe tests

@@ -1,0 +1,425 @@
+"""Reply listeners in worker processes, so a decode never runs on the load generator's loop.
+
+::
+
+    pool = ListenerPool("smartjarvis", workers=1, max_queue=8, sample_fraction=1.0)
+    accepted = pool.submit(pcm, 22050, "echo hello world", on_judged)   # False: skipped
+    # ... on_judged(Judgement(heard=Heard(intent="ECHO", ...), error=None, ...)) runs later
+    pool.stats()   # {"judged": 120, "errors": 0, "skipped_behind": 3, "skipped_sampling": 0, ...}
+    pool.close()
+
+A decode takes tens of milliseconds of CPU per reply (hundreds for the full language model),
+which on the event loop of a Locust process would make every other user's frames late. Each
+worker is ``python -m voiceharness.listener_worker`` (:mod:`voiceharness.listener_worker`
+documents the pipe protocol), started with :class:`subprocess.Popen` — not multiprocessing,
+which does not mix with gevent's monkey-patching — and each has one driver thread that sends it
+one reply at a time and reads the result back. Under gevent those threads are greenlets and the
+pipes are cooperative, so the same code serves a plain program and a Locust process.
+
+* **Falling behind.** Replies wait in one queue of ``max_queue`` entries; when it is full,
+  :meth:`ListenerPool.submit` returns False and counts ``skipped_behind``: the load generator
+  never waits for the judge, it judges fewer replies (and says so in :meth:`~ListenerPool.stats`).
+* **Sampling.** ``sample_fraction`` (``--judge-sample``) judges that share of the replies, spread
+  evenly (every other one at 0.5), counting the rest as ``skipped_sampling``.
+* **A worker that dies** resolves its reply as an error (never lost) and is restarted, up to
+  ``max_restarts`` times per worker; after that its share of the queue goes to the others.
+* **Callbacks** run on the worker's driver thread (a greenlet under gevent): keep them short.
+
+:func:`judge_saved_replies` judges replies saved after a run (``--save-replies DIR``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+import psutil
+
+from voiceharness.errors import UsageError
+from voiceharness.expectations import load_expectations
+from voiceharness.listener import DEFAULT_METHOD, Heard, ReplyListener
+from voiceharness.listener_worker import encode_request, read_response
+
+__all__ = ["INDEX_COLUMNS", "Judgement", "ListenerPool", "judge_saved_replies"]
+
+INDEX_COLUMNS = ("turn_key", "utterance_id", "expected_intent", "request_text", "path")
+# How long a worker may take to load its model and decode once before it counts as failed.
+_START_TIMEOUT_S = 60.0
+_STOP_TIMEOUT_S = 5.0
+_CLOSED = object()  # queue sentinel: the driver thread stops
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """How one submitted reply was judged: ``heard``, or ``error`` when it could not be."""
+
+    heard: Heard | None
+    error: str | None
+    queued_ms: float  # submit -> handed to a worker (wall clock)
+    worker_pid: int | None
+
+
+@dataclass
+class _Job:
+    job_id: int
+    pcm: bytes
+    sample_rate_hz: int
+    request_text: str
+    callback: Callable[[Judgement], None]
+    submitted: float
+
+
+def _pcm_bytes(pcm: np.ndarray | bytes) -> bytes:
+    """PCM16 LE bytes from bytes or int16/float (-1..1) samples."""
+    if isinstance(pcm, bytes | bytearray | memoryview):
+        return bytes(pcm)
+    array = np.asarray(pcm)
+    if array.ndim > 1:
+        array = array.mean(axis=1)
+    if array.dtype.kind == "f":
+        array = np.clip(array * 32768.0, -32768, 32767)
+    return array.astype("<i2").tobytes()
+
+
+def _write_all(stream, data: bytes) -> None:
+    """Write every byte: an unbuffered pipe (and gevent's cooperative one) may take only part."""
+    view = memoryview(data)
+    while view:
+        written = stream.write(view)
+        if written is None:  # a non-blocking pipe that is full: gevent waits, plain io does not
+            raise OSError("listener worker pipe would block")
+        view = view[written:]
+
+
+class _Worker:
+    """One worker process and the driver thread that feeds it."""
+
+    def __init__(self, pool: ListenerPool, index: int) -> None:
+        self.pool = pool
+        self.index = index
+        self.process: subprocess.Popen | None = None
+        self.pid: int | None = None
+        self.restarts = 0
+        self.alive = False
+        self.ready = threading.Event()
+        self.start_error: str | None = None
+        self.cpu_s_dead = 0.0  # CPU of this slot's earlier (dead) processes
+        self.cpu_s_last = 0.0  # last CPU reading of the current process
+        self.thread = threading.Thread(target=self._drive, name=f"listener-worker-{index}", daemon=True)
+
+    def _spawn(self) -> bool:
+        command = [sys.executable, "-m", "voiceharness.listener_worker", "--expectations", self.pool.expectations]
+        command += ["--method", self.pool.method]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+        hello = read_response(self.process.stdout)
+        if not hello or not hello.get("ready"):
+            self.start_error = (hello or {}).get("error") or f"exited with {self.process.wait()}"
+            self._reap()
+            return False
+        self.pid = int(hello["pid"])
+        self.cpu_s_last = 0.0
+        self.alive = True
+        return True
+
+    def _cpu_s(self) -> float:
+        with contextlib.suppress(psutil.Error, TypeError):
+            times = psutil.Process(self.pid).cpu_times()
+            self.cpu_s_last = times.user + times.system
+        return self.cpu_s_last
+
+    def cpu_s(self) -> float:
+        return self.cpu_s_dead + (self._cpu_s() if self.alive else 0.0)
+
+    def _reap(self) -> None:
+        """Forget the current process (killing it if it still runs)."""
+        self.alive = False
+        self.cpu_s_dead += self.cpu_s_last
+        self.cpu_s_last = 0.0
+        process, self.process = self.process, None
+        if process is None:
+            return
+        with contextlib.suppress(OSError):
+            process.stdin.close()
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(_STOP_TIMEOUT_S)
+        with contextlib.suppress(OSError):
+            process.stdout.close()
+
+    def _drive(self) -> None:
+        ok = self._spawn()
+        self.ready.set()
+        while ok or self.restarts < self.pool.max_restarts:
+            if not ok:
+                if self.pool._closed:
+                    break
+                self.restarts += 1
+                self.pool._count("restarts")
+                ok = self._spawn()
+                continue
+            job = self.pool._jobs.get()
+            if job is _CLOSED:
+                break
+            queued_ms = (time.monotonic() - job.submitted) * 1000
+            self.pool._note_taken()
+            pid = self.pid
+            try:
+                _write_all(self.process.stdin, encode_request(job.job_id, job.pcm, job.sample_rate_hz, job.request_text))
+                answer = read_response(self.process.stdout)
+            except (OSError, ValueError):
+                answer = None
+            if answer is None:  # the worker died with this reply: resolve it, then restart
+                self.start_error = f"listener worker {pid} died"
+                self._cpu_s()
+                self._reap()
+                ok = False
+                self.pool._resolve(job, Judgement(None, f"listener worker {pid} died while judging", queued_ms, pid))
+                continue
+            self._cpu_s()
+            if answer.get("error"):
+                self.pool._resolve(job, Judgement(None, answer["error"], queued_ms, pid))
+            else:
+                heard = Heard(answer["intent"], answer["transcript"], answer["scores"], answer["decode_ms"])
+                self.pool._resolve(job, Judgement(heard, None, queued_ms, pid))
+        self._reap()
+        self.pool._worker_gone(self)
+
+    def stop(self) -> None:
+        process = self.process
+        if process is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()  # the worker ends at end of input
+
+
+class ListenerPool:
+    """Judges replies in ``workers`` listener processes; see the module docstring."""
+
+    def __init__(
+        self,
+        expectations: str | Path,
+        workers: int = 1,
+        *,
+        max_queue: int | None = None,
+        sample_fraction: float = 1.0,
+        method: str = DEFAULT_METHOD,
+        max_restarts: int = 1,
+    ) -> None:
+        if workers < 1:
+            raise UsageError(f"listener workers {workers}: give at least 1")
+        if not 0.0 <= sample_fraction <= 1.0:
+            raise UsageError(f"--judge-sample {sample_fraction}: give a fraction from 0 to 1 (1 = every reply)")
+        load_expectations(expectations)  # a bad file fails here, with its message, not in a worker
+        self.expectations = str(expectations)
+        self.method = method
+        self.max_restarts = max_restarts
+        self.sample_fraction = sample_fraction
+        self.max_queue = max_queue if max_queue is not None else 4 * workers
+        self._jobs: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()
+        self._counts = {
+            "submitted": 0, "judged": 0, "errors": 0, "skipped_behind": 0, "skipped_sampling": 0,
+            "restarts": 0, "decode_ms_total": 0.0,
+        }
+        self._waiting = 0  # replies in the queue, not yet taken by a worker
+        self._queue_max = 0
+        self._sample_credit = 0.0
+        self._next_id = 0
+        self._closed = False
+        self._pending: set[int] = set()  # submitted and not yet resolved
+        self._idle = threading.Condition(self._lock)
+        self._workers = [_Worker(self, i) for i in range(workers)]
+        for worker in self._workers:
+            worker.thread.start()
+
+    # -- for the driver threads -------------------------------------------------------------
+
+    def _count(self, name: str, amount: float = 1) -> None:
+        with self._lock:
+            self._counts[name] += amount
+
+    def _note_taken(self) -> None:
+        with self._lock:
+            self._waiting -= 1
+
+    def _resolve(self, job: _Job, judgement: Judgement) -> None:
+        with self._lock:
+            if judgement.error is None:
+                self._counts["judged"] += 1
+                self._counts["decode_ms_total"] += judgement.heard.decode_ms
+            else:
+                self._counts["errors"] += 1
+            self._pending.discard(job.job_id)
+            self._idle.notify_all()
+        try:
+            job.callback(judgement)
+        except Exception as error:  # noqa: BLE001 - a caller's bug must not stop the worker's driver
+            print(f"listener pool: callback failed: {type(error).__name__}: {error}", file=sys.stderr)
+
+    def _worker_gone(self, worker: _Worker) -> None:
+        """A driver stopped: when none is left, fail the replies still queued."""
+        if any(w.thread.is_alive() and w is not worker for w in self._workers):
+            return
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            if job is not _CLOSED:
+                self._note_taken()
+                reason = "listener pool closed" if self._closed else f"no listener worker is running ({worker.start_error})"
+                self._resolve(job, Judgement(None, reason, (time.monotonic() - job.submitted) * 1000, None))
+
+    # -- the API ----------------------------------------------------------------------------
+
+    def wait_ready(self, timeout_s: float = _START_TIMEOUT_S) -> bool:
+        """Wait until every worker has started (or failed to); True when all are running."""
+        deadline = time.monotonic() + timeout_s
+        for worker in self._workers:
+            if not worker.ready.wait(max(0.0, deadline - time.monotonic())):
+                return False
+        return all(w.alive for w in self._workers)
+
+    def submit(
+        self,
+        pcm: np.ndarray | bytes,
+        sample_rate_hz: int,
+        request_text: str,
+        callback: Callable[[Judgement], None],
+    ) -> bool:
+        """Queue one reply for judging; False when it is skipped (sampling, or the queue is full).
+
+        Never blocks on the workers. ``callback(Judgement)`` is called exactly once for every
+        accepted reply, from a driver thread.
+        """
+        with self._lock:
+            if self._closed:
+                raise UsageError("listener pool is closed: submit replies before close()")
+            self._counts["submitted"] += 1
+            self._sample_credit += self.sample_fraction
+            if self._sample_credit < 1.0 - 1e-9:
+                self._counts["skipped_sampling"] += 1
+                return False
+            if self._waiting >= self.max_queue:
+                self._counts["skipped_behind"] += 1
+                return False
+            self._sample_credit -= 1.0
+            self._next_id += 1
+            job = _Job(self._next_id, _pcm_bytes(pcm), int(sample_rate_hz), request_text, callback, time.monotonic())
+            self._waiting += 1
+            self._queue_max = max(self._queue_max, self._waiting)
+            self._pending.add(job.job_id)
+        self._jobs.put(job)
+        if not any(w.thread.is_alive() for w in self._workers):
+            self._worker_gone(self._workers[0])
+        return True
+
+    def drain(self, timeout_s: float | None = None) -> bool:
+        """Wait until every accepted reply has been resolved; False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._pending, timeout_s)
+
+    def stats(self) -> dict:
+        """Counts and costs so far: judged, errors, skips, queue, restarts, worker CPU seconds."""
+        with self._lock:
+            counts = dict(self._counts)
+            queue_now, queue_max = self._waiting, self._queue_max
+        judged = counts["judged"]
+        return {
+            "submitted": counts["submitted"],
+            "judged": judged,
+            "errors": counts["errors"],
+            "skipped_behind": counts["skipped_behind"],
+            "skipped_sampling": counts["skipped_sampling"],
+            "queue_now": queue_now,
+            "queue_max": queue_max,
+            "queue_limit": self.max_queue,
+            "workers": len(self._workers),
+            "workers_alive": sum(1 for w in self._workers if w.alive),
+            "worker_pids": [w.pid for w in self._workers if w.alive],
+            "restarts": counts["restarts"],
+            "worker_cpu_s": round(sum(w.cpu_s() for w in self._workers), 3),
+            "decode_ms_mean": round(counts["decode_ms_total"] / judged, 1) if judged else None,
+        }
+
+    def close(self, timeout_s: float = _STOP_TIMEOUT_S) -> None:
+        """Stop taking replies, finish the ones queued, stop the workers."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        for _ in self._workers:
+            self._jobs.put(_CLOSED)
+        for worker in self._workers:
+            worker.thread.join(timeout_s)
+        for worker in self._workers:
+            worker.stop()
+            if worker.thread.is_alive():  # still busy after the timeout: end it
+                worker._reap()
+        self._worker_gone(self._workers[0])
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def judge_saved_replies(
+    directory: str | Path, expectations: str | Path, *, method: str = DEFAULT_METHOD
+) -> list[dict]:
+    """Judge replies saved after a run: ``DIR/index.csv`` (columns :data:`INDEX_COLUMNS`) + WAVs.
+
+    Returns one row per reply: the index columns plus ``heard_intent`` ("" when unjudged),
+    ``transcript``, ``scores`` (JSON), ``decode_ms``, ``correct`` and ``error`` (a WAV that
+    cannot be read is an error row, not an exception). Decodes in this process.
+    """
+    import soundfile
+
+    directory = Path(directory)
+    index = directory / "index.csv"
+    try:
+        handle = index.open(newline="", encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"saved replies {index}: no such file; give the directory --save-replies wrote") from None
+    with handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in INDEX_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise UsageError(f"saved replies {index}: missing column(s) {', '.join(missing)}; "
+                             f"the header must hold {','.join(INDEX_COLUMNS)}")
+        entries = list(reader)
+    listener = ReplyListener(expectations, method=method)
+    rows = []
+    for entry in entries:
+        row = {column: entry[column] for column in INDEX_COLUMNS}
+        row.update(heard_intent="", transcript="", scores="{}", decode_ms="", correct="", error="")
+        path = Path(entry["path"])
+        path = path if path.is_absolute() else directory / path
+        try:
+            samples, rate_hz = soundfile.read(path, dtype="int16")
+        except (OSError, RuntimeError, soundfile.LibsndfileError) as error:
+            row["error"] = f"cannot read {path}: {error}"
+            rows.append(row)
+            continue
+        heard = listener.hear(samples, rate_hz, request_text=entry["request_text"])
+        row.update(
+            heard_intent=heard.intent or "",
+            transcript=heard.transcript,
+            scores=json.dumps(heard.scores),
+            decode_ms=round(heard.decode_ms, 1),
+            correct=heard.intent == entry["expected_intent"],
+        )
+        rows.append(row)
+    return rows
