@@ -9,7 +9,8 @@ What the gateway's figures count is read from the file: its ``gateway_scope`` co
 "main process" (any Prometheus client's ``process_cpu_seconds_total``: worker processes are not
 in it). Without that column (older files) ``gateway_cpu_percent`` is the main process's; a
 ``gateway_tree_*`` column, where present, is the whole tree and is preferred. The summary says
-which one it shows.
+which one it shows. The reply judge hears replies in processes of its own: its CPU
+(``judge_cpu_percent``) is shown apart from the load generators'.
 """
 
 from __future__ import annotations
@@ -89,10 +90,18 @@ def summarize_resources(resources: Resources | None) -> dict:
             "cpu_max_percent": gateway_cpu["max"],
             "rss_max_mb": gateway_rss["max"],
         }
+    judge = None
+    judge_cpu = resources.numbers.get("judge_cpu_percent")
+    if judge_cpu is not None and len(finite(judge_cpu)):
+        judge_stats = percentiles(judge_cpu)
+        judge = {"cpu_p50_percent": judge_stats["p50"], "cpu_max_percent": judge_stats["max"],
+                 "counted": "the reply judge's own processes (speech recognition of reply audio), summed over "
+                            "the load generators; not in their CPU"}
     result = {
         "samples": len(resources.timestamp),
         "workers": workers,
         "gateway": gateway,
+        "judge": judge,
         "saturated_percent": SATURATED_CPU_PERCENT,
         "note": "" if len(resources.timestamp) else "the file holds no sample yet (a run shorter than 2 s)",
     }

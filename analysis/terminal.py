@@ -339,12 +339,18 @@ def _resources(resources: dict) -> str:
     if gateway:
         rows.append(["gateway", "", number(gateway["cpu_p50_percent"]), number(gateway["cpu_max_percent"]),
                      number(gateway["rss_max_mb"]), ""])
+    judge = resources.get("judge")
+    if judge:
+        rows.append(["reply judge", "", number(judge["cpu_p50_percent"]), number(judge["cpu_max_percent"]), "",
+                     "apart"])
     lines = [
         "CPU and memory (_resources.csv)",
         table(["process", "samples", "CPU p50 %", "CPU max %", "RSS max MB", "note"], rows),
     ]
     if gateway:
         lines.append(f"  gateway CPU: {gateway['counted']}")
+    if judge:
+        lines.append(f"  reply judge CPU: {judge['counted']}")
     if any(w["saturated"] for w in resources["workers"]):
         lines.append(
             f"  a load generator above {resources['saturated_percent']:g}% CPU sends late: add workers"

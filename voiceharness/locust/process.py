@@ -20,7 +20,6 @@ import csv
 import gc
 import itertools
 import logging
-import random
 import threading
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,11 @@ from voiceharness.logbook import Logbook
 log = logging.getLogger("voice")
 
 BASIC_UTTERANCE_TEXT = "hello jarvis"
+
+
+class JudgeFailed(HarnessError):
+    """The reply judge's process could not hear a reply (it died, or never answered)."""
+
 # A reply the listener has not heard after this long is left unjudged (its process is stuck).
 LISTEN_TIMEOUT_S = 30.0
 
@@ -57,8 +61,7 @@ class VoiceProcess:
         self.explained: set[str] = set()
         self.user_numbers = itertools.count()
         self.worker_name = records.worker_name()
-        self.rng = random.Random()
-        self.listener_pool = None
+        self.listener_pool = None  # voiceharness.listener_pool.ListenerPool, started when first needed
         self.listen_lock = threading.Lock()
         self.saver: ReplySaver | None = None
         self.unjudged_behind = 0  # replies the listener could not take in time
@@ -118,43 +121,48 @@ class VoiceProcess:
     # -- hearing replies (the judge by ear)
     def listen(self, samples: np.ndarray, sample_rate_hz: int, request_text: str):
         """Hear one reply in the listener's process; None when this reply is not heard (outside
-        ``--judge-sample``, or the listener is behind)."""
+        ``--judge-sample``, or the listener is behind). A listener that failed on it raises
+        (the turn is then a harness_error: the harness could not judge it, the gateway did no wrong)."""
         config = self.config
         if config is None or config.judge_sample <= 0.0:
             return None
-        if config.judge_sample < 1.0 and self.rng.random() >= config.judge_sample:
-            return None
-        pool = self._listener_pool()
+        pool = self.listener_pool or self.start_listener()
         result = gevent.event.AsyncResult()
         if not pool.submit(samples, sample_rate_hz, request_text, result.set):
-            self.unjudged_behind += 1
-            if self.unjudged_behind in (1, 10, 100, 1000):
-                self.logbook.warning(f"The reply judge is behind: {self.unjudged_behind} replies left unjudged so far "
+            stats = pool.stats()
+            behind = stats.get("skipped_behind", 0)
+            if behind and behind in (1, 10, 100, 1000, 10000) and behind != self.unjudged_behind:
+                self.unjudged_behind = behind
+                self.logbook.warning(f"The reply judge is behind: {behind} replies left unjudged so far "
                                      "(raise --judge-workers, lower --judge-sample, or judge saved replies after the run)")
             return None
         try:
-            heard = result.get(timeout=LISTEN_TIMEOUT_S)
+            judgement = result.get(timeout=LISTEN_TIMEOUT_S)
         except gevent.Timeout:
-            heard = TimeoutError(f"no answer from the reply judge in {LISTEN_TIMEOUT_S:.0f} s")
-        if isinstance(heard, BaseException):  # the judge's process failed on this reply: left unjudged
-            self.logbook.warning(f"The reply judge failed on a reply: {heard}")
-            return None
-        return heard
+            raise JudgeFailed(f"no answer from the reply judge in {LISTEN_TIMEOUT_S:.0f} s") from None
+        if judgement.error:
+            raise JudgeFailed(f"the reply judge failed on this reply: {judgement.error}")
+        return judgement.heard
 
-    def _listener_pool(self):
-        if self.listener_pool is None:
-            with self.listen_lock:
-                if self.listener_pool is None:
-                    from voiceharness.listener import load_expectations
-                    from voiceharness.listener_pool import ListenerPool
+    def start_listener(self):
+        """Start the reply judge's processes (once per process; they load the speech model)."""
+        with self.listen_lock:
+            if self.listener_pool is None:
+                from voiceharness.listener_pool import ListenerPool
 
-                    config = self.config
-                    assert config is not None
-                    self.listener_pool = ListenerPool(load_expectations(config.expectations),
-                                                      workers=config.judge_workers)
-                    self.logbook.info(f"Reply judge: {config.judge_workers} process(es) hearing replies against "
-                                      f"the {config.expectations} expectations")
+                config = self.config
+                assert config is not None
+                self.listener_pool = ListenerPool(config.expectations, workers=config.judge_workers,
+                                                  sample_fraction=config.judge_sample)
+                self.logbook.info(f"Reply judge: {config.judge_workers} process(es) hearing replies against the "
+                                  f"{config.expectations} expectations, {config.judge_sample:.0%} of replies")
         return self.listener_pool
+
+    def judge_cpu_seconds(self) -> float | None:
+        """CPU time the reply judge's processes used so far (None when none ran)."""
+        if self.listener_pool is None:
+            return None
+        return float(self.listener_pool.stats().get("worker_cpu_s", 0.0))
 
     def close(self) -> None:
         if self.listener_pool is not None:
@@ -249,6 +257,9 @@ def _on_init(environment, **_kwargs) -> None:
             # Once the users run, the collector pauses only on the harness's schedule (collector.py).
             environment.events.spawning_complete.add_listener(lambda **_kw: COLLECTOR.hold())
             environment.events.test_stop.add_listener(lambda **_kw: COLLECTOR.release())
+            if config.judge_sample > 0 and (config.judge_replies or config.expectations == "smartjarvis"
+                                            or config.reply_format.value in ("wav", "pcm")):
+                PROCESS.start_listener()  # replies will be heard: load the model now, not at the first reply
             if config.save_replies:
                 PROCESS.saver = ReplySaver(config.save_replies, config.save_replies_max_bytes,
                                            PROCESS.worker_name, PROCESS.logbook)
@@ -260,7 +271,7 @@ def _on_init(environment, **_kwargs) -> None:
     PROCESS.logbook = Logbook(log, export_path=export_path, export_format=config.log_export or "txt",
                               redact=config.redact)
     monitor = resources.install(environment, config.settings, PROCESS.worker_name,
-                                f"{prefix}_resources.csv" if prefix else None)
+                                f"{prefix}_resources.csv" if prefix else None, judge_cpu=PROCESS.judge_cpu_seconds)
     turn_sink = records.install(environment, config.turns_file, monitor.rows)
     run_status.install(environment, csv_prefix=prefix, turns_file=config.turns_file,
                        records=lambda: turn_sink.received, lateness=PACER.stats.summary,

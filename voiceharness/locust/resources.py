@@ -40,7 +40,8 @@ log = logging.getLogger("voice.resources")
 SAMPLE_INTERVAL_S = 2.0
 MESSAGE_TYPE = "voice_resources"
 COLUMNS = ("timestamp", "worker", "users", "worker_cpu_percent", "worker_rss_mb",
-           "gateway_cpu_percent", "gateway_rss_mb", "gateway_scope", "send_lateness_p99_ms", "frames_sent")
+           "gateway_cpu_percent", "gateway_rss_mb", "gateway_scope", "send_lateness_p99_ms", "frames_sent",
+           "judge_cpu_percent")
 # Above this CPU share a worker's timers slip and its numbers stop being trustworthy.
 SATURATED_CPU_PERCENT = 70.0
 _LOOPBACK = ("127.", "localhost", "::1", "[::1]")
@@ -95,8 +96,9 @@ class ResourceMonitor:
         """Call ``callback(sample)`` with every resource sample accepted from now on in this process."""
         cls.listeners.append(callback)
 
-    def __init__(self, environment, settings, worker_name: str, path: str | None) -> None:
+    def __init__(self, environment, settings, worker_name: str, path: str | None, judge_cpu=None) -> None:
         self.environment = environment
+        self.judge_cpu = judge_cpu  # () -> CPU seconds of this process's reply judge, or None
         self.worker_name = worker_name
         self.gateway_url = _gateway_metrics_url(settings)
         self.latest: dict[str, dict[str, Any]] = {}
@@ -117,6 +119,7 @@ class ResourceMonitor:
         process = psutil.Process(os.getpid())
         process.cpu_percent(None)
         last_gateway: tuple[float, float] | None = None
+        last_judge_s: float | None = None
         last_time = time.monotonic()
         next_second = int(last_time)  # the first whole second of send lateness not yet reported
         while True:
@@ -136,7 +139,13 @@ class ResourceMonitor:
                 "gateway_scope": "",
                 "send_lateness_p99_ms": lateness_p99_ms,
                 "frames_sent": frames,
+                "judge_cpu_percent": "",
             }
+            # The reply judge runs in processes of its own: its CPU is shown apart, not hidden in ours.
+            judge_s = self.judge_cpu() if self.judge_cpu is not None else None
+            if judge_s is not None and last_judge_s is not None:
+                sample["judge_cpu_percent"] = round(100 * (judge_s - last_judge_s) / (now - last_time), 1)
+            last_judge_s = judge_s
             if self.gateway_url:
                 # Reading the page is blocking I/O; gevent's patched socket makes it cooperative.
                 reading = _read_gateway(self.gateway_url)
@@ -207,9 +216,9 @@ class ResourceMonitor:
 MONITOR: ResourceMonitor | None = None
 
 
-def install(environment, settings, worker_name: str, path: str | None) -> ResourceMonitor:
+def install(environment, settings, worker_name: str, path: str | None, judge_cpu=None) -> ResourceMonitor:
     global MONITOR
-    MONITOR = ResourceMonitor(environment, settings, worker_name, path)
+    MONITOR = ResourceMonitor(environment, settings, worker_name, path, judge_cpu)
     if isinstance(environment.runner, MasterRunner):
         environment.runner.register_message(MESSAGE_TYPE, MONITOR.on_message)
     MONITOR.start()
