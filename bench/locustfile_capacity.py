@@ -9,11 +9,20 @@ With ``--send-path timer`` (the per-user timer path, kept as a baseline) the pac
 per-second lateness histograms are fed from ``ClientSession.audio_sent`` instead, so both
 paths report the same statistics (``VOICE_PACER_STATS``); that costs well under 1 µs a frame.
 
+With ``--processes P`` (Locust forks P workers) every worker has its own pacer and would
+write its statistics to the same ``VOICE_PACER_STATS`` file, the last one winning. So a
+``{pid}`` in that path is replaced, in each process once it has forked, by the process's
+pid: each worker writes its own file and the benchmark reads them all (and says which
+worker's numbers are missing).
+
+    VOICE_PACER_STATS=/tmp/lateness-{pid}.json \\
     locust -f bench/locustfile_capacity.py --host ws://127.0.0.1:PORT --headless -u N -r R -t T \\
-        --csv PREFIX --tags corpus --utterances GREETING
+        --csv PREFIX --tags corpus --utterances GREETING [--processes P]
 """
 
 from __future__ import annotations
+
+import os
 
 from locust import constant, events
 
@@ -23,6 +32,14 @@ from voiceharness import protocol
 
 class CapacityUser(voice.VoiceUser):
     wait_time = constant(0)
+
+
+@events.init.add_listener
+def _stats_file_per_process(environment, **_kwargs) -> None:
+    # init fires in each process after Locust's fork; the pacer reads the variable when it quits.
+    path = os.environ.get(voice_pacer.STATS_ENV, "")
+    if "{pid}" in path:
+        os.environ[voice_pacer.STATS_ENV] = path.replace("{pid}", str(os.getpid()))
 
 
 @events.init.add_listener
