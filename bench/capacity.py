@@ -113,14 +113,17 @@ def merge_stats(documents: list[dict]) -> dict:
 
 
 def _turns_file(turns_path: Path) -> dict[str, object]:
-    """Turns, failed turns and the exact roundtrip p50 from the harness's turns file."""
+    """Turns ended (not cut by the end of the run), failed turns and the exact roundtrip p50 from the
+    harness's turns file: the baselines count the turns whose reply ended, so the harness's cut turns are left out."""
     turns = failures = 0
     roundtrips: list[float] = []
     if turns_path.exists():
         with open(turns_path, newline="", encoding="utf-8") as file:
             for row in csv.DictReader(file):
+                if row["failure"] == "run_stopped":
+                    continue
                 turns += 1
-                if row["failure"] and row["failure"] != "run_stopped":
+                if row["failure"]:
                     failures += 1
                 if row.get("roundtrip_ms"):
                     roundtrips.append(float(row["roundtrip_ms"]))

@@ -130,7 +130,7 @@ def capacity_section(result: dict, title: str) -> list[str]:
     if memory.get("n"):
         lines.append(f"- Memory at N = {memory['n']:,}: RSS per user **{_s(memory.get('rss_kb_per_user'), 0)} KB** — "
                      f"**{'met' if memory.get('goal_met') else 'not met'}** "
-                     f"({'in every repeat' if memory.get('goal_met_every_repeat') else 'not in every repeat'} ); USS "
+                     f"({'in every repeat' if memory.get('goal_met_every_repeat') else 'not in every repeat'}); USS "
                      f"per user {_s(memory.get('uss_kb_per_user'), 0)} KB; marginal RSS per added user "
                      f"{_f(memory.get('marginal_kb_per_user'), 0)} KB. Definition: {definitions.get('memory', '')}.")
     lines.append("")
@@ -145,8 +145,8 @@ def processes_section(result: dict) -> list[str]:
               "Each worker writes its own lateness statistics (`VOICE_PACER_STATS` with `{pid}`, see "
               "`bench/locustfile_capacity.py`); the figures are summed over the workers, and a worker whose "
               "statistics are missing is named in the last column — its frames are then not in the total and the "
-              "row cannot be met. CPU is the sum over the process tree (% of one core; the largest single "
-              "process in brackets after the spread)."), "",
+              "row cannot be met. CPU is the sum over the process tree, master included (% of one core), "
+              "and the busiest single process beside it."), "",
              f"**Definition:** {summary.get('definitions', {}).get('capacity', '')}.", "",
              ("| N | processes | frames/s achieved / due | lateness p50 / p99 / max ms | CPU % (all processes) | "
               "busiest process CPU % | frames per CPU-s | RSS / USS KB per user (sum over processes) | sink CPU % | "
