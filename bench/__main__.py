@@ -1,12 +1,15 @@
-"""``python -m bench capacity|truth|analysis|all|report [--smoke]``: run benchmarks, write results and BENCHMARKS.md.
+"""``python -m bench capacity|processes|truth|analysis|all|report [--smoke]``: run benchmarks, write results and BENCHMARKS.md.
 
 Each benchmark writes ``bench/results/NAME.json`` (``NAME-smoke.json`` with ``--smoke``, so CI
 never overwrites real figures) and ``BENCHMARKS.md`` at the repository root is regenerated
 from whatever results exist. A full run repeats every measurement 5 times (``--repeat``);
 the tables give the median and min-max.
 
-    python -m bench all --nice -5                     # the full set (about 2 h 15 min on 2 cores)
-    python -m bench capacity --processes 1,2 --n 2000,3000,4000,5000,6000 --clients harness
+    python -m bench all --nice -5          # the full set: capacity, processes, truth, analysis
+    python -m bench processes              # = capacity --clients harness --processes 1,2 --n 2000,...,6000
+
+``processes`` is the capacity benchmark for the harness alone on 1 and 2 Locust processes
+(``--processes``), at larger N; it writes ``capacity-processes.json``.
 """
 
 from __future__ import annotations
@@ -32,15 +35,16 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("benchmark", choices=["capacity", "truth", "analysis", "all", "report"])
+    parser.add_argument("benchmark", choices=["capacity", "processes", "truth", "analysis", "all", "report"])
     parser.add_argument("--smoke", action="store_true", help="tiny and quick: proves the benchmark still runs")
     parser.add_argument("--n", default="", help="capacity: comma-separated stream counts (default 1000,2000,3000,4000)")
     parser.add_argument("--clients", default="",
                         help="capacity: comma-separated subset of harness,asyncio_fair,asyncio_naive,raw "
                              "(also harness_timer, harness_gc_cpython)")
-    parser.add_argument("--processes", default="1",
+    parser.add_argument("--processes", default="",
                         help="capacity: comma-separated Locust process counts for the harness (e.g. 1,2: "
-                             "--processes P forks P workers); any P > 1 writes capacity-processes.json")
+                             "--processes P forks P workers; default 1, for 'processes' 1,2); any P > 1 writes "
+                             "capacity-processes.json")
     parser.add_argument("--duration-s", type=float, default=0.0, help="seconds of each run after the ramp")
     parser.add_argument("--sink", choices=["minimal", "gateway"], default="minimal",
                         help="capacity: system under test (minimal bench/sink.py, or gateway --fast-sink)")
@@ -56,16 +60,25 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
     suffix = "-smoke" if args.smoke else ""
     status = 0
-    todo = ["capacity", "truth", "analysis"] if args.benchmark == "all" else [args.benchmark]
+    todo = ["capacity", "processes", "truth", "analysis"] if args.benchmark == "all" else [args.benchmark]
     for name in todo:
-        if name == "capacity":
+        if name in ("capacity", "processes"):
             from bench import capacity
 
-            processes = _ints(args.processes, "--processes")
+            every_core = name == "processes"
+            if every_core:  # the harness alone, on 1 and 2 Locust processes, at larger N
+                processes = _ints(args.processes or "1,2", "--processes")
+                ns = _ints(args.n, "--n") if args.n and args.benchmark != "all" else \
+                    (capacity.SMOKE_N if args.smoke else capacity.PROCESSES_N)
+                clients: tuple[str, ...] = ("harness",)
+            else:
+                processes = _ints(args.processes or "1", "--processes") if args.benchmark != "all" else (1,)
+                ns = _ints(args.n, "--n") if args.n else None
+                clients = tuple(args.clients.split(",")) if args.clients else capacity.CLIENTS
             result = capacity.run(
                 smoke=args.smoke,
-                ns=_ints(args.n, "--n") if args.n else None,
-                clients=tuple(args.clients.split(",")) if args.clients else capacity.CLIENTS,
+                ns=ns,
+                clients=clients,
                 duration_s=args.duration_s or None,
                 sink=args.sink,
                 repeat=repeat,

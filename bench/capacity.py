@@ -47,6 +47,7 @@ FRAMES_PER_S = guide.SAMPLE_RATE_HZ / guide.CHUNK_SAMPLES  # 15.625 per stream
 CLIENTS = ("harness", "asyncio_fair", "asyncio_naive", "raw")
 EXTRA_CLIENTS = ("harness_timer", "harness_gc_cpython")
 FULL_N = (1000, 2000, 3000, 4000)
+PROCESSES_N = (2000, 3000, 4000, 5000, 6000)  # python -m bench processes: 1 and 2 Locust processes
 SMOKE_N = (20,)
 WARMUP_S = 3.0
 GOAL_P99_MS = common.SATURATED_P99_MS  # 5 ms
@@ -155,8 +156,7 @@ def run_one(client: str, n: int, port: int, sink_pid: int, duration_s: float, ra
     log_path = workdir / f"{tag}.log"
     started = time.monotonic()
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, cwd=common.REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        common.renice(process.pid)
+        process = common.start(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         sampler = common.Sampler([process.pid, sink_pid]).start()
         try:
             returncode = process.wait(timeout=ramp_s + duration_s + 180)

@@ -146,8 +146,7 @@ def run_one(n: int, port: int, sink_pid: int, delay_ms: float, one_way_ms: float
     ]
     env = {**common.python_env(), "VOICE_PACER_STATS": str(pacer_stats)}
     with open(f"{prefix}.log", "wb") as log:
-        process = subprocess.Popen(command, cwd=common.REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-        common.renice(process.pid)
+        process = common.start(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         sampler = common.Sampler([process.pid, sink_pid]).start()
         try:
             returncode = process.wait(timeout=ramp_s + duration_s + 120)
