@@ -33,6 +33,19 @@ def _ints(text: str, option: str) -> tuple[int, ...]:
     return values
 
 
+def _without_note(argv: list[str]) -> list[str]:
+    """The command line as the tables show it: the --note is shown above them already."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--note":
+            skip = True
+        elif not arg.startswith("--note="):
+            out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("benchmark", choices=["capacity", "processes", "truth", "analysis", "all", "report"])
@@ -57,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     common.NICE = args.nice
     repeat = args.repeat or (1 if args.smoke else FULL_REPEAT)
-    command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m bench " + " ".join(_without_note(argv if argv is not None else sys.argv[1:]))
     suffix = "-smoke" if args.smoke else ""
     status = 0
     todo = ["capacity", "processes", "truth", "analysis"] if args.benchmark == "all" else [args.benchmark]

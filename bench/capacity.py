@@ -422,7 +422,9 @@ def run(*, smoke: bool = False, ns: tuple[int, ...] | None = None, clients: tupl
 def _line(r: dict) -> str:
     name = f"{r['label']} #{r['attempt'] + 1}"
     if "frames_per_s" not in r:
-        return f"{name:>28} N={r['n']:<5} FAILED rc={r['returncode']} {r.get('log_tail', '')[-300:]}"
+        expected = f"none of the {r['processes']} processes reported its statistics" if r.get("processes", 1) > 1 \
+            else "no statistics written"
+        return f"{name:>28} N={r['n']:<5} FAILED ({expected}) rc={r['returncode']} {r.get('log_tail', '')[-300:]}"
     missing = f" MISSING {r['missing_processes']} process report(s)" if r.get("missing_processes") else ""
     return (f"{name:>28} N={r['n']:<5} {r['frames_per_s']:8.0f}/{r['frames_due_per_s']:.0f} fps "
             f"late p50/p99/max {r['lateness_p50_ms']:.1f}/{r['lateness_p99_ms']:.1f}/{r['lateness_max_ms']:.1f} ms "

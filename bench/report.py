@@ -72,6 +72,8 @@ def _met(row: dict, key: str = "met", repeats_key: str = "met_repeats") -> str:
     why = f": {row['why_not']}" if row.get("why_not") and not row.get(key) else ""
     if row.get(key) and row.get(repeats_key, 0) < row.get("repeats", 0):
         why = " — in the median, not in every repeat"
+    if "measured" in row and row["measured"] < row.get("repeats", 0):
+        why += f" (figures from {row['measured']} of {row['repeats']} repeats: the others reported nothing)"
     return verdict + count + why
 
 
@@ -128,9 +130,10 @@ def capacity_section(result: dict, title: str) -> list[str]:
                      f"**{'met' if summary.get('goal_ratio_1_5x_fair') else 'not met'}** (lowest median ratio "
                      f"{_f(summary.get('ratio_vs_asyncio_fair_min_median'), 2)}x). Definition: {definitions.get('ratio', '')}.")
     if memory.get("n"):
+        verdict = ("**met** (in every repeat)" if memory.get("goal_met_every_repeat") else
+                   "**met** — in the median, not in every repeat" if memory.get("goal_met") else "not met")
         lines.append(f"- Memory at N = {memory['n']:,}: RSS per user **{_s(memory.get('rss_kb_per_user'), 0)} KB** — "
-                     f"**{'met' if memory.get('goal_met') else 'not met'}** "
-                     f"({'in every repeat' if memory.get('goal_met_every_repeat') else 'not in every repeat'}); USS "
+                     f"{verdict}; USS "
                      f"per user {_s(memory.get('uss_kb_per_user'), 0)} KB; marginal RSS per added user "
                      f"{_f(memory.get('marginal_kb_per_user'), 0)} KB. Definition: {definitions.get('memory', '')}.")
     lines.append("")
