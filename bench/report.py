@@ -211,8 +211,11 @@ def truth_section(result: dict) -> list[str]:
                    f"{'in every repeat' if summary.get('goal_met_every_repeat') else 'not in every repeat'}."
                    + (f" Turns dropped because harness and sink named different utterances: up to {mismatched:g} a run."
                       if mismatched else " No turn was dropped for an utterance mismatch.")), ""]
-    if summary.get("saturated_runs"):
-        lines += [f"Runs where the load generator did not keep up (its error is its own): {', '.join(summary['saturated_runs'])}.", ""]
+    saturated = [f"N={row['n']} D={row['gateway_delay_ms']:g} d={row['one_way_delay_ms']:g} "
+                 f"({row['saturated_repeats']} of {row['repeats']})" for row in rows if row.get("saturated_repeats")]
+    if saturated:
+        lines += [("Runs where the load generator did not keep up (send lateness p99 > 5 ms or CPU > 70 %: the error "
+                   f"there is its own): {', '.join(saturated)}."), ""]
     lines += ["### Locust's bucketed percentiles vs the exact per-turn ones (same turns, first repeat)", "",
               "Locust rounds response times (to 10 ms above 100 ms) before it counts them; `_turns.csv` keeps them exact.",
               "", "| N | D ms | d ms | roundtrip p50 Locust / exact | p90 Locust / exact | p99 Locust / exact | ping p50 Locust / exact |",
