@@ -5,8 +5,11 @@ never overwrites real figures) and ``BENCHMARKS.md`` at the repository root is r
 from whatever results exist. A full run repeats every measurement 5 times (``--repeat``);
 the tables give the median and min-max.
 
-    python -m bench all --nice -5          # the full set: capacity, processes, truth, analysis
-    python -m bench processes              # = capacity --clients harness --processes 1,2 --n 2000,...,6000
+    python -m bench all --nice -5          # the full set, 5 repeats each: about 1 h 40 min on 2 cores
+    python -m bench capacity --nice -5     # 4 clients x N 1000-4000 x 5 repeats: about 45 min
+    python -m bench processes --nice -5    # harness on 1 and 2 processes x N 2000-6000 x 5: about 32 min
+    python -m bench truth --nice -5        # 12 configurations x 5 repeats: about 21 min
+    python -m bench analysis               # 1,000,000 records, 5 timings: 1-3 min
 
 ``processes`` is the capacity benchmark for the harness alone on 1 and 2 Locust processes
 (``--processes``), at larger N; it writes ``capacity-processes.json``.
