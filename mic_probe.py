@@ -1226,11 +1226,10 @@ def run_acoustic(args: argparse.Namespace) -> Result:
     pending = np.zeros(0)
     try:
         ws.send_binary(session.header_message(as_binary=True))
+        # End of speech is placed after streaming, from the capture itself (below).
         session.begin_turn(
             utterance_id=utterance.id,
             expected_intent=utterance.expected_intent,
-            # end of speech is placed after streaming, from the capture itself
-            speech_end_frame=1 << 30,
             now=time.monotonic(),
             speech_ms=utterance.duration_ms,
         )
@@ -1262,14 +1261,12 @@ def run_acoustic(args: argparse.Namespace) -> Result:
                 while pending.size >= CHUNK_SAMPLES and sent < stream_samples:
                     frame, pending = pending[:CHUNK_SAMPLES], pending[CHUNK_SAMPLES:]
                     ws.send_binary(float_to_pcm16(frame))
-                    now = time.monotonic()
-                    session.audio_sent(now)
-                    send_times.append(now)
+                    send_times.append(time.monotonic())
                     captured.append(frame)
                     sent += frame.size
-        marker = session.end_utterance(time.monotonic(), send_marker=args.end_marker)
-        if marker is not None:
-            ws.send(marker)
+        events += session.close_mic(time.monotonic(), chunks_sent=len(send_times))
+        if args.end_marker:
+            ws.send(protocol.end_marker_message())
         while not any(isinstance(e, protocol.TurnEnded) for e in events):
             deadline = session.next_deadline()
             now = time.monotonic()
@@ -1303,6 +1300,11 @@ def run_acoustic(args: argparse.Namespace) -> Result:
 
     ended = [e for e in events if isinstance(e, protocol.TurnEnded)]
     record = ended[0].record if ended else None
+    if ended:
+        from voiceharness.judge import Expectation, judge
+
+        judge(record, ended[0].audio, ended[0].metadata, Expectation(intent=utterance.expected_intent),
+              ended_by=ended[0].ended_by, reply_timeout_ms=args.timeout * 1000)
     capture16 = np.concatenate(captured) if captured else np.zeros(0)
     lag, correlation = find_delay(
         speech[utterance.speech_start_sample : utterance.speech_end_sample], capture16

@@ -1,4 +1,4 @@
-"""Build the bundled audio corpus from espeak-ng, reproducibly.
+"""Build a corpus: the bundled one from espeak-ng, one's own phrases, one's own recordings.
 
 ::
 
@@ -6,11 +6,16 @@
     python -m audio_corpus.build --check    # the committed files match the manifest (no rebuild)
     python -m audio_corpus.build --verify   # rebuild into a temporary folder, compare bytes
     python -m audio_corpus.build --out DIR --only ID[,ID]   # build some utterances elsewhere
+    python -m audio_corpus.build --from-text phrases.csv --voices en-us,en+m3 --rates 130,160 --out DIR
+    python -m audio_corpus.build --from-dir DIR --labels labels.csv [--out OUTDIR]
 
-Each clean utterance is spoken by the ``espeak-ng`` binary (``-v VOICE -s WPM -w FILE``),
-resampled from espeak's 22,050 Hz to 16 kHz with ``scipy.signal.resample_poly``, trimmed of
-espeak's own edge silence, peak-normalised to -3 dBFS and framed with 300 ms of leading and
-200 ms of trailing digital silence, so that the end of speech is a definite point in time.
+The last two make a corpus of one's own (:mod:`audio_corpus.phrases`,
+:mod:`audio_corpus.recordings`): a folder with a ``manifest.csv`` for the harness's
+``--corpus-manifest``.
+
+Each clean utterance is spoken by espeak-ng as :mod:`audio_corpus.synthesis` describes
+(resampled to 16 kHz, trimmed, peak-normalised to -3 dBFS, framed with 300 ms of leading and
+200 ms of trailing digital silence, so that the end of speech is a definite point in time).
 Noisy copies add white or pink noise from a numpy RNG seeded by the utterance id, at a given
 SNR over the speech part. WAVs are written with the standard library's ``wave`` module (a
 plain 44-byte header, no timestamps), so building twice gives byte-identical files. The same
@@ -20,32 +25,33 @@ bytes on another machine need the same espeak-ng version (recorded in ``build-in
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import math
 import re
-import shutil
-import subprocess
 import sys
 import tempfile
-import wave
+import warnings
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile
 
 from voiceharness.errors import CorpusError, HarnessError
 from voiceharness.guide import SAMPLE_RATE_HZ
 
-from .loader import DEFAULT_MANIFEST, MANIFEST_COLUMNS, PACKAGE_DIR, CorpusWarning, find_speech, load_corpus
+from .loader import DEFAULT_MANIFEST, PACKAGE_DIR, CorpusWarning, load_corpus, write_manifest
+from .synthesis import (
+    LEADING_SILENCE_MS,
+    TRAILING_SILENCE_MS,
+    espeak_binary,
+    espeak_version,
+    normalise_peak,
+    synthesise,
+    to_wav_bytes,
+)
 
-LEADING_SILENCE_MS = 300  # a microphone stream starts before the speaker does
-TRAILING_SILENCE_MS = 200  # trailing silence lets a VAD gateway detect the end of speech
-PEAK_DBFS = -3.0
 WAV_DIR = "wav"
 BUILD_INFO = "build-info.json"
 
@@ -71,9 +77,8 @@ class Spec:
 
     @property
     def id(self) -> str:
-        slug = re.sub(r"[^a-z0-9]+", "_", self.text.lower().replace("'", "")).strip("_")
         voice = self.voice.replace("+", "-")
-        base = f"{self.intent.lower()}_{slug}_{voice}_{self.words_per_minute}"
+        base = f"{self.intent.lower()}_{text_slug(self.text)}_{voice}_{self.words_per_minute}"
         return f"{base}_snr{self.snr_db}_{self.noise}" if self.noise else base
 
     @property
@@ -84,6 +89,12 @@ class Spec:
     def source(self) -> Spec:
         """The clean utterance a noisy copy is made from (itself when clean)."""
         return Spec(self.text, self.intent, self.voice, self.words_per_minute, "clean", self.reply_check)
+
+
+def text_slug(text: str) -> str:
+    """The words of ``text`` in lower case joined by ``_``, for ids (``crc32`` hex of a text with none)."""
+    slug = re.sub(r"[^a-z0-9]+", "_", text.lower().replace("'", "")).strip("_")
+    return slug or f"u{zlib.crc32(text.encode('utf-8')):08x}"
 
 
 def _echo_check(text: str) -> str:
@@ -143,57 +154,8 @@ def corpus_specs() -> list[Spec]:
 
 
 # --------------------------------------------------------------------------------------------
-# Synthesis and signal processing
+# Noise
 # --------------------------------------------------------------------------------------------
-
-
-def espeak_binary() -> str:
-    """Path of the espeak-ng binary; CorpusError saying how to install it when missing."""
-    binary = shutil.which("espeak-ng")
-    if binary is None:
-        raise CorpusError(
-            "espeak-ng not found on PATH: the corpus build speaks every utterance with it. "
-            "Install it with `apt-get install espeak-ng` (Debian/Ubuntu) or `brew install espeak-ng`, "
-            "or use the committed WAVs as they are (`python -m audio_corpus.build --check`)."
-        )
-    return binary
-
-
-def espeak_version() -> str:
-    result = subprocess.run([espeak_binary(), "--version"], capture_output=True, text=True, check=False)
-    return result.stdout.strip()
-
-
-def synthesise(spec: Spec, binary: str) -> np.ndarray:
-    """Clean speech for ``spec`` as float64 samples in [-1, 1] at 16 kHz, silence-framed."""
-    with tempfile.TemporaryDirectory(prefix="audio_corpus_") as folder:
-        raw = Path(folder) / "espeak.wav"
-        command = [binary, "-v", spec.voice, "-s", str(spec.words_per_minute), "-w", str(raw), spec.text]
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
-        if result.returncode != 0 or not raw.is_file() or raw.stat().st_size <= 44:
-            raise CorpusError(
-                f"espeak-ng failed for {spec.id} ({' '.join(command)}): exit {result.returncode} "
-                f"{result.stderr.strip()}; check the voice exists with `espeak-ng --voices=en`"
-            )
-        audio, rate_hz = soundfile.read(str(raw), dtype="float64", always_2d=True)
-    signal = audio.mean(axis=1)
-    if rate_hz != SAMPLE_RATE_HZ:
-        from scipy.signal import resample_poly
-
-        divisor = math.gcd(SAMPLE_RATE_HZ, rate_hz)
-        signal = resample_poly(signal, SAMPLE_RATE_HZ // divisor, rate_hz // divisor)
-    # Trim espeak's edge silence (and the breath tail of some variants, ~50 dB down) with the
-    # loader's own speech detector, so the framing silence starts exactly at end of speech.
-    start, end = find_speech(signal, SAMPLE_RATE_HZ)
-    signal = signal[start:end]
-    signal = _normalise_peak(signal)
-    lead = np.zeros(SAMPLE_RATE_HZ * LEADING_SILENCE_MS // 1000)
-    trail = np.zeros(SAMPLE_RATE_HZ * TRAILING_SILENCE_MS // 1000)
-    return np.concatenate([lead, signal, trail])
-
-
-def _normalise_peak(signal: np.ndarray) -> np.ndarray:
-    return signal * (10 ** (PEAK_DBFS / 20) / np.abs(signal).max())
 
 
 def noise(kind: str, length: int, seed: int) -> np.ndarray:
@@ -224,19 +186,7 @@ def add_noise(clean: np.ndarray, spec: Spec) -> np.ndarray:
     # crc32 of the id: a seed that is stable across runs and Python versions (hash() is not).
     seed = zlib.crc32(spec.id.encode("utf-8"))
     mixed = clean + noise(spec.noise, clean.size, seed) * math.sqrt(noise_power)
-    return _normalise_peak(mixed)  # scales speech and noise alike: the SNR is kept
-
-
-def to_wav_bytes(signal: np.ndarray) -> bytes:
-    """16 kHz mono PCM16 WAV bytes of float samples in [-1, 1]."""
-    pcm = np.clip(np.round(signal * 32767.0), -32768, 32767).astype("<i2")
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as writer:
-        writer.setnchannels(1)
-        writer.setsampwidth(2)
-        writer.setframerate(SAMPLE_RATE_HZ)
-        writer.writeframes(pcm.tobytes())
-    return buffer.getvalue()
+    return normalise_peak(mixed)  # scales speech and noise alike: the SNR is kept
 
 
 # --------------------------------------------------------------------------------------------
@@ -248,7 +198,7 @@ def build(
     out_dir: Path = PACKAGE_DIR, only: Iterable[str] | None = None, *, quiet: bool = False
 ) -> list[Spec]:
     """Write the WAVs and a manifest of ``only`` (ids; all when None) into ``out_dir``."""
-    binary = espeak_binary()
+    espeak_binary()  # fail before anything is written
     specs = corpus_specs()
     if only is not None:
         wanted = set(only)
@@ -266,7 +216,7 @@ def build(
     for spec in specs:
         source = spec.source
         if source.id not in clean_cache:
-            clean_cache[source.id] = synthesise(source, binary)
+            clean_cache[source.id] = synthesise(source.text, source.voice, source.words_per_minute)
         signal = clean_cache[source.id] if spec.kind != "noisy" else add_noise(clean_cache[source.id], spec)
         (out_dir / spec.path).write_bytes(to_wav_bytes(signal))
         if not quiet:
@@ -278,21 +228,20 @@ def build(
                 stale.unlink()
                 if not quiet:
                     print(f"  removed stale {stale.name}")
-    _write_manifest(out_dir / DEFAULT_MANIFEST.name, specs)
+    write_manifest(out_dir / DEFAULT_MANIFEST.name, manifest_rows(specs))
     info = {"espeak_ng": espeak_version(), "numpy": np.__version__, "utterances": len(specs)}
     (out_dir / BUILD_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return specs
 
 
-def _write_manifest(path: Path, specs: list[Spec]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as file:
-        writer = csv.writer(file, lineterminator="\n")
-        writer.writerow(MANIFEST_COLUMNS)
-        for s in specs:
-            snr = "" if s.snr_db is None else s.snr_db
-            writer.writerow(
-                [s.id, s.text, s.intent, s.reply_check, s.path, s.voice, s.words_per_minute, snr, s.kind]
-            )
+def manifest_rows(specs: Iterable[Spec]) -> list[dict[str, object]]:
+    """The manifest rows of ``specs`` (see :func:`audio_corpus.loader.write_manifest`)."""
+    return [
+        {"id": s.id, "text": s.text, "expected_intent": s.intent, "reply_check": s.reply_check,
+         "path": s.path, "voice": s.voice, "words_per_minute": s.words_per_minute, "snr_db": s.snr_db,
+         "kind": s.kind}
+        for s in specs
+    ]  # fmt: skip
 
 
 def check(package_dir: Path = PACKAGE_DIR) -> list[str]:
@@ -302,8 +251,6 @@ def check(package_dir: Path = PACKAGE_DIR) -> list[str]:
     (16 kHz mono PCM16 already), the manifest lists exactly the utterances this build makes,
     and no WAV lies in wav/ unlisted.
     """
-    import warnings
-
     problems: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", CorpusWarning)
@@ -356,30 +303,90 @@ def _summary(specs: list[Spec]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m audio_corpus.build", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m audio_corpus.build", description=__doc__.split("\n")[0],
+        epilog="Your own phrases: --from-text CSV (text,expected_intent[,reply_check]) --voices --rates "
+        "--out DIR. Your own recordings: --from-dir DIR --labels CSV "
+        "(file,expected_intent[,text][,reply_check]) [--out OUTDIR].",
+    )  # fmt: skip
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="check the committed WAVs against the manifest")
     mode.add_argument("--verify", action="store_true", help="rebuild in a temporary folder and compare bytes")
-    parser.add_argument("--out", type=Path, default=PACKAGE_DIR, help="output folder (default: the package)")
+    mode.add_argument("--from-text", type=Path, metavar="CSV",
+                      help="build a corpus of your own phrases (text,expected_intent[,reply_check])")
+    mode.add_argument("--from-dir", type=Path, metavar="DIR",
+                      help="build a corpus of your own recordings in DIR (needs --labels)")
+    parser.add_argument("--out", type=Path, help="output folder (default: the package; DIR with --from-dir)")
     parser.add_argument("--only", help="comma-separated utterance ids to build (needs --out)")
+    parser.add_argument("--voices", help="--from-text: comma-separated espeak-ng voices (default en-us)")
+    parser.add_argument("--rates", help="--from-text: comma-separated words per minute (default 160)")
+    parser.add_argument("--labels", type=Path, metavar="CSV",
+                        help="--from-dir: file,expected_intent[,text][,reply_check] per line")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
+    misplaced = [flag for flag, value, allowed in (
+        ("--voices", args.voices, args.from_text), ("--rates", args.rates, args.from_text),
+        ("--labels", args.labels, args.from_dir), ("--only", args.only, not (args.from_text or args.from_dir)),
+    ) if value is not None and not allowed]  # fmt: skip
+    if misplaced:
+        parser.error(f"{', '.join(misplaced)} does not go with the chosen mode; see --help")
+    with warnings.catch_warnings():  # restored on return: main() may be called from a test
+        warnings.showwarning = _show_warning_as_line
+        warnings.simplefilter("always", CorpusWarning)
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
+        if args.from_text:
+            return _main_from_text(args)
+        if args.from_dir:
+            return _main_from_dir(args)
+        out = args.out or PACKAGE_DIR
         if args.check or args.verify:
-            problems = check(args.out) if args.check else verify(args.out)
+            problems = check(out) if args.check else verify(out)
             for problem in problems:
                 print(f"error: {problem}", file=sys.stderr)
             if not problems:
-                print(f"{'check' if args.check else 'verify'}: corpus in {args.out} is OK")
+                print(f"{'check' if args.check else 'verify'}: corpus in {out} is OK")
             return 1 if problems else 0
         only = [i.strip() for i in args.only.split(",") if i.strip()] if args.only else None
-        specs = build(args.out, only, quiet=args.quiet)
-        total = sum((args.out / s.path).stat().st_size for s in specs)
-        print(f"built {_summary(specs)}; {total / 1e6:.2f} MB in {args.out / WAV_DIR}")
+        specs = build(out, only, quiet=args.quiet)
+        total = sum((out / s.path).stat().st_size for s in specs)
+        print(f"built {_summary(specs)}; {total / 1e6:.2f} MB in {out / WAV_DIR}")
         return 0
     except HarnessError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def _main_from_text(args: argparse.Namespace) -> int:
+    from .phrases import build_from_text, parse_rates, parse_voices
+
+    if args.out is None:
+        raise CorpusError("--from-text needs --out DIR: the folder for the WAVs and manifest.csv")
+    voices = parse_voices(args.voices or "en-us")
+    rates = parse_rates(args.rates or "160")
+    specs = build_from_text(args.from_text, args.out, voices, rates, quiet=args.quiet)
+    print(f"built {_summary(specs)} in {args.out}; use it with --corpus-manifest {args.out / 'manifest.csv'}")
+    return 0
+
+
+def _main_from_dir(args: argparse.Namespace) -> int:
+    from .recordings import build_from_dir
+
+    if args.labels is None:
+        raise CorpusError("--from-dir needs --labels CSV: file,expected_intent[,text][,reply_check] per line")
+    out = args.out or args.from_dir
+    corpus = build_from_dir(args.from_dir, args.labels, out, quiet=args.quiet)
+    print(f"listed {len(corpus)} recordings {corpus.counts('expected_intent')}; use them with "
+          f"--corpus-manifest {out / 'manifest.csv'}")  # fmt: skip
+    return 0
+
+
+def _show_warning_as_line(message, *_where, **_more) -> None:
+    """A CorpusWarning as one line (``warning: ...``), not Python's two-line format."""
+    print(f"warning: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

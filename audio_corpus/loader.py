@@ -3,9 +3,9 @@
 Everything that can be wrong with a corpus is found here, at load time, so a load test never
 fails half-way through a run because of a bad file:
 
-* the manifest (``manifest.csv``): missing columns, an unknown intent or kind, a duplicate id,
-  a bad number or reply check -> :class:`~voiceharness.errors.CorpusError` naming the manifest
-  and its line;
+* the manifest (``manifest.csv``): missing columns, a bad intent name or an unknown kind, a
+  duplicate id, a bad number or reply check -> :class:`~voiceharness.errors.CorpusError` naming
+  the manifest and its line;
 * each WAV file: missing, empty, truncated, an odd byte count data chunk, zero-length audio
   or not audio at all -> ``CorpusError`` naming the file, what is wrong and what to do;
 * a noisy copy (kind ``noisy``) takes its speech bounds from its clean source in the same
@@ -13,12 +13,21 @@ fails half-way through a run because of a bad file:
 * a WAV in another sample rate, with several channels or with float / 24-bit samples is
   converted to 16 kHz mono PCM16, with a :class:`CorpusWarning` naming the file.
 
+Intents: the bundled manifest uses exactly the SmartJARVIS NLU's intents
+(:data:`voiceharness.guide.INTENTS`), so a typo in it is an error. A manifest of one's own
+describes someone else's gateway, whose NLU has its own commands: any name of upper-case
+letters, digits and ``_`` (``PLAY_MUSIC``, ``LIGHTS_OFF``) is accepted there, with a
+CorpusWarning when it is one letter away from a standard intent (``GREETNG``).
+
 Public API::
 
     load_corpus(manifest=None, *, select=None) -> Corpus
     load_utterance_file(path, *, expected_intent, utterance_id=None, text="", reply_check="",
                         kind="clean", snr_db=None, voice="", words_per_minute=None,
                         speech_samples=None) -> Utterance
+    check_intent_name(intent, *, standard_only=False) -> str | None   # the problem, or None
+    write_manifest(path, rows) -> None     # rows: mappings with the MANIFEST_COLUMNS keys
+    pcm16_wav_bytes(pcm) -> bytes          # a plain 44-byte-header 16 kHz mono PCM16 WAV
     check_reply(utterance, intent, reply_text) -> str | None
     find_speech(samples, sample_rate_hz) -> tuple[int, int]
 
@@ -38,9 +47,12 @@ punctuation and repeated spaces)::
 from __future__ import annotations
 
 import csv
+import difflib
+import io
 import math
 import re
 import warnings
+import wave
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,12 +85,21 @@ MANIFEST_COLUMNS = (
 KINDS = ("clean", "noisy", "unknown")
 
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+_INTENT_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9_]*$")
 _REPLY_CHECK_OPS = ("contains", "any", "regex", "nonempty")
 _CONVERT_HINT = "convert it once with `sox IN.wav -r 16000 -c 1 -b 16 -e signed-integer OUT.wav`"
 
 
 class CorpusWarning(UserWarning):
-    """A corpus file was usable but had to be converted (sample rate, channels, sample format)."""
+    """A corpus file was usable but had to be converted (sample rate, channels, sample format).
+
+    Also: a custom intent one letter from a standard one, a rebuilt speech cache file, speech
+    with no trailing silence. ``reasons`` lists the conversions done, for callers that act on them.
+    """
+
+    def __init__(self, message: str, reasons: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.reasons = reasons
 
 
 # --------------------------------------------------------------------------------------------
@@ -99,7 +120,7 @@ class Utterance:
 
     id: str
     text: str
-    expected_intent: str  # one of voiceharness.guide.INTENTS
+    expected_intent: str  # INTENTS for the bundled corpus; any [A-Z0-9_] name; "" for no expectation
     reply_check: str  # the reply_check mini-language, "" for no check
     kind: str  # one of KINDS
     snr_db: float | None  # signal-to-noise ratio of a noisy copy in dB, None for clean speech
@@ -209,9 +230,10 @@ class Corpus(Sequence[Utterance]):
         return f"<Corpus {len(self)} utterances from {self.source}: {self.counts('expected_intent')}>"
 
     def intents(self) -> tuple[str, ...]:
-        """The expected intents present, in the order of ``voiceharness.guide.INTENTS``."""
-        present = {u.expected_intent for u in self._utterances}
-        return tuple(intent for intent in INTENTS if intent in present)
+        """The expected intents present: the standard ones in ``INTENTS`` order, then others by name."""
+        present = {u.expected_intent for u in self._utterances if u.expected_intent}
+        standard = tuple(intent for intent in INTENTS if intent in present)
+        return standard + tuple(sorted(present - set(standard)))
 
     def counts(self, attribute: str = "expected_intent") -> dict[str, int]:
         """How many utterances have each value of ``attribute`` (e.g. ``"kind"``)."""
@@ -224,8 +246,8 @@ class Corpus(Sequence[Utterance]):
     def select(self, spec: str | None) -> Corpus:
         """The utterances matching ``spec``, a comma-separated list of filters.
 
-        A filter is an utterance id, a glob over ids (``greeting_*``), an intent name
-        (``GREETING``, any case), or ``kind:clean|noisy|unknown``, ``voice:en-us``,
+        A filter is an utterance id, a glob over ids (``greeting_*``), an intent name (a
+        standard one or one of this corpus, ``GREETING``, any case), or ``kind:clean|noisy|unknown``, ``voice:en-us``,
         ``intent:ECHO``. Filters of the same sort are alternatives (``GREETING,ECHO`` is
         either); filters of different sorts must all hold (``GREETING,kind:clean`` is clean
         greetings). ``None`` or ``""`` selects everything. A filter that matches no utterance,
@@ -269,7 +291,7 @@ class Corpus(Sequence[Utterance]):
                 )
             value = rest.strip()
             return sort, value.upper() if sort == "intent" else value
-        if token.upper() in INTENTS:
+        if token.upper() in INTENTS or token.upper() in self.intents():
             return "intent", token.upper()
         if any(char in token for char in "*?["):
             return "glob", token
@@ -392,6 +414,8 @@ def _read_manifest(path: Path) -> list[dict[str, Any]]:
     problems: list[str] = []
     rows: list[dict[str, Any]] = []
     first_line: dict[str, int] = {}
+    # The bundled corpus speaks the SmartJARVIS NLU's language; one's own may have other intents.
+    standard_only = path.resolve() == DEFAULT_MANIFEST.resolve()
     for raw in reader:
         line = reader.line_num
         where = f"line {line}"
@@ -411,10 +435,11 @@ def _read_manifest(path: Path) -> list[dict[str, Any]]:
             row_problems.append(f"duplicate id {uid!r} (first on line {first_line[uid]})")
         else:
             first_line[uid] = line
-        if row["expected_intent"] not in INTENTS:
-            row_problems.append(
-                f"unknown expected_intent {row['expected_intent']!r}; use one of {', '.join(INTENTS)}"
-            )
+        intent_problem = check_intent_name(row["expected_intent"], standard_only=standard_only)
+        if intent_problem:
+            row_problems.append(intent_problem)
+        elif not standard_only:
+            _warn_near_standard_intent(path, line, row["expected_intent"])
         if row["kind"] not in KINDS:
             row_problems.append(f"unknown kind {row['kind']!r}; use one of {', '.join(KINDS)}")
         elif row["kind"] == "unknown" and row["expected_intent"] != "UNKNOWN":
@@ -467,13 +492,13 @@ def load_utterance_file(
     ``utterance_id`` defaults to the file name without its extension. The file is checked and
     converted as described in the module docstring; CorpusError names the file and the fix.
     ``speech_samples`` is ``(start, end)`` of the speech in samples at 16 kHz when known;
-    by default it is found with :func:`find_speech`.
+    by default it is found with :func:`find_speech`. ``expected_intent`` is any intent name
+    (see :func:`check_intent_name`), or ``""`` when the caller judges the reply itself.
     """
     path = Path(path)
-    if expected_intent not in INTENTS:
-        raise CorpusError(
-            f"{path}: unknown expected intent {expected_intent!r}; use one of {', '.join(INTENTS)}"
-        )
+    intent_problem = check_intent_name(expected_intent) if expected_intent else None
+    if intent_problem:
+        raise CorpusError(f"{path}: {intent_problem}")
     if kind not in KINDS:
         raise CorpusError(f"{path}: unknown kind {kind!r}; use one of {', '.join(KINDS)}")
     try:
@@ -502,6 +527,72 @@ def load_utterance_file(
         voice=voice,
         words_per_minute=words_per_minute,
     )
+
+
+def check_intent_name(intent: str, *, standard_only: bool = False) -> str | None:
+    """What is wrong with ``intent`` as an expected intent, or None when it is fine.
+
+    ``standard_only``: only the SmartJARVIS intents (``INTENTS``) are allowed (the bundled
+    corpus). Otherwise any name of upper-case letters, digits and ``_`` is, since another
+    gateway's NLU has its own commands.
+    """
+    if standard_only:
+        if intent in INTENTS:
+            return None
+        return f"unknown expected_intent {intent!r}; use one of {', '.join(INTENTS)}"
+    if _INTENT_PATTERN.match(intent):
+        return None
+    if not intent:
+        return "empty expected_intent; name the intent the gateway should answer (e.g. GREETING)"
+    suggestion = re.sub(r"[^A-Z0-9_]+", "_", intent.upper()).strip("_")
+    hint = f" (e.g. {suggestion})" if suggestion and _INTENT_PATTERN.match(suggestion) else ""
+    return (
+        f"expected_intent {intent!r} is not an intent name: use upper-case letters, digits and _ "
+        f"only{hint}"
+    )
+
+
+def near_standard_intent(intent: str) -> str | None:
+    """A note when ``intent`` is one typo away from a standard intent (``GREETNG``), else None."""
+    if intent in INTENTS:
+        return None
+    close = difflib.get_close_matches(intent, INTENTS, n=1, cutoff=0.85)
+    if not close:
+        return None
+    return (
+        f"expected_intent {intent!r} is not a SmartJARVIS intent; did you mean {close[0]}? "
+        f"(other intents are fine for another gateway's NLU)"
+    )
+
+
+def _warn_near_standard_intent(path: Path, line: int, intent: str) -> None:
+    """A custom intent one typo away from a standard one is more likely a typo than a new intent."""
+    note = near_standard_intent(intent)
+    if note:
+        warnings.warn(f"corpus manifest {path}, line {line}: {note}", CorpusWarning, stacklevel=4)
+
+
+def write_manifest(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Write a manifest that :func:`load_corpus` reads: ``MANIFEST_COLUMNS``, ``\\n`` line ends.
+
+    ``None`` cells are written empty. The bytes depend only on ``rows`` (reproducible builds).
+    """
+    with Path(path).open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file, lineterminator="\n")
+        writer.writerow(MANIFEST_COLUMNS)
+        for row in rows:
+            writer.writerow(["" if row[column] is None else row[column] for column in MANIFEST_COLUMNS])
+
+
+def pcm16_wav_bytes(pcm: bytes) -> bytes:
+    """A 16 kHz mono PCM16 WAV holding ``pcm``: a plain 44-byte header, no timestamps."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(SAMPLE_WIDTH_BYTES)
+        writer.setframerate(SAMPLE_RATE_HZ)
+        writer.writeframes(pcm)
+    return buffer.getvalue()
 
 
 def _read_pcm16(path: Path) -> np.ndarray:
@@ -559,8 +650,7 @@ def _read_pcm16(path: Path) -> np.ndarray:
     if np.any(np.abs(scaled) > 32767):
         reasons.append("samples beyond full scale clipped")
     warnings.warn(
-        f"corpus file {path}: {'; '.join(reasons)} at load time; {_CONVERT_HINT}",
-        CorpusWarning,
+        CorpusWarning(f"corpus file {path}: {'; '.join(reasons)} at load time; {_CONVERT_HINT}", tuple(reasons)),
         stacklevel=3,
     )
     return np.clip(scaled, -32768, 32767).astype(np.int16)

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", default="", help="capacity: comma-separated stream counts (default 1000,2000,3000,4000)")
     parser.add_argument("--clients", default="",
                         help="capacity: comma-separated subset of harness,asyncio_fair,asyncio_naive,raw "
-                             "(also harness_timer, harness_gc_cpython)")
+                             "(also harness_gc_cpython)")
     parser.add_argument("--processes", default="",
                         help="capacity: comma-separated Locust process counts for the harness (e.g. 1,2: "
                              "--processes P forks P workers; default 1, for 'processes' 1,2); any P > 1 writes "

@@ -42,7 +42,7 @@ from bench.baseline_stream import (
 from voiceharness import guide
 from voiceharness.lateness import LatenessStats
 
-TICK_S = 0.002  # the harness pacer's tick (locustfiles/voice_pacer.py)
+TICK_S = 0.002  # the harness pacer's tick (voiceharness/locust/pacer.py)
 MAX_BATCH = 128  # frames written before yielding to the readers, as the harness's pacer
 
 

@@ -30,7 +30,7 @@ from audio_corpus import load_corpus
 from voiceharness import framing, guide, protocol
 
 FRAME_S = guide.CHUNK_SAMPLES / guide.SAMPLE_RATE_HZ
-# The harness pings every 3 s by default (locustfiles/voice_connection.py: ping_interval_s);
+# The harness pings every 3 s by default (voiceharness/locust/transport.py: ping_interval_s);
 # every baseline does the same so no client does less keep-alive work than another.
 PING_INTERVAL_S = 3.0
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"

@@ -109,9 +109,19 @@ def synthetic_turns(n: int, seed: int = 1, users: int = 1000, workers: int = 8) 
         "send_lateness_max_ms": np.round(lateness * 2.5, 3),
         "uplink_backlog_ms": np.where(rng.random(n) < 0.02, 64.031, 0.0),  # a link that keeps up
         "pace": "realtime",
+        "turn_ms": np.round(roundtrip + 1250, 3),
+        "dialect": "reference",
+        "reply_format": "metadata+pcm",
+        "intent_source": np.where(recognised == "", "", "metadata"),
+        "audio_intent": "",
+        "reply_transcript": "",
+        "reply_text": "Hello! I am Jarvis.",
+        "audible_ms": np.round(roundtrip + 12, 3),
+        "reply_audio_ms": 2000.0,
+        "reply_sample_rate_hz": 16000,
+        "playback_stalls": 0,
     }
-    # Columns added to the record since (other gateways' replies, the judge) get the record's own
-    # default: the reference gateway's turns leave them at that.
+    # A column added to the record later than this list gets the record's own default.
     defaults = TurnRecord()
     return pd.DataFrame({name: columns[name] if name in columns else getattr(defaults, name) for name in COLUMNS})
 

@@ -14,8 +14,8 @@ roundtrip timed:
 * ``asyncio_naive``  what most people write: a ``websockets`` task per stream, a sleep per
                      frame, the library framing and masking (``bench/baseline_asyncio_naive.py``);
 * ``raw``            the upper bound: bare sockets and one selector loop (``bench/baseline_raw.py``);
-* on request, ``harness_timer`` (``--send-path timer``, the per-user timer path before the
-  pacer) and ``harness_gc_cpython`` (``VOICE_COLLECTOR=cpython``, CPython's collector schedule).
+* on request, ``harness_gc_cpython`` (``VOICE_COLLECTOR=cpython``: the harness with CPython's
+  collector schedule).
 
 Figures per run, over the steady window (after the ramp and a 3 s warm-up, reported apart):
 frames/s achieved vs due (N x 15.625), send lateness p50/p99/max (every frame, 0.1 ms
@@ -45,7 +45,7 @@ from voiceharness.lateness import merge, window_summary
 
 FRAMES_PER_S = guide.SAMPLE_RATE_HZ / guide.CHUNK_SAMPLES  # 15.625 per stream
 CLIENTS = ("harness", "asyncio_fair", "asyncio_naive", "raw")
-EXTRA_CLIENTS = ("harness_timer", "harness_gc_cpython")
+EXTRA_CLIENTS = ("harness_gc_cpython",)
 FULL_N = (1000, 2000, 3000, 4000)
 PROCESSES_N = (2000, 3000, 4000, 5000, 6000)  # python -m bench processes: 1 and 2 Locust processes
 SMOKE_N = (20,)
@@ -71,8 +71,7 @@ def _client_command(client: str, n: int, port: int, duration_s: float, ramp_s: f
         command = [
             common.LOCUST, "-f", str(common.REPO / "bench" / "locustfile_capacity.py"), "--host", url,
             "--headless", "-u", str(n), "-r", str(max(1.0, n / ramp_s)), "-t", f"{int(ramp_s + duration_s)}s",
-            "--csv", str(prefix), "--only-summary", "--tags", "corpus", "--utterances", "GREETING",
-            "--stats-by", "intent", "--send-path", "timer" if client == "harness_timer" else "pacer",
+            "--csv", str(prefix), "--only-summary", "--utterances", "GREETING", "--stats-by", "intent",
             "--loglevel", "WARNING",
         ]
         if processes > 1:
@@ -232,7 +231,7 @@ def run_one(client: str, n: int, port: int, sink_pid: int, duration_s: float, ra
         "streams_max": stats.get("streams_max"),
         "errors": stats.get("errors", 0),
         "slow_streams": stats.get("slow_streams", 0),
-        # the harness's collector pauses over the whole run (locustfiles/voice_collector.py)
+        # the harness's collector pauses over the whole run (voiceharness/locust/collector.py)
         "collector": stats.get("collector"),
     })
     if client.startswith("harness"):

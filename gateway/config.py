@@ -15,24 +15,30 @@ import math
 import os
 import sys
 import time
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from gateway.dialects import DIALECTS, Dialect
+from gateway.endpointer import WINDOW_MS as ENDPOINTER_WINDOW_MS
 from gateway.faults import Faults, valid_close_code
 from voiceharness import guide
 from voiceharness.errors import UsageError
 
 DEFAULT_PORT = 7090
 DEFAULT_PIPELINE = "gateway.pipeline:VoicePipeline"
+DEFAULT_PING_TIMEOUT_S = 20.0
+REPLY_SAMPLE_RATES_HZ = (guide.SAMPLE_RATE_HZ, 22_050)
 
 
 @dataclass(frozen=True)
 class GatewayConfig:
+    dialect: str = "reference"  # a key of gateway.dialects.DIALECTS
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     ws_paths: tuple[str, ...] = (guide.WS_PATH_GATEWAY, guide.WS_PATH_BROWSER_TESTER)
     ping_interval_s: float = guide.SERVER_PING_INTERVAL_S
-    ping_timeout_s: float = 20.0
+    ping_timeout_s: float = DEFAULT_PING_TIMEOUT_S  # not used by a dialect that never checks pongs
     max_message_bytes: int = 1 << 20
     header_timeout_s: float = 10.0
     queue_frames: int = guide.SESSION_QUEUE_FRAMES
@@ -55,6 +61,7 @@ class GatewayConfig:
     reply_end: bool = True
     json_text_frames: bool = False
     reply_chunk_bytes: int = guide.CHUNK_BYTES
+    reply_sample_rate_hz: int | None = None  # None: the dialect's (16000 reference, 22050 smartjarvis)
     # access
     auth_token: str = ""
     faults: Faults = field(default_factory=Faults)
@@ -63,26 +70,78 @@ class GatewayConfig:
     log_level: str = "INFO"
     redact_transcripts: bool = False
 
+    @property
+    def wire(self) -> Dialect:
+        return DIALECTS[self.dialect]
+
+    @property
+    def reply_rate_hz(self) -> int:
+        """The sample rate of the reply audio sent."""
+        return self.reply_sample_rate_hz or self.wire.reply_sample_rate_hz
+
+    @property
+    def effective_ping_timeout_s(self) -> float | None:
+        """None when pongs are not checked (the smartjarvis dialect, or ``--ping-timeout 0``)."""
+        return (self.ping_timeout_s or None) if self.wire.checks_pongs else None
+
+    @property
+    def pipeline_options(self) -> dict[str, object]:
+        """Keyword arguments for the pipeline's factory; a factory gets those it takes."""
+        return {"style": self.wire.nlg_style, "reply_sample_rate_hz": self.reply_rate_hz}
+
+
+class _Parser(argparse.ArgumentParser):
+    """A usage error is two lines: what is wrong, and where the options are described."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\nRun `{self.prog} --help` for the options.\n")
+
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _niceness(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 19:
+        raise argparse.ArgumentTypeError(f"must be a niceness 0-19, got {text!r}")
     return value
 
 
 def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if value < 0 or math.isnan(value):
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value >= 0:  # NaN too
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
     return value
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m gateway",
         description="Reference voice-gateway speaking the SmartJARVIS WebSocket audio protocol "
         f"on {guide.WS_PATH_GATEWAY} and {guide.WS_PATH_BROWSER_TESTER}, with /healthz, /readyz and /metrics.",
+    )
+    parser.add_argument(
+        "--dialect",
+        choices=tuple(DIALECTS),
+        default="reference",
+        help="wire dialect (default reference). smartjarvis: as the published SmartJARVIS gateway "
+        "-- any path; bad header closes 1008 'Invalid message format'; every message after the "
+        "header is audio (no end marker: utterances end on silence); the reply is one binary WAV "
+        "message at 22050 Hz, no metadata, no reply end; pongs never checked; replies go to the "
+        "newest connection with the header's sessionId; SmartJARVIS-style reply sentences",
     )
     net = parser.add_argument_group("network")
     net.add_argument(
@@ -101,9 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument(
         "--ping-timeout",
         type=_non_negative_float,
-        default=20.0,
+        default=None,
         metavar="S",
-        help="close a session whose pong is this late, seconds (default 20)",
+        help="close a session whose pong is this late, seconds (default 20; 0 never; "
+        "the smartjarvis dialect never checks pongs)",
     )
     net.add_argument(
         "--max-message-bytes",
@@ -134,7 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(default $VOICEGW_AUTH_TOKEN; empty: no auth)",
     )
 
-    vad = parser.add_argument_group('end of utterance (energy VAD; an {"type":"end"} marker also ends one)')
+    vad = parser.add_argument_group(
+        'end of utterance (energy VAD; in the reference dialect an {"type":"end"} marker also ends one)'
+    )
     vad.add_argument(
         "--vad-silence-ms",
         type=_non_negative_float,
@@ -187,9 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pipe.add_argument(
         "--worker-nice",
-        type=int,
+        type=_niceness,
         default=10,
-        choices=range(20),
         metavar="0-19",
         help="niceness of worker processes, so the event loop wins the CPU when it wakes (default 10)",
     )
@@ -214,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(no compression, --max-message-bytes, pings, probes, --max-sessions) and no pipeline",
     )
 
-    reply = parser.add_argument_group("reply format")
+    reply = parser.add_argument_group("reply format (the first four: reference dialect only)")
     reply.add_argument("--reply-wav", action="store_true", help="send the reply audio as one WAV message")
     reply.add_argument(
         "--no-reply-end", action="store_true", help='send no {"type":"reply_end"} after a reply'
@@ -228,9 +289,26 @@ def build_parser() -> argparse.ArgumentParser:
     reply.add_argument(
         "--reply-chunk-bytes",
         type=_positive_int,
-        default=guide.CHUNK_BYTES,
+        default=None,
         metavar="N",
         help=f"bytes per reply audio frame (default {guide.CHUNK_BYTES})",
+    )
+    reply.add_argument(
+        "--reply-sample-rate-hz",
+        type=int,
+        choices=REPLY_SAMPLE_RATES_HZ,
+        default=None,
+        metavar="HZ",
+        help="sample rate of WAV replies, 16000 or 22050 (default: 16000 in the reference "
+        "dialect, where 22050 needs --reply-wav; 22050 in the smartjarvis dialect)",
+    )
+    reply.add_argument(
+        "--reply-leading-silence-ms",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="MS",
+        help="for audible_ms tests: start every reply with exactly MS of digital silence "
+        "(the synthesizer's own quiet onset is cut first, so the sound starts at MS)",
     )
 
     faults = parser.add_argument_group("fault switches (for tests)")
@@ -273,6 +351,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="refuse every WebSocket upgrade with HTTP status S",
     )
+    faults.add_argument(
+        "--fault-silent-reply",
+        action="store_true",
+        help="reply audio is digital silence of the reply's normal length (the SmartJARVIS "
+        "TTS's fallback when piper is missing); metadata, where the dialect sends it, is normal",
+    )
+    faults.add_argument(
+        "--fault-broker-down",
+        action="store_true",
+        help="the SmartJARVIS gateway with its broker down: sessions stay open, audio is read, "
+        "nothing is ever answered",
+    )
 
     logs = parser.add_argument_group("logs")
     logs.add_argument("--log-json", action="store_true", help="one JSON object per line instead of key=value")
@@ -300,8 +390,36 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
     forced = args.fault_wrong_intent or ""
     if forced and forced not in guide.INTENTS:
         raise UsageError(f"--fault-wrong-intent {forced!r} is not one of {', '.join(guide.INTENTS)}")
+    if not args.vad_silence_ms >= ENDPOINTER_WINDOW_MS:
+        raise UsageError(
+            f"--vad-silence-ms must be at least {ENDPOINTER_WINDOW_MS:g} (the endpointer's window), "
+            f"got {args.vad_silence_ms:g}"
+        )
     if args.vad_max_utterance_ms <= args.vad_silence_ms:
         raise UsageError("--vad-max-utterance-ms must be longer than --vad-silence-ms")
+    wire = DIALECTS[args.dialect]
+    if wire.name == "smartjarvis":
+        reference_only = [
+            flag
+            for flag, given in (
+                ("--reply-wav", args.reply_wav),
+                ("--no-reply-end", args.no_reply_end),
+                ("--json-text-frames", args.json_text_frames),
+                ("--reply-chunk-bytes", args.reply_chunk_bytes is not None),
+                ("--ping-timeout", args.ping_timeout is not None),
+            )
+            if given
+        ]
+        if reference_only:
+            raise UsageError(
+                f"{reference_only[0]} does not apply to --dialect smartjarvis (its reply is one WAV "
+                "message and it never checks pongs); drop it or use --dialect reference"
+            )
+    elif args.reply_sample_rate_hz not in (None, guide.SAMPLE_RATE_HZ) and not args.reply_wav:
+        raise UsageError(
+            f"--reply-sample-rate-hz {args.reply_sample_rate_hz} needs --reply-wav: PCM reply "
+            f"frames carry no rate, so they are always {guide.SAMPLE_RATE_HZ} Hz"
+        )
     faults = Faults(
         delay_ms=args.fault_delay_ms,
         no_audio=args.fault_no_audio,
@@ -310,12 +428,16 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
         close_after_frames=args.fault_close_after_frames,
         close_code=args.fault_close_code,
         refuse_status=args.fault_refuse_status,
+        silent_reply=args.fault_silent_reply,
+        broker_down=args.fault_broker_down,
+        reply_leading_silence_ms=args.reply_leading_silence_ms,
     )
     return GatewayConfig(
+        dialect=args.dialect,
         host=args.host,
         port=args.port,
         ping_interval_s=args.ping_interval,
-        ping_timeout_s=args.ping_timeout,
+        ping_timeout_s=DEFAULT_PING_TIMEOUT_S if args.ping_timeout is None else args.ping_timeout,
         max_message_bytes=args.max_message_bytes,
         queue_frames=args.queue_frames,
         max_sessions=args.max_sessions,
@@ -333,7 +455,8 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
         reply_wav=args.reply_wav,
         reply_end=not args.no_reply_end,
         json_text_frames=args.json_text_frames,
-        reply_chunk_bytes=args.reply_chunk_bytes,
+        reply_chunk_bytes=args.reply_chunk_bytes or guide.CHUNK_BYTES,
+        reply_sample_rate_hz=args.reply_sample_rate_hz,
         auth_token=args.auth_token,
         faults=faults,
         log_json=args.log_json,

@@ -39,6 +39,7 @@ from voiceharness.vad import levels_dbfs
 EndReason = Literal["silence", "marker", "max_length"]
 
 _RESCAN_STEP_DB = 3.0  # re-judge the lead-in when the threshold fell by this much
+WINDOW_MS = 20.0  # the default window; silence_ms may not be shorter
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class Endpointer:
         self,
         *,
         sample_rate_hz: int = guide.SAMPLE_RATE_HZ,
-        window_ms: float = 20.0,
+        window_ms: float = WINDOW_MS,
         silence_ms: float = 500.0,
         min_speech_ms: float = 100.0,
         max_utterance_ms: float = 15_000.0,

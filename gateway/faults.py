@@ -9,14 +9,26 @@ Each switch maps to one failure the usage guide's troubleshooting section names:
 ``--fault-close-after-frames N``   "Recording stopped unexpectedly": close after N audio
 ``--fault-close-code C``           frames with code C (1006: drop TCP without a close frame)
 ``--fault-refuse-status S``        "WebSocket connection failed": refuse upgrades with S
+``--fault-silent-reply``           "No audio response" by ear: the reply audio is digital
+                                   silence of the length the sentence would have had (the
+                                   SmartJARVIS TTS's fallback when piper is missing)
+``--fault-broker-down``            the SmartJARVIS gateway with its broker down: the socket
+                                   stays open, audio is read, nothing is ever answered
+``--reply-leading-silence-ms MS``  not a failure but a known delay for ``audible_ms``: the
+                                   reply's sound starts exactly MS after its first sample
 =================================  ==================================================
+
+:func:`shape_reply_audio` applies the two audio switches to a reply.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from voiceharness import guide
+from voiceharness.vad import first_audible_sample
 
 # Close codes a server may put in a close frame (RFC 6455 7.4, IANA registry, 3000-4999 for
 # applications); 1006 is never sent on the wire, it means "dropped": we abort the TCP link.
@@ -37,6 +49,9 @@ class Faults:
     close_after_frames: int = 0  # 0: never
     close_code: int = 1011
     refuse_status: int = 0  # 0: accept upgrades
+    silent_reply: bool = False
+    broker_down: bool = False
+    reply_leading_silence_ms: float = 0.0
 
     @property
     def any(self) -> bool:
@@ -55,6 +70,12 @@ class Faults:
             parts.append(f"close_after_frames={self.close_after_frames}/{self.close_code}")
         if self.refuse_status:
             parts.append(f"refuse_status={self.refuse_status}")
+        if self.silent_reply:
+            parts.append("silent_reply")
+        if self.broker_down:
+            parts.append("broker_down")
+        if self.reply_leading_silence_ms:
+            parts.append(f"reply_leading_silence_ms={self.reply_leading_silence_ms:g}")
         return ",".join(parts) or "none"
 
 
@@ -64,3 +85,26 @@ def wrong_intent_for(intent: str) -> str:
     if intent in intents:
         return intents[(intents.index(intent) + 1) % len(intents)]
     return intents[0]
+
+
+def shape_reply_audio(pcm: bytes, sample_rate_hz: int, faults: Faults) -> bytes:
+    """The reply audio (PCM16 LE mono) as ``faults`` want it sent.
+
+    * ``silent_reply``: as many samples, all zero.
+    * ``reply_leading_silence_ms``: the synthesizer's own quiet onset (espeak-ng opens with
+      about 10 ms below hearing) is cut up to the first non-zero sample of the first audible
+      window (:func:`voiceharness.vad.first_audible_sample`), and exactly
+      ``round(ms * rate / 1000)`` zero samples go before it, so the sound starts exactly that
+      long after the reply's first sample (``audible_ms - roundtrip_ms`` = the setting).
+    """
+    if faults.silent_reply:
+        pcm = bytes(len(pcm) - len(pcm) % 2)
+    if faults.reply_leading_silence_ms <= 0:
+        return pcm
+    samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2")
+    start = first_audible_sample(samples, sample_rate_hz)
+    if start is not None:
+        nonzero = np.flatnonzero(samples[start:])
+        samples = samples[start + int(nonzero[0]) :] if nonzero.size else samples[start:]
+    lead = round(faults.reply_leading_silence_ms * sample_rate_hz / 1000.0)
+    return bytes(2 * lead) + samples.tobytes()

@@ -5,12 +5,14 @@
     pipeline = VoicePipeline()                 # loads grammar, checks espeak-ng (once)
     result = pipeline.process(pcm_bytes)       # PCM16 LE mono, 16 kHz by default
     result.intent, result.confidence, result.transcript, result.slots
-    result.reply_text, result.audio_pcm        # reply audio: PCM16 LE mono 16 kHz
+    result.reply_text, result.audio_pcm        # reply audio: PCM16 LE mono
+    result.sample_rate_hz                      # the reply audio's rate (16 kHz by default)
     result.recognize_ms, result.nlu_ms, result.synth_ms
+    VoicePipeline(style="smartjarvis", reply_sample_rate_hz=22050)   # the SmartJARVIS dialect's replies
 
 Stages: :mod:`gateway.recognizer` (pocketsphinx, JSGF grammar with rejection) ->
-:mod:`gateway.nlu` (transcript -> intent) -> :mod:`gateway.synthesizer` (reply wording and
-espeak-ng). :meth:`VoicePipeline.process` blocks and is thread-safe: the server calls it from a
+:mod:`gateway.nlu` (transcript -> intent) -> :mod:`gateway.nlg` (reply wording, in the
+``style`` of a gateway dialect) -> :mod:`gateway.synthesizer` (espeak-ng at the reply rate). :meth:`VoicePipeline.process` blocks and is thread-safe: the server calls it from a
 thread or process pool. Two fault switches come per call: ``forced_intent`` answers with that
 intent whatever was said, ``tts_enabled=False`` returns the reply text with no audio.
 """
@@ -18,15 +20,17 @@ intent whatever was said, ``tts_enabled=False`` returns the reply text with no a
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.nlg import reply_text, sentences
 from gateway.nlu import Understanding, understand
 from gateway.recognizer import Recognizer
-from gateway.synthesizer import Synthesizer
+from gateway.synthesizer import CACHED_INTENTS, Synthesizer
 from voiceharness.guide import INTENTS, SAMPLE_RATE_HZ
 
 __all__ = ["REJECTED_CONFIDENCE", "TurnResult", "VoicePipeline", "warm_up"]
@@ -37,7 +41,7 @@ REJECTED_CONFIDENCE = 0.8
 
 @dataclass(frozen=True)
 class TurnResult:
-    """One turn's outcome; ``audio_pcm`` is PCM16 LE mono at 16 kHz (empty when TTS is off)."""
+    """One turn's outcome; ``audio_pcm`` is PCM16 LE mono at ``sample_rate_hz`` (empty when TTS is off)."""
 
     intent: str
     confidence: float
@@ -48,26 +52,39 @@ class TurnResult:
     recognize_ms: float = 0.0
     nlu_ms: float = 0.0
     synth_ms: float = 0.0
+    sample_rate_hz: int = SAMPLE_RATE_HZ
 
 
 class VoicePipeline:
-    """Recognizer -> NLU -> NLG + TTS. Build once per process; call :meth:`process` from any thread."""
+    """Recognizer -> NLU -> NLG + TTS. Build once per process; call :meth:`process` from any thread.
+
+    ``style`` is the reply wording (:data:`gateway.nlg.STYLES`); ``reply_sample_rate_hz`` the
+    rate the reply audio is synthesized at (a given ``synthesizer`` keeps its own).
+    """
 
     def __init__(
         self,
         recognizer: Recognizer | None = None,
         synthesizer: Synthesizer | None = None,
         clock: Callable[[], _dt.datetime] = _dt.datetime.now,
+        *,
+        style: str = "reference",
+        reply_sample_rate_hz: int = SAMPLE_RATE_HZ,
     ) -> None:
+        reply_text("GREETING", style=style)  # an unknown style fails here, not on the first turn
         self.recognizer = recognizer or _shared_recognizer()
-        self.synthesizer = synthesizer or Synthesizer()
+        self.synthesizer = synthesizer or Synthesizer(sample_rate_hz=reply_sample_rate_hz)
+        self.style = style
         self._clock = clock
+        self._turns = itertools.count()  # picks each reply's phrasing in turn (next() is atomic)
 
     def warm_up(self) -> None:
         """Build the calling thread's decoder and fill the reply cache, so the first turn is fast."""
         self.recognizer.warm_up()
-        for intent in ("GREETING", "WEATHER_SIMPLE", "UNKNOWN", "TIME_NOW"):
-            self.synthesizer.reply(intent, {}, self._clock())
+        now = self._clock()
+        for intent in sorted(CACHED_INTENTS):
+            for variant in range(len(sentences(intent, self.style))):
+                self.synthesizer.speak(reply_text(intent, {}, now, style=self.style, variant=variant))
 
     def process(
         self,
@@ -92,12 +109,10 @@ class VoicePipeline:
         nlu_ms = (time.perf_counter() - started) * 1000
 
         started = time.perf_counter()
-        if tts_enabled:
-            reply_text, audio = self.synthesizer.reply(meaning.intent, meaning.slots, self._clock())
-        else:
-            from gateway.synthesizer import reply_text as _wording
-
-            reply_text, audio = _wording(meaning.intent, meaning.slots, self._clock()), b""
+        text = reply_text(
+            meaning.intent, meaning.slots, self._clock(), style=self.style, variant=next(self._turns)
+        )
+        audio = self.synthesizer.speak(text, cache=meaning.intent in CACHED_INTENTS) if tts_enabled else b""
         synth_ms = (time.perf_counter() - started) * 1000
 
         return TurnResult(
@@ -105,11 +120,12 @@ class VoicePipeline:
             confidence=meaning.confidence,
             transcript=heard.transcript,
             slots=dict(meaning.slots),
-            reply_text=reply_text,
+            reply_text=text,
             audio_pcm=audio,
             recognize_ms=heard.decode_ms,
             nlu_ms=nlu_ms,
             synth_ms=synth_ms,
+            sample_rate_hz=self.synthesizer.sample_rate_hz,
         )
 
 

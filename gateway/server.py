@@ -1,8 +1,10 @@
 """The reference voice-gateway's I/O: WebSocket sessions, HTTP probes, and the pipeline off the loop.
 
-The protocol rules live in :mod:`voiceharness.protocol` (:class:`ServerSession` and
-:func:`reply_messages`); this module moves messages between a ``websockets`` connection and
-those objects. One connection is one :class:`_Session` with two tasks::
+The protocol rules live in the wire dialect (:mod:`gateway.dialects`: ``reference`` uses
+:class:`voiceharness.protocol.ServerSession` and :func:`~voiceharness.protocol.reply_messages`,
+``smartjarvis`` its own session and one WAV message per reply); this module moves messages
+between a ``websockets`` connection and those objects. One connection is one
+:class:`_Session` with two tasks::
 
     socket --reader--> ServerSession --audio/end--> _FrameQueue (50, drop oldest)
           --assembler--> Endpointer --utterance--> runner (worker process/thread) --> reply frames
@@ -17,10 +19,14 @@ those objects. One connection is one :class:`_Session` with two tasks::
 * ``--conformance-echo`` replaces the voice session with an echo of every message, for
   Autobahn|Testsuite (``scripts/autobahn.sh``); the server and its options stay the same.
 
+Every reply is timed as the SmartJARVIS gateway times it: ``voice_roundtrip_ms`` = last audio
+message received on the session -> the reply's first message sent; it is a field of the
+``turn`` log line and the ``voice_roundtrip_ms`` histogram in ``/metrics``.
+
 Log events (``event=...``, with ``session=<sessionId>`` where there is one): listening,
-ready, upgrade_refused, session_start, header_rejected, protocol_error, utterance,
-end_marker_ignored, queue_drop, turn, turn_failed, fault_close, session_end, loop_lag,
-shutdown.
+ready, upgrade_refused, session_start, session_taken_over, header_rejected, protocol_error,
+utterance, end_marker_ignored, queue_drop, turn, turn_failed, reply_undelivered,
+fault_close, session_end, loop_lag, shutdown.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import concurrent.futures
 import functools
 import hmac
 import importlib
+import inspect
 import logging
 import math
 import multiprocessing
@@ -49,19 +56,14 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from gateway.config import GatewayConfig
+from gateway.dialects import Reply, ReplyFormat
 from gateway.endpointer import Endpointer, Utterance
-from gateway.faults import CLOSE_ABORT, wrong_intent_for
+from gateway.faults import CLOSE_ABORT, shape_reply_audio, wrong_intent_for
 from gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from gateway.pipeline import TurnResult
+from gateway.synthesizer import resample_pcm16
 from voiceharness import guide
-from voiceharness.protocol import (
-    AudioReceived,
-    EndMarker,
-    HeaderAccepted,
-    ProtocolError,
-    ServerSession,
-    reply_messages,
-)
+from voiceharness.protocol import AudioReceived, EndMarker, HeaderAccepted, ProtocolError
 
 log = logging.getLogger("gateway")
 
@@ -80,7 +82,11 @@ def _event(level: int, event: str, **fields: Any) -> None:
 
 
 class TurnResultLike(Protocol):
-    """What ``gateway.pipeline.TurnResult`` provides; the server reads nothing else."""
+    """What ``gateway.pipeline.TurnResult`` provides; the server reads nothing else.
+
+    It also reads ``sample_rate_hz`` (the rate of ``audio_pcm``) where a result has it, and
+    takes 16 kHz where it does not.
+    """
 
     intent: str
     confidence: float
@@ -113,7 +119,7 @@ def load_factory(spec: str) -> Callable[[], Any]:
 _worker_pipeline: Any = None
 
 
-def _init_worker(spec: str, nice: int) -> None:
+def _init_worker(spec: str, nice: int, options: dict[str, Any]) -> None:
     """Runs once in each worker process: ignore Ctrl-C (the parent shuts us down), yield CPU to the loop, load."""
     global _worker_pipeline
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -123,12 +129,26 @@ def _init_worker(spec: str, nice: int) -> None:
         os.nice(nice)
     except OSError:
         pass
-    _worker_pipeline = _build_pipeline(spec)
+    _worker_pipeline = _build_pipeline(spec, options)
 
 
-def _build_pipeline(spec: str) -> Any:
-    """Build the pipeline ``spec`` names and warm it (first decoder, reply cache) if it can be."""
-    pipeline = load_factory(spec)()
+def _accepted_options(factory: Callable[..., Any], options: dict[str, Any]) -> dict[str, Any]:
+    """The ``options`` that ``factory`` takes as keywords: a pipeline without a reply style or
+    rate is built as before (the server resamples its audio to the reply rate)."""
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return {}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return dict(options)
+    names = {p.name for p in parameters if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    return {key: value for key, value in options.items() if key in names}
+
+
+def _build_pipeline(spec: str, options: dict[str, Any] | None = None) -> Any:
+    """Build the pipeline ``spec`` names with the ``options`` it takes, and warm it (first decoder, reply cache) if it can be."""
+    factory = load_factory(spec)
+    pipeline = factory(**_accepted_options(factory, options or {}))
     warm_up = getattr(pipeline, "warm_up", None)
     if callable(warm_up):
         warm_up()
@@ -155,7 +175,9 @@ class ProcessRunner:
         """
         load_factory(self.spec)
 
-    def __init__(self, spec: str, workers: int, *, nice: int = 10) -> None:
+    def __init__(
+        self, spec: str, workers: int, *, nice: int = 10, options: dict[str, Any] | None = None
+    ) -> None:
         self.spec = spec
         self.workers = workers
         # spawn, not fork: the parent runs an event loop and threads that must not be copied.
@@ -163,7 +185,7 @@ class ProcessRunner:
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(spec, nice),
+            initargs=(spec, nice, dict(options or {})),
         )
 
     async def start(self) -> None:
@@ -191,9 +213,12 @@ class ProcessRunner:
 class ThreadRunner:
     """The pipeline in a thread pool: for a pipeline object (tests) or one that releases the GIL."""
 
-    def __init__(self, pipeline: Any = None, *, spec: str = "", workers: int = 4) -> None:
+    def __init__(
+        self, pipeline: Any = None, *, spec: str = "", workers: int = 4, options: dict[str, Any] | None = None
+    ) -> None:
         self._pipeline = pipeline
         self._spec = spec
+        self._options = dict(options or {})
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="pipeline"
         )
@@ -205,7 +230,9 @@ class ThreadRunner:
     async def start(self) -> None:
         if self._pipeline is None:
             loop = asyncio.get_running_loop()
-            self._pipeline = await loop.run_in_executor(self._executor, _build_pipeline, self._spec)
+            self._pipeline = await loop.run_in_executor(
+                self._executor, _build_pipeline, self._spec, self._options
+            )
 
     async def process(self, pcm: bytes, *, forced_intent: str | None, tts_enabled: bool) -> TurnResultLike:
         loop = asyncio.get_running_loop()
@@ -263,9 +290,10 @@ def make_runner(config: GatewayConfig, pipeline: Any = None) -> Runner:
         return ThreadRunner(pipeline, workers=config.workers)
     if config.fast_sink or config.conformance_echo:
         return FastSinkRunner(config.fast_sink_intent)
+    options = config.pipeline_options
     if config.executor == "thread":
-        return ThreadRunner(spec=config.pipeline, workers=config.workers)
-    return ProcessRunner(config.pipeline, config.workers, nice=config.worker_nice)
+        return ThreadRunner(spec=config.pipeline, workers=config.workers, options=options)
+    return ProcessRunner(config.pipeline, config.workers, nice=config.worker_nice, options=options)
 
 
 # ----------------------------------------------------------------------------- the queue
@@ -322,7 +350,7 @@ class _Session:
         self.config = gateway.config
         self.metrics = gateway.metrics
         self.ws = connection
-        self.protocol = ServerSession(expected_sample_rate_hz=guide.SAMPLE_RATE_HZ)
+        self.protocol = self.config.wire.new_session()
         self.queue = _FrameQueue(self.config.queue_frames)
         self.endpointer = Endpointer(
             silence_ms=self.config.vad_silence_ms,
@@ -330,8 +358,10 @@ class _Session:
             max_utterance_ms=self.config.vad_max_utterance_ms,
             threshold_db=self.config.vad_threshold_db,
         )
-        self.session_id = "-"
+        self.session_id = "-"  # for logs (at most 64 characters)
+        self.session_key = ""  # the header's whole sessionId: replies are routed by it
         self.correlation_id: str | None = None
+        self.last_audio_at = time.monotonic()  # of the last audio message: voice_roundtrip_ms starts here
         self.frames = 0
         self.dropped = 0
         self.turns = 0
@@ -348,11 +378,14 @@ class _Session:
         try:
             if not await self._read_header(peer):
                 return
-            assembler = asyncio.create_task(self._assemble(), name=f"assembler {self.session_id}")
+            if not self.config.faults.broker_down:
+                assembler = asyncio.create_task(self._assemble(), name=f"assembler {self.session_id}")
             await self._read_audio()
         except ConnectionClosed:
             pass
         finally:
+            if self.session_key:
+                self.gateway.release_session_id(self.session_key, self)
             if assembler is not None:
                 assembler.cancel()
                 try:
@@ -392,7 +425,13 @@ class _Session:
                 return False
             if isinstance(event, HeaderAccepted):
                 self.session_id = event.header.session_id[:64]
+                self.session_key = event.header.session_id
                 self.correlation_id = event.header.correlation_id
+                taken_from = self.gateway.claim_session_id(self.session_key, self)
+                if taken_from is not None:
+                    # The SmartJARVIS gateway keys sessions by sessionId: the newest connection
+                    # gets the replies, the older one goes on streaming to no one.
+                    self._event(logging.WARNING, "session_taken_over", peer=peer)
                 self._event(
                     logging.INFO,
                     "session_start",
@@ -405,12 +444,14 @@ class _Session:
 
     async def _read_audio(self) -> None:
         close_after = self.config.faults.close_after_frames
+        broker_down = self.config.faults.broker_down
         async for message in self.ws:
             for event in self.protocol.receive(message):
                 if isinstance(event, AudioReceived):
+                    self.last_audio_at = time.monotonic()
                     self.frames += 1
                     self.metrics.frames_received.inc()
-                    if self.queue.put(event.pcm):
+                    if not broker_down and self.queue.put(event.pcm):
                         self._dropped_one()
                     if close_after and self.frames >= close_after:
                         await self._fault_close()
@@ -431,6 +472,26 @@ class _Session:
             self._event(
                 logging.WARNING, "queue_drop", dropped=self.dropped, queue_frames=self.queue.max_items
             )
+
+    async def _send_reply(self, messages: list[str | bytes]) -> float | None:
+        """Send one reply to the connection that gets it; return its voice_roundtrip_ms, or None if none was sent."""
+        if not messages:
+            return None
+        target = self.gateway.reply_target(self)
+        if target is None:
+            self._event(logging.WARNING, "reply_undelivered", reason="no open connection has this sessionId")
+            return None
+        try:
+            await target.ws.send(messages[0])
+            roundtrip_ms = (time.monotonic() - self.last_audio_at) * 1000.0
+            for message in messages[1:]:
+                await target.ws.send(message)
+        except ConnectionClosed:
+            if target is self:
+                raise
+            self._event(logging.WARNING, "reply_undelivered", reason="the connection taking the replies closed")
+            return None
+        return roundtrip_ms
 
     async def _fault_close(self) -> None:
         code = self.config.faults.close_code
@@ -501,22 +562,31 @@ class _Session:
         intent = result.intent
         if faults.wrong_intent and not faults.wrong_intent_forced:
             intent = wrong_intent_for(intent)
-        audio = b"" if faults.no_audio else result.audio_pcm
-        messages = reply_messages(
+        rate_hz = self.config.reply_rate_hz
+        audio = b""
+        if not faults.no_audio and result.audio_pcm:
+            produced_hz = int(getattr(result, "sample_rate_hz", guide.SAMPLE_RATE_HZ))
+            audio = shape_reply_audio(resample_pcm16(result.audio_pcm, produced_hz, rate_hz), rate_hz, faults)
+        reply = Reply(
             intent=intent,
             confidence=result.confidence if math.isfinite(result.confidence) else 0.0,
             transcript=result.transcript,
             slots=dict(result.slots),
             reply_text=result.reply_text,
             audio_pcm=audio,
+            sample_rate_hz=rate_hz,
             correlation_id=self.correlation_id,
-            chunk_bytes=self.config.reply_chunk_bytes,
-            json_as_binary=not self.config.json_text_frames,
-            audio_as_wav=self.config.reply_wav,
-            send_reply_end=self.config.reply_end,
         )
-        for message in messages:
-            await self.ws.send(message)
+        messages = self.config.wire.reply_messages(
+            reply,
+            ReplyFormat(
+                wav=self.config.reply_wav,
+                chunk_bytes=self.config.reply_chunk_bytes,
+                json_as_binary=not self.config.json_text_frames,
+                reply_end=self.config.reply_end,
+            ),
+        )
+        roundtrip_ms = await self._send_reply(messages)
         total_ms = (time.perf_counter() - started) * 1000.0
         m = self.metrics
         m.turns.labels(intent).inc()
@@ -524,6 +594,8 @@ class _Session:
         m.observe_stage_ms("nlu", result.nlu_ms)
         m.observe_stage_ms("synth", result.synth_ms)
         m.observe_stage_ms("total", total_ms)
+        if roundtrip_ms is not None:
+            m.voice_roundtrip_ms.observe(roundtrip_ms)
         redact = self.config.redact_transcripts
         self._event(
             logging.INFO,
@@ -534,7 +606,8 @@ class _Session:
             intent=intent,
             confidence=round(float(result.confidence), 3),
             transcript=f"<{len(result.transcript)} chars>" if redact else result.transcript,
-            reply_audio_ms=round(len(audio) / 2 * 1000 / guide.SAMPLE_RATE_HZ),
+            reply_audio_ms=round(len(audio) / 2 * 1000 / rate_hz),
+            voice_roundtrip_ms=round(roundtrip_ms, 1) if roundtrip_ms is not None else "-",
             recognize_ms=round(result.recognize_ms, 1),
             nlu_ms=round(result.nlu_ms, 1),
             synth_ms=round(result.synth_ms, 1),
@@ -567,6 +640,7 @@ class Gateway:
         self._not_ready_reason = "model loading"
         self._closing = False
         self._tasks: list[asyncio.Task[None]] = []
+        self._by_session_id: dict[str, _Session] = {}  # dialects that route replies by sessionId
 
     # -- lifecycle
     async def start(self) -> None:
@@ -582,7 +656,7 @@ class Gateway:
             process_request=self._process_request,
             compression=None,  # PCM does not compress; the real gateway has permessage-deflate off
             ping_interval=c.ping_interval_s or None,
-            ping_timeout=c.ping_timeout_s or None,
+            ping_timeout=c.effective_ping_timeout_s,
             max_size=c.max_message_bytes,
             logger=logging.getLogger("websockets.server"),
         )
@@ -594,7 +668,8 @@ class Gateway:
             "listening",
             host=c.host,
             port=self.port,
-            paths=",".join(c.ws_paths),
+            dialect=c.dialect,
+            paths="any" if c.wire.accepts_any_path else ",".join(c.ws_paths),
             mode=(
                 "conformance_echo"
                 if c.conformance_echo
@@ -694,7 +769,7 @@ class Gateway:
             response.headers["Content-Type"] = CONTENT_TYPE
             response.headers["Content-Length"] = str(len(response.body))
             return response
-        if path not in self.config.ws_paths:
+        if path not in self.config.ws_paths and not self.config.wire.accepts_any_path:
             return self._refuse(
                 connection,
                 HTTPStatus.NOT_FOUND,
@@ -767,6 +842,26 @@ class Gateway:
     @property
     def sessions_active(self) -> int:
         return self._sessions
+
+    # -- sessions keyed by sessionId (the smartjarvis dialect)
+    def claim_session_id(self, session_id: str, session: _Session) -> _Session | None:
+        """``session`` now takes the replies for ``session_id``; return the connection it took them from."""
+        if not self.config.wire.replies_by_session_id:
+            return None
+        previous = self._by_session_id.get(session_id)
+        self._by_session_id[session_id] = session
+        return previous if previous is not session else None
+
+    def release_session_id(self, session_id: str, session: _Session) -> None:
+        if self._by_session_id.get(session_id) is session:
+            del self._by_session_id[session_id]
+
+    def reply_target(self, session: _Session) -> _Session | None:
+        """The connection that gets ``session``'s replies: itself, or in a dialect that routes by
+        sessionId the newest open connection with its sessionId (None when that one closed)."""
+        if not self.config.wire.replies_by_session_id:
+            return session
+        return self._by_session_id.get(session.session_key)
 
     # -- event-loop lag
     async def _watch_loop_lag(self) -> None:

@@ -27,14 +27,24 @@ for _ in $(seq 1 120); do
 done
 
 echo "demo: one voice first: every clean corpus utterance through the gateway once"
-$PY -m voiceharness.replay --url "ws://127.0.0.1:$PORT/ws/audio" || true
+# A misheard utterance is shown, not fatal: the load run below is what the demo judges.
+$PY -m voiceharness.replay --url "ws://127.0.0.1:$PORT/ws/audio" || status=$?
+if [[ ${status:-0} -gt 1 ]]; then
+  echo "demo: the one-voice replay could not run (exit $status); see above" >&2
+  exit "$status"
+fi
 echo
 
 echo "demo: $USERS simulated users for $RUN_TIME over the clean corpus (Locust, headless)"
-.venv/bin/locust -f locustfiles/voice.py --host "ws://127.0.0.1:$PORT" \
+# Failed turns are the report's business (--exit-code-on-error 0); Locust itself failing is the demo's.
+if ! .venv/bin/locust -f locustfiles/voice.py --host "ws://127.0.0.1:$PORT" \
   --headless -u "$USERS" -r "$SPAWN_RATE" -t "$RUN_TIME" --stop-timeout 15 \
   --csv "$OUT/run" --csv-full-history --only-summary --loglevel WARNING --exit-code-on-error 0 \
-  2>"$OUT/locust.log" || true
+  2>"$OUT/locust.log"; then
+  echo "demo: the load run failed; the end of $OUT/locust.log:" >&2
+  tail -20 "$OUT/locust.log" >&2
+  exit 1
+fi
 
 echo
-$PY -m analysis "$OUT/run" --html "$OUT/report.html" --json "$OUT/report.json"
+$PY -m analysis "$OUT/run" --html "$OUT/report.html" --json "$OUT/report.json" --junit "$OUT/junit.xml"

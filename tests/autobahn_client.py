@@ -2,11 +2,11 @@
 
 ``python tests/autobahn_client.py run --url ws://127.0.0.1:9001`` plays the testee client
 for ``wstest -m fuzzingserver``: it asks for the case count, then runs every case on a
-connection made by :func:`locustfiles.voice_connection.new_websocket` (websocket-client with
+connection made by :func:`voiceharness.locust.transport.new_websocket` (websocket-client with
 UTF-8 checks, locked sends and the harness's 4 MiB message cap, under gevent as in a Locust
 worker), reads with ``recv_data_frame(True)`` as the harness's reader does, echoes each
 message as it came, and on a violation closes with the code the harness uses
-(:func:`locustfiles.voice_connection.close_for_violation`: 1002, 1007 or 1009).
+(:func:`voiceharness.locust.transport.close_for_violation`: 1002, 1007 or 1009).
 
 ``python tests/autobahn_client.py report DIR`` reads ``DIR/index.json`` (the way wsproto's
 ``compliance/run-autobahn-tests.py`` does), prints counts per behaviour and each case that is
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import websocket
 
-from locustfiles.voice_connection import ConnectOptions, close_for_violation, frame_message, new_websocket
+from voiceharness.locust.transport import ConnectOptions, close_for_violation, frame_message, new_websocket
 
 AGENT = "voice-harness"
 PASSING = ("OK", "NON-STRICT", "INFORMATIONAL")

@@ -109,12 +109,15 @@ class LocustRun:
         return Path(f"{self.prefix}{suffix}")
 
 
-def run_locust(prefix: Path, host: str, *args: str, users: int = 5, spawn_rate: float = 5,
-               run_time: str = "8s", timeout_s: float = 180, env: dict | None = None) -> LocustRun:
-    """A real headless Locust run of the voice locustfile; returns its output and files."""
+def run_locust(prefix: Path | None, host: str, *args: str, users: int = 5, spawn_rate: float = 5,
+               run_time: str = "8s", timeout_s: float = 180, env: dict | None = None,
+               locustfile: str | Path = LOCUSTFILE) -> LocustRun:
+    """A real headless Locust run of the voice locustfile (or another); returns its output and files.
+
+    ``prefix=None`` runs without ``--csv``."""
     command = [
-        LOCUST, "-f", LOCUSTFILE, "--host", host, "--headless", "-u", str(users), "-r", str(spawn_rate),
-        "-t", run_time, "--csv", str(prefix), "--only-summary",
+        LOCUST, "-f", str(locustfile), "--host", host, "--headless", "-u", str(users), "-r", str(spawn_rate),
+        "-t", run_time, *(["--csv", str(prefix)] if prefix is not None else []), "--only-summary",
         # Short test runs want many turns, not people pausing between them (the default is 1-3 s).
         "--think-time-ms", "200-600", *args,
     ]

@@ -98,12 +98,41 @@ def test_missing_columns_are_named_with_the_manifest(tmp_path):
         load_corpus(manifest)
 
 
-def test_unknown_intent_is_refused_with_its_line(tmp_path, speech_file):
-    manifest = write_manifest(tmp_path, [row("speech"), row("b", intent="PLAY_MUSIC", path="speech.wav")])
+def test_a_bad_intent_name_is_refused_with_its_line(tmp_path, speech_file):
+    manifest = write_manifest(tmp_path, [row("speech"), row("b", intent="play music", path="speech.wav")])
     with pytest.raises(
-        CorpusError, match=r"manifest\.csv is invalid:\n  line 3: unknown expected_intent 'PLAY_MUSIC'"
+        CorpusError,
+        match=r"manifest\.csv is invalid:\n  line 3: expected_intent 'play music' is not an intent name: "
+        r"use upper-case letters, digits and _ only \(e\.g\. PLAY_MUSIC\)",
     ):
         load_corpus(manifest)
+
+
+def test_a_manifest_of_ones_own_may_use_other_intents(tmp_path, speech_file):
+    """Another gateway's NLU has its own commands; its corpus names them."""
+    manifest = write_manifest(tmp_path, [row("speech", intent="PLAY_MUSIC"), row("b", intent="LIGHTS_OFF_2",
+                                                                                   path="speech.wav")])
+    corpus = load_corpus(manifest)
+    assert [u.expected_intent for u in corpus] == ["PLAY_MUSIC", "LIGHTS_OFF_2"]
+    assert corpus.intents() == ("LIGHTS_OFF_2", "PLAY_MUSIC")
+    assert [u.id for u in corpus.select("play_music")] == ["speech"]  # a bare intent name filters
+
+
+def test_a_custom_intent_one_letter_from_a_standard_one_is_loaded_with_a_warning(tmp_path, speech_file):
+    manifest = write_manifest(tmp_path, [row("speech", intent="GREETNG")])
+    with pytest.warns(CorpusWarning, match=r"line 2: expected_intent 'GREETNG' .* did you mean GREETING\?"):
+        assert load_corpus(manifest)[0].expected_intent == "GREETNG"
+
+
+def test_the_bundled_manifest_allows_only_the_smartjarvis_intents(tmp_path):
+    copy = tmp_path / "corpus"
+    shutil.copytree(PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    text = (copy / "manifest.csv").read_text().replace(",GREETING,", ",PLAY_MUSIC,", 1)
+    (copy / "manifest.csv").write_text(text)
+    assert load_corpus(copy / "manifest.csv")[0].expected_intent == "PLAY_MUSIC"  # a copy is one's own
+    strict = audio_corpus.check_intent_name("PLAY_MUSIC", standard_only=True)
+    assert strict is not None and "use one of GREETING, ECHO, TIME_NOW, WEATHER_SIMPLE, UNKNOWN" in strict
+    assert all(audio_corpus.check_intent_name(intent, standard_only=True) is None for intent in INTENTS)
 
 
 def test_duplicate_id_is_refused_naming_both_lines(tmp_path, speech_file):
@@ -133,7 +162,7 @@ def test_bad_cells_are_refused(tmp_path, overrides, message):
 
 
 def test_all_problems_of_a_manifest_are_reported_together(tmp_path):
-    manifest = write_manifest(tmp_path, [row("a", intent="X"), row("b", kind="y")])
+    manifest = write_manifest(tmp_path, [row("a", intent="x"), row("b", kind="y")])
     with pytest.raises(CorpusError) as caught:
         load_corpus(manifest)
     assert "line 2" in str(caught.value) and "line 3" in str(caught.value)
@@ -226,9 +255,11 @@ def test_missing_file_in_manifest_is_refused_at_load_time(tmp_path):
         load_corpus(manifest)
 
 
-def test_unknown_expected_intent_of_a_single_file_is_refused(speech_file):
-    with pytest.raises(CorpusError, match="unknown expected intent 'HELLO'"):
-        load_utterance_file(speech_file, expected_intent="HELLO")
+def test_a_bad_intent_name_of_a_single_file_is_refused(speech_file):
+    with pytest.raises(CorpusError, match=r"speech\.wav: expected_intent 'hello!' is not an intent name"):
+        load_utterance_file(speech_file, expected_intent="hello!")
+    assert load_utterance_file(speech_file, expected_intent="HELLO").expected_intent == "HELLO"
+    assert load_utterance_file(speech_file, expected_intent="").expected_intent == ""  # the caller judges
 
 
 # ------------------------------------------------------------------------------------------
@@ -421,7 +452,7 @@ def test_build_is_byte_reproducible(tmp_path):
 
 
 def test_build_names_the_apt_package_when_espeak_is_missing(tmp_path, monkeypatch):
-    monkeypatch.setattr(corpus_build.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(CorpusError, match="apt-get install espeak-ng"):
         corpus_build.build(tmp_path)
     assert corpus_build.main(["--out", str(tmp_path)]) == 2

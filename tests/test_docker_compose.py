@@ -169,7 +169,9 @@ def test_locust_accepts_each_compose_command_line_as_written(service):
         [LOCUST, *argv[1:], "--list"], check=False, cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
-    assert "VoiceUser" in completed.stdout
+    listed = set(completed.stdout.split()[2:])  # after "Available Users:"
+    assert {"BasicUser", "CorpusUser", "PerformanceUser", "RecoveryUser", "StabilityUser"} <= listed
+    assert "VoiceUser" not in listed  # the abstract user is not run by itself
 
 
 def test_gateway_port_is_its_default_and_the_one_the_master_and_healthcheck_use(gateway_help):

@@ -26,7 +26,7 @@ MAX_SESSIONS = 20
 
 def _harness_connect(port: int) -> str:
     """The harness's own client opening one more session; its diagnosis code ('' if it got in)."""
-    from locustfiles.voice_connection import ConnectOptions, VoiceConnection
+    from voiceharness.locust.transport import ConnectOptions, VoiceConnection
 
     connection = VoiceConnection(
         Settings("127.0.0.1", port, "ws"), ConnectOptions(connect_timeout_s=5), protocol.ClientSession(), lambda e: None

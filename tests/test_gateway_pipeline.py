@@ -121,3 +121,21 @@ def test_four_threads_share_one_pipeline_and_get_consistent_results(pipeline):
     assert [(r.intent, r.transcript, r.reply_text) for r in together] == [
         (r.intent, r.transcript, r.reply_text) for r in alone
     ]
+
+
+def test_the_smartjarvis_style_speaks_its_sentences_at_22050_hz():
+    from gateway.nlg import reply_text, sentences
+
+    pipeline = VoicePipeline(clock=lambda: TEN_PAST_NINE, style="smartjarvis", reply_sample_rate_hz=22050)
+    texts = set()
+    for _ in range(len(sentences("GREETING", "smartjarvis"))):  # one turn per phrasing
+        result = pipeline.process(speech("hello jarvis"))
+        assert (result.intent, result.sample_rate_hz) == ("GREETING", 22050)
+        assert result.audio_pcm == pipeline.synthesizer.speak(result.reply_text)
+        texts.add(result.reply_text)
+    # Each phrasing in turn, as the NLG's templates vary.
+    count = len(sentences("GREETING", "smartjarvis"))
+    assert count >= 2
+    assert texts == {reply_text("GREETING", style="smartjarvis", variant=v) for v in range(count)}
+    echo = pipeline.process(speech("echo open the door"))
+    assert echo.reply_text in {"You said open the door.", "I heard open the door."}

@@ -39,7 +39,9 @@ from gateway.faults import Faults
 from gateway.pipeline import TurnResult
 from gateway.server import Gateway
 from voiceharness import guide
-from voiceharness.protocol import ClientSession, TurnEnded, is_wav, wav_pcm_bytes
+from voiceharness.judge import Expectation, judge
+from voiceharness.protocol import ClientSession, TurnEnded, end_marker_message
+from voiceharness.replies import AudioPayload, ReplyAudio, is_wav
 
 REPO = Path(__file__).resolve().parents[1]
 RATE = guide.SAMPLE_RATE_HZ
@@ -429,7 +431,9 @@ def test_reply_options_wav_text_json_and_no_reply_end(start_gateway):
     assert reply["metadata"]["intent"] == "GREETING"
     assert reply["json_frames"] == ["text"] and not reply["end"]
     assert len(reply["audio"]) == 1 and is_wav(reply["audio"][0])
-    assert wav_pcm_bytes(reply["audio"][0]) == len(pipeline.reply_pcm)
+    audio = ReplyAudio()
+    audio.add(AudioPayload(reply["audio"][0], "wav"), 0.0)
+    assert audio.wav_complete and audio.audio_bytes == len(pipeline.reply_pcm)
 
 
 def test_silence_ends_an_utterance_without_an_end_marker(start_gateway):
@@ -482,21 +486,19 @@ def test_the_harness_client_session_scores_a_turn_against_the_gateway(start_gate
     frames = chunks(UTTERANCE)
     with connect(gw.url()) as ws:
         ws.send(client.header_message())
-        client.begin_turn(
-            utterance_id="u1",
-            expected_intent="TIME_NOW",
-            speech_end_frame=len(frames) - 2,
-            now=time.monotonic(),
-        )
-        for frame in frames:
+        client.begin_turn(utterance_id="u1", expected_intent="TIME_NOW", now=time.monotonic())
+        for index, frame in enumerate(frames):
             ws.send(frame)
-            client.audio_sent(time.monotonic())
-        ws.send(client.end_utterance(time.monotonic(), send_marker=True))
+            if index == len(frames) - 2:
+                client.speech_ended(time.monotonic())
+        client.close_mic(time.monotonic(), chunks_sent=len(frames))
+        ws.send(end_marker_message())
         ended = []
         while not ended:
             message = ws.recv(timeout=5)
             ended = [e for e in client.receive(message, time.monotonic()) if isinstance(e, TurnEnded)]
     record = ended[0].record
+    judge(record, ended[0].audio, ended[0].metadata, Expectation(intent="TIME_NOW"))
     assert record.success, record.failure_detail
     assert record.intent == "TIME_NOW" and record.reply_complete and record.roundtrip_ms > 0
 
@@ -689,15 +691,54 @@ def test_command_line_options_reach_the_config():
     )
 
 
-@pytest.mark.parametrize(
-    "argv",
-    ["--fault-close-code 1005", "--fault-refuse-status 200", "--fault-wrong-intent HELLO", "--port 70000"],
-)
-def test_bad_options_stop_with_a_usage_error(argv, capsys):
+BAD_OPTIONS = [
+    "--fault-close-code 1005",
+    "--fault-refuse-status 200",
+    "--fault-wrong-intent HELLO",
+    "--port 70000",
+    "--port x",
+    "--workers 0",
+    "--workers many",
+    "--worker-nice 30",
+    "--vad-silence-ms -1",
+    "--vad-silence-ms 5",
+    "--vad-max-utterance-ms 400",
+    "--dialect klingon",
+    "--no-such-option",
+    "--dialect smartjarvis --reply-wav",
+    "--dialect smartjarvis --json-text-frames",
+    "--dialect smartjarvis --ping-timeout 5",
+    "--reply-sample-rate-hz 22050",
+    "--reply-sample-rate-hz 8000",
+    "--reply-leading-silence-ms -5",
+]
+
+
+@pytest.mark.parametrize("argv", BAD_OPTIONS)
+def test_bad_options_stop_with_two_lines_the_error_and_where_help_is(argv, capsys):
     with pytest.raises(SystemExit) as exited:
         parse_args(argv.split())
     assert exited.value.code == 2
-    assert argv.split()[0] in capsys.readouterr().err
+    error, pointer = capsys.readouterr().err.splitlines()  # no usage block before the error
+    assert error.startswith("python -m gateway: error: ")
+    assert any(word in error for word in argv.split() if word.startswith("--")), error
+    assert pointer == "Run `python -m gateway --help` for the options."
+
+
+def test_python_m_gateway_with_a_bad_port_prints_the_error_and_a_pointer_to_help():
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "--port", "99999"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "python -m gateway: error: --port must be 0-65535, got 99999",
+        "Run `python -m gateway --help` for the options.",
+    ]
 
 
 # ----------------------------------------------------------------------------- subprocess

@@ -87,3 +87,14 @@ def test_the_time_reply_is_cached_per_minute():
 @needs_espeak
 def test_text_starting_with_a_dash_is_spoken_not_taken_as_an_option():
     assert len(Synthesizer().synthesize("-v is not an option here")) > 16000
+
+
+@needs_espeak
+def test_at_22050_hz_the_audio_is_espeak_ngs_own_samples_and_at_16000_the_same_sound_resampled():
+    native = Synthesizer(sample_rate_hz=22050).synthesize("hello world")
+    resampled = Synthesizer().synthesize("hello world")
+    native_s, resampled_s = len(native) / 2 / 22050, len(resampled) / 2 / 16000
+    assert native_s == pytest.approx(resampled_s, abs=0.001)
+    # resample_pcm16 does to the native audio what the 16 kHz synthesizer does to espeak-ng's.
+    again = np.frombuffer(synth_module.resample_pcm16(native, 22050, 16000), "<i2").astype(int)
+    assert np.abs(again - np.frombuffer(resampled, "<i2")).max() <= 2

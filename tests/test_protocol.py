@@ -6,15 +6,19 @@ sessions and owns the clock, so every timestamp and every diagnosis is exact.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 
+import numpy as np
 import pytest
+import soundfile
 from hypothesis import given
 from hypothesis import strategies as st
 
 from voiceharness import guide
 from voiceharness.protocol import (
+    CLIENT_TRANSITIONS,
     AudioReceived,
     ClientProtocolMisuse,
     ClientSession,
@@ -29,9 +33,10 @@ from voiceharness.protocol import (
     ServerSession,
     StrayMessage,
     TurnEnded,
-    is_wav,
+    end_marker_message,
     reply_messages,
 )
+from voiceharness.replies import is_wav
 
 FRAME = b"\x01\x00" * guide.CHUNK_SAMPLES
 REPLY_PCM = b"\x02\x00" * 8000  # 500 ms
@@ -64,29 +69,28 @@ class ConnectionPair:
     def connect(self, *, as_binary: bool = True) -> list[object]:
         return self.to_server(self.client.header_message(as_binary=as_binary))
 
-    def stream(
-        self,
-        frames: int = 10,
-        *,
-        expected: str = "GREETING",
-        marker: bool = True,
-        speech_end_frame: int | None = None,
-    ) -> None:
-        """One utterance: ``frames`` audio frames at real-time pace, then the end marker."""
-        self.client.begin_turn(
-            utterance_id="hello",
-            expected_intent=expected,
-            speech_end_frame=frames - 1 if speech_end_frame is None else speech_end_frame,
-            now=self.now,
-        )
+    def speak(self, frames: int = 10, *, expected: str = "GREETING", speech_end_frame: int | None = None) -> float:
+        """The utterance's frames at real-time pace (each handed over 1 ms late); returns the end of speech."""
+        speech_end_frame = frames - 1 if speech_end_frame is None else speech_end_frame
+        self.client.begin_turn(utterance_id="hello", expected_intent=expected, now=self.now)
+        end_of_speech = math.nan
         for index in range(frames):
-            due = self.now
             self.to_server(FRAME)
-            self.client.audio_sent(self.tick(0.001), due=due)
+            sent = self.tick(0.001)
+            if index == speech_end_frame:
+                self.client.speech_ended(sent)
+                end_of_speech = sent
             self.tick(guide.CHUNK_MS / 1000 - 0.001)
-        end = self.client.end_utterance(self.now, send_marker=marker)
-        if end is not None:
-            self.to_server(end)
+        return end_of_speech
+
+    def stream(self, frames: int = 10, *, expected: str = "GREETING", marker: bool = True,
+               speech_end_frame: int | None = None) -> list[object]:
+        """One utterance, then the microphone closes (and the end marker goes out)."""
+        self.speak(frames, expected=expected, speech_end_frame=speech_end_frame)
+        events = self.client.close_mic(self.now, chunks_sent=frames, send_lateness_max_ms=1.0)
+        if marker:
+            self.to_server(end_marker_message())
+        return events
 
     def reply(
         self, *, intent: str = "GREETING", audio: bytes = REPLY_PCM, **options: object
@@ -166,34 +170,45 @@ def test_the_end_marker_is_recognised_in_text_and_binary_frames_and_unknown_cont
 # ----------------------------------------------------------------------------- turns
 
 
-def test_several_turns_on_one_connection_each_end_with_a_scored_record():
+def wav_bytes(samples: np.ndarray, rate_hz: int, subtype: str = "PCM_16") -> bytes:
+    buffer = io.BytesIO()
+    soundfile.write(buffer, samples, rate_hz, format="WAV", subtype=subtype)
+    return buffer.getvalue()
+
+
+def test_several_turns_on_one_connection_each_end_with_a_measured_record():
     pair = ConnectionPair()
     pair.connect()
     for number in range(3):
-        pair.stream(frames=20)
+        assert pair.stream(frames=20) == []
         assert pair.server_events[-1] == EndMarker()
         assert sum(isinstance(e, AudioReceived) for e in pair.server_events) == 20 * (number + 1)
         assert pair.client.state is ClientState.AWAITING_REPLY
-        speech_end = pair.now
         pair.tick(0.2)
         events = pair.to_client(pair.reply())
         kinds = [type(event) for event in events]
         assert kinds[0] is ReplyMetadata and kinds[-2:] == [ReplyEnded, TurnEnded]
         audio = [event for event in events if isinstance(event, ReplyAudio)]
         assert audio[0].first and not any(a.first for a in audio[1:])
-        record = turn_record(events)
-        assert record.success and record.failure == "" and record.reply_complete
-        assert (record.intent, record.confidence, record.transcript) == ("GREETING", 0.87, "hello jarvis")
+        ended = events[-1]
+        record = ended.record
+        assert ended.ended_by == "reply_end" and ended.metadata.intent == "GREETING"
+        assert record.failure == "" and record.reply_complete
+        assert not record.success  # the verdict is the judge's (voiceharness.judge), not the protocol's
+        assert (record.intent, record.intent_source, record.confidence, record.transcript) == (
+            "GREETING", "metadata", 0.87, "hello jarvis")
+        assert record.reply_text == "Hello!" and record.reply_format == "metadata+pcm"
         assert record.chunks_sent == 20
         assert record.chunks_received == math.ceil(len(REPLY_PCM) / guide.CHUNK_BYTES)
         assert record.reply_audio_bytes == len(REPLY_PCM)
-        # end of speech is when the last speech frame went to the socket: 63 ms before streaming ended
-        assert record.intent_ms == pytest.approx((0.2 + 0.01 + 0.063) * 1000, abs=0.01)
+        assert record.reply_audio_ms == pytest.approx(500.0)
+        # end of speech is when the last speech frame went to the socket: 63 ms before the mic closed
+        assert record.intent_ms == pytest.approx((0.063 + 0.2 + 0.01) * 1000, abs=0.01)
         assert record.roundtrip_ms == pytest.approx(record.intent_ms + 10, abs=0.01)
         assert record.reply_ms > record.roundtrip_ms
+        assert record.turn_ms == pytest.approx(record.reply_ms + 10, abs=0.01)
         assert record.send_lateness_max_ms == pytest.approx(1.0)
         assert pair.client.state is ClientState.IDLE
-        assert speech_end < pair.now
 
 
 @pytest.mark.parametrize("json_as_binary", [True, False], ids=["binary-json", "text-json"])
@@ -206,19 +221,67 @@ def test_metadata_is_understood_in_text_or_binary_frames(json_as_binary):
     events = pair.to_client(messages)
     metadata = events[0]
     assert isinstance(metadata, ReplyMetadata)
-    assert metadata.slots == {"name": "jarvis"} and metadata.reply_text == "Hello!"
-    assert turn_record(events).success
+    assert metadata.metadata.slots == {"name": "jarvis"} and metadata.metadata.reply_text == "Hello!"
+    assert turn_record(events).intent == "GREETING"
 
 
-def test_wav_reply_audio_is_detected_and_counted_as_its_pcm_bytes():
+def test_wav_reply_audio_with_metadata_is_counted_as_its_pcm_and_waits_for_reply_end():
     pair = ConnectionPair()
     pair.connect()
     pair.stream()
     messages = pair.reply(audio_as_wav=True)
     assert len(messages) == 3 and is_wav(messages[1])
-    record = turn_record(pair.to_client(messages))
-    assert record.success and record.chunks_received == 1
+    events = pair.to_client(messages[:2])
+    assert not any(isinstance(e, TurnEnded) for e in events)  # metadata came: its reply_end (or the gap) ends it
+    record = turn_record(pair.to_client(messages[2:]))
+    assert record.chunks_received == 1 and record.reply_format == "metadata+wav"
     assert record.reply_audio_bytes == len(REPLY_PCM)
+
+
+def test_the_smartjarvis_reply_one_wav_and_nothing_else_is_over_when_its_data_has_arrived():
+    pair = ConnectionPair()
+    pair.connect()
+    speech_end = pair.speak(frames=10)
+    assert pair.client.close_mic(pair.now, chunks_sent=10) == []
+    tone = (8000 * np.sin(np.arange(22_050) / 22_050 * 2 * np.pi * 440)).astype(np.int16)
+    pair.tick(1.2)
+    events = pair.client.receive(wav_bytes(tone, 22_050), pair.now)
+    ended = events[-1]
+    assert isinstance(ended, TurnEnded) and ended.ended_by == "wav" and ended.metadata is None
+    record = ended.record
+    assert record.reply_complete and record.failure == ""
+    assert record.intent == "" and record.intent_source == ""  # nothing said it: the judge must hear it
+    assert record.reply_format == "wav" and record.reply_sample_rate_hz == 22_050
+    assert record.reply_audio_bytes == 2 * 22_050  # the data chunk, not the header
+    assert record.reply_audio_ms == pytest.approx(1000.0)
+    assert record.roundtrip_ms == pytest.approx((pair.now - speech_end) * 1000)
+    assert record.playback_stalls is None  # one message: nothing to stall
+    assert len(ended.audio.kept_samples()) == 0  # not kept unless asked
+
+
+def test_a_wav_whose_header_is_split_across_messages_is_assembled():
+    pair = ConnectionPair(keep_reply_audio=True)
+    pair.connect()
+    pair.stream(marker=False)
+    tone = (8000 * np.sin(np.arange(8000) / 16_000 * 2 * np.pi * 300)).astype(np.int16)
+    wav = wav_bytes(tone, 16_000)
+    parts = [wav[:7], wav[7:30], wav[30:1000], wav[1000:]]
+    events = pair.to_client(parts[:3])
+    assert not any(isinstance(e, TurnEnded) for e in events)
+    (ended,) = [e for e in pair.to_client(parts[3:]) if isinstance(e, TurnEnded)]
+    assert ended.ended_by == "wav" and ended.record.chunks_received == 4
+    assert np.array_equal(ended.audio.kept_samples(), tone)
+
+
+def test_a_truncated_wav_ended_by_the_gap_is_an_incomplete_reply():
+    pair = ConnectionPair(reply_gap_s=0.6)
+    pair.connect()
+    pair.stream(marker=False)
+    wav = wav_bytes(np.full(16_000, 1000, dtype=np.int16), 16_000)
+    assert not any(isinstance(e, TurnEnded) for e in pair.to_client([wav[: len(wav) // 2]]))
+    record = turn_record(pair.client.poll(pair.tick(0.6)))
+    assert record.failure == "incomplete_reply" and "cut short" in record.failure_detail
+    assert not record.reply_complete
 
 
 def test_without_reply_end_an_inactivity_gap_ends_the_reply():
@@ -230,53 +293,122 @@ def test_without_reply_end_an_inactivity_gap_ends_the_reply():
     last_reply = pair.now
     assert pair.client.next_deadline() == pytest.approx(last_reply + 0.6)
     assert pair.client.poll(last_reply + 0.59) == []
-    record = turn_record(pair.client.poll(last_reply + 0.6))
-    assert record.success and record.reply_complete
+    events = pair.client.poll(last_reply + 0.6)
+    assert events[0] == ReplyEnded(last_reply + 0.6, "gap")
+    record = turn_record(events)
+    assert record.reply_complete and record.failure == ""
     assert 0 < record.roundtrip_ms < record.reply_ms
 
 
-def test_a_deadline_without_any_reply_is_no_intent():
+def test_the_deadline_counts_from_the_end_of_speech():
     pair = ConnectionPair(reply_timeout_s=2.0)
     pair.connect()
+    speech_end = pair.speak()
+    pair.client.close_mic(pair.tick(0.5), chunks_sent=10)
+    assert pair.client.poll(speech_end + 1.99) == []
+    events = pair.client.poll(speech_end + 2.0)
+    ended = events[-1]
+    assert ended.ended_by == "deadline" and ended.metadata is None
+    assert ended.record.failure == "" and not ended.record.reply_complete
+    assert math.isnan(ended.record.roundtrip_ms)
+    assert ended.record.turn_ms == pytest.approx(2000.0)
+
+
+def test_a_reply_during_the_trailing_silence_belongs_to_the_turn_and_closes_a_closed_mic():
+    pair = ConnectionPair(mic_during_reply="closed")
+    pair.connect()
+    speech_end = pair.speak()
+    assert pair.client.state is ClientState.TRAILING and pair.client.wants_audio(pair.now)
+    pair.tick(0.5)  # the gateway's endpointer fired during our trailing silence
+    messages = pair.reply()
+    events = pair.to_client(messages[:1])  # metadata: nothing plays yet
+    assert isinstance(events[0], ReplyMetadata)
+    assert pair.client.state is ClientState.TRAILING_RECEIVING and pair.client.wants_audio(pair.now)
+    pair.to_client(messages[1:2])  # audio plays: a closed microphone stops
+    assert not pair.client.wants_audio(pair.now)
+    assert pair.client.close_mic(pair.now, chunks_sent=18) == []
+    assert pair.client.state is ClientState.RECEIVING_REPLY
+    record = turn_record(pair.to_client(messages[2:]))
+    assert record.failure == "" and record.chunks_sent == 18
+    assert record.roundtrip_ms == pytest.approx((pair.now - speech_end) * 1000 - 10 * (len(messages) - 2), abs=0.01)
+
+
+def test_an_open_mic_keeps_sending_until_the_reply_has_played_then_the_turn_ends_with_it():
+    pair = ConnectionPair(mic_during_reply="open")
+    pair.connect()
+    pair.speak()
+    pair.tick(0.4)
+    events = pair.to_client(pair.reply())  # 500 ms of audio, all of it at once
+    first_audio = next(e.at for e in events if isinstance(e, ReplyAudio))
+    assert not any(isinstance(e, TurnEnded) for e in events)  # the microphone still sends
+    assert pair.client.state is ClientState.TRAILING_DONE
+    assert pair.client.wants_audio(first_audio + 0.49)  # the reply is still playing
+    assert not pair.client.wants_audio(first_audio + 0.5)
+    (ended,) = pair.client.close_mic(first_audio + 0.5, chunks_sent=25)
+    assert ended.ended_by == "reply_end" and ended.record.failure == "" and ended.record.chunks_sent == 25
+    assert pair.client.state is ClientState.IDLE
+
+
+def test_an_open_mic_wants_audio_while_the_reply_plays_and_until_the_deadline():
+    pair = ConnectionPair(mic_during_reply="open", reply_timeout_s=3.0)
+    pair.connect()
+    speech_end = pair.speak()
+    assert pair.client.mic_stays_open
+    pair.to_client(pair.reply(send_reply_end=False)[:2])
+    assert pair.client.wants_audio(pair.now)  # the reply plays, the microphone stays open
+    assert pair.client.poll(speech_end + 2.9) != []  # the gap ended the reply, long after it played
+    assert not pair.client.wants_audio(speech_end + 2.9)
+    pair2 = ConnectionPair(mic_during_reply="open", reply_timeout_s=3.0)
+    pair2.connect()
+    speech_end = pair2.speak()
+    assert pair2.client.poll(speech_end + 3.0)[0].by == "deadline"
+    assert pair2.client.state is ClientState.TRAILING_DONE and not pair2.client.wants_audio(speech_end + 3.0)
+    (ended,) = pair2.client.close_mic(pair2.now, chunks_sent=12)
+    assert ended.ended_by == "deadline"
+
+
+def test_a_reply_before_the_end_of_speech_is_a_gateway_protocol_failure():
+    pair = ConnectionPair()
+    pair.connect()
+    pair.client.begin_turn(utterance_id="u", expected_intent="GREETING", now=pair.now)
+    assert pair.client.receive(pair.reply()[0], pair.tick(0.1)) == []
+    assert pair.client.state is ClientState.SPEAKING
+    pair.client.speech_ended(pair.tick(0.5))
+    pair.client.close_mic(pair.tick(0.1), chunks_sent=10)
+    record = turn_record(pair.to_client(pair.reply()))
+    assert record.failure == "gateway_protocol" and "before the end of speech" in record.failure_detail
+
+
+def test_leading_silence_in_the_reply_is_waiting_time_for_audible():
+    pair = ConnectionPair()
+    pair.connect()
     pair.stream()
-    ended_streaming = pair.now
-    assert pair.client.poll(ended_streaming + 1.99) == []
-    record = turn_record(pair.client.poll(ended_streaming + 2.0))
-    assert record.failure == "no_intent" and "2000 ms" in record.failure_detail
-    assert math.isnan(record.roundtrip_ms)
+    silence = np.zeros(4000, dtype=np.int16)  # 250 ms
+    tone = (8000 * np.sin(np.arange(8000) / 16_000 * 2 * np.pi * 440)).astype(np.int16)
+    audio = np.concatenate([silence, tone]).tobytes()
+    record = turn_record(pair.to_client(pair.reply(audio=audio)))
+    assert record.audible_ms - record.roundtrip_ms == pytest.approx(250.0, abs=10)
 
 
-def test_a_wrong_intent_names_the_expected_and_the_received_intent():
-    pair = ConnectionPair()
-    pair.connect()
-    pair.stream(expected="GREETING")
-    record = turn_record(pair.to_client(pair.reply(intent="ECHO")))
-    assert record.failure == "wrong_intent"
-    assert record.failure_detail == "expected GREETING, got ECHO"
-
-
-def test_metadata_without_audio_is_no_audio_tts():
-    pair = ConnectionPair()
+def test_reply_frames_slower_than_real_time_are_playback_stalls():
+    pair = ConnectionPair(reply_gap_s=1.0)
     pair.connect()
     pair.stream()
-    record = turn_record(pair.to_client(pair.reply(audio=b"")))
-    assert record.failure == "no_audio_tts" and "GREETING" in record.failure_detail
-    assert record.reply_audio_bytes == 0
+    frame = (np.full(1024, 3000, dtype=np.int16)).tobytes()  # 64 ms each
+    pair.to_client([frame, frame], gap_s=0.01)  # a burst: plays until +128 ms
+    pair.to_client([frame], gap_s=0.2)  # arrives after the audio ran out
+    pair.to_client([frame], gap_s=0.01)  # in time
+    record = turn_record(pair.client.poll(pair.tick(1.0)))
+    assert record.playback_stalls == 1 and record.chunks_received == 4
 
 
-def test_connection_lost_while_streaming_is_recording_stopped_with_the_close_code():
+def test_connection_lost_while_speaking_is_recording_stopped_with_the_close_code():
     pair = ConnectionPair()
     pair.connect()
-    pair.client.begin_turn(utterance_id="u", expected_intent="GREETING", speech_end_frame=30, now=pair.now)
-    for _ in range(5):
-        pair.client.audio_sent(pair.tick(0.064))
-    record = turn_record(pair.client.connection_lost(pair.tick(0.01), close_code=1011, reason="fault"))
+    pair.client.begin_turn(utterance_id="u", expected_intent="GREETING", now=pair.now)
+    record = turn_record(pair.client.connection_lost(pair.tick(0.3), close_code=1011, reason="fault"))
     assert record.failure == "recording_stopped"
-    assert (
-        record.close_code == 1011
-        and "1011: fault" in record.failure_detail
-        and "streaming" in record.failure_detail
-    )
+    assert record.close_code == 1011 and "1011: fault" in record.failure_detail and "speaking" in record.failure_detail
     assert pair.client.state is ClientState.CLOSED
 
 
@@ -291,6 +423,15 @@ def test_connection_lost_mid_reply_is_incomplete_reply():
     assert f"{2 * guide.CHUNK_BYTES} audio bytes" in record.failure_detail
 
 
+def test_connection_lost_after_the_reply_with_the_mic_still_open_keeps_the_turn():
+    pair = ConnectionPair(mic_during_reply="open")
+    pair.connect()
+    pair.speak()
+    pair.to_client(pair.reply())
+    record = turn_record(pair.client.connection_lost(pair.tick(0.01), close_code=1000))
+    assert record.failure == "" and record.reply_complete
+
+
 def test_a_reply_for_another_correlation_id_is_ignored():
     pair = ConnectionPair()
     pair.connect()
@@ -300,7 +441,7 @@ def test_a_reply_for_another_correlation_id_is_ignored():
     assert isinstance(event, StrayMessage) and "another correlationId" in event.reason
     assert pair.client.stray_messages == 1
     record = turn_record(pair.to_client(pair.reply()))
-    assert record.success and record.intent == "GREETING"
+    assert record.intent == "GREETING"
 
 
 def test_messages_outside_a_turn_are_stray_not_fatal():
@@ -311,14 +452,21 @@ def test_messages_outside_a_turn_are_stray_not_fatal():
     assert pair.client.state is ClientState.IDLE
 
 
-def test_the_uplink_backlog_found_at_end_of_streaming_is_in_the_record_even_if_the_run_stops_first():
+def test_a_malformed_message_during_a_reply_ends_the_turn_as_gateway_protocol():
     pair = ConnectionPair()
     pair.connect()
-    pair.client.begin_turn(utterance_id="hello", expected_intent="GREETING", speech_end_frame=0, now=pair.now)
-    pair.client.audio_sent(pair.tick(0.001))
-    pair.client.end_utterance(pair.tick(0.064), send_marker=True, uplink_backlog_ms=128.0)
+    pair.stream()
+    record = turn_record(pair.to_client(["not json at all"]))
+    assert record.failure == "gateway_protocol" and "not a JSON object" in record.failure_detail
+
+
+def test_the_uplink_backlog_found_when_the_mic_closed_is_in_the_record_even_if_the_run_stops_first():
+    pair = ConnectionPair()
+    pair.connect()
+    pair.speak(frames=1)
+    pair.client.close_mic(pair.tick(0.064), chunks_sent=1, uplink_backlog_ms=128.0)
     (ended,) = pair.client.abandon_turn(pair.tick(0.01), "run_stopped", "the run ended during the turn")
-    assert ended.record.uplink_backlog_ms == 128.0
+    assert ended.record.uplink_backlog_ms == 128.0 and ended.ended_by == "abandoned"
     pair.stream(frames=3)  # the next turn, with no figure from the I/O layer
     assert math.isnan(turn_record(pair.to_client(pair.reply())).uplink_backlog_ms)
 
@@ -326,9 +474,72 @@ def test_the_uplink_backlog_found_at_end_of_streaming_is_in_the_record_even_if_t
 def test_the_client_refuses_to_be_driven_out_of_order():
     client = ClientSession()
     with pytest.raises(ClientProtocolMisuse):
-        client.audio_sent(1.0)
+        client.speech_ended(1.0)
     with pytest.raises(ClientProtocolMisuse):
-        client.end_utterance(1.0, send_marker=True)
+        client.close_mic(1.0, chunks_sent=0)
+    client.begin_turn(utterance_id="u", expected_intent="", now=1.0)
+    with pytest.raises(ClientProtocolMisuse):
+        client.begin_turn(utterance_id="u", expected_intent="", now=1.0)
+
+
+def test_every_transition_leads_to_a_known_state_and_only_turn_states_take_turn_inputs():
+    states = set(ClientState)
+    for (state, _input), new in CLIENT_TRANSITIONS.items():
+        assert state in states and new in states
+    assert not [key for key in CLIENT_TRANSITIONS if key[0] is ClientState.CLOSED]
+
+
+_OPERATIONS = st.lists(
+    st.sampled_from(["speech_end", "close_mic", "metadata", "audio", "reply_end", "wav", "garbage", "tick",
+                     "poll", "abandon", "lost"]),
+    max_size=14,
+)
+
+
+@given(_OPERATIONS, st.sampled_from(["open", "closed"]))
+def test_whatever_happens_every_begun_turn_ends_in_exactly_one_record(operations, mic):
+    """Random I/O-layer calls and gateway messages: each begun turn ends once, the session never
+    leaves its table, and out-of-order calls are refused only as misuse."""
+    pair = ConnectionPair(mic_during_reply=mic, reply_timeout_s=2.0, reply_gap_s=0.3)
+    pair.connect()
+    ended = 0
+    begun = 0
+    messages = pair.reply()  # the same reply every turn
+    for turn in range(3):
+        if pair.client.state is ClientState.CLOSED:
+            break
+        pair.client.begin_turn(utterance_id=f"u{turn}", expected_intent="GREETING", now=pair.now)
+        begun += 1
+        for operation in operations:
+            before = pair.client.state
+            try:
+                events = {
+                    "speech_end": lambda: (pair.client.speech_ended(pair.now), [])[1],
+                    "close_mic": lambda: pair.client.close_mic(pair.now, chunks_sent=3),
+                    "metadata": lambda: pair.client.receive(messages[0], pair.now),
+                    "audio": lambda: pair.client.receive(messages[1], pair.now),
+                    "reply_end": lambda: pair.client.receive(messages[-1], pair.now),
+                    "wav": lambda: pair.client.receive(wav_bytes(np.ones(100, dtype=np.int16), 16_000), pair.now),
+                    "garbage": lambda: pair.client.receive("nope", pair.now),
+                    "tick": lambda: (pair.tick(0.4), [])[1],
+                    "poll": lambda: pair.client.poll(pair.now),
+                    "abandon": lambda: pair.client.abandon_turn(pair.now, "run_stopped", "stop"),
+                    "lost": lambda: pair.client.connection_lost(pair.now, 1006),
+                }[operation]()
+            except ClientProtocolMisuse:
+                assert pair.client.state is before
+                continue
+            ended += sum(isinstance(e, TurnEnded) for e in events)
+            assert pair.client.state in set(ClientState)
+        # finish the turn as an I/O layer would
+        if pair.client.in_turn:
+            if pair.client.state is ClientState.SPEAKING:
+                pair.client.speech_ended(pair.now)
+            if pair.client.state in (ClientState.TRAILING, ClientState.TRAILING_RECEIVING, ClientState.TRAILING_DONE):
+                ended += sum(isinstance(e, TurnEnded) for e in pair.client.close_mic(pair.now, chunks_sent=3))
+            if pair.client.in_turn:
+                ended += len(pair.client.abandon_turn(pair.now, "run_stopped", "end of the test"))
+        assert ended == begun, (operations, mic)
 
 
 @given(

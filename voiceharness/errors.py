@@ -41,13 +41,16 @@ class ConnectionFailed(GatewayError):
     """A WebSocket connection could not be opened.
 
     ``diagnosis`` is a code from :mod:`voiceharness.diagnoses` (e.g. ``connection_refused``)
-    so callers can count and explain the failure without parsing the message.
+    so callers can count and explain the failure without parsing the message;
+    ``elapsed_ms`` how long the attempt took until it failed (NaN when not measured).
     """
 
-    def __init__(self, message: str, diagnosis: str, *, retryable: bool = True) -> None:
+    def __init__(self, message: str, diagnosis: str, *, retryable: bool = True,
+                 elapsed_ms: float = float("nan")) -> None:
         super().__init__(message)
         self.diagnosis = diagnosis
         self.retryable = retryable
+        self.elapsed_ms = elapsed_ms
 
 
 class ProtocolViolation(GatewayError):

@@ -3,8 +3,9 @@
 
 A :class:`Logbook` forwards each entry to Python logging (success is logged at INFO with a
 ``SUCCESS`` tag) and, when an export file is set, appends it there at once so a killed run
-keeps its log. With ``redact`` on, transcripts and tokens are replaced before anything is
-written: logs may hold sensitive data (the guide's own warning).
+keeps its log. With ``redact`` on, tokens, transcripts and reply texts, and every word a
+message quotes, are replaced before anything is written: logs may hold sensitive data (the
+guide's own warning).
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ LEVELS = ("success", "info", "warning", "error")
 _PY_LEVEL = {"success": logging.INFO, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 REDACTED = "[redacted]"
 _TOKEN_PATTERN = re.compile(r"(token=|Bearer\s+)[^\s&\"']+", re.IGNORECASE)
+# Words quoted in a detail ("heard 'hello world'", "reply 'what you said' does not contain ..."):
+# every detail that carries what a user or the gateway said quotes it.
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
 
 
 def redact_text(text: str) -> str:
@@ -42,15 +46,20 @@ class Logbook:
         self.redact = redact
         self.export_format = export_format
         self._lock = threading.Lock()
-        self._file: IO[str] | None = open(export_path, "a", encoding="utf-8") if export_path else None
+        self._file: IO[str] | None = open(export_path, "a", encoding="utf-8") if export_path else None  # noqa: SIM115
         self.counts = dict.fromkeys(LEVELS, 0)
 
     def transcript(self, text: str) -> str:
-        """A transcript as it may appear in logs and records."""
+        """A transcript (or a reply text) as it may appear in logs and records."""
         return REDACTED if self.redact and text else text
 
+    def words(self, text: str) -> str:
+        """A free-text detail as it may appear in logs and records: with ``redact``, what it quotes
+        (the user's or the gateway's words) is replaced."""
+        return _QUOTED.sub(REDACTED, text) if self.redact and text else text
+
     def log(self, level: str, message: str, *, echo: bool = True, **fields: object) -> None:
-        message = redact_text(message)
+        message = self.words(redact_text(message))
         self.counts[level] += 1
         if echo:
             tag = "SUCCESS " if level == "success" else ""

@@ -42,10 +42,11 @@ class Settings:
 
     def describe(self) -> str:
         """The settings for a log line, with the token never shown."""
-        token = "set" if self.auth_token else "none"
+        # Not "token=...": the log's token redaction would print "token=[redacted]" for no token at all.
+        auth = "bearer token" if self.auth_token else "none"
         return (
             f"{self.url} autoReconnect={self.auto_reconnect} maxRetries={self.max_retries} "
-            f"chunk={self.chunk_samples} samples token={token}"
+            f"chunk={self.chunk_samples} samples, auth: {auth}"
         )
 
 
@@ -81,9 +82,9 @@ def load_config(path: str, base: Settings) -> Settings:
         with open(path, encoding="utf-8") as file:
             data = json.load(file)
     except FileNotFoundError:
-        raise UsageError(f"config file {path} not found; pass an existing JSON file to --config") from None
+        raise UsageError(f"config file {path} not found; pass an existing JSON file to --voice-config") from None
     except (OSError, ValueError) as error:
-        raise UsageError(f"config file {path} is not valid JSON ({error}); fix it or drop --config") from None
+        raise UsageError(f"config file {path} is not valid JSON ({error}); fix it or drop --voice-config") from None
     if not isinstance(data, dict):
         raise UsageError(f"config file {path} must hold a JSON object like {{\"host\": ..., \"port\": ...}}")
     changes: dict[str, Any] = {}
@@ -135,9 +136,13 @@ def resolve(
     config_path: str | None = None,
     url: str | None = None,
     overrides: dict[str, Any] | None = None,
+    default_path: str | None = None,
 ) -> Settings:
-    """Preset, then config file, then ``url``, then explicit overrides (None values ignored)."""
+    """Preset (with the dialect's ``default_path``), then config file, then ``url``, then explicit
+    overrides (None values ignored)."""
     settings = preset(preset_name or "local")
+    if default_path:
+        settings = replace(settings, path=default_path)
     if config_path:
         settings = load_config(os.path.expanduser(config_path), settings)
     if url:

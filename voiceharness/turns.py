@@ -43,6 +43,7 @@ class TurnRecord:
     roundtrip_ms: float = math.nan  # end of speech -> first reply audio frame
     intent_ms: float = math.nan  # end of speech -> intent metadata
     reply_ms: float = math.nan  # end of speech -> last reply audio frame
+    turn_ms: float = math.nan  # end of speech -> the turn was over (the reply's end, its deadline, or the drop)
     ping_ms: float = math.nan  # most recent WebSocket ping -> pong on this connection
     speech_ms: float = math.nan  # duration of the utterance's audio sent
     chunks_sent: int = 0
@@ -103,7 +104,7 @@ class TurnWriter:
         directory = os.path.dirname(self.path)
         if directory:
             os.makedirs(directory, exist_ok=True)
-        self._file: IO[str] = open(self.path, "w", newline="", encoding="utf-8")
+        self._file: IO[str] = open(self.path, "w", newline="", encoding="utf-8")  # noqa: SIM115 (open until close())
         self._row_writer = csv.writer(self._file)
         self._row_writer.writerow(COLUMNS)
         self._file.flush()

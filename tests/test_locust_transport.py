@@ -1,4 +1,4 @@
-"""locustfiles.voice_connection's frame reader: one socket read serves many frames, none is lost.
+"""voiceharness.locust.transport's frame reader: one socket read serves many frames, none is lost.
 
 No socket: the reader is fed by a function that plays a socket's ``recv``, returning the
 wire bytes in the pieces a test chooses, and counts how often it was called.
@@ -11,7 +11,7 @@ import os
 import pytest
 import websocket
 
-from locustfiles.voice_connection import MAX_MESSAGE_BYTES, MessageTooBig, _BufferedRecv, _CappedFrameBuffer
+from voiceharness.locust.transport import MAX_MESSAGE_BYTES, MessageTooBig, _BufferedRecv, _CappedFrameBuffer
 from voiceharness import framing
 
 

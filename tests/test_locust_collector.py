@@ -1,4 +1,4 @@
-"""locustfiles.voice_collector: no automatic collection while users run, cycles still reclaimed.
+"""voiceharness.locust.collector: no automatic collection while users run, cycles still reclaimed.
 
 Each check runs in a child interpreter: it switches the collector off and freezes the heap,
 which must not leak into the rest of the test session.
@@ -19,7 +19,7 @@ def _run(body: str) -> dict:
     code = textwrap.dedent('''
         import gc, json, weakref
         import gevent
-        from locustfiles.voice_collector import Collector
+        from voiceharness.locust.collector import Collector
 
         class Node:
             pass

@@ -15,10 +15,13 @@ its send lateness p99 passed 15 ms. Here:
   its youngest generation growing to 50,000-70,000 objects between collections, each one a
   13-18 ms pause at 2,000 streams;
 * the user greenlet that owns a stream just waits on an ``AsyncResult`` until its stream has
-  been sent, then sends the end marker and waits for the reply as before.
+  been sent, then closes the microphone and waits for the reply (:func:`voiceharness.turn.run_turn`).
 
-Every frame still goes through ``session.audio_sent(now, due)``, so per-turn lateness and the
-end-of-speech timestamp are exact. A stream whose socket is full (a slow or stalled
+The frame holding the last speech sample tells the session its time (``session.speech_ended``:
+every reply timing counts from it), and each stream keeps its latest frame's lateness. Past
+the speech, the session decides before each frame whether the microphone still sends: its
+trailing silence stops when the reply's audio starts (``closed`` microphone) or goes on until
+the reply is over (``open``, as the browser tester's). A stream whose socket is full (a slow or stalled
 gateway) is not allowed to stall the others: it leaves the pacer and finishes on its own
 greenlet with blocking writes and its own timer, its lateness recorded as it happens.
 
@@ -43,9 +46,10 @@ import gevent
 import gevent.event
 from locust import events
 
-from locustfiles.voice_collector import COLLECTOR
 from voiceharness import framing
 from voiceharness.lateness import LatenessStats
+from voiceharness.locust.collector import COLLECTOR
+from voiceharness.turn import StreamPlan, StreamReport
 
 log = logging.getLogger("voice.pacer")
 
@@ -64,18 +68,37 @@ SHORT_WAIT_S = 2 * TICK_S
 
 
 class _Stream:
-    __slots__ = ("cancelled", "connection", "count", "done", "frame_s", "frames", "index", "session", "start")
+    __slots__ = ("cancelled", "connection", "count", "done", "frame_s", "frames", "index", "late_max_s",
+                 "open_mic", "sent", "session", "silence", "speech_end", "start")
 
-    def __init__(self, connection, frames: Sequence[bytes], start: float, frame_s: float) -> None:
+    def __init__(self, connection, frames: Sequence[bytes], plan: StreamPlan, silence: bytes, start: float) -> None:
         self.connection = connection
         self.session = connection.session
-        self.frames = frames
+        self.frames = frames  # the utterance, then the plan's minimum trailing silence
         self.count = len(frames)
+        self.speech_end = plan.speech_end_frame
+        self.open_mic = self.session.mic_stays_open  # then silence goes on past the frames while wanted
+        self.silence = silence
         self.index = 0
+        self.sent = 0
         self.start = start
-        self.frame_s = frame_s
+        self.frame_s = plan.frame_s
+        self.late_max_s = 0.0
         self.done = gevent.event.AsyncResult()
         self.cancelled = False  # its user greenlet was killed (end of the run): drop it
+
+    def next_frame(self, now: float) -> bytes | None:
+        """The frame to send now, or None when the stream is over: past the speech, the session
+        (its reply, its clock) decides whether the microphone still sends."""
+        index = self.index
+        if index > self.speech_end:
+            session = self.session
+            self.connection.deliver(session.poll(now))
+            if not session.wants_audio(now):
+                return None
+            if index >= self.count:
+                return self.silence if self.open_mic else None
+        return self.frames[index]
 
 
 class Pacer:
@@ -94,27 +117,52 @@ class Pacer:
         self._keep_alive: list[object] = []  # frame tuples whose id() keys the cache
 
     # -- what users call
-    def frames_for(self, frames: Sequence[memoryview], chunk_samples: int, silence_frames: int) -> tuple[bytes, ...]:
-        """The pre-framed bytes of an utterance's frames plus ``silence_frames`` of trailing silence.
+    def frames_for(self, plan: StreamPlan) -> tuple[bytes, ...]:
+        """The pre-framed bytes of a plan's frames plus its minimum trailing silence.
 
-        Keyed by the identity of the utterance's cached frame tuple (kept alive by the cache).
+        The speech is framed once per utterance (the plan's key, or the identity of its frame
+        tuple, kept alive by the cache) and chunk size; the silence is one shared frame. The
+        tuple joined here holds references only, so the bytes themselves exist once per
+        process — and once for all of Locust's ``--processes`` when framed before the fork
+        (:func:`preframe_speech`).
         """
+        speech = self.speech_frames(plan)
+        if not plan.min_silence_frames:
+            return speech
+        key = (plan.key if plan.key is not None else id(plan.frames), plan.chunk_samples, plan.min_silence_frames)
+        return self.preframer.cached(key, lambda: speech + (self.silence_frame(plan.chunk_samples),) * plan.min_silence_frames)
+
+    def speech_frames(self, plan: StreamPlan) -> tuple[bytes, ...]:
+        key = plan.key if plan.key is not None else id(plan.frames)
+
         def build() -> tuple[bytes, ...]:
-            silence = self.preframer.frame(("silence", chunk_samples), bytes(2 * chunk_samples))
-            self._keep_alive.append(frames)
-            return framing.preframe(frames, self.preframer.mask_key) + (silence,) * silence_frames
+            if plan.key is None:
+                self._keep_alive.append(plan.frames)
+            return framing.preframe(plan.frames, self.preframer.mask_key)
 
-        return self.preframer.cached((id(frames), silence_frames), build)
+        return self.preframer.cached((key, plan.chunk_samples), build)
 
-    def stream(self, connection, frames: Sequence[bytes], frame_s: float) -> None:
-        """Send ``frames`` on ``connection``, frame k due at start + k * frame_s; block until sent.
+    def preframe_speech(self, utterances, chunk_samples: int) -> None:
+        """Frame these utterances' speech now (before Locust forks its ``--processes``: shared pages)."""
+        for utterance in utterances:
+            frames = utterance.frames(chunk_samples)
+            self.speech_frames(StreamPlan(frames=frames, speech_end_frame=0, chunk_samples=chunk_samples,
+                                          key=utterance))
+        self.silence_frame(chunk_samples)
+
+    def silence_frame(self, chunk_samples: int) -> bytes:
+        return self.preframer.frame(("silence", chunk_samples), bytes(2 * chunk_samples))
+
+    def stream(self, connection, plan: StreamPlan) -> StreamReport:
+        """Send ``plan`` on ``connection``, frame k due at start + k * frame length; block until sent.
 
         Raises ConnectionError when the connection closed or a write failed.
         """
+        frames = self.frames_for(plan)
         if not frames:
-            return
+            return StreamReport(0)
         start = time.monotonic()
-        stream = _Stream(connection, frames, start, frame_s)
+        stream = _Stream(connection, frames, plan, self.silence_frame(plan.chunk_samples), start)
         heapq.heappush(self._heap, [start, next(self._order), stream])
         self.active += 1
         self.stats.streams_max = max(self.stats.streams_max, self.active)
@@ -127,6 +175,7 @@ class Pacer:
         finally:
             self.active -= 1
             stream.cancelled = True  # no-op when done; else the pacer drops it at its next frame
+        return StreamReport(stream.sent, stream.late_max_s * 1000.0)
 
     # -- the pacer greenlet
     def _run(self) -> None:
@@ -180,58 +229,74 @@ class Pacer:
             if stream.cancelled:
                 heapq.heappop(heap)
                 continue
-            frame = stream.frames[stream.index]
             connection = stream.connection
             try:
+                frame = stream.next_frame(now)
+                if frame is None:
+                    heapq.heappop(heap)
+                    stream.done.set(None)
+                    continue
                 sent = connection.try_send_preframed(frame)
                 if sent == len(frame):
                     now = clock()
-                    stream.session.audio_sent(now, due)
-            except Exception as error:  # noqa: BLE001 (one broken stream ends, never the pacer)
+                    self._sent(stream, now, due)
+            except ConnectionError as error:  # one broken stream ends, never the pacer
                 heapq.heappop(heap)
-                stream.done.set_exception(error if isinstance(error, ConnectionError) else ConnectionError(f"send failed: {error!r}"))
+                stream.done.set_exception(error)
+                continue
+            except Exception as error:  # noqa: BLE001 — a harness bug: its user's turn reports it
+                heapq.heappop(heap)
+                stream.done.set_exception(error)
                 continue
             if sent != len(frame):
                 heapq.heappop(heap)
                 self.slow_streams += 1
-                gevent.spawn(self._finish_slowly, stream, due, sent)
+                gevent.spawn(self._finish_slowly, stream, frame, due, sent)
                 continue
             add(now, now - due)
             sent_here += 1
-            index = stream.index = stream.index + 1
-            if index >= stream.count:
-                heapq.heappop(heap)
-                stream.done.set(None)
-            else:  # a closed connection shows at the next frame: try_send_preframed raises
-                entry[0] = stream.start + index * stream.frame_s
-                heapq.heapreplace(heap, entry)
+            entry[0] = stream.start + stream.index * stream.frame_s
+            heapq.heapreplace(heap, entry)
 
-    def _finish_slowly(self, stream: _Stream, due: float, sent: int) -> None:
+    @staticmethod
+    def _sent(stream: _Stream, now: float, due: float) -> None:
+        """Book one frame handed to the socket: the end of speech, the stream's latest frame."""
+        late = now - due
+        if late > stream.late_max_s:  # noqa: PLR1730 (once per frame: a compare is cheaper than max())
+            stream.late_max_s = late
+        if stream.index == stream.speech_end:
+            stream.session.speech_ended(now)
+        stream.index += 1
+        stream.sent += 1
+
+    def _finish_slowly(self, stream: _Stream, frame: bytes, due: float, sent: int) -> None:
         """A stream whose socket was full: finish it here with blocking writes and its own timer."""
         connection = stream.connection
         clock = time.monotonic
         try:
-            frame = stream.frames[stream.index]
             if sent:
                 connection.finish_preframed(frame, sent)
             else:
                 connection.send_preframed(frame)
             now = clock()
-            stream.session.audio_sent(now, due)
+            self._sent(stream, now, due)
             self.stats.add(now, now - due)
-            for index in range(stream.index + 1, stream.count):
-                due = stream.start + index * stream.frame_s
+            while True:
+                due = stream.start + stream.index * stream.frame_s
                 wait = due - clock()
                 if wait > 0:
                     gevent.sleep(wait)
-                connection.send_preframed(stream.frames[index])
+                frame = stream.next_frame(clock())
+                if frame is None:
+                    break
+                connection.send_preframed(frame)
                 now = clock()
-                stream.session.audio_sent(now, due)
+                self._sent(stream, now, due)
                 self.stats.add(now, now - due)
                 if connection.closed.is_set():
                     raise ConnectionError("connection closed while streaming")
-        except Exception as error:  # noqa: BLE001
-            stream.done.set_exception(error if isinstance(error, ConnectionError) else ConnectionError(f"send failed: {error}"))
+        except Exception as error:  # noqa: BLE001 — handed to the stream's own user greenlet
+            stream.done.set_exception(error)
             return
         stream.done.set(None)
 

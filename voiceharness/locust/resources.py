@@ -3,8 +3,11 @@
 The guide's performance scenario says "watch CPU and memory". A load test is also only as
 true as its load generator: a saturated worker sends late and reports the gateway as slow.
 Every ``SAMPLE_INTERVAL_S`` each Locust process that runs users samples its own CPU share
-and RSS (psutil), and — when the gateway's host is a loopback address — the gateway's
-``process_cpu_seconds_total`` and ``process_resident_memory_bytes`` from its ``/metrics``.
+and RSS (psutil), and — when the gateway's host is a loopback address — the gateway's CPU
+and memory from its ``/metrics``: its whole process tree where it exports that (the reference
+gateway's ``gateway_process_tree_*``: its recognition workers included), else the main
+process's ``process_cpu_seconds_total`` / ``process_resident_memory_bytes``; the
+``gateway_scope`` column says which.
 Samples go to ``PREFIX_resources.csv`` (through the master in a distributed run) and the
 latest ones to the Voice quality tab.
 """
@@ -21,14 +24,16 @@ from typing import Any
 import gevent
 import psutil
 from locust import events
+from locust.exception import RPCError, RPCSendError
 from locust.runners import MasterRunner, WorkerRunner
+from prometheus_client.parser import text_string_to_metric_families
 
 log = logging.getLogger("voice.resources")
 
 SAMPLE_INTERVAL_S = 2.0
 MESSAGE_TYPE = "voice_resources"
 COLUMNS = ("timestamp", "worker", "users", "worker_cpu_percent", "worker_rss_mb",
-           "gateway_cpu_percent", "gateway_rss_mb")
+           "gateway_cpu_percent", "gateway_rss_mb", "gateway_scope")
 # Above this CPU share a worker's timers slip and its numbers stop being trustworthy.
 SATURATED_CPU_PERCENT = 70.0
 _LOOPBACK = ("127.", "localhost", "::1", "[::1]")
@@ -41,20 +46,28 @@ def _gateway_metrics_url(settings) -> str | None:
     return f"{scheme}://{settings.host}:{settings.port}/metrics"
 
 
-def _read_gateway(url: str) -> tuple[float, float] | None:
-    """(cpu seconds, rss bytes) from a Prometheus text page, or None if unreachable."""
+# What the gateway's /metrics may say about its CPU and memory, best first: the reference
+# gateway sums its whole process tree (its recognition workers do the work); any Prometheus
+# client library exports its own process only.
+_GATEWAY_SCOPES = (
+    ("process tree", "gateway_process_tree_cpu_seconds_total", "gateway_process_tree_resident_memory_bytes"),
+    ("main process", "process_cpu_seconds_total", "process_resident_memory_bytes"),
+)
+
+
+def _read_gateway(url: str) -> tuple[float, float, str] | None:
+    """(cpu seconds, rss bytes, what they count) from a Prometheus page, or None if unreachable."""
     try:
         with urllib.request.urlopen(url, timeout=1.0) as response:
             text = response.read().decode("utf-8", "replace")
-    except Exception:
+        samples = {sample.name: sample.value
+                   for family in text_string_to_metric_families(text) for sample in family.samples}
+    except (OSError, ValueError):  # unreachable, or not a Prometheus page
         return None
-    cpu = rss = None
-    for line in text.splitlines():
-        if line.startswith("process_cpu_seconds_total "):
-            cpu = float(line.split()[1])
-        elif line.startswith("process_resident_memory_bytes "):
-            rss = float(line.split()[1])
-    return (cpu, rss) if cpu is not None and rss is not None else None
+    for scope, cpu_name, rss_name in _GATEWAY_SCOPES:
+        if cpu_name in samples and rss_name in samples:
+            return samples[cpu_name], samples[rss_name], scope
+    return None
 
 
 class ResourceMonitor:
@@ -67,7 +80,7 @@ class ResourceMonitor:
         self._file = None
         self._writer = None
         if path and not isinstance(environment.runner, WorkerRunner):
-            self._file = open(path, "w", newline="", encoding="utf-8")
+            self._file = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115 (open for the whole run)
             self._writer = csv.DictWriter(self._file, fieldnames=COLUMNS)
             self._writer.writeheader()
         self._greenlet: gevent.Greenlet | None = None
@@ -92,6 +105,7 @@ class ResourceMonitor:
                 "worker_rss_mb": round(process.memory_info().rss / 2**20, 1),
                 "gateway_cpu_percent": "",
                 "gateway_rss_mb": "",
+                "gateway_scope": "",
             }
             if self.gateway_url:
                 # Reading the page is blocking I/O; gevent's patched socket makes it cooperative.
@@ -100,13 +114,14 @@ class ResourceMonitor:
                     if last_gateway is not None:
                         sample["gateway_cpu_percent"] = round(100 * (reading[0] - last_gateway[0]) / (now - last_time), 1)
                     sample["gateway_rss_mb"] = round(reading[1] / 2**20, 1)
+                    sample["gateway_scope"] = reading[2]
                 last_gateway = reading
             last_time = now
             if isinstance(self.environment.runner, WorkerRunner):
                 try:
                     self.environment.runner.send_message(MESSAGE_TYPE, sample)
-                except Exception:
-                    pass
+                except (OSError, RPCError, RPCSendError) as error:  # the master is gone: the next sample may reach it
+                    log.debug("resource sample not sent to the master: %s", error)
             else:
                 self.accept(sample)
 
@@ -139,7 +154,7 @@ class ResourceMonitor:
             if sample.get("gateway_rss_mb") not in ("", None):
                 rows.append({
                     "section": "Resources",
-                    "item": "gateway (local)",
+                    "item": f"gateway (local, {sample.get('gateway_scope') or 'main process'})",
                     "turns": "",
                     "share": f"CPU {sample['gateway_cpu_percent'] or '-'}%",
                     "detail": f"RSS {sample['gateway_rss_mb']} MB",

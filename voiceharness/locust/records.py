@@ -14,26 +14,35 @@ The web UI gets a "Voice quality" tab through Locust's ``template_args`` extensi
 
 from __future__ import annotations
 
-import io
+import contextlib
 import json
 import logging
 import os
 import socket
+import tempfile
 from typing import Any
 
 import gevent
-from flask import Response, request
+import gevent.event
+from flask import Response, request, send_file
 from locust import events
+from locust.exception import RPCError, RPCSendError
 from locust.runners import MasterRunner, WorkerRunner
 
 from voiceharness import turns
 from voiceharness.live_stats import LiveStats
 
+
+def worker_name() -> str:
+    """``host:pid`` of this load-generator process, read when asked: Locust's ``--processes``
+    forks its workers after the locustfile is imported, so a name taken at import would be the
+    parent's in every child."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
 log = logging.getLogger("voice.records")
 
 MESSAGE_TYPE = "voice_turns"
 TAB_KEY = "voice-quality"
-WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"
 FLUSH_INTERVAL_S = 0.5  # a worker ships its records to the master this often
 WRITE_INTERVAL_S = 0.1  # a standalone run flushes the turns file this often
 
@@ -48,10 +57,17 @@ class TurnSink:
         self.pending: list[dict[str, Any]] = []
         self.received = 0
         self.is_worker = isinstance(environment.runner, WorkerRunner)
-        if not self.is_worker and turns_file:
+        self.spooled = False  # the turns go to a temporary file of ours (no --csv): removed at quit
+        if not self.is_worker:
+            if not turns_file:
+                # A web-UI run without --csv still offers the turns for download; they are spooled
+                # to disk, not kept in memory, so a day-long run does not grow.
+                handle, turns_file = tempfile.mkstemp(prefix="voice_turns_", suffix=".csv")
+                os.close(handle)
+                self.spooled = True
             self.writer = turns.TurnWriter(turns_file)
-            log.info("per-turn records: %s", turns_file)
-        self.memory: list[dict[str, Any]] = []  # for the web UI download when no file is written
+            log.info("per-turn records: %s%s", turns_file, " (temporary: download it from the Voice quality tab)"
+                     if self.spooled else "")
         self._flusher: gevent.Greenlet | None = None
 
     def add(self, record: turns.TurnRecord) -> None:
@@ -67,8 +83,6 @@ class TurnSink:
         self.received += len(rows)
         if self.writer is not None:
             self.writer.write_rows(rows, flush=flush)
-        else:
-            self.memory.extend(rows)
         for row in rows:
             self.live.add(row)
 
@@ -83,7 +97,7 @@ class TurnSink:
         batch, self.pending = self.pending, []
         try:
             self.environment.runner.send_message(MESSAGE_TYPE, batch)
-        except Exception as error:  # the master went away: keep the records for the next try
+        except (OSError, RPCError, RPCSendError) as error:  # the master went away: keep the records for the next try
             self.pending[:0] = batch
             log.warning("could not send %d turn records to the master: %s", len(batch), error)
 
@@ -93,16 +107,16 @@ class TurnSink:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+            if self.spooled:
+                with contextlib.suppress(OSError):
+                    os.remove(self.writer.path)
 
     def csv_text(self) -> str:
-        if self.writer is not None:
-            with open(self.writer.path, encoding="utf-8") as file:
-                return file.read()
-        buffer = io.StringIO()
-        writer = turns.csv.DictWriter(buffer, fieldnames=turns.COLUMNS)
-        writer.writeheader()
-        writer.writerows(self.memory)
-        return buffer.getvalue()
+        if self.writer is None:  # a worker: its records are at the master
+            return ",".join(turns.COLUMNS) + "\n"
+        self.writer.flush()
+        with open(self.writer.path, encoding="utf-8") as file:
+            return file.read()
 
 
 _SINK: TurnSink | None = None
@@ -110,7 +124,7 @@ _SINK: TurnSink | None = None
 
 def sink() -> TurnSink:
     if _SINK is None:
-        raise RuntimeError("voice_records.install() was not called")
+        raise RuntimeError("voiceharness.locust.records.install() was not called")
     return _SINK
 
 
@@ -124,9 +138,60 @@ def install(environment, turns_file: str, extra_rows=None) -> TurnSink:
     runner = environment.runner
     if isinstance(runner, MasterRunner):
         runner.register_message(MESSAGE_TYPE, _SINK.on_message)
+        _install_flush_handshake_master(environment)
+    elif isinstance(runner, WorkerRunner):
+        runner.register_message(FLUSH_REQUEST, _on_flush_request, concurrent=True)
     if environment.web_ui is not None:
-        _install_tab(environment, _SINK, extra_rows or (lambda: []))
+        _install_tab(environment, _SINK, extra_rows or (list))
     return _SINK
+
+
+# The end of a distributed run. At --run-time's end Locust's master sends its workers "quit"
+# and gives them half a second before it stops listening: the records of the turns still in
+# progress (each ends as run_stopped) and the last batches were lost, and with --processes a
+# run's file held one worker's turns. So when a master begins to stop, it asks every worker to
+# stop its users and send all it holds, and waits for each to say it has.
+FLUSH_REQUEST = "voice_flush"
+FLUSHED = "voice_flushed"
+FLUSH_WAIT_EXTRA_S = 10.0  # beyond --stop-timeout, for the last batches to arrive
+
+
+def _on_flush_request(environment, msg, **_kwargs) -> None:
+    """Worker: stop the users (their turns in progress are recorded), ship every record, say so."""
+    runner = environment.runner
+    runner.stop()  # fires test_stop: records and the final run status go to the master first
+    if _SINK is not None:
+        _SINK.flush()
+    try:
+        runner.send_message(FLUSHED, {"records": _SINK.received if _SINK else 0})
+    except (OSError, RPCError, RPCSendError) as error:
+        log.warning("could not tell the master that the records are sent: %s", error)
+
+
+def _install_flush_handshake_master(environment) -> None:
+    runner = environment.runner
+    waiting: set[str] = set()
+    done = gevent.event.Event()
+
+    def on_flushed(environment, msg, **_kwargs) -> None:
+        waiting.discard(getattr(msg, "node_id", ""))
+        if not waiting:
+            done.set()
+
+    def on_test_stopping(environment, **_kwargs) -> None:
+        waiting.clear()
+        waiting.update(client.id for client in runner.clients.all)
+        if not waiting:
+            return
+        done.clear()
+        runner.send_message(FLUSH_REQUEST, {})
+        timeout_s = (environment.stop_timeout or 0) + FLUSH_WAIT_EXTRA_S
+        if not done.wait(timeout_s):
+            log.error("%d worker(s) did not send their last turn records within %.0f s: %s",
+                      len(waiting), timeout_s, ", ".join(sorted(waiting)))
+
+    runner.register_message(FLUSHED, on_flushed)
+    environment.events.test_stopping.add_listener(on_test_stopping)
 
 
 @events.test_stop.add_listener
@@ -181,6 +246,10 @@ def _install_tab(environment, turn_sink: TurnSink, extra_rows) -> None:
 
     @web_ui.app.route("/voice/turns.csv")
     def voice_turns_csv():
+        if turn_sink.writer is not None:  # streamed from disk, however long the run
+            turn_sink.writer.flush()
+            return send_file(turn_sink.writer.path, mimetype="text/csv", as_attachment=True,
+                             download_name="voice_turns.csv", max_age=0)
         return Response(
             turn_sink.csv_text(),
             mimetype="text/csv",

@@ -5,16 +5,18 @@ parameters"), and their resolution into one :class:`VoiceRunConfig` per process.
 
 from __future__ import annotations
 
+import argparse
 import logging
 from dataclasses import dataclass, replace
 
 from locust import events
 
-from voiceharness import guide, settings as settings_module
+from voiceharness import dialects, guide, protocol
+from voiceharness import settings as settings_module
 from voiceharness.errors import UsageError
+from voiceharness.locust.transport import ConnectOptions
+from voiceharness.replies import ReplyFormat
 from voiceharness.settings import Settings
-
-from locustfiles.voice_connection import ConnectOptions
 
 log = logging.getLogger("voice")
 
@@ -28,20 +30,52 @@ def add_voice_options(parser) -> None:
     # Locust owns --config (its own locust.conf), so the guide's JSON settings file is --voice-config.
     group.add_argument("--voice-config", default="", include_in_web_ui=True,
                        help="JSON settings file in the guide's shape: host, port, protocol, path, autoReconnect, maxRetries")
+    group.add_argument("--dialect", choices=sorted(dialects.DIALECTS), default="reference", include_in_web_ui=True,
+                       help="The gateway's dialect, a preset of protocol choices that the flags below override: "
+                            "reference (this project's gateway), smartjarvis (the published SmartJARVIS gateway: no end "
+                            "marker, 1 s trailing silence, text header, one WAV reply judged by ear), browser-tester "
+                            "(/ws, no marker, microphone open while the reply plays). Default: reference")
     group.add_argument("--ws-path", default="", include_in_web_ui=True,
-                       help=f"WebSocket path (default {guide.WS_PATH_GATEWAY}; the browser tester uses /ws)")
+                       help=f"WebSocket path (default: the dialect's; {guide.WS_PATH_GATEWAY} for the gateway, "
+                            f"{guide.WS_PATH_BROWSER_TESTER} for the browser tester)")
     group.add_argument("--chunk-samples", type=int, default=0, include_in_web_ui=True,
                        help=f"Samples per audio frame (default {guide.CHUNK_SAMPLES} = {guide.CHUNK_MS:.0f} ms)")
     group.add_argument("--pace", choices=["realtime", "fast"], default="realtime", include_in_web_ui=True,
                        help="realtime: frame k leaves at t0 + k * frame duration; fast: as fast as the socket takes it")
-    group.add_argument("--end-marker", action="store_true", default=True, include_in_web_ui=True,
-                       help='Send {"type": "end"} after the utterance (default on)')
-    group.add_argument("--no-end-marker", dest="end_marker", action="store_false", include_in_web_ui=False,
-                       help="Send no end marker: the gateway must end the utterance on silence")
+    group.add_argument("--end-marker", action=argparse.BooleanOptionalAction, default=None, include_in_web_ui=False,
+                       help='Send {"type": "end"} after the utterance, or not (--no-end-marker: the gateway must end '
+                            "the utterance on silence). Default: the dialect's (on for reference)")
     group.add_argument("--trailing-silence-ms", type=int, default=-1, include_in_web_ui=True,
-                       help="Silence streamed after the utterance (default 0 with the end marker, 1000 without)")
+                       help="Silence streamed after the utterance (default: the dialect's; 0 with the end marker, "
+                            f"1000 without; a silence endpointer needs {dialects.MIN_ENDPOINTER_SILENCE_MS} or more)")
+    group.add_argument("--mic-during-reply", choices=["", *protocol.MIC_DURING_REPLY], default="", include_in_web_ui=True,
+                       help="open: the trailing silence goes on while the reply plays, until it is over (the browser "
+                            "tester's microphone); closed: it stops when reply audio starts. Default: the dialect's")
+    group.add_argument("--header-format", choices=["", "binary", "text"], default="", include_in_web_ui=False,
+                       help="Send the JSON header as a binary or a text frame (default: the dialect's)")
+    group.add_argument("--reply-format", choices=["", *(f.value for f in ReplyFormat)], default="", include_in_web_ui=True,
+                       help="How to read replies: auto (detected per message: JSON metadata, WAV files, raw PCM), "
+                            "metadata (the gateway must say the intent), wav, pcm. Default: auto")
+    group.add_argument("--reply-sample-rate-hz", type=int, default=guide.SAMPLE_RATE_HZ, include_in_web_ui=False,
+                       help="Sample rate of raw PCM reply audio when the gateway does not say it (default 16000)")
+    group.add_argument("--reply-expectations", default="", include_in_web_ui=True,
+                       help="What each intent's reply says, for judging replies by ear: smartjarvis, reference or a JSON "
+                            "file (default: the dialect's)")
+    group.add_argument("--judge-replies", action="store_true", default=False, include_in_web_ui=True,
+                       help="Also hear replies that come with metadata, and fail a turn whose audio says another "
+                            "intent than its metadata (reply_mismatch)")
+    group.add_argument("--judge-sample", type=float, default=1.0, include_in_web_ui=True,
+                       help="Share of replies to hear, 0-1 (default 1: all, up to what the judge's processes keep up with; "
+                            "a reply it cannot take in time is left unjudged and counted)")
+    group.add_argument("--judge-workers", type=int, default=1, include_in_web_ui=False,
+                       help="Processes that hear replies (speech recognition, off the load generator; default 1)")
+    group.add_argument("--save-replies", default="", include_in_web_ui=False,
+                       help="Save reply audio to this directory (WAV files and index.csv) for judging after the run: "
+                            "python -m analysis PREFIX --judge-replies DIR")
+    group.add_argument("--save-replies-max-mb", type=float, default=200.0, include_in_web_ui=False,
+                       help="Stop saving replies past this many MB (default 200)")
     group.add_argument("--reply-timeout-ms", type=int, default=10_000, include_in_web_ui=True,
-                       help="Deadline for a reply after the utterance was sent (default 10000)")
+                       help="Deadline for a reply, from the end of speech (default 10000)")
     group.add_argument("--reply-gap-ms", type=int, default=600, include_in_web_ui=True,
                        help="Inactivity that ends a reply when the gateway sends no reply_end (default 600)")
     group.add_argument("--utterances", default="", include_in_web_ui=True,
@@ -56,7 +90,8 @@ def add_voice_options(parser) -> None:
     group.add_argument("--insecure", action="store_true", default=False, include_in_web_ui=True,
                        help="Skip TLS certificate verification (test gateways only; warns)")
     group.add_argument("--redact", action="store_true", default=False, include_in_web_ui=True,
-                       help="Keep transcripts and tokens out of logs and the turns file")
+                       help="Keep the users' and the gateway's words (transcripts, reply texts, details that quote "
+                            "them) and tokens out of logs, the turns file and reports")
     group.add_argument("--log-export", choices=["", "txt", "json"], default="", include_in_web_ui=True,
                        help="Also write the guide-style log to PREFIX_log.txt or PREFIX_log.json")
     group.add_argument("--turns-file", default="", include_in_web_ui=False,
@@ -66,7 +101,8 @@ def add_voice_options(parser) -> None:
     group.add_argument("--connect-timeout-ms", type=int, default=5000, include_in_web_ui=True,
                        help="TCP + TLS + upgrade deadline (default 5000)")
     group.add_argument("--stats-by", choices=["utterance", "intent"], default="utterance", include_in_web_ui=True,
-                       help="Name the roundtrip/intent/reply rows by utterance id or by expected intent")
+                       help="Name the roundtrip/intent/reply rows by utterance id or by expected intent "
+                            "(under --otel: by intent, since Locust's OpenTelemetry export keeps at most 20 names)")
     group.add_argument("--think-time-ms", default="1000-3000", include_in_web_ui=True,
                        help="Pause between a user's turns, MIN-MAX ms drawn uniformly (default 1000-3000: "
                             "a person waits for the answer before the next command)")
@@ -75,18 +111,25 @@ def add_voice_options(parser) -> None:
     group.add_argument("--corpus-manifest", default="", include_in_web_ui=False,
                        help="Corpus manifest CSV to load instead of the bundled audio_corpus/manifest.csv; "
                             "every file is checked before any user starts; --utterances defaults to all of it")
-    group.add_argument("--send-path", choices=["pacer", "timer"], default="pacer", include_in_web_ui=False,
-                       help="Real-time sending: pacer (one process-wide greenlet writes pre-framed frames; default) "
-                            "or timer (a sleep and a websocket-client send per frame per user; the old path)")
 
 
 @dataclass(frozen=True)
 class VoiceRunConfig:
     settings: Settings
     connect: ConnectOptions
+    dialect: dialects.Dialect
     pace: str
     end_marker: bool
     trailing_silence_ms: int
+    mic_during_reply: str
+    reply_format: ReplyFormat
+    reply_sample_rate_hz: int
+    expectations: str
+    judge_replies: bool
+    judge_sample: float
+    judge_workers: int
+    save_replies: str
+    save_replies_max_bytes: int
     reply_timeout_s: float
     reply_gap_s: float
     utterances: str
@@ -96,12 +139,12 @@ class VoiceRunConfig:
     turns_file: str
     stats_by: str
     corpus_manifest: str = ""
-    send_path: str = "pacer"
     think_time_s: tuple[float, float] = (1.0, 3.0)
 
 
 def resolve(options) -> VoiceRunConfig:
     """Build the run's configuration; raises UsageError naming the bad option."""
+    dialect = dialects.dialect(options.dialect or "reference")
     overrides = {
         "path": options.ws_path or None,
         "chunk_samples": options.chunk_samples or None,
@@ -113,22 +156,35 @@ def resolve(options) -> VoiceRunConfig:
         config_path=options.voice_config or None,
         url=options.host or None,
         overrides=overrides,
+        default_path=dialect.ws_path,
     )
     if not settings.auto_reconnect:
         settings = replace(settings, max_retries=0)
-    for name in ("reply_timeout_ms", "reply_gap_ms", "ping_interval_ms", "connect_timeout_ms"):
+    for name in ("reply_timeout_ms", "reply_gap_ms", "ping_interval_ms", "connect_timeout_ms", "reply_sample_rate_hz"):
         if getattr(options, name) <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(options, name)}")
+    if not 0.0 <= options.judge_sample <= 1.0:
+        raise UsageError(f"--judge-sample must be between 0 and 1, got {options.judge_sample}")
+    if options.judge_workers < 1:
+        raise UsageError(f"--judge-workers must be 1 or more, got {options.judge_workers}")
     if options.tls_ca and options.insecure:
         raise UsageError("--tls-ca and --insecure contradict each other; pass one")
     if options.insecure:
         log.warning("--insecure: TLS certificates are NOT verified; use it only against a test gateway")
+    end_marker = _flag(options.end_marker, dialect.end_marker)
     trailing = options.trailing_silence_ms
     if trailing < 0:
-        trailing = 0 if options.end_marker else 1000
+        trailing = dialect.trailing_silence_ms if end_marker == dialect.end_marker else (0 if end_marker else 1000)
+    if not end_marker and trailing < dialects.MIN_ENDPOINTER_SILENCE_MS:
+        log.warning("no end marker and only %d ms of trailing silence: a gateway that ends utterances on silence "
+                    "may never answer (give --trailing-silence-ms %d or more)", trailing, dialects.MIN_ENDPOINTER_SILENCE_MS)
+    header_format = options.header_format or ("binary" if dialect.header_as_binary else "text")
     turns_file = options.turns_file
     if not turns_file and getattr(options, "csv_prefix", None):
         turns_file = f"{options.csv_prefix}_turns.csv"
+    stats_by = options.stats_by
+    if getattr(options, "otel", False):
+        stats_by = "intent"  # Locust's OpenTelemetry histogram keeps at most 20 request names
     return VoiceRunConfig(
         settings=settings,
         connect=ConnectOptions(
@@ -136,10 +192,21 @@ def resolve(options) -> VoiceRunConfig:
             ping_interval_s=options.ping_interval_ms / 1000,
             tls_ca=options.tls_ca or None,
             insecure=options.insecure,
+            header_as_binary=header_format == "binary",
         ),
+        dialect=dialect,
         pace=options.pace,
-        end_marker=options.end_marker,
+        end_marker=end_marker,
         trailing_silence_ms=trailing,
+        mic_during_reply=options.mic_during_reply or dialect.mic_during_reply,
+        reply_format=ReplyFormat(options.reply_format) if options.reply_format else dialect.reply_format,
+        reply_sample_rate_hz=options.reply_sample_rate_hz,
+        expectations=options.reply_expectations or dialect.expectations,
+        judge_replies=options.judge_replies,
+        judge_sample=options.judge_sample,
+        judge_workers=options.judge_workers,
+        save_replies=options.save_replies,
+        save_replies_max_bytes=int(options.save_replies_max_mb * 2**20),
         reply_timeout_s=options.reply_timeout_ms / 1000,
         reply_gap_s=options.reply_gap_ms / 1000,
         utterances=options.utterances,
@@ -147,11 +214,19 @@ def resolve(options) -> VoiceRunConfig:
         redact=options.redact,
         log_export=options.log_export,
         turns_file=turns_file,
-        stats_by=options.stats_by,
+        stats_by=stats_by,
         corpus_manifest=getattr(options, "corpus_manifest", "") or "",
-        send_path=getattr(options, "send_path", "pacer") or "pacer",
         think_time_s=_think_time(options.think_time_ms),
     )
+
+
+def _flag(value, default: bool) -> bool:
+    """A boolean option pair's value: None (not given) -> ``default``; the web UI's form sends strings."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
 
 
 def _think_time(text: str) -> tuple[float, float]:
@@ -172,7 +247,7 @@ def print_help() -> None:
     """Print the voice options with Locust's own parser.
 
     Locust prints ``--help`` before it imports the locustfile, so the harness's options are not
-    in ``locust --help``: ``python -m locustfiles.voice_options`` lists them (the web UI's
+    in ``locust --help``: ``python -m voiceharness.locust.options`` lists them (the web UI's
     "Custom parameters" shows them too).
     """
     from locust.argument_parser import get_empty_argument_parser

@@ -1,8 +1,9 @@
-"""The I/O layer of one simulated user's WebSocket: websocket-client under gevent.
+"""The Locust client's transport: one simulated user's WebSocket, websocket-client under gevent.
 
-All protocol decisions live in :class:`voiceharness.protocol.ClientSession`; this module
-only moves frames between the socket and the session, with two helper greenlets per
-connection: a *reader* that feeds every received frame to the session (answering server
+All protocol decisions live in :class:`voiceharness.protocol.ClientSession` and the turn's
+course in :func:`voiceharness.turn.run_turn`; this module only moves frames between the
+socket and the session. Real-time audio leaves through the process-wide pacer
+(:mod:`voiceharness.locust.pacer`); two helper greenlets per connection do the rest: a *reader* that feeds every received frame to the session (answering server
 pings on the way) and a *pinger* that measures ping → pong latency and notices a dead link
 (nothing received, pongs included, for twice the ping interval) without waiting for TCP.
 
@@ -27,8 +28,9 @@ import websocket
 from voiceharness import diagnoses, protocol, uplink
 from voiceharness.errors import ConnectionFailed
 from voiceharness.settings import Settings
+from voiceharness.turn import StreamPlan, StreamReport, TransportEvents, microphone
 
-log = logging.getLogger("voice.connection")
+log = logging.getLogger("voice.transport")
 
 # The harness caps what one message may hold (websocket-client has no cap of its own).
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -188,10 +190,13 @@ def close_for_violation(error: BaseException) -> tuple[int, str, str] | None:
 
 
 class VoiceConnection:
-    """One open WebSocket to the gateway, with its :class:`ClientSession`.
+    """One open WebSocket to the gateway with its :class:`ClientSession`: the Locust client's transport.
 
-    ``on_event(event)`` is called (in the reader or pinger greenlet) for every event the
-    session produces, e.g. ``PingMeasured`` and ``TurnEnded``.
+    Implements :class:`voiceharness.turn.Transport`. Session events go to :attr:`events`
+    (the turn driver takes the turn's end from there; ``events.on_event`` sees every event,
+    e.g. ``PingMeasured``), delivered from the reader and pinger greenlets and from the pacer.
+    Real-time audio goes out through the process-wide pacer (:mod:`voiceharness.locust.pacer`),
+    pre-framed; fast-paced audio from the calling greenlet.
     """
 
     def __init__(
@@ -199,18 +204,32 @@ class VoiceConnection:
         settings: Settings,
         options: ConnectOptions,
         session: protocol.ClientSession,
-        on_event: Callable[[object], None],
+        on_event: Callable[[object], None] | None = None,
+        *,
+        pacer=None,
     ) -> None:
         self.settings = settings
         self.options = options
         self.session = session
-        self.on_event = on_event
+        self.events = TransportEvents(on_event)
         self.connect_ms = math.nan
         self.closed = gevent.event.Event()
+        self.closed_at = math.nan
         self.close_code: int | None = None
         self.close_reason = ""
         self._ws: websocket.WebSocket | None = None
         self._greenlets: list[gevent.Greenlet] = []
+        self._activity = gevent.event.Event()
+        self._held_send: tuple | None = None
+        if pacer is None:
+            from voiceharness.locust.pacer import PACER as pacer
+        self.pacer = pacer
+
+    def deliver(self, events: list[object]) -> None:
+        """Hand session events on (from the reader, the pinger, the pacer) and wake a waiting turn."""
+        if events:
+            self.events.deliver(events)
+            self._activity.set()
 
     # -- opening
     def open(self) -> None:
@@ -234,14 +253,17 @@ class VoiceConnection:
                 code,
                 # A refused token or a wrong path does not fix itself: retrying only adds load.
                 retryable=code not in ("connection_auth", "connection_http_404"),
+                elapsed_ms=(time.monotonic() - started) * 1000.0,
             ) from None
-        except Exception as error:  # every library/OS error becomes a diagnosis, never a traceback
+        except (OSError, websocket.WebSocketException, ValueError) as error:
+            # Every library/OS error of a connection attempt becomes a diagnosis, never a traceback.
             code = diagnoses.classify_connect_error(error)
             raise ConnectionFailed(
                 f"{self.settings.url}: {error or type(error).__name__}",
                 code,
                 # An untrusted certificate does not fix itself either (a reset handshake might).
                 retryable=not isinstance(error, ssl.SSLCertVerificationError),
+                elapsed_ms=(time.monotonic() - started) * 1000.0,
             ) from None
         self.connect_ms = (time.monotonic() - started) * 1000.0
         ws.settimeout(None)
@@ -252,9 +274,10 @@ class VoiceConnection:
                 ws.send_binary(header)
             else:
                 ws.send(header)
-        except Exception as error:
+        except (OSError, websocket.WebSocketException) as error:
             self._ws = None
-            raise ConnectionFailed(f"{self.settings.url}: closed before the header was sent ({error})", "recording_stopped") from None
+            raise ConnectionFailed(f"{self.settings.url}: closed before the header was sent ({error})",
+                                   "recording_stopped") from None
         self.session.frame_received(time.monotonic())
         self._greenlets = [gevent.spawn(self._read_loop), gevent.spawn(self._ping_loop)]
 
@@ -262,18 +285,35 @@ class VoiceConnection:
     def is_open(self) -> bool:
         return self._ws is not None and not self.closed.is_set()
 
-    # -- sending
-    def send_audio(self, frame: bytes | memoryview) -> None:
-        ws = self._ws
-        if ws is None or self.closed.is_set():
-            raise ConnectionError("connection closed")
-        ws.send_binary(frame)
+    # -- the turn driver's transport
+    def stream(self, plan: StreamPlan) -> StreamReport:
+        """Send one turn's audio (see :class:`voiceharness.turn.StreamPlan`); raises ConnectionError."""
+        if plan.pace == "fast":
+            return self._stream_fast(plan)
+        return self.pacer.stream(self, plan)
+
+    def _stream_fast(self, plan: StreamPlan) -> StreamReport:
+        """As fast as the socket takes it: the speech, then the trailing silence; an open
+        microphone then goes on at real-time pace until the reply is over."""
+        session = self.session
+        frames = self.pacer.frames_for(plan)
+        silence = self.pacer.silence_frame(plan.chunk_samples)
+        clock = time.monotonic
+        sent = 0
+        for index, frame in microphone(plan, frames, silence, session, self.deliver, clock):
+            if index >= len(frames):
+                gevent.sleep(plan.frame_s)  # the open microphone's silence goes at real-time pace
+            elif index % 16 == 15:
+                gevent.sleep(0)  # let the readers run
+            self.send_preframed(frame)
+            sent += 1
+            if index == plan.speech_end_frame:
+                session.speech_ended(clock())
+        return StreamReport(sent)
 
     def send_text(self, text: str) -> None:
-        ws = self._ws
-        if ws is None or self.closed.is_set():
-            raise ConnectionError("connection closed")
-        ws.send(text)
+        """A text message (the end marker), pre-framed once per process."""
+        self.send_preframed(self.pacer.preframer.text(text))
 
     def unsent_bytes(self) -> int | None:
         """Bytes this connection has written that the kernel has not yet sent (see :mod:`voiceharness.uplink`)."""
@@ -282,7 +322,18 @@ class VoiceConnection:
             return None
         return uplink.unsent_bytes(ws.sock)
 
-    # -- the pacer's fast path (locustfiles.voice_pacer): frames built by voiceharness.framing
+    def wait(self, until: float) -> None:
+        """Sleep until ``until`` (monotonic s) or until the session produced events, whichever is first."""
+        timeout = until - time.monotonic()
+        if timeout > 0 and not self._activity.is_set():
+            self._activity.wait(timeout)
+        self._activity.clear()
+
+    def abort(self, reason: str) -> None:
+        """End the connection now because sending failed (the turn in progress: recording_stopped)."""
+        self._lost(None, reason)
+
+    # -- writing ready-made frames (voiceharness.framing)
     def send_preframed(self, frame: bytes) -> None:
         """Write one ready-made WebSocket frame, waiting until the socket has taken all of it.
 
@@ -323,6 +374,7 @@ class VoiceConnection:
 
     def finish_preframed(self, frame: bytes, sent: int) -> None:
         """Write the rest of a frame :meth:`try_send_preframed` cut after ``sent`` bytes; releases the lock."""
+        assert self._held_send is not None
         sock, lock = self._held_send
         self._held_send = None
         try:
@@ -347,14 +399,13 @@ class VoiceConnection:
                 if opcode == websocket.ABNF.OPCODE_PONG:
                     event = self.session.pong_received(frame.data, now)
                     if event is not None:
-                        self.on_event(event)
+                        self.deliver([event])
                     continue
                 if opcode == websocket.ABNF.OPCODE_PING:
                     self.session.frame_received(now)
                     continue
                 message = frame_message(opcode, frame.data)
-                for event in self.session.receive(message, now):
-                    self.on_event(event)
+                self.deliver(self.session.receive(message, now))
         except (MessageTooBig, websocket.WebSocketPayloadException, websocket.WebSocketProtocolException,
                 UnicodeDecodeError) as error:
             code, reason, sent_reason = close_for_violation(error) or (protocol.CLOSE_PROTOCOL_ERROR, str(error), "")
@@ -365,9 +416,10 @@ class VoiceConnection:
         except gevent.GreenletExit:
             reason = reason or "closed by the harness"
             raise
-        except Exception as error:  # a bug in our code must still end the turn, with its reason
-            log.exception("reader of %s failed", self.session.header.session_id)
-            reason = f"harness reader failed: {error!r}"
+        except Exception as error:
+            log.exception("the reader of connection %s failed (a harness bug)", self.session.header.session_id)
+            code, reason, failure = None, f"harness reader failed: {type(error).__name__}: {error}", "harness_error"
+            self._send_close(protocol.CLOSE_INTERNAL_ERROR, "harness error")
         finally:
             self._lost(code, reason, failure=failure)
 
@@ -385,7 +437,7 @@ class VoiceConnection:
             silent_s = self.session.link_silent_for(now)
             if silent_s > 2 * interval:
                 # The link is dead (a cut cable sends no FIN): end it now instead of waiting for TCP.
-                self._lost(None, f"dead link: nothing received for {silent_s:.1f} s", dead=True)
+                self._lost(None, f"dead link: nothing received for {silent_s:.1f} s", failure="dead_link")
                 return
             if now >= next_ping:
                 next_ping = now + interval
@@ -401,7 +453,7 @@ class VoiceConnection:
             return
         try:
             ws.ping(payload)
-        except Exception:
+        except (OSError, websocket.WebSocketException):
             pass  # the reader sees the broken socket and reports it
 
     def _send_close(self, code: int, reason: str) -> None:
@@ -410,36 +462,36 @@ class VoiceConnection:
             return
         try:
             ws.send_close(code, reason.encode("utf-8"))
-        except Exception:
-            pass
+        except (OSError, websocket.WebSocketException):
+            pass  # already broken: the close is what we were doing anyway
 
-    def _lost(self, code: int | None, reason: str, *, dead: bool = False, failure: str = "") -> None:
-        """The connection is over. ``failure`` (or ``dead``) names the turn's diagnosis when we
-        closed because of the gateway, instead of the generic "connection dropped"."""
+    def _lost(self, code: int | None, reason: str, *, failure: str = "") -> None:
+        """The connection is over. ``failure`` names the turn's diagnosis when we closed because of
+        the gateway (``gateway_protocol``), a dead link or a harness bug, instead of the generic drop."""
         if self.closed.is_set():
             return
         self.close_code, self.close_reason = code, reason
-        self.closed.set()
         now = time.monotonic()
-        if dead or failure:
-            events = self.session.abandon_turn(now, "dead_link" if dead else failure, reason)
+        self.closed_at = now
+        self.closed.set()
+        events: list[object] = []
+        if failure:
+            events += self.session.abandon_turn(now, failure, reason)
             for event in events:
                 if isinstance(event, protocol.TurnEnded):
                     event.record.close_code = code
-            self.session.connection_lost(now, code, reason)
-        else:
-            events = self.session.connection_lost(now, code, reason)
+        events += self.session.connection_lost(now, code, reason)
         ws, self._ws = self._ws, None
         if ws is not None:
             try:
                 ws.shutdown()
-            except Exception:
-                pass
-        for event in events:
-            self.on_event(event)
-        if dead:
+            except (OSError, websocket.WebSocketException):
+                pass  # the socket is gone either way
+        self.deliver(events)
+        current = gevent.getcurrent()
+        if failure == "dead_link":
             for greenlet in self._greenlets:
-                if greenlet is not gevent.getcurrent():
+                if greenlet is not current:
                     greenlet.kill(block=False)
 
     @property

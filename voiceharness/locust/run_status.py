@@ -28,9 +28,10 @@ import json
 import logging
 import os
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import gevent
+from locust.exception import RPCError, RPCSendError
 from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 
 log = logging.getLogger("voice.run_status")
@@ -42,14 +43,14 @@ RUN_SUFFIX = "_run.json"
 
 class _Status:
     started = 0  # turns started in this process
-    by_worker: dict[str, int] = {}  # master: the latest total each worker reported
+    by_worker: ClassVar[dict[str, int]] = {}  # master: the latest total each worker reported
     path: str | None = None
     began_at = ""
     environment = None
     records = None  # () -> turns recorded so far in this process (the turn sink's count)
     lateness = None  # () -> this process's frame send lateness summary (frames, p50_ms, p99_ms, max_ms)
     worker_name = ""
-    lateness_by_worker: dict[str, dict[str, float]] = {}  # master: each worker's final summary
+    lateness_by_worker: ClassVar[dict[str, dict[str, float]]] = {}  # master: each worker's final summary
 
 
 def turn_started() -> None:
@@ -124,7 +125,7 @@ def _send_to_master(final: bool = False) -> None:
         data["send_lateness"] = _Status.lateness()
     try:
         runner.send_message(MESSAGE_TYPE, data)
-    except Exception as error:  # the master is gone; its file then says the run was cut short
+    except (OSError, RPCError, RPCSendError) as error:  # the master is gone; its file then says the run was cut short
         log.warning("could not send the turn count to the master: %s", error)
 
 

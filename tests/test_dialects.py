@@ -1,0 +1,72 @@
+"""voiceharness.dialects and the options that resolve them: a preset that explicit flags override."""
+
+from __future__ import annotations
+
+import pytest
+
+from voiceharness import dialects
+from voiceharness.errors import UsageError
+from voiceharness.replies import ReplyFormat
+
+
+def resolve(*argv: str):
+    from locust.argument_parser import get_empty_argument_parser
+
+    from voiceharness.locust import options
+
+    parser = get_empty_argument_parser(add_help=False)
+    parser.add_argument("--host", default="ws://127.0.0.1:7090")
+    parser.add_argument("--otel", action="store_true", default=False)
+    options.add_voice_options(parser)
+    return options.resolve(parser.parse_args(list(argv)))
+
+
+def test_reference_is_the_documented_protocol():
+    config = resolve()
+    assert config.dialect.name == "reference"
+    assert config.settings.path == "/ws/audio" and config.end_marker and config.trailing_silence_ms == 0
+    assert config.connect.header_as_binary and config.mic_during_reply == "closed"
+    assert config.reply_format is ReplyFormat.AUTO and config.expectations == "reference"
+
+
+def test_smartjarvis_sends_no_marker_enough_silence_and_a_text_header_and_judges_by_its_phrasing():
+    config = resolve("--dialect", "smartjarvis")
+    assert not config.end_marker
+    assert config.trailing_silence_ms >= dialects.MIN_ENDPOINTER_SILENCE_MS
+    assert not config.connect.header_as_binary
+    assert config.expectations == "smartjarvis"
+
+
+def test_browser_tester_talks_on_ws_without_a_marker_and_keeps_the_mic_open():
+    config = resolve("--dialect", "browser-tester")
+    assert config.settings.path == "/ws" and not config.end_marker and config.mic_during_reply == "open"
+    assert config.connect.header_as_binary
+
+
+def test_explicit_flags_override_the_dialect():
+    config = resolve("--dialect", "smartjarvis", "--end-marker", "--trailing-silence-ms", "800",
+                     "--header-format", "binary", "--mic-during-reply", "open", "--reply-format", "wav",
+                     "--reply-expectations", "reference", "--ws-path", "/voice")
+    assert config.end_marker and config.trailing_silence_ms == 800 and config.connect.header_as_binary
+    assert config.mic_during_reply == "open" and config.reply_format is ReplyFormat.WAV
+    assert config.expectations == "reference" and config.settings.path == "/voice"
+    assert resolve("--dialect", "browser-tester", "--host", "ws://127.0.0.1:7090/custom").settings.path == "/custom"
+
+
+def test_no_end_marker_on_the_reference_dialect_streams_a_second_of_silence():
+    config = resolve("--no-end-marker")
+    assert not config.end_marker and config.trailing_silence_ms == 1000
+
+
+def test_under_otel_events_are_named_by_intent():
+    assert resolve("--otel").stats_by == "intent"
+    assert resolve().stats_by == "utterance"
+
+
+def test_bad_values_name_the_option():
+    with pytest.raises(UsageError, match="--judge-sample"):
+        resolve("--judge-sample", "1.5")
+    with pytest.raises(UsageError, match="unknown dialect"):
+        dialects.dialect("klingon")
+    with pytest.raises(SystemExit):  # argparse refuses an unknown choice on the command line itself
+        resolve("--dialect", "klingon")

@@ -1,0 +1,161 @@
+"""voiceharness.locust.client: what the harness reports is what happened (issue: every figure true).
+
+Real headless Locust runs on loopback against the reference gateway, each reading what a
+user of the harness reads: Locust's CSV files, the turns file, the log.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import os
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import run_locust
+
+from voiceharness import diagnoses
+
+pytestmark = pytest.mark.slow
+
+
+def read_csv(path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as file:
+        return list(csv.DictReader(file))
+
+
+def stats_rows(run) -> dict[tuple[str, str], dict[str, str]]:
+    return {(row["Type"], row["Name"]): row for row in read_csv(run.file("_stats.csv"))}
+
+
+def test_failures_fire_the_time_they_took_not_zero(tmp_path, gateway_factory):
+    """A gateway whose broker is down answers nothing: each turn fails at the deadline, and
+    Locust's intent row times those failures at about the deadline (2 s), not 0 ms."""
+    gateway = gateway_factory("--fault-broker-down")
+    run = run_locust(tmp_path / "run", gateway.url, "--reply-timeout-ms", "2000", "BasicUser",
+                     users=2, run_time="9s")
+    turns = [row for row in read_csv(run.file("_turns.csv")) if row["failure"] != "run_stopped"]
+    assert turns and {row["failure"] for row in turns} == {"no_intent"}
+    intent = [row for (kind, _name), row in stats_rows(run).items() if kind == "intent"]
+    assert intent and all(int(row["Failure Count"]) == int(row["Request Count"]) for row in intent)
+    assert all(float(row["Min Response Time"]) >= 1900 for row in intent), intent
+    for row in turns:  # the record says the same: the turn was over at the deadline
+        assert 1990 <= float(row["turn_ms"]) <= 3000
+
+
+def test_a_refused_connection_is_timed_to_the_refusal(tmp_path):
+    from conftest import free_port
+
+    run = run_locust(tmp_path / "run", f"ws://127.0.0.1:{free_port()}", "--max-retries", "0", users=1,
+                     run_time="3s")
+    connect = stats_rows(run)[("connect", "connect")]
+    assert int(connect["Failure Count"]) >= 1
+    assert 0 < float(connect["Min Response Time"]) < 1000  # measured, not a placeholder 0
+
+
+def test_with_redact_no_word_of_the_corpus_reaches_any_output_file(tmp_path, gateway_factory):
+    """ECHO turns whose reply check fails (wrong_reply quotes the reply, i.e. the user's words)
+    and a guide-style log export: with --redact none of the spoken words is in any file."""
+    from audio_corpus import DEFAULT_MANIFEST, MANIFEST_COLUMNS
+
+    rows = [row for row in read_csv(DEFAULT_MANIFEST) if row["expected_intent"] == "ECHO" and row["kind"] == "clean"]
+    for row in rows:
+        row["path"] = str(Path(DEFAULT_MANIFEST).parent / row["path"])
+        row["reply_check"] = "contains:goodbye moon"  # never in the reply: every turn is wrong_reply
+    manifest = tmp_path / "manifest.csv"
+    with manifest.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.DictWriter(file, fieldnames=list(MANIFEST_COLUMNS))
+        writer.writeheader()
+        writer.writerows(rows)
+    gateway = gateway_factory()
+    prefix = tmp_path / "run"
+    run = run_locust(prefix, gateway.url, "--corpus-manifest", str(manifest), "--redact", "--log-export", "txt",
+                     "CorpusUser", users=2, run_time="12s", timeout_s=240)
+    turns = read_csv(run.file("_turns.csv"))
+    assert Counter(row["failure"] for row in turns if row["failure"] != "run_stopped") == Counter(
+        {"wrong_reply": sum(row["failure"] != "run_stopped" for row in turns)}), turns
+    words = {row["text"].lower() for row in rows} | {"hello world", "good morning", "testing one two three",
+                                                      "goodbye moon"}
+    outputs = [path for path in glob.glob(f"{prefix}*") if os.path.isfile(path)]
+    assert len(outputs) >= 5
+    for path in outputs:
+        text = Path(path).read_text(encoding="utf-8", errors="replace").lower()
+        for word in words:
+            assert word not in text, f"{word!r} in {path}"
+    assert "[redacted]" in run.file("_turns.csv").read_text()
+    assert word_free(run.output, words)
+
+
+def word_free(text: str, words: set[str]) -> bool:
+    text = text.lower()
+    return not [word for word in words if word in text]
+
+
+HARNESS_BUG_LOCUSTFILE = '''
+from locust import task
+from voiceharness.locust import VoiceUser
+
+
+class Buggy(VoiceUser):
+    @task
+    def turn(self):
+        def check(turn):
+            return 1 / 0  # a bug in the scenario's own check
+
+        self.client.say("greeting_hello_jarvis_en-us_160", expect=check)
+'''
+
+
+def test_a_bug_in_the_harness_is_a_harness_error_never_the_gateways_failure(tmp_path, gateway_factory):
+    locustfile = tmp_path / "buggy.py"
+    locustfile.write_text(HARNESS_BUG_LOCUSTFILE)
+    gateway = gateway_factory("--fast-sink")
+    run = run_locust(tmp_path / "run", gateway.url, users=1, run_time="5s", locustfile=locustfile)
+    turns = [row for row in read_csv(run.file("_turns.csv")) if row["failure"] != "run_stopped"]
+    assert turns and {row["failure"] for row in turns} == {"harness_error"}
+    assert all("ZeroDivisionError" in row["failure_detail"] for row in turns)
+    assert read_csv(run.file("_failures.csv")) == []  # nothing is blamed on the gateway
+    exceptions = read_csv(run.file("_exceptions.csv"))
+    assert exceptions and exceptions[0]["Message"] == "division by zero"  # logged by Locust, with its traceback
+    assert "return 1 / 0" in exceptions[0]["Traceback"]
+    assert "harness_error" in diagnoses.DIAGNOSES
+
+
+def test_processes_2_records_every_processs_turns_under_its_own_name(tmp_path, gateway_factory):
+    gateway = gateway_factory("--fast-sink", "--fault-delay-ms", "20")
+    run = run_locust(tmp_path / "run", gateway.url, "--processes", "2", "BasicUser", users=6, run_time="15s",
+                     timeout_s=120)
+    turns = read_csv(run.file("_turns.csv"))
+    assert len({row["worker"] for row in turns}) == 2
+    completed = [row for row in turns if row["failure"] != "run_stopped"]
+    intent_events = sum(int(row["Request Count"]) for (kind, _), row in stats_rows(run).items() if kind == "intent")
+    assert intent_events == len(completed) > 20
+    status = __import__("json").loads(run.file("_run.json").read_text())
+    assert status["complete"] and status["turns_started"] == status["turns_recorded"] == len(turns)
+    assert len(status["send_lateness"]) == 2
+    assert "Traceback" not in run.output and "I/O operation on closed file" not in run.output
+
+
+def test_without_csv_the_turns_are_spooled_to_a_temporary_file_not_kept_in_memory(tmp_path, gateway_factory):
+    gateway = gateway_factory("--fast-sink")
+    run = run_locust(None, gateway.url, "BasicUser", users=2, run_time="4s")
+    match = re.search(r"per-turn records: (\S+voice_turns_\S+\.csv) \(temporary", run.output)
+    assert match, run.output[-2000:]
+    assert not os.path.exists(match.group(1))  # removed when Locust quit
+
+
+def test_the_start_banner_tells_the_truth_about_the_token_and_the_host(tmp_path):
+    run = run_locust(tmp_path / "run", "", "--max-retries", "0", users=1, run_time="2s")
+    assert "token=[redacted]" not in run.output and "auth: none" in run.output
+    assert "No --host given: using the local preset's ws://localhost:7090/ws/audio" in run.output
+
+
+def test_stability_pauses_a_think_time_between_its_commands(tmp_path, gateway_factory):
+    """With 2 s think time, a StabilityUser says at most 4 commands in 9 s (it said ~7 with none)."""
+    gateway = gateway_factory("--fast-sink")
+    run = run_locust(tmp_path / "run", gateway.url, "--think-time-ms", "2000-2000", "--pace", "fast",
+                     "StabilityUser", users=1, run_time="9s")
+    turns = [row for row in read_csv(run.file("_turns.csv")) if row["failure"] != "run_stopped"]
+    assert 2 <= len(turns) <= 5, len(turns)

@@ -1,0 +1,243 @@
+"""voiceharness.turn: one turn from its first frame to its judged record, over a transport.
+
+The transport here is in memory with a simulated clock: the "gateway" is the protocol's own
+:class:`ServerSession` with an endpointer of a few silent frames or the end marker, answering
+with :func:`reply_messages` (or one WAV, as the published SmartJARVIS gateway does) after a
+set delay. So every timing is exact and every path of the driver is reached.
+"""
+
+from __future__ import annotations
+
+import heapq
+import io
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+import soundfile
+
+from voiceharness import guide, protocol
+from voiceharness.judge import Expectation
+from voiceharness.turn import StreamPlan, StreamReport, TransportEvents, microphone, run_turn
+
+SPEECH_FRAME = np.full(guide.CHUNK_SAMPLES, 3000, dtype=np.int16).tobytes()
+SILENCE = bytes(guide.CHUNK_BYTES)
+FRAME_S = guide.CHUNK_MS / 1000
+REPLY_AUDIO = np.full(8000, 2000, dtype=np.int16).tobytes()  # 500 ms
+
+
+@dataclass
+class Heard:
+    intent: str | None
+    transcript: str
+
+
+@dataclass
+class SimulatedLink:
+    """A gateway on the other end of an in-memory link, and the clock both share."""
+
+    session: protocol.ClientSession
+    reply_delay_s: float = 0.3
+    endpointer_frames: int = 8  # silent frames that end an utterance (512 ms)
+    shape: str = "metadata"  # "metadata" (reference), "wav" (SmartJARVIS), "none" (never answers)
+    intent: str = "GREETING"
+    send_fails_after: int | None = None
+    now: float = 100.0
+    events: TransportEvents = field(default_factory=TransportEvents)
+    server: protocol.ServerSession = field(default_factory=protocol.ServerSession)
+    _due: list = field(default_factory=list)  # (time, order, message)
+    _order: int = 0
+    _silent_run: int = 0
+    _answered: bool = False
+    frames_sent: int = 0
+
+    def __post_init__(self) -> None:
+        self.server.receive(self.session.header_message())
+
+    # -- the clock and the gateway
+    def clock(self) -> float:
+        return self.now
+
+    def _advance(self, until: float, *, stop_on_events: bool = False) -> None:
+        while self._due and self._due[0][0] <= until:
+            at, _order, message = heapq.heappop(self._due)
+            self.now = max(self.now, at)
+            events = self.session.receive(message, self.now)
+            self.events.deliver(events)
+            if stop_on_events and events:
+                return
+        self.now = max(self.now, until)
+
+    def _gateway_gets(self, message: bytes | str) -> None:
+        for event in self.server.receive(message):
+            ends = isinstance(event, protocol.EndMarker)
+            if isinstance(event, protocol.AudioReceived):
+                self._silent_run = self._silent_run + 1 if not any(event.pcm) else 0
+                ends = self._silent_run >= self.endpointer_frames
+            if ends and not self._answered:
+                self._answered = True
+                self._answer()
+
+    def _answer(self) -> None:
+        if self.shape == "none":
+            return
+        if self.shape == "wav":
+            buffer = io.BytesIO()
+            soundfile.write(buffer, np.frombuffer(REPLY_AUDIO, dtype=np.int16), 22_050, format="WAV")
+            messages = [buffer.getvalue()]
+        else:
+            messages = protocol.reply_messages(intent=self.intent, confidence=0.9, transcript="hello jarvis", slots={},
+                                               reply_text="Hello!", audio_pcm=REPLY_AUDIO)
+        for offset, message in enumerate(messages):
+            self._order += 1
+            heapq.heappush(self._due, (self.now + self.reply_delay_s + offset * 0.001, self._order, message))
+
+    # -- the Transport protocol
+    def stream(self, plan: StreamPlan) -> StreamReport:
+        silence = SILENCE
+        frames = [*plan.frames, *([silence] * plan.min_silence_frames)]
+        start = self.now
+        sent = 0
+        for index, frame in microphone(plan, frames, silence, self.session, self.events.deliver, self.clock):
+            self._advance(start + index * plan.frame_s)
+            if self.send_fails_after is not None and self.frames_sent >= self.send_fails_after:
+                raise ConnectionResetError("connection reset by peer")
+            self._gateway_gets(bytes(frame))
+            self.frames_sent += 1
+            if index == plan.speech_end_frame:
+                self.session.speech_ended(self.now)
+            sent += 1
+        return StreamReport(sent, 0.0)
+
+    def send_text(self, text: str) -> None:
+        self._gateway_gets(text)
+
+    def unsent_bytes(self) -> int | None:
+        return None
+
+    def wait(self, until: float) -> None:
+        self._advance(until, stop_on_events=True)
+
+    def abort(self, reason: str) -> None:
+        self.events.deliver(self.session.connection_lost(self.now, None, reason))
+
+
+def plan(speech_frames: int = 10, silence_frames: int = 0, pace: str = "realtime") -> StreamPlan:
+    return StreamPlan(frames=[SPEECH_FRAME] * speech_frames, speech_end_frame=speech_frames - 1,
+                      chunk_samples=guide.CHUNK_SAMPLES, pace=pace, min_silence_frames=silence_frames)
+
+
+def link(**options) -> SimulatedLink:
+    session_options = {k: options.pop(k) for k in ("mic_during_reply", "reply_timeout_s", "keep_reply_audio")
+                       if k in options}
+    return SimulatedLink(protocol.ClientSession(**session_options), **options)
+
+
+def test_a_reference_turn_with_the_end_marker_is_timed_from_the_end_of_speech():
+    transport = link(reply_delay_s=0.3)
+    turn = run_turn(transport, plan(), Expectation(intent="GREETING"), utterance_id="u", clock=transport.clock)
+    assert turn.ok and turn.intent == "GREETING" and turn.intent_source == "metadata"
+    assert turn.roundtrip_ms == pytest.approx(300.0 + 1.0, abs=0.01)  # the audio follows the metadata by 1 ms
+    assert turn.record.chunks_sent == 10 and turn.ended_by == "reply_end"
+
+
+@pytest.mark.parametrize("mic", ["closed", "open"])
+def test_without_the_marker_a_silence_endpointer_answers_during_the_trailing_silence(mic):
+    """The gateway ends the utterance after 8 silent frames (512 ms), well inside the 16 frames
+    (1 s) of trailing silence: its reply belongs to the turn."""
+    transport = link(reply_delay_s=0.2, mic_during_reply=mic)
+    turn = run_turn(transport, plan(silence_frames=16), Expectation(intent="GREETING"), send_marker=False,
+                    clock=transport.clock)
+    assert turn.ok, turn.record
+    # end of speech at the last speech frame; the gateway heard 8 silent frames then answered 200 ms later
+    assert turn.roundtrip_ms == pytest.approx(8 * FRAME_S * 1000 + 200 + 1, abs=0.5)
+    if mic == "closed":  # the silence stopped when the reply's audio began
+        assert turn.record.chunks_sent < 10 + 16
+    else:  # the microphone stayed open until the reply was over
+        assert turn.record.chunks_sent >= 10 + math.ceil((0.512 + 0.2 + 0.5) / FRAME_S)
+
+
+def test_an_open_microphone_goes_on_past_the_trailing_silence_until_the_reply():
+    transport = link(reply_delay_s=1.5, endpointer_frames=4, mic_during_reply="open")
+    turn = run_turn(transport, plan(silence_frames=4), Expectation(intent="GREETING"), send_marker=False,
+                    clock=transport.clock)
+    assert turn.ok and turn.record.chunks_sent > 10 + 4 + math.floor(1.5 / FRAME_S)
+
+
+def test_the_smartjarvis_shape_is_judged_by_ear():
+    heard_calls = []
+
+    def listen(samples, rate_hz, request_text):
+        heard_calls.append((len(samples), rate_hz, request_text))
+        return Heard("GREETING", "hello how can i help you")
+
+    transport = link(shape="wav", keep_reply_audio=True)
+    turn = run_turn(transport, plan(silence_frames=16), Expectation(intent="GREETING", request_text="hello jarvis"),
+                    send_marker=False, listen=listen, clock=transport.clock)
+    assert turn.ok and turn.intent_source == "audio" and turn.ended_by == "wav"
+    assert heard_calls == [(8000, 22_050, "hello jarvis")]
+    assert turn.record.reply_sample_rate_hz == 22_050 and turn.reply_transcript == "hello how can i help you"
+
+
+def test_replies_with_metadata_are_not_heard_unless_cross_checked():
+    calls = []
+    transport = link()
+    run_turn(transport, plan(), Expectation(intent="GREETING"), listen=lambda *a: calls.append(a),
+             clock=transport.clock)
+    assert calls == []
+
+
+def test_a_gateway_that_never_answers_is_no_intent_at_the_deadline_counted_from_the_end_of_speech():
+    transport = link(shape="none", reply_timeout_s=2.0)
+    turn = run_turn(transport, plan(), Expectation(intent="GREETING"), clock=transport.clock)
+    assert turn.diagnosis == "no_intent" and turn.ended_by == "deadline"
+    assert turn.record.turn_ms == pytest.approx(2000.0, abs=1)
+
+
+def test_a_send_that_fails_ends_the_turn_as_recording_stopped():
+    transport = link(send_fails_after=4)
+    turn = run_turn(transport, plan(), Expectation(intent="GREETING"), clock=transport.clock)
+    assert turn.diagnosis == "recording_stopped" and "connection reset" in turn.detail
+    assert transport.session.state is protocol.ClientState.CLOSED
+
+
+def test_a_harness_bug_inside_the_turn_is_recorded_as_harness_error_and_raised():
+    def broken_listen(*_args):
+        raise ZeroDivisionError("a bug")
+
+    transport = link(shape="wav", keep_reply_audio=True)
+    with pytest.raises(ZeroDivisionError):
+        run_turn(transport, plan(silence_frames=16), Expectation(intent="GREETING"), send_marker=False,
+                 listen=broken_listen, clock=transport.clock)
+    ended = transport.events.take_ended()  # the turn was over when the bug struck: its record is left for the caller
+    assert ended.record.failure == "harness_error" and "while judging: ZeroDivisionError" in ended.record.failure_detail
+
+    def broken_check(turn):
+        return 1 / 0
+
+    transport = link()
+    with pytest.raises(ZeroDivisionError):
+        run_turn(transport, plan(), Expectation(intent="GREETING", check=broken_check), clock=transport.clock)
+    assert transport.events.take_ended().record.failure == "harness_error"
+    # a bug mid-stream abandons the turn:
+    transport = link()
+
+    def failing_stream(plan):
+        raise KeyError("bug in the sender")
+
+    transport.stream = failing_stream
+    with pytest.raises(KeyError):
+        run_turn(transport, plan(), Expectation(intent="GREETING"), clock=transport.clock)
+    ended = transport.events.take_ended()
+    assert ended.record.failure == "harness_error" and "KeyError" in ended.record.failure_detail
+    assert transport.session.state is protocol.ClientState.IDLE  # the connection can go on
+
+
+def test_the_turn_value_supports_locusts_catch_response_idiom():
+    transport = link()
+    turn = run_turn(transport, plan(), Expectation(intent="GREETING"), clock=transport.clock)
+    turn.failure("the reply is too polite")
+    assert not turn.ok and turn.diagnosis == "check_failed" and turn.detail == "the reply is too polite"
+    turn.success()
+    assert turn.ok and turn.diagnosis == ""

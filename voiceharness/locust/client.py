@@ -1,0 +1,375 @@
+"""``VoiceClient``: one simulated user's voice connection, in Locust's client style.
+
+Like ``HttpUser``'s ``self.client``, it is what a scenario calls, and it fires Locust
+``request`` events for everything it does::
+
+    turn = self.client.say("hello jarvis", expect="GREETING")
+    with self.client.say("what time is it", catch_response=True) as turn:
+        if "time" not in turn.reply_transcript:
+            turn.failure("the reply does not say the time")
+    self.client.silence(500)
+    self.client.hangup()
+
+``say(what)`` takes a corpus :class:`~audio_corpus.Utterance`, an utterance id, a path to a
+WAV file or plain text (spoken by espeak-ng on first use, cached on disk); ``expect`` is an
+intent or a callable on the finished :class:`~voiceharness.turn.Turn` (None or True = right,
+a message or False = wrong). Every turn runs through :func:`voiceharness.turn.run_turn` and
+leaves one row in the turns file.
+
+Events (``name`` = the utterance id, or its expected intent with ``--stats-by intent``):
+
+==========  ======================================================  ==========================================
+type        response time                                           failure when
+==========  ======================================================  ==========================================
+connect     TCP + TLS + upgrade (a failed attempt: until it failed)  the connection failed (its diagnosis)
+intent      end of speech → the message that carried the intent     the intent is not the expected one
+roundtrip   end of speech → first reply audio                       no reply audio
+audible     end of speech → first audible reply sample              the reply audio is silence
+reply       end of speech → last reply audio                        the reply was cut or does not say what it should
+ping        WebSocket ping → pong                                   -
+recovery    connection lost → reconnected                           -
+==========  ======================================================  ==========================================
+
+A failure's response time is the time it took to fail (to the deadline or the drop), or
+None when nothing was measured. A harness bug inside a turn is recorded as ``harness_error``
+(its traceback logged once, by Locust) and never fired as the gateway's failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import gevent
+from locust.exception import RescheduleTask, StopUser
+
+from voiceharness import diagnoses, protocol
+from voiceharness.errors import ConnectionFailed
+from voiceharness.judge import Expectation
+from voiceharness.live_stats import RUN_STOPPED
+from voiceharness.locust import records, run_status
+from voiceharness.locust.process import PROCESS
+from voiceharness.locust.transport import VoiceConnection
+from voiceharness.settings import backoff_ms
+from voiceharness.turn import StreamPlan, Turn, run_turn
+from voiceharness.turns import TurnRecord
+
+
+class VoiceFailure(Exception):
+    """A failed turn as Locust shows it in its failures table (message = the diagnosis)."""
+
+
+class VoiceClient:
+    """The voice connection of one simulated user (see the module docstring)."""
+
+    def __init__(self, user) -> None:
+        self.user = user
+        self.environment = user.environment
+        self.number = next(PROCESS.user_numbers)
+        self.connection: VoiceConnection | None = None
+        self.turn_index = 0
+        self.turns_on_connection = 0
+        self.reconnections = 0
+        self.ever_connected = False
+        self.failed_connects = 0
+        self.outage_started: float | None = None  # monotonic s: first failed attempt or unclean drop
+        self.pending_connect_ms = math.nan
+        self.scenario = getattr(user, "scenario", "") or type(user).__name__
+        self._open_turn: tuple | None = None  # (what, scenario, pace, started_wall) until recorded
+
+    @property
+    def config(self):
+        return PROCESS.config
+
+    # -- the connection
+    def connect(self) -> VoiceConnection:
+        """Open the connection if it is not open (after the backoff step an unclean drop asks for);
+        raises ConnectionFailed when the attempt fails."""
+        connection = self.connection
+        if connection is not None and connection.is_open:
+            limit = self.config.turns_per_connection
+            if not limit or self.turns_on_connection < limit:
+                return connection
+            connection.close(protocol.CLOSE_NORMAL, "turns per connection reached")
+        if connection is not None and not connection.closed_cleanly and connection.closed.is_set():
+            if self.outage_started is None:
+                self.outage_started = connection.closed_at
+            # Like the browser tester, reconnect after the first backoff step, not at once.
+            gevent.sleep(backoff_ms(0, self.user.rng) / 1000)
+        self.connection = None
+        return self._open()
+
+    def _open(self) -> VoiceConnection:
+        config = self.config
+        session = protocol.ClientSession(
+            reply_timeout_s=config.reply_timeout_s,
+            reply_gap_s=config.reply_gap_s,
+            reply_format=config.reply_format,
+            mic_during_reply=config.mic_during_reply,
+            pcm_sample_rate_hz=config.reply_sample_rate_hz,
+            keep_reply_audio=True,
+        )
+        connection = VoiceConnection(config.settings, config.connect, session, self._on_event)
+        fire = self.environment.events.request.fire
+        try:
+            connection.open()
+        except ConnectionFailed as failure:
+            fire(request_type="connect", name="connect",
+                 response_time=None if math.isnan(failure.elapsed_ms) else failure.elapsed_ms, response_length=0,
+                 exception=VoiceFailure(f"{diagnoses.DIAGNOSES[failure.diagnosis].finding}: {failure}"), context={})
+            self.failed_connects += 1
+            if self.outage_started is None:
+                self.outage_started = time.monotonic()
+            raise
+        fire(request_type="connect", name="connect", response_time=connection.connect_ms, response_length=0,
+             exception=None, context={})
+        if self.ever_connected:
+            self.reconnections += 1
+        if self.outage_started is not None and self.ever_connected:
+            recovery_ms = (time.monotonic() - self.outage_started) * 1000
+            PROCESS.logbook.success(f"Recovered after {recovery_ms:.0f} ms and {self.failed_connects} failed attempts")
+            fire(request_type="recovery", name="time to recover", response_time=recovery_ms,
+                 response_length=self.failed_connects, exception=None, context={})
+        self.outage_started = None
+        self.failed_connects = 0
+        self.ever_connected = True
+        self.connection = connection
+        self.turns_on_connection = 0
+        self.pending_connect_ms = connection.connect_ms
+        PROCESS.logbook.log("success", f"WebSocket connected successfully ({connection.connect_ms:.1f} ms)", echo=False)
+        return connection
+
+    def _on_event(self, event: object) -> None:
+        if isinstance(event, protocol.PingMeasured):
+            self.environment.events.request.fire(
+                request_type="ping", name="ping", response_time=event.ping_ms, response_length=0,
+                exception=None, context={},
+            )
+
+    def hangup(self) -> None:
+        """Close the connection cleanly (1000); the next ``say()`` opens a new one."""
+        if self.connection is not None:
+            self.connection.close(protocol.CLOSE_NORMAL, "hang up")
+            self.connection = None
+
+    def silence(self, ms: float) -> None:
+        """Stream ``ms`` of silence at real-time pace on the open connection, outside any turn
+        (a pause a person makes with the microphone open)."""
+        connection = self.connect()
+        chunk = self.config.settings.chunk_samples
+        frame = connection.pacer.silence_frame(chunk)
+        frame_s = chunk / 16000
+        start = time.monotonic()
+        for index in range(max(0, math.ceil(ms / 1000 / frame_s))):
+            wait = start + index * frame_s - time.monotonic()
+            if wait > 0:
+                gevent.sleep(wait)
+            connection.send_preframed(frame)
+
+    # -- turns
+    def say(self, what: Any, *, expect: str | Callable[[Turn], object] | None = None, pace: str | None = None,
+            catch_response: bool = False, name: str | None = None, scenario: str | None = None):
+        """Say ``what`` and judge the reply; returns the :class:`Turn`, or with ``catch_response``
+        a context manager yielding it (events fire when the block ends)."""
+        if catch_response:
+            return self._say_caught(what, expect=expect, pace=pace, name=name, scenario=scenario)
+        turn = self._run(what, expect=expect, pace=pace, name=name, scenario=scenario)
+        self._report(turn.record, self._name(turn.record, name))
+        return turn
+
+    @contextlib.contextmanager
+    def _say_caught(self, what, *, expect, pace, name, scenario) -> Iterator[Turn]:
+        turn = self._run(what, expect=expect, pace=pace, name=name, scenario=scenario)
+        try:
+            yield turn
+        except Exception as error:
+            turn.failure(f"{type(error).__name__}: {error}")
+            raise
+        finally:
+            self._report(turn.record, self._name(turn.record, name))
+
+    def _run(self, what, *, expect, pace, name, scenario) -> Turn:
+        config = self.config
+        pace = pace or config.pace
+        scenario = scenario or self.scenario
+        utterance = PROCESS.utterance(what)
+        started_wall = time.time()
+        # From here on the turn ends in exactly one record: here, or in on_stop if the run ends first.
+        run_status.turn_started()
+        self._open_turn = (utterance, scenario, pace, started_wall)
+        try:
+            connection = self.connect()
+        except ConnectionFailed as failure:
+            self._connection_failed(failure, utterance, scenario, pace, started_wall)
+        except BaseException as error:  # the run ended (or a bug) while connecting
+            record = self._record_for(utterance, scenario, pace, started_wall)
+            code = "harness_error" if isinstance(error, Exception) else RUN_STOPPED
+            record.failure, record.failure_detail = code, f"while connecting: {type(error).__name__}: {error}"
+            self._report(record, self._name(record, name))
+            raise
+        expectation = self._expectation(utterance, expect)
+        chunk = config.settings.chunk_samples
+        frame_s = chunk / 16000
+        plan = StreamPlan(
+            frames=utterance.frames(chunk),
+            speech_end_frame=utterance.speech_end_frame(chunk),
+            chunk_samples=chunk,
+            pace=pace,
+            min_silence_frames=math.ceil(config.trailing_silence_ms / 1000 / frame_s),
+            key=utterance,
+        )
+        try:
+            turn = run_turn(
+                connection, plan, expectation,
+                utterance_id=utterance.id, what=utterance, speech_ms=utterance.duration_ms,
+                send_marker=config.end_marker, listen=PROCESS.listen, cross_check=config.judge_replies,
+                metadata_only=config.reply_format.value == "metadata",
+            )
+        except BaseException:
+            # run_turn ended the turn (harness_error, or run_stopped) before passing this on.
+            ended = connection.events.take_ended()
+            if ended is not None:
+                self._fill(ended.record, utterance, scenario, pace, started_wall)
+                self._report(ended.record, self._name(ended.record, name))
+            if (ended is None or ended.ended_by == "abandoned") and not connection.closed.is_set():
+                # Interrupted mid-stream: a frame may be half written; the next turn starts afresh.
+                connection.close(protocol.CLOSE_INTERNAL_ERROR, "harness error")
+            raise
+        record = turn.record
+        self._fill(record, utterance, scenario, pace, started_wall)
+        self.turns_on_connection += 1
+        if PROCESS.saver is not None and len(turn.reply_samples):
+            PROCESS.saver.save(f"{record.worker}:{record.user}:{record.turn_index}", record, utterance.text,
+                               turn.reply_samples, turn.reply_sample_rate_hz)
+        return turn
+
+    def _connection_failed(self, failure: ConnectionFailed, utterance, scenario, pace, started_wall) -> None:
+        """Record the turn that could not connect, then stop the user or wait the backoff."""
+        record = self._record_for(utterance, scenario, pace, started_wall)
+        record.failure, record.failure_detail = failure.diagnosis, str(failure)
+        give_up = not failure.retryable or self.failed_connects > self.config.settings.max_retries
+        if give_up and failure.retryable:
+            record.failure = "connection_gave_up"
+            record.failure_detail = f"{self.failed_connects} failed attempts; last: {failure.diagnosis}: {failure}"
+        self._report(record, self._name(record, None))
+        if give_up:
+            PROCESS.logbook.error(f"User {self.number} stops: {PROCESS.explain_once(record.failure, record.failure_detail)}")
+            raise StopUser()
+        # The reconnect backoff replaces the think time before the next attempt.
+        self.user.retry_in_s = backoff_ms(self.failed_connects - 1, self.user.rng) / 1000
+        raise RescheduleTask()
+
+    @staticmethod
+    def _expectation(utterance, expect) -> Expectation:
+        if expect is None or callable(expect):
+            intent = utterance.expected_intent
+        else:
+            intent = str(expect)
+        return Expectation(intent=intent, reply_check=utterance.reply_check, request_text=utterance.text,
+                           check=expect if callable(expect) else None)
+
+    def _record_for(self, utterance, scenario: str, pace: str, started_wall: float) -> TurnRecord:
+        record = TurnRecord(utterance_id=utterance.id, expected_intent=utterance.expected_intent)
+        self._fill(record, utterance, scenario, pace, started_wall)
+        return record
+
+    def _fill(self, record: TurnRecord, utterance, scenario: str, pace: str, started_wall: float) -> None:
+        record.timestamp = started_wall
+        record.worker = PROCESS.worker_name
+        record.user = self.number
+        record.turn_index = self.turn_index
+        record.scenario = scenario
+        record.pace = pace
+        record.dialect = self.config.dialect.name
+        record.reconnections = self.reconnections
+        record.connect_ms, self.pending_connect_ms = self.pending_connect_ms, math.nan
+        logbook = PROCESS.logbook
+        record.transcript = logbook.transcript(record.transcript)
+        record.reply_text = logbook.transcript(record.reply_text)
+        record.reply_transcript = logbook.transcript(record.reply_transcript)
+        record.failure_detail = logbook.words(record.failure_detail)
+
+    def _name(self, record: TurnRecord, name: str | None) -> str:
+        if name:
+            return name
+        if self.config.stats_by == "intent":
+            return record.expected_intent or "(any intent)"
+        return record.utterance_id
+
+    def _report(self, record: TurnRecord, name: str) -> None:
+        """Report one ended turn: the turns file, the log, Locust's events."""
+        self._open_turn = None
+        self.turn_index += 1
+        records.sink().add(record)
+        failure = record.failure
+        if failure == RUN_STOPPED:
+            return
+        logbook = PROCESS.logbook
+        if failure.startswith("connection"):
+            logbook.error(PROCESS.explain_once(failure, record.failure_detail))
+            return
+        if failure == "harness_error":  # counted apart: never the gateway's failure in Locust's table
+            logbook.error(f"User {self.number}, {record.utterance_id}: {PROCESS.explain_once(failure, record.failure_detail)}")
+            return
+        if failure:
+            logbook.error(f"User {self.number}, {record.utterance_id}: {PROCESS.explain_once(failure, record.failure_detail)}")
+        else:
+            logbook.log("success", f"Intent received: {record.intent}", echo=False)
+            logbook.log("info", f"Roundtrip completed: {record.roundtrip_ms:.0f}ms", echo=False)
+        fire = self.environment.events.request.fire
+        failed_after = None if math.isnan(record.turn_ms) else record.turn_ms  # time to the deadline or the drop
+        headline = _headline(failure)
+        if record.intent_source or failure in ("no_intent", "unjudged", "recording_stopped", "dead_link",
+                                               "gateway_protocol", "incomplete_reply"):
+            intent_ok = bool(record.intent) and (record.intent == record.expected_intent or not record.expected_intent)
+            if record.intent:
+                message = None if intent_ok else f"expected {record.expected_intent}, got {record.intent}"
+            else:
+                message = headline
+            fire(request_type="intent", name=name,
+                 response_time=record.intent_ms if not math.isnan(record.intent_ms) else failed_after,
+                 response_length=0, exception=None if intent_ok else VoiceFailure(message), context={})
+        if not math.isnan(record.roundtrip_ms):
+            fire(request_type="roundtrip", name=name, response_time=record.roundtrip_ms,
+                 response_length=record.chunks_received, exception=None, context={})
+            audible_ok = not math.isnan(record.audible_ms)
+            fire(request_type="audible", name=name, response_time=record.audible_ms if audible_ok else failed_after,
+                 response_length=0, exception=None if audible_ok else VoiceFailure(headline or "no audible reply"),
+                 context={})
+            reply_ok = record.success or failure in ("wrong_intent", "unjudged")  # those fail the intent event
+            fire(request_type="reply", name=name, response_time=record.reply_ms,
+                 response_length=record.reply_audio_bytes,
+                 exception=None if reply_ok else VoiceFailure(f"{headline} ({record.failure_detail})"), context={})
+        elif failure and record.intent and record.intent == record.expected_intent:
+            fire(request_type="roundtrip", name=name, response_time=failed_after, response_length=0,
+                 exception=VoiceFailure(headline), context={})
+
+    def on_stop(self) -> None:
+        """The user is stopped: record the turn in progress (run_stopped), close the connection."""
+        connection = self.connection
+        if self._open_turn is not None:
+            utterance, scenario, pace, started_wall = self._open_turn
+            record = None
+            if connection is not None:
+                for event in connection.session.abandon_turn(time.monotonic(), RUN_STOPPED,
+                                                             "the run ended during the turn"):
+                    if isinstance(event, protocol.TurnEnded):
+                        record = event.record
+            if record is None:
+                record = TurnRecord(utterance_id=utterance.id, expected_intent=utterance.expected_intent,
+                                    failure=RUN_STOPPED, failure_detail="the run ended while connecting")
+            self._fill(record, utterance, scenario, pace, started_wall)
+            self._report(record, record.utterance_id)
+        if connection is not None:
+            connection.close(protocol.CLOSE_GOING_AWAY, "user stopped")
+            self.connection = None
+
+
+def _headline(failure: str) -> str:
+    diagnosis = diagnoses.DIAGNOSES.get(failure)
+    if diagnosis is None:
+        return failure
+    return f"{diagnosis.headline}: {diagnosis.finding}"
