@@ -10,6 +10,8 @@ design as the harness, in asyncio:
   ``loop.call_at`` callback that wakes at most once per :data:`TICK_S` (the harness's 2 ms
   tick) and writes every due frame with ``transport.write`` (a ``send`` system call when the
   socket takes it); after :data:`MAX_BATCH` frames it yields so replies are read;
+* the end marker when the last frame's audio is over (one frame period after that frame, as
+  the harness's pacer ends a stream);
 * each connection an ``asyncio.Protocol`` that parses the sink's replies (JSON metadata, reply
   audio, ``reply_end``), answers pings, times each turn's roundtrip and starts the next turn
   when ``reply_end`` arrives, and pings every 3 s (``loop.call_later``), as the harness does.
@@ -94,6 +96,13 @@ class Scheduler:
                 continue
             state = connection.state
             index = state.index
+            if index == state.count:  # the last frame's audio is over: the end marker, as the harness
+                heapq.heappop(heap)
+                transport.write(marker)
+                if transport.get_write_buffer_size():
+                    self.buffered_markers += 1
+                state.awaiting_reply = True
+                continue
             transport.write(state.frames[index])
             now = clock()
             add(now, now - due)
@@ -101,16 +110,9 @@ class Scheduler:
                 state.speech_end_at = now
             sent += 1
             index += 1
-            if index == state.count:
-                heapq.heappop(heap)
-                transport.write(marker)
-                if transport.get_write_buffer_size():
-                    self.buffered_markers += 1
-                state.awaiting_reply = True
-            else:
-                state.index = index
-                entry[0] = state.start + index * FRAME_S
-                heapq.heapreplace(heap, entry)
+            state.index = index
+            entry[0] = state.start + index * FRAME_S
+            heapq.heapreplace(heap, entry)
         if heap:
             if sent == MAX_BATCH and heap[0][0] <= clock():
                 self.timer_at = now

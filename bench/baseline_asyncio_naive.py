@@ -5,7 +5,7 @@ This is how the seed project's own end-to-end tests talk to the gateway: per str
 on PCM that does not compress; the library's keep-alive pings every 3 s, the harness's
 interval), the JSON header, then per turn a corpus utterance at real-time pace with one
 ``asyncio.sleep`` per frame and the library framing and masking every frame, the end
-marker, and the reply read message by message (each receive wrapped in
+marker once the last frame's audio is over, and the reply read message by message (each receive wrapped in
 ``asyncio.wait_for``) and parsed — JSON metadata, reply audio (the first one times the
 turn's roundtrip), ``reply_end`` — before the next turn starts at once. The same work per
 stream as the harness and the fair baseline (``bench/baseline_asyncio_fair.py``); only the
@@ -62,6 +62,9 @@ async def _stream(url: str, utterances: list, stats: LatenessStats, counters: di
                     stats.add(now, now - due)
                     if index == speech_end:
                         speech_end_at = now
+                wait = start + (index + 1) * FRAME_S - clock()  # the last frame's audio is over, as the harness
+                if wait > 0:
+                    await asyncio.sleep(wait)
                 await ws.send(END_MARKER)
                 first_audio = True
                 while True:  # the reply: metadata, audio, reply_end

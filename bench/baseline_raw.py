@@ -4,7 +4,7 @@ No Locust, no gevent, no asyncio, no WebSocket library: N plain sockets, the cor
 masked once (:class:`bench.baseline_stream.PreframedCorpus`), and one loop that sleeps in
 ``select`` until the next due frame or reply, writes every due frame of every stream with one
 ``send`` each, and reads the replies. Each stream does the same work as the harness's users
-(issue 15 item 6): after an utterance the end marker, then the sink's reply read and parsed
+(issue 15 item 6): when the utterance's last frame's audio is over, the end marker, then the sink's reply read and parsed
 (:class:`bench.baseline_stream.StreamState`: metadata, audio, ``reply_end``, the roundtrip
 timed) before the next utterance starts, and a ping every 3 s. It shows what that work costs
 in Python with nothing between the loop and the system calls; nothing real can be cheaper.
@@ -142,20 +142,20 @@ def run(host: str, port: int, path: str, streams: int, duration_s: float, ramp_s
             due, number = entry
             state = states[number]
             index = state.index
+            if index == state.count:  # the last frame's audio is over: the end marker, as the harness
+                heapq.heappop(heap)
+                counters["blocked_sends"] += _send(sockets[number], marker)
+                state.awaiting_reply = True
+                continue
             counters["blocked_sends"] += _send(sockets[number], state.frames[index])
             now = clock()
             add(now, now - due)
             if index == state.speech_end:
                 state.speech_end_at = now
             index += 1
-            if index == state.count:
-                heapq.heappop(heap)
-                counters["blocked_sends"] += _send(sockets[number], marker)
-                state.awaiting_reply = True
-            else:
-                state.index = index
-                entry[0] = state.start + index * FRAME_S
-                heapq.heapreplace(heap, entry)
+            state.index = index
+            entry[0] = state.start + index * FRAME_S
+            heapq.heapreplace(heap, entry)
     for sock in sockets:
         sock.close()
     stats.streams_max = counters["connected"]

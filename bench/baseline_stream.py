@@ -2,7 +2,8 @@
 
 The capacity benchmark compares the harness with clients that do the SAME work per stream
 (issue 15 item 6): a connection with a JSON header, then turns back to back — an utterance
-of the GREETING corpus at real-time pace, the end marker, the sink's reply read and parsed
+of the GREETING corpus at real-time pace, the end marker when the last frame's audio is over
+(one frame period after that frame: the harness's pacer ends a stream so), the sink's reply read and parsed
 (JSON metadata, reply audio frames, ``{"type":"reply_end"}``) — a WebSocket ping every
 :data:`PING_INTERVAL_S` (the harness's default), and each turn's roundtrip (end of speech,
 the frame that holds the last speech sample handed to the socket, to the first reply audio

@@ -26,8 +26,9 @@ Each (N, client) runs ``--repeat`` times (default 5 for a full run), repeats int
 does not land on one client; the summary gives the median and min-max.
 
 The definition that decides "met" at N (issue 15 item 8, issue 17): p99 send lateness
-<= 5 ms AND every due frame sent (frames achieved >= N x 15.625 per second) AND CPU <= 70 %
-of a core (with several processes: every process within its own core's 70 %).
+<= 5 ms AND every due frame sent (no turn failed; frames/s >= 99 % of N x 15.625, as the
+streams wait for each reply) AND CPU <= 70 % of a core (with several processes: every
+process within its own core's 70 %).
 """
 
 from __future__ import annotations
@@ -52,7 +53,11 @@ SMOKE_N = (20,)
 WARMUP_S = 3.0
 GOAL_P99_MS = common.SATURATED_P99_MS  # 5 ms
 GOAL_CPU_PERCENT = common.SATURATED_CPU_PERCENT  # 70 % of one core
-GOAL_ACHIEVED_RATIO = 1.0  # every due frame sent
+# Every due frame sent. Between two turns a stream waits for the reply (the sink answers at
+# once: a few ms per 1-2 s turn), so a client on schedule sends 99.5-99.9 % of N x 15.625;
+# a client that falls behind or loses streams drops below 99 % (and a lost stream also fails
+# a turn, which the definition checks on its own).
+GOAL_ACHIEVED_RATIO = 0.99
 GOAL_KB_PER_USER = 64.0
 GOAL_MEMORY_N = 3000
 GOAL_PROCESSES_SCALING = 1.7
@@ -138,7 +143,9 @@ def _verdict(result: dict) -> tuple[bool, str]:
     if not result["lateness_p99_ms"] <= GOAL_P99_MS:
         problems.append(f"p99 {result['lateness_p99_ms']:.1f} ms > {GOAL_P99_MS:g}")
     if not result["achieved_ratio"] >= GOAL_ACHIEVED_RATIO:
-        problems.append(f"sent {100 * result['achieved_ratio']:.0f} % of due frames")
+        problems.append(f"sent {100 * result['achieved_ratio']:.1f} % of N x 15.625 frames/s")
+    if result.get("failed_turns"):
+        problems.append(f"{result['failed_turns']} turns failed (streams lost)")
     if not result["cpu_percent_max_process"] <= GOAL_CPU_PERCENT:
         problems.append(f"CPU {result['cpu_percent_max_process']:.0f} % of a core > {GOAL_CPU_PERCENT:g}")
     if result.get("missing_processes"):
@@ -246,7 +253,7 @@ def run_one(client: str, n: int, port: int, sink_pid: int, duration_s: float, ra
     return result
 
 
-FIGURES = ("frames_per_s", "achieved_ratio", "lateness_p50_ms", "lateness_p99_ms", "lateness_max_ms",
+FIGURES = ("frames_per_s", "achieved_ratio", "failed_turns", "lateness_p50_ms", "lateness_p99_ms", "lateness_max_ms",
            "cpu_percent", "cpu_percent_max_process", "cpu_s_per_1000_frames", "frames_per_cpu_s", "rss_kb_per_user",
            "uss_kb_per_user", "rss_mb", "sink_cpu_percent", "others_cpu_percent", "others_cpu_percent_tick",
            "turns_per_stream_min", "roundtrip_p50_ms")
@@ -272,7 +279,8 @@ def _group_row(n: int, client: str, processes: int, runs: list[dict]) -> dict:
     row["warmup_p99_ms"] = common.spread(r["warmup"]["p99_ms"] for r in measured)
     row["warmup_max_ms"] = common.spread(r["warmup"]["max_ms"] for r in measured)
     # Met on the median figures (a claim that holds in the median but not in every repeat says so: met_repeats).
-    median = {key: row[key]["median"] for key in ("lateness_p99_ms", "achieved_ratio", "cpu_percent_max_process")}
+    median = {key: row[key]["median"] for key in ("lateness_p99_ms", "achieved_ratio", "cpu_percent_max_process",
+                                                  "failed_turns")}
     row["met"], row["why_not"] = _verdict({**median, "missing_processes": 0}) if measured else (False, "no run measured")
     if row["missing_process_reports"]:
         row["why_not"] = (row["why_not"] + "; " if row["why_not"] else "") + \
@@ -357,10 +365,12 @@ def summarize(runs: list[dict]) -> dict:
 
 
 DEFINITIONS = {
-    "capacity": (f"met at N = p99 send lateness <= {GOAL_P99_MS:g} ms AND every due frame sent (frames/s achieved "
-                 f">= N x 15.625) AND CPU <= {GOAL_CPU_PERCENT:g} % of a core (several processes: each within its "
-                 "core's 70 %), over the steady window; judged on the median of the repeats, and the count of "
-                 "repeats that met it on their own is given beside it"),
+    "capacity": (f"met at N = p99 send lateness <= {GOAL_P99_MS:g} ms AND every due frame sent (no turn failed, and "
+                 f"frames/s achieved >= {100 * GOAL_ACHIEVED_RATIO:g} % of N x 15.625: between turns each stream waits "
+                 "for the reply, so a client on schedule sends 99.5-99.9 %) AND CPU <= "
+                 f"{GOAL_CPU_PERCENT:g} % of a core (several processes: each within its core's 70 %), over the steady "
+                 "window; judged on the median of the repeats, and the count of repeats that met it on their own "
+                 "is given beside it"),
     "memory": (f"RSS of the client's processes at N / N <= {GOAL_KB_PER_USER:g} KB at N = {GOAL_MEMORY_N:,} (peak over the "
                "steady window, the interpreter and corpus included); beside it the unique set size per user (USS: "
                "pages no other process shares, so a corpus shared after Locust's fork is not in it) and the "

@@ -85,10 +85,11 @@ def capacity_section(result: dict, title: str) -> list[str]:
     definitions = summary.get("definitions", {})
     lines = [f"## {title}", "", *_preamble(result, "python -m bench capacity"),
              (f"System under test: {result.get('sink')}, its own process. Each run: ramp, then {result.get('duration_s')} s; "
-             "figures are the steady window (after ramp + 3 s). Frames/s due = N x 15.625; turns run back to back, so a "
-             "client that keeps up sends ~3-5 % more (the next utterance starts when the reply has arrived, not 64 ms "
-             "after the last frame). Every client does the same work per stream: the same frames, the end marker, "
-             "the sink's reply read and parsed before the next turn, a ping every 3 s (turns per stream-minute shows it)."),
+             "figures are the steady window (after ramp + 3 s). Frames/s due = N x 15.625; turns run back to back, each "
+             "stream waiting for the reply between two, so a client on schedule sends a little less (99.5-99.9 %). "
+             "Every client does the same work per stream: the same frames, the end marker when the last frame's audio "
+             "is over, the sink's reply read and parsed before the next turn, a ping every 3 s (turns per "
+             "stream-minute shows it)."),
              "", f"**Definition (decides 'met'):** {definitions.get('capacity', '')}.", "",
              ("| N | client | frames/s achieved / due | lateness p50 / p99 / max ms | CPU % of a core | frames per CPU-s | "
               "RSS / USS KB per user | sink CPU % | others CPU % | turns per stream-min | met |"),

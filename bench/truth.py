@@ -16,9 +16,14 @@ also names the utterance it recognised, and a pair whose utterances differ is dr
 counted. How the sink tells the speech-end frame: see ``bench/sink.py``.
 
 The old ground truth is kept as a cross-check column: a model that assumes the client sent
-on time and the sink answered in exactly D,
+on its schedule — the end marker when the last frame's audio is over, one frame period
+after that frame — and the sink answered in exactly D,
 
-    model roundtrip = (frames - 1 - speech_end_frame) x 64 ms + D (+ 2d through the proxy).
+    model roundtrip = (frames - speech_end_frame) x 64 ms + D (+ 2d through the proxy).
+
+(Until the harness's rewrite the marker went right after the last frame and the model had
+``frames - 1``; when that changed, the model was off by exactly one frame, 64 ms, while the
+error against the sink's stamps did not move: the reason to measure rather than assume.)
 
 Through ``bench/delay_proxy.py`` (one-way delay d each way) the truth is the sink's
 turnaround plus the network: against the NOMINAL delay (+ 2d) and against the delay the
@@ -64,9 +69,9 @@ DEFINITION = (f"|harness error| <= {GOAL_P50_MS:g} ms at p50 and <= {GOAL_P99_MS
 
 
 def gap_ms_by_utterance() -> dict[str, float]:
-    """Time from the end-of-speech frame to the last frame of each utterance, if sent on time (the model)."""
+    """Time from the end-of-speech frame to the end marker of each utterance, if sent on schedule (the model)."""
     chunk = guide.CHUNK_SAMPLES
-    return {u.id: (u.frame_count(chunk) - 1 - u.speech_end_frame(chunk)) * guide.CHUNK_MS
+    return {u.id: (u.frame_count(chunk) - u.speech_end_frame(chunk)) * guide.CHUNK_MS
             for u in load_corpus(select="GREETING")}
 
 
@@ -332,7 +337,7 @@ def run(*, smoke: bool = False, duration_s: float | None = None, repeat: int = 1
         "machine": common.machine(),
         "system_under_test": "bench/sink.py --speech-ends GREETING (stamps speech end read and reply written)",
         "ground_truth": ("sink: reply written - speech end read, on the sink's CLOCK_MONOTONIC (+ 2d nominal, or + 2d + "
-                         "the proxy's measured lateness, through bench/delay_proxy.py); model cross-check: (frames - 1 - "
+                         "the proxy's measured lateness, through bench/delay_proxy.py); model cross-check: (frames - "
                          "speech_end_frame) x 64 ms + D + 2d"),
         "duration_s": duration_s,
         "repeat": repeat,

@@ -64,11 +64,12 @@ def test_lateness_of_several_processes_merges_per_second():
 
 
 def test_the_strict_capacity_definition_names_every_rule_it_fails():
-    ok = {"lateness_p99_ms": 4.9, "achieved_ratio": 1.03, "cpu_percent_max_process": 69.0}
+    ok = {"lateness_p99_ms": 4.9, "achieved_ratio": 0.995, "cpu_percent_max_process": 69.0, "failed_turns": 0}
     assert capacity._verdict(ok) == (True, "")
     met, why = capacity._verdict({**ok, "lateness_p99_ms": 5.1, "achieved_ratio": 0.97, "cpu_percent_max_process": 75.0})
-    assert not met and "p99" in why and "97 %" in why and "CPU 75 %" in why
+    assert not met and "p99" in why and "97.0 %" in why and "CPU 75 %" in why
     assert not capacity._verdict({**ok, "missing_processes": 1})[0]
+    assert "2 turns failed" in capacity._verdict({**ok, "failed_turns": 2})[1]
 
 
 def test_baseline_reader_parses_the_sinks_reply_in_any_chunking():
