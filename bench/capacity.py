@@ -195,6 +195,11 @@ def run_one(client: str, n: int, port: int, sink_pid: int, duration_s: float, ra
     steady_last = seconds[-1] - 2  # the last seconds are cut by the end of the run (users stopping)
     if steady_last - steady_first < 3:
         steady_first = max(first, steady_last - 3)
+    if steady_last < steady_first or steady_first < first:
+        # The statistics cover too few seconds for a steady window (a process that reported part of the run).
+        result["log_tail"] = (f"statistics cover only seconds {first}..{seconds[-1]}: no steady window\n"
+                              + log_path.read_text(errors="replace")[-1200:])
+        return result
     warmup = window_summary(stats, first, steady_first - 1)
     steady = window_summary(stats, steady_first, steady_last)
     window = sampler.window(float(steady_first), float(steady_last + 1))
