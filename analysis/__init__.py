@@ -7,6 +7,8 @@ A run leaves files under one prefix (Locust's ``--csv PREFIX``)::
     PREFIX_failures.csv       Locust: failed requests grouped by error
     PREFIX_exceptions.csv     Locust: errors raised in user code
     PREFIX_turns.csv          the harness: one unrounded record per turn
+    PREFIX_run.json           the harness: turns started vs recorded, frame-level send lateness
+    PREFIX_resources.csv      the harness: CPU and memory of the load generators and a local gateway
 
 Command line (exit 0 ok, 1 a gate failed, 2 bad input or usage)::
 
@@ -17,7 +19,9 @@ Command line (exit 0 ok, 1 a gate failed, 2 bad input or usage)::
 The layers, each importable without Locust:
 
 * :mod:`analysis.readers`     files -> :class:`~analysis.readers.Run` (columnar numpy arrays)
-* :mod:`analysis.metrics`     Run -> summary dict (percentiles, bands, accuracy, diagnoses...)
+* :mod:`analysis.metrics`     Run -> summary dict (percentiles, bands, accuracy, diagnoses...),
+  with :mod:`analysis.judge` (how intents were judged), :mod:`analysis.replies` (audible time,
+  reply audio) and :mod:`analysis.resources` (CPU and memory); numeric helpers in :mod:`analysis.stats`
 * :mod:`analysis.compare`     summaries -> what moved between a baseline and a candidate
 * :mod:`analysis.gate`        ``roundtrip.p95<500`` expressions -> checks
 * :mod:`analysis.terminal`    summary -> text;   :mod:`analysis.report_html` -> report.html

@@ -36,7 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
         "each other is compared against it.",
         epilog="Gate thresholds: NAME OP VALUE, e.g. roundtrip.p95<500, latency.p99<=100ms, "
         "intent.accuracy>=0.98, reconnections.max<=3, band.roundtrip<=good, roundtrip.share.bad<=1%%, "
-        "failures.rate<0.01. Exit status: 0 ok, 1 a threshold failed, 2 bad input or usage.",
+        "failures.rate<0.01, audible.p95<800, judge.agreement>=0.98, harness_errors.count<=0, "
+        "fast.failures.rate<0.01. Figures are of real-time turns; fast-paced turns are shown apart (fast.*). "
+        "Exit status: 0 ok, 1 a threshold failed, 2 bad input or usage.",
     )
     parser.add_argument(
         "prefixes",

@@ -3,7 +3,9 @@
 report.json holds the whole summary (every figure the terminal and the page show), the gate's
 checks and, for several runs, the comparisons. The JUnit file shows the gate's checks as test
 cases (suite ``voice-gateway analysis``), so CI systems list each threshold as passed or failed;
-without a gate it holds one passing case per run so the file is never empty.
+without a gate it holds one passing case per run so the file is never empty. Either way the
+suite's properties and output say what the verdict was computed on: the real-time turns, the
+fast-paced turns left out (with their own figures) and the harness errors counted apart.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: fast-paced turns and harness errors apart, send lateness per turn = latest frame
 
 
 def _clean(value):  # type: ignore[no-untyped-def]
@@ -65,10 +67,45 @@ def to_json(summaries: list[dict], checks: list | None = None, comparisons: list
     return json.dumps(report_dict(summaries, checks, comparisons), indent=2, allow_nan=False) + "\n"
 
 
+def summary_lines(summary: dict) -> list[str]:
+    """The verdict and what it was computed on, as lines for a CI log."""
+    run = summary["run"]
+    lines = [f"{run['label']}: verdict: {summary['verdict']['text']}"]
+    realtime, fast = run.get("realtime") or {}, summary.get("fast") or {}
+    if realtime:
+        lines.append(f"real-time turns: {realtime['turns']} ({realtime['failed']} failed); bands and verdict on these")
+    if fast.get("turns"):
+        roundtrip = fast["roundtrip"]
+        lines.append(
+            f"fast-paced turns, apart: {fast['turns']} ({fast['failed']} failed); roundtrip p50 "
+            f"{_ms(roundtrip['p50'])}, p95 {_ms(roundtrip['p95'])}, max {_ms(roundtrip['max'])} (not banded)"
+        )
+    errors = summary.get("harness_errors") or {}
+    if errors.get("count"):
+        lines.append(f"harness errors, apart: {errors['count']}: {errors['advice']}")
+    return lines
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f} ms"
+
+
 def to_junit(summaries: list[dict], checks: list | None = None) -> str:
     """JUnit XML: one test case per gate check (or one per run when there is no gate)."""
     checks = checks or []
     suite = ET.Element("testsuite", name="voice-gateway analysis")
+    properties = ET.SubElement(suite, "properties")
+    for summary in summaries:
+        run = summary["run"]
+        label = run["label"]
+        for name, value in (
+            ("realtime_turns", (run.get("realtime") or {}).get("turns")),
+            ("fast_turns", (summary.get("fast") or {}).get("turns")),
+            ("harness_errors", (summary.get("harness_errors") or {}).get("count")),
+            ("verdict", summary["verdict"]["level"]),
+        ):
+            if value is not None:
+                ET.SubElement(properties, "property", name=f"{label}.{name}", value=str(value))
     failures = 0
     if checks:
         classname = f"gate.{summaries[-1]['run']['label']}"
@@ -85,8 +122,9 @@ def to_junit(summaries: list[dict], checks: list | None = None) -> str:
             case = ET.SubElement(
                 suite, "testcase", classname="analysis", name=f"analysed {summary['run']['label']}", time="0"
             )
-            ET.SubElement(case, "system-out").text = "verdict: " + summary["verdict"]["text"]
-    suite.set("tests", str(len(suite)))
+            ET.SubElement(case, "system-out").text = "\n".join(summary_lines(summary))
+    ET.SubElement(suite, "system-out").text = "\n".join(line for s in summaries for line in summary_lines(s))
+    suite.set("tests", str(len(suite.findall("testcase"))))
     suite.set("failures", str(failures))
     suite.set("errors", "0")
     root = ET.Element("testsuites")

@@ -10,6 +10,15 @@ Grammar of one threshold (spaces allowed around the operator)::
     band.roundtrip<=good   a band: ``<=`` means "this band or better" (bands are ordered best first)
     failures.rate<0.01     also failures.count, turns.count, send_lateness.p99, locust.exceptions
     uplink_backlog.p95<100 audio still unsent at end of speech (p50 p95 max), ms
+    audible.p95<800        time to the first audible reply sample (p50 p90 p95 p99 max count), ms
+    judge.agreement>=0.98  the reply judge agrees with the gateway's metadata (also judge.turns)
+    harness_errors.count<=0  turns the harness itself broke (counted apart from the gateway's failures)
+    fast.failures.rate<0.01  fast-paced turns, apart: fast.turns, fast.failures.count, fast.roundtrip.p95
+
+Every figure except ``fast.*`` is over real-time turns, as the report shows it: ``failures.*``
+count the real-time turns' failures, ``turns.count`` every counted turn of either pace.
+``send_lateness.p99`` is the p99 the load generator is judged by (over every frame sent when
+the run status has it, else over turns of each turn's latest frame).
 
 ``--gate`` takes one or more thresholds (comma- or semicolon-separated, or repeat the option);
 ``--gate-file`` reads them from a file, one or more a line, ``#`` starting a comment.
@@ -54,6 +63,23 @@ OTHER_NAMES = (
     "uplink_backlog.p95",
     "uplink_backlog.max",
     "locust.exceptions",
+    "audible.p50",
+    "audible.p90",
+    "audible.p95",
+    "audible.p99",
+    "audible.max",
+    "audible.count",
+    "judge.agreement",
+    "judge.turns",
+    "intent.not_judged",
+    "harness_errors.count",
+    "playback_stalls.share",
+    "fast.turns",
+    "fast.failures.count",
+    "fast.failures.rate",
+    "fast.roundtrip.p50",
+    "fast.roundtrip.p95",
+    "fast.roundtrip.p99",
 )
 _EXPRESSION = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(<=|>=|==|!=|<|>)\s*(.+?)\s*$")
 _NUMBER = re.compile(r"^([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(ms|s|%)?$")
@@ -192,8 +218,9 @@ def measurements(summary: dict) -> dict[str, float | str | None]:
     run, intent, lateness = summary["run"], summary["intent"], summary["send_lateness"]
     values["intent.accuracy"] = intent.get("accuracy")
     values["intent.turns"] = intent.get("turns") or None
-    values["failures.count"] = run.get("failed")
-    values["failures.rate"] = run.get("failure_rate")
+    paced = run.get("realtime") or run  # real-time turns, as the verdict; Locust-only runs have no pace
+    values["failures.count"] = paced.get("failed")
+    values["failures.rate"] = paced.get("failure_rate")
     values["turns.count"] = run.get("turns")
     for stat in ("p50", "p99", "max"):
         values[f"send_lateness.{stat}"] = lateness.get(f"{stat}_ms")
@@ -201,17 +228,37 @@ def measurements(summary: dict) -> dict[str, float | str | None]:
     for stat in ("p50", "p95", "max"):
         values[f"uplink_backlog.{stat}"] = backlog.get(f"{stat}_ms")
     values["locust.exceptions"] = sum(e["count"] for e in summary["locust"]["exceptions"])
+    audible = summary.get("audible") or {}
+    for stat in ("p50", "p90", "p95", "p99", "max"):
+        values[f"audible.{stat}"] = (audible.get("percentiles") or {}).get(stat)
+    values["audible.count"] = audible.get("count") or None
+    judged = summary.get("judge") or {}
+    values["judge.agreement"] = judged.get("agreement")
+    values["judge.turns"] = judged.get("turns") if run.get("mode") == "turns" else None
+    values["intent.not_judged"] = (intent.get("not_judged") or {}).get("turns")
+    values["harness_errors.count"] = (summary.get("harness_errors") or {}).get("count")
+    values["playback_stalls.share"] = ((summary.get("replies") or {}).get("playback_stalls") or {}).get("share")
+    fast = summary.get("fast") or {}
+    by_turns = run.get("mode") == "turns"
+    values["fast.turns"] = fast.get("turns", 0) if by_turns else None
+    values["fast.failures.count"] = fast.get("failed", 0) if by_turns else None
+    values["fast.failures.rate"] = fast.get("failure_rate")
+    for stat in ("p50", "p95", "p99"):
+        values[f"fast.roundtrip.{stat}"] = (fast.get("roundtrip") or {}).get(stat)
     return values
 
 
 def format_value(name: str, value: float | str | None) -> str:
     if value is None or isinstance(value, str):
         return str(value)
-    if name.endswith((".accuracy", ".rate")) or ".share." in name:
+    if name.endswith((".accuracy", ".rate", ".agreement", ".share")) or ".share." in name:
         return f"{value:.4g} ({value:.2%})"
     unit = (
         " ms"
-        if name.split(".")[0] in (bands.ROUNDTRIP, bands.LATENCY, "send_lateness", "uplink_backlog")
+        if (
+            name.split(".")[0] in (bands.ROUNDTRIP, bands.LATENCY, "send_lateness", "uplink_backlog", "audible")
+            or name.startswith("fast.roundtrip.")
+        )
         and not name.endswith(".count")
         else ""
     )

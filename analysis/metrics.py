@@ -3,17 +3,32 @@
 :func:`summarize` turns a :class:`~analysis.readers.Run` into one JSON-ready dict, the single
 source of every figure the terminal, the HTML page, report.json and the gate show::
 
-    run          what was read; turns, failures, duration, users, workers; the percentile source
+    run          what was read; turns by pace, failures, duration, users, workers; the percentile source
     metrics      roundtrip / latency / chunks / reconnections: percentiles, band counts, band
-    timings      intent_ms / reply_ms / connect_ms percentiles (no documented bands)
-    intent       accuracy overall, per utterance, per expected intent, confusion matrix
+    audible      time to the first audible reply sample, beside the roundtrip (analysis.replies)
+    timings      audible / intent / reply / connect times and reply audio duration (no documented bands)
+    intent       accuracy of the judged turns: overall, per utterance, per intent, confusion matrix,
+                 per source, and how many were not judged (analysis.judge)
+    intent_sources turns judged from metadata, from the reply audio, not judged
+    judge        the reply judge against the metadata where both exist: agreement, confusion matrix
+    replies      reply formats, sample rates, audio duration, playback stalls
     diagnoses    each failure code seen, with the guide's headline, causes and fixes
+    fast         fast-paced turns, apart: their own counts, percentiles, accuracy, diagnoses
+    harness_errors turns the harness itself broke (harness_error): counted apart, with advice
+    resources    CPU and memory of the load generators and the local gateway (analysis.resources)
     locust       Locust's failures and user-code exceptions
     send_lateness whether the load generator kept its real-time send schedule
     uplink_backlog whether the link carried the audio in real time (audio still queued at end of speech)
     verdict      one level (ok / warning / problem) and one line
 
 Conventions:
+
+* Bands, percentiles, timings, intent accuracy, diagnoses and the verdict are computed on
+  real-time turns. A fast-paced turn (``pace = fast``: streamed as fast as the socket takes) is
+  not what a user experiences, so fast turns are summarised apart in ``fast`` and the verdict
+  says how many it left out.
+* ``run_stopped`` (cut short by the end of the run) and ``harness_error`` (a bug in the harness)
+  turns are neither successes nor gateway failures: counted apart, left out of every figure.
 
 * Percentiles are numpy's linear interpolation over the unrounded per-turn values; NaN
   (not observed, e.g. no reply audio) is left out. Without a turns file they are read from
@@ -34,14 +49,13 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from voiceharness.errors import AnalysisError
-
+from analysis import judge, replies
 from analysis.readers import Categorical, Run, StatsRow, Turns
+from analysis.resources import summarize_resources
+from analysis.stats import finite, label_counts, percentiles
 from voiceharness import bands, guide
 from voiceharness.diagnoses import DIAGNOSES
-
-PERCENTILES = (50, 90, 95, 99)
-STAT_NAMES = ("p50", "p90", "p95", "p99", "max")
+from voiceharness.errors import AnalysisError
 
 # Where each documented metric comes from.
 METRICS: dict[str, dict[str, str]] = {
@@ -78,7 +92,13 @@ METRICS: dict[str, dict[str, str]] = {
         "definition": "reconnects of a user's connection",
     },
 }
-TIMINGS = {"intent_ms": "time to intent", "reply_ms": "full reply", "connect_ms": "connect"}
+TIMINGS = {
+    "audible_ms": "time to audible reply",
+    "intent_ms": "time to intent",
+    "reply_ms": "full reply",
+    "connect_ms": "connect",
+    "reply_audio_ms": "reply audio duration",
+}
 
 # Send lateness (actual - due send time of a frame): above WARN the generator was busy and its
 # timings are inflated by about that much; above BOTTLENECK it could not keep real time.
@@ -93,26 +113,6 @@ _CODE_PATTERN = re.compile(r"[a-z][a-z0-9_]+")
 
 
 # --- small pure helpers -------------------------------------------------------------------------
-
-
-def finite(values: np.ndarray) -> np.ndarray:
-    values = np.asarray(values, dtype=float)
-    return values[~np.isnan(values)]
-
-
-def percentiles(values: np.ndarray, *, counts: bool = False) -> dict[str, float | None]:
-    """p50/p90/p95/p99, min, max, mean of the non-NaN ``values``.
-
-    Times use linear interpolation; ``counts`` (chunks, reconnections) use the observed value
-    at or above the rank, so a percentile of whole numbers is a whole number.
-    """
-    data = finite(values)
-    if not len(data):
-        return {"p50": None, "p90": None, "p95": None, "p99": None, "max": None, "min": None, "mean": None}
-    points = np.percentile(data, PERCENTILES, method="higher" if counts else "linear")
-    result: dict[str, float | None] = {f"p{q}": float(v) for q, v in zip(PERCENTILES, points)}
-    result.update(max=float(data.max()), min=float(data.min()), mean=float(data.mean()))
-    return result
 
 
 def band_ranges(metric: str) -> dict[str, str]:
@@ -171,38 +171,44 @@ def user_keys(turns: Turns) -> np.ndarray:
     return worker * (int(user.max(initial=0)) + 2) + (user + 1)
 
 
-def bucketed_percentiles(
-    times: np.ndarray,
-    values: np.ndarray,
-    buckets: int = 120,
-    quantiles: Iterable[float] = (0.5, 0.95, 0.99),
-) -> dict[str, np.ndarray]:
-    """Per time bucket: centre, count and nearest-rank quantiles of ``values`` (NaN dropped).
+def window_turns(n: int) -> int:
+    """Turns per window for percentiles over time: a tenth of the run, within 25 and 1,000.
 
-    Vectorised: one lexsort of (bucket, value), then each bucket's quantile is an index into it.
+    At 25 turns a window's p95 and p99 already fall on different turns (a p99 of three turns,
+    what 120 time buckets gave a short run, is their max), and no window needs more than 1,000.
+    """
+    return int(min(max(n // 10, 25), 1000, n))
+
+
+def percentiles_by_turn_count(
+    times: np.ndarray, values: np.ndarray, window: int | None = None
+) -> dict[str, np.ndarray]:
+    """p50/p95/p99 over a window of consecutive turns (in time order), sliding by a fifth of it.
+
+    Windows hold equal numbers of turns, not equal spans of time, so every point rests on enough
+    turns for its percentiles to differ. ``time`` is each window's median start time.
     """
     ok = ~np.isnan(values) & ~np.isnan(times)
-    times, values = np.asarray(times)[ok], np.asarray(values)[ok]
-    result: dict[str, np.ndarray] = {"time": np.empty(0), "count": np.empty(0, dtype=int)}
-    quantiles = tuple(quantiles)
-    for q in quantiles:
-        result[f"q{q:g}"] = np.empty(0)
+    times, values = np.asarray(times, dtype=float)[ok], np.asarray(values, dtype=float)[ok]
+    keys = ("time", "p50", "p95", "p99")
     if not len(times):
-        return result
-    start, end = float(times.min()), float(times.max())
-    width = max((end - start) / buckets, 1e-9)
-    index = np.minimum(((times - start) / width).astype(np.int64), buckets - 1)
-    order = np.lexsort((values, index))
-    sorted_values = values[order]
-    counts = np.bincount(index, minlength=buckets)
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    present = counts > 0
-    result["time"] = (start + (np.arange(buckets) + 0.5) * width)[present]
-    result["count"] = counts[present]
-    for q in quantiles:
-        position = starts[present] + np.floor(q * (counts[present] - 1)).astype(np.int64)
-        result[f"q{q:g}"] = sorted_values[position]
-    return result
+        return {key: np.empty(0) for key in keys} | {"window": 0}
+    order = np.argsort(times, kind="stable")
+    times, values = times[order], values[order]
+    window = window_turns(len(times)) if window is None else min(window, len(times))
+    stride = max(1, window // 5)
+    starts = np.arange(0, len(times) - window + 1, stride)
+    if starts[-1] != len(times) - window:  # the last turns always get a window
+        starts = np.append(starts, len(times) - window)
+    rows = starts[:, None] + np.arange(window)[None, :]
+    points = np.percentile(values[rows], [50, 95, 99], axis=1)
+    return {
+        "time": np.median(times[rows], axis=1),
+        "p50": points[0],
+        "p95": points[1],
+        "p99": points[2],
+        "window": window,
+    }
 
 
 def rate_per_bucket(
@@ -285,9 +291,24 @@ def _mixture_cdf(rows: list[StatsRow]) -> tuple[np.ndarray | None, np.ndarray]:
 
 
 RUN_STOPPED = "run_stopped"
+HARNESS_ERROR = "harness_error"
+FAST = "fast"
+# Turns that are neither a success nor a failure of the gateway: counted apart, in no figure.
+NOT_COUNTED = (RUN_STOPPED, HARNESS_ERROR)
+FAST_NOTE = (
+    "They stream as fast as the socket takes, not at the pace of speech: their roundtrip is not a user's "
+    "experience, so they are not banded and not in the verdict"
+)
 
 
 # --- the summary --------------------------------------------------------------------------------
+
+
+def split_turns(turns: Turns) -> tuple[Turns, Turns, Turns]:
+    """(counted, real-time, fast) turns: counted leaves out run_stopped and harness_error turns."""
+    counted = turns.where(~turns.text_is("failure", *NOT_COUNTED))
+    fast = counted.text_is("pace", FAST)
+    return counted, counted.where(~fast), counted.where(fast)
 
 
 def summarize(run: Run) -> dict:
@@ -295,43 +316,129 @@ def summarize(run: Run) -> dict:
     turns = run.turns
     summary: dict = {"run": _run_info(run)}
     if turns is not None:
-        # A turn the end of the run cut short is neither a success nor a gateway failure:
-        # it is counted apart and left out of every figure.
-        turns = turns.where(~turns.failure_is(RUN_STOPPED))
-        summary["metrics"] = {metric: _metric_from_turns(metric, turns) for metric in METRICS}
-        summary["timings"] = {
-            name: {"title": title, **percentiles(turns.numbers[name])}
-            for name, title in TIMINGS.items()
-            if name in turns.numbers
-        }
-        summary["intent"] = intent_accuracy(
-            turns.texts["utterance_id"], turns.texts["expected_intent"], turns.texts["intent"]
-        )
-        summary["diagnoses"] = diagnosis_counts(turns.texts["failure"], turns.numbers["success"])
+        counted, realtime, fast = split_turns(turns)
+        summary["metrics"] = {metric: _metric_from_turns(metric, realtime) for metric in METRICS}
+        summary["audible"] = replies.audible(realtime)
+        summary["timings"] = timings(realtime)
+        summary["intent"] = judged_intent_accuracy(realtime)
+        summary["intent_sources"] = judge.intent_sources(realtime)
+        summary["judge"] = judge.judge_agreement(realtime)
+        summary["replies"] = replies.reply_audio(realtime)
+        summary["diagnoses"] = diagnosis_counts(realtime.texts["failure"], realtime.numbers["success"])
+        summary["fast"] = fast_turns(fast)
+        summary["harness_errors"] = harness_errors(turns)
         summary["send_lateness"] = send_lateness(
-            turns.numbers["send_lateness_p99_ms"],
-            turns.numbers["send_lateness_max_ms"],
-            turns.texts["worker"],
+            counted.numbers["send_lateness_max_ms"],
+            counted.texts["worker"],
             frame_level=(run.status or {}).get("send_lateness"),
         )
-        summary["uplink_backlog"] = uplink_backlog(turns.numbers.get("uplink_backlog_ms"))
+        backlog = counted.numbers.get("uplink_backlog_ms")
+        summary["uplink_backlog"] = uplink_backlog(
+            np.full(len(counted), np.nan) if backlog is None else backlog, counted.text_is("pace", FAST)
+        )
     else:
         stats = run.stats or []
         summary["metrics"] = {metric: _metric_from_locust(metric, stats) for metric in METRICS}
+        summary["audible"] = {"count": 0, "percentiles": percentiles(np.empty(0)), "lead": percentiles(np.empty(0)),
+                              "definition": replies.AUDIBLE_DEFINITION, "note": "needs the turns file"}
         summary["timings"] = {}
         summary["intent"] = intent_from_locust(stats)
+        summary["intent_sources"] = {"turns": 0, "rows": [], "recorded": False, "note": "needs the turns file"}
+        summary["judge"] = {"turns": 0, "agreed": 0, "agreement": None, "audio_only_turns": 0,
+                            "confusion": {"metadata": [], "audio": [], "counts": []}, "note": "needs the turns file"}
+        summary["replies"] = None
         summary["diagnoses"] = diagnoses_from_locust(run.failures or [])
+        summary["fast"] = {"turns": 0, "note": "needs the turns file"}
+        summary["harness_errors"] = harness_errors_from_locust(summary["diagnoses"])
         summary["send_lateness"] = {"turns": 0, "status": "unknown", "note": "needs the turns file"}
         summary["uplink_backlog"] = uplink_backlog(None)
+    summary["resources"] = summarize_resources(run.resources)
     summary["locust"] = _locust_section(run)
     summary["verdict"] = verdict(summary)
     return summary
 
 
+def timings(turns: Turns) -> dict:
+    """Percentiles of the timings with no documented band, the time to an audible reply first."""
+    return {
+        name: {"title": title, "unit": "ms", "count": len(finite(turns.numbers[name])), **percentiles(turns.numbers[name])}
+        for name, title in TIMINGS.items()
+        if name in turns.numbers
+    }
+
+
+def judged_intent_accuracy(turns: Turns) -> dict:
+    """Intent accuracy over the judged turns, per source, and how many were not judged."""
+    judged = turns.where(judge.judged(turns))
+    result = intent_accuracy(
+        judged.texts["utterance_id"], judged.texts["expected_intent"], judged.texts["intent"]
+    )
+    result["by_source"] = judge.accuracy_by_source(turns)
+    result["not_judged"] = judge.not_judged(turns)
+    return result
+
+
+def fast_turns(fast: Turns) -> dict:
+    """Fast-paced turns on their own: counts, failures, accuracy, timings. Never banded."""
+    n = len(fast)
+    if not n:
+        return {"turns": 0, "note": FAST_NOTE}
+    succeeded = int((fast.numbers["success"] > 0).sum())
+    accuracy = judged_intent_accuracy(fast)
+    return {
+        "turns": n,
+        "succeeded": succeeded,
+        "failed": n - succeeded,
+        "failure_rate": (n - succeeded) / n,
+        "note": FAST_NOTE,
+        "roundtrip": percentiles(fast.numbers["roundtrip_ms"]),
+        "latency": percentiles(fast.numbers["ping_ms"]),
+        "timings": timings(fast),
+        "intent": {key: accuracy[key] for key in ("turns", "correct", "accuracy", "not_judged")},
+        "diagnoses": [
+            {"code": d["code"], "count": d["count"], "headline": d["headline"], "finding": d["finding"]}
+            for d in diagnosis_counts(fast.texts["failure"], fast.numbers["success"])
+        ],
+    }
+
+
+HARNESS_ERROR_ADVICE = (
+    "A bug in the harness (or in scenario code), not a failure of the gateway: read the traceback the "
+    "harness logged once for it, and report it"
+)
+
+
+def harness_errors(turns: Turns) -> dict:
+    """Turns the harness itself broke: counted apart from the gateway's failures, with the advice."""
+    mask = turns.failure_is(HARNESS_ERROR)
+    count = int(mask.sum())
+    diagnosis = DIAGNOSES[HARNESS_ERROR]
+    details = turns.where(mask).text("failure_detail")
+    examples = [text for text, _ in label_counts(details.labels, details.codes) if text][:3]
+    return {
+        "count": count,
+        "share": count / len(turns) if len(turns) else None,
+        "headline": diagnosis.headline,
+        "finding": diagnosis.finding,
+        "advice": HARNESS_ERROR_ADVICE,
+        "examples": examples,
+    }
+
+
+def harness_errors_from_locust(diagnoses: list[dict]) -> dict:
+    count = sum(d["count"] for d in diagnoses if d["code"] == HARNESS_ERROR)
+    diagnosis = DIAGNOSES[HARNESS_ERROR]
+    return {"count": count, "share": None, "headline": diagnosis.headline, "finding": diagnosis.finding,
+            "advice": HARNESS_ERROR_ADVICE, "examples": []}
+
+
 def _run_info(run: Run) -> dict:
+    status = run.status or {}
     info: dict = {
         "prefix": run.prefix,
         "label": run.label,
+        # where the load went, when the harness recorded it in PREFIX_run.json
+        "target": status.get("target") or status.get("host") or None,
         "files": dict(run.files),
         "missing": list(run.missing),
     }
@@ -344,17 +451,25 @@ def _run_info(run: Run) -> dict:
             info["cut_short_note"] = (
                 f"{cut_short} turn(s) cut short by the end of the run (run_stopped): not counted"
             )
-        turns = turns.where(~stopped)
-        n = len(turns)
+        broken = int(turns.failure_is(HARNESS_ERROR).sum())
+        info["harness_errors"] = broken
+        counted, realtime, fast = split_turns(turns)
+        n = len(counted)
         if n == 0:
+            if broken:
+                raise AnalysisError(
+                    f"{turns.path}: every turn ended in harness_error ({broken}), {cut_short} cut short: the "
+                    "harness itself failed, not the gateway. Read the traceback it logged once for it"
+                )
             raise AnalysisError(
-                f"{run.turns.path}: all {cut_short} turns were cut short by the end of the run; "
+                f"{turns.path}: all {cut_short} turns were cut short by the end of the run; "
                 "run longer (-t) or with --stop-timeout so turns can finish"
             )
-        success = turns.numbers["success"] > 0
-        times = turns.numbers["timestamp"]
+        success = counted.numbers["success"] > 0
+        times = counted.numbers["timestamp"]
         start, end = float(times.min()), float(times.max())
         duration = end - start
+        dialects = counted.text("dialect")
         info.update(
             mode="turns",
             percentile_source="per-turn records (exact)",
@@ -362,12 +477,15 @@ def _run_info(run: Run) -> dict:
             succeeded=int(success.sum()),
             failed=int(n - success.sum()),
             failure_rate=float((n - success.sum()) / n),
+            realtime=_pace_counts(realtime),
+            fast=_pace_counts(fast),
             start=_iso(start),
             end=_iso(end),
             duration_s=duration,
             turns_per_s=n / duration if duration > 0 else None,
-            workers=len(np.unique(turns.texts["worker"].codes)),
-            users=len(np.unique(user_keys(turns))),
+            workers=len(np.unique(counted.texts["worker"].codes)),
+            users=len(np.unique(user_keys(counted))),
+            dialects=[name for name, _ in label_counts(dialects.labels, dialects.codes) if name],
         )
     else:
         requests = sum(row.requests for row in run.stats or [])
@@ -388,6 +506,12 @@ def _run_info(run: Run) -> dict:
         info.setdefault("duration_s", float(history.timestamp.max() - history.timestamp.min()))
         info["peak_users"] = int(np.nanmax(history.users)) if len(history.users) else None
     return info
+
+
+def _pace_counts(turns: Turns) -> dict:
+    n = len(turns)
+    succeeded = int((turns.numbers["success"] > 0).sum())
+    return {"turns": n, "succeeded": succeeded, "failed": n - succeeded, "failure_rate": (n - succeeded) / n if n else None}
 
 
 def _iso(seconds: float) -> str:
@@ -637,23 +761,31 @@ def diagnoses_from_locust(failures: list) -> list[dict]:
     )
 
 
-def send_lateness(
-    p99_ms: np.ndarray, max_ms: np.ndarray, worker: Categorical, frame_level: dict | None = None
-) -> dict:
+LATENESS_PER_TURN = "each turn's latest frame"
+
+
+def send_lateness(max_ms: np.ndarray, worker: Categorical, frame_level: dict | None = None) -> dict:
     """Did the load generator keep its send schedule? Per run and per worker.
 
-    ``frame_level`` is the run status's per-worker summary over every frame sent
-    (``{worker: {"frames", "p50_ms", "p99_ms", "max_ms"}}``). When present it decides the status:
-    a p99 of per-turn p99s is nearly the worst frame of the worst 1 % of turns, so one short
-    hiccup would otherwise condemn a whole run.
+    A turn records its latest frame (``send_lateness_max_ms``); the figures here are percentiles
+    *over turns* of that, and say so. ``frame_level`` is the run status's per-worker summary over
+    every frame sent (``{worker: {"frames", "p50_ms", "p99_ms", "max_ms"}}``); when present it
+    decides the status, because the p99 over turns of each turn's latest frame is nearly the worst
+    frame of the worst 1 % of turns, and one short hiccup would otherwise condemn a whole run.
     """
-    ok = ~np.isnan(p99_ms)
+    ok = ~np.isnan(max_ms)
     if not ok.any():
         return {"turns": 0, "status": "unknown", "note": "no send lateness recorded"}
-    per_turn = p99_ms[ok]
-    p99 = float(np.percentile(per_turn, 99))
+    per_turn = max_ms[ok]
+    turn_p50, turn_p99 = (float(v) for v in np.percentile(per_turn, [50, 99]))
     frames = {name: figures for name, figures in (frame_level or {}).items() if figures.get("frames")}
-    judged_p99 = max((float(f["p99_ms"]) for f in frames.values()), default=p99)
+    if frames:
+        judged_p50 = max(float(f["p50_ms"]) for f in frames.values())
+        judged_p99 = max(float(f["p99_ms"]) for f in frames.values())
+        judged_by = "p99 over every frame sent (run status; the worst load generator's)"
+    else:
+        judged_p50, judged_p99 = turn_p50, turn_p99
+        judged_by = f"p99 over turns of {LATENESS_PER_TURN} (no frame-level figures: an upper bound)"
     status = (
         "bottleneck" if judged_p99 > LATENESS_BOTTLENECK_MS
         else "strained" if judged_p99 > LATENESS_WARN_MS else "kept up"
@@ -661,18 +793,18 @@ def send_lateness(
     codes = worker.codes[ok]
     per_worker = []
     for w in np.unique(codes):
-        mine = codes == w
-        worker_max = finite(max_ms[ok][mine])
+        mine = per_turn[codes == w]
+        name = str(worker.labels[w])
         per_worker.append(
             {
-                "worker": str(worker.labels[w]),
-                "turns": int(mine.sum()),
-                "p99_ms": float(np.percentile(per_turn[mine], 99)),
-                "max_ms": float(worker_max.max()) if len(worker_max) else None,
+                "worker": name,
+                "turns": len(mine),
+                "turn_max_p99_ms": float(np.percentile(mine, 99)),
+                "max_ms": float(mine.max()),
+                "frame_p99_ms": float(frames[name]["p99_ms"]) if name in frames else None,
             }
         )
-    per_worker.sort(key=lambda row: -row["p99_ms"])
-    maxima = finite(max_ms)
+    per_worker.sort(key=lambda row: -row["turn_max_p99_ms"])
     explanation = {
         "kept up": "the load generator kept its real-time send schedule; the timings measure the gateway",
         "strained": f"the load generator sent frames late (p99 > {LATENESS_WARN_MS:g} ms); timings may be "
@@ -680,33 +812,52 @@ def send_lateness(
         "bottleneck": f"the load generator was the bottleneck (p99 send lateness > {LATENESS_BOTTLENECK_MS:g} ms): "
         "it could not stream in real time; add workers before trusting these timings",
     }[status]
+    worst_frame = max([float(per_turn.max())] + [float(f["max_ms"]) for f in frames.values() if "max_ms" in f])
     return {
         "turns": int(ok.sum()),
-        "p50_ms": float(np.percentile(per_turn, 50)),
-        "p99_ms": p99,
-        "max_ms": float(maxima.max()) if len(maxima) else None,
+        "per_turn": LATENESS_PER_TURN,
+        "turn_max_p50_ms": turn_p50,
+        "turn_max_p99_ms": turn_p99,
+        "p50_ms": judged_p50,
+        "p99_ms": judged_p99,
+        "max_ms": worst_frame,
         "late_turns": int((per_turn > LATENESS_WARN_MS).sum()),
         "late_share": float((per_turn > LATENESS_WARN_MS).mean()),
         "warn_ms": LATENESS_WARN_MS,
         "bottleneck_ms": LATENESS_BOTTLENECK_MS,
         "status": status,
-        "judged_by": "frame-level p99 (run status)" if frames else "p99 of per-turn p99",
+        "judged_by": judged_by,
         "frame_level": frames,
         "explanation": explanation,
         "per_worker": per_worker,
     }
 
 
-def uplink_backlog(backlog_ms: np.ndarray | None) -> dict:
+def uplink_backlog(backlog_ms: np.ndarray | None, fast: np.ndarray | None = None) -> dict:
     """Did the link carry the audio in real time? From each turn's ``uplink_backlog_ms``.
 
     The audio still queued in the kernel at end of speech reaches the gateway that much later,
     so a roundtrip measured over a slow uplink includes it; the status says whether it does.
+    It is judged on real-time turns: a fast-paced turn fills the send queue by design, so when
+    the outliers are fast turns the section says so instead of blaming the link.
     """
-    measured = finite(backlog_ms) if backlog_ms is not None else np.empty(0)
+    if backlog_ms is None:
+        return {"turns": 0, "status": "unknown", "note": "needs the turns file", "fast_outliers": 0, "fast_note": ""}
+    fast = np.zeros(len(backlog_ms), dtype=bool) if fast is None else fast
+    measured_all = ~np.isnan(backlog_ms)
+    measured = backlog_ms[measured_all & ~fast]
+    over = measured_all & (np.nan_to_num(backlog_ms) > UPLINK_BACKLOG_WARN_MS)
+    fast_over = int((over & fast).sum())
+    fast_note = ""
+    if fast_over:
+        fast_note = (
+            f"{fast_over} of the {int(over.sum())} turn(s) with over {UPLINK_BACKLOG_WARN_MS:g} ms of audio queued "
+            f"are fast-paced (worst {float(backlog_ms[over & fast].max()):.0f} ms): they send as fast as the socket "
+            "takes, so audio queues by design; they say nothing about the link and are left out of the status"
+        )
     if not len(measured):
-        note = "needs the turns file" if backlog_ms is None else "not recorded (older turns file, or no kernel figure)"
-        return {"turns": 0, "status": "unknown", "note": note}
+        note = "not recorded (older turns file, or no kernel figure)" if not measured_all.any() else "no real-time turn"
+        return {"turns": 0, "status": "unknown", "note": note, "fast_outliers": fast_over, "fast_note": fast_note}
     p50 = float(np.percentile(measured, 50))
     status = "backlogged" if p50 > UPLINK_BACKLOG_WARN_MS else "real time"
     explanation = {
@@ -725,6 +876,8 @@ def uplink_backlog(backlog_ms: np.ndarray | None) -> dict:
         "warn_ms": UPLINK_BACKLOG_WARN_MS,
         "status": status,
         "explanation": explanation,
+        "fast_outliers": fast_over,
+        "fast_note": fast_note,
     }
 
 
@@ -769,8 +922,11 @@ def verdict(summary: dict) -> dict:
 
     problem: roundtrip p95 bad, latency p95 slow, reconnections at network problems or worse,
     more than 5 % of turns failed, or intent accuracy below 90 %. warning: the band just above
-    those, any failure, accuracy below 98 %, a load generator that fell behind, or exceptions
-    in user code. Otherwise ok.
+    those, any failure, accuracy below 98 %, a load generator that fell behind, exceptions
+    in user code, harness errors, or no real-time turn at all. Otherwise ok.
+
+    Everything is judged on real-time turns; the line ends by saying how many fast-paced turns
+    it left out (and how many of those failed), which are shown apart.
     """
     problems: list[str] = []
     warnings: list[str] = []
@@ -784,7 +940,9 @@ def verdict(summary: dict) -> dict:
         elif band in _WARN_BANDS[metric]:
             warnings.append(described)
     run = summary["run"]
-    rate, failed = run.get("failure_rate"), run.get("failed") or 0
+    # Real-time turns only (a fast turn's failures are shown in its own section).
+    paced = run.get("realtime") or run
+    rate, failed = paced.get("failure_rate"), paced.get("failed") or 0
     if failed:
         top = summary["diagnoses"][0]["code"] if summary["diagnoses"] else None
         text = f"{failed} failed ({rate:.1%}{', mostly ' + top if top else ''})"
@@ -806,6 +964,11 @@ def verdict(summary: dict) -> dict:
     exceptions = sum(e["count"] for e in summary["locust"]["exceptions"])
     if exceptions:
         warnings.append(f"{exceptions} exception(s) in user code")
+    if run.get("realtime", {}).get("turns") == 0:
+        warnings.append("no real-time turn to band (every turn was fast-paced)")
+    broken = summary.get("harness_errors", {}).get("count") or 0
+    if broken:
+        warnings.append(f"{broken} harness error(s): bugs in the harness, not the gateway; read the logged traceback")
     level = "problem" if problems else "warning" if warnings else "ok"
     good = []
     for metric in (bands.ROUNDTRIP, bands.LATENCY):
@@ -817,11 +980,18 @@ def verdict(summary: dict) -> dict:
     if lateness == "kept up":
         good.append("load generator kept up")
     parts = problems + warnings if level != "ok" else good
+    text = f"{level.upper()}: " + ("; ".join(parts) if parts else "nothing measured")
+    fast = summary.get("fast", {})
+    left_out = fast.get("turns") or 0
+    if left_out:
+        failed_fast = f", {fast['failed']} of them failed" if fast.get("failed") else ""
+        text += f" (on real-time turns; {left_out} fast-paced turn(s) left out{failed_fast}: shown apart)"
     return {
         "level": level,
         "problems": problems,
         "warnings": warnings,
-        "text": f"{level.upper()}: " + ("; ".join(parts) if parts else "nothing measured"),
+        "fast_left_out": left_out,
+        "text": text,
     }
 
 

@@ -37,8 +37,17 @@ HISTORY_SUFFIX = "_stats_history.csv"
 FAILURES_SUFFIX = "_failures.csv"
 EXCEPTIONS_SUFFIX = "_exceptions.csv"
 # Longest first, so "run_stats_history.csv" is not read as prefix "run_stats_history".
-RUN_STATUS_SUFFIX = "_run.json"  # written by locustfiles/voice_run_status.py
-SUFFIXES = (HISTORY_SUFFIX, EXCEPTIONS_SUFFIX, FAILURES_SUFFIX, STATS_SUFFIX, TURNS_SUFFIX, RUN_STATUS_SUFFIX)
+RUN_STATUS_SUFFIX = "_run.json"  # written by voiceharness/locust/run_status.py
+RESOURCES_SUFFIX = "_resources.csv"  # written by voiceharness/locust/resources.py
+SUFFIXES = (
+    HISTORY_SUFFIX,
+    EXCEPTIONS_SUFFIX,
+    FAILURES_SUFFIX,
+    STATS_SUFFIX,
+    TURNS_SUFFIX,
+    RUN_STATUS_SUFFIX,
+    RESOURCES_SUFFIX,
+)
 
 STATS_COLUMNS = (
     "Type",
@@ -53,6 +62,11 @@ STATS_COLUMNS = (
 HISTORY_COLUMNS = ("Timestamp", "User Count", "Name", "Requests/s", "Failures/s")
 FAILURES_COLUMNS = ("Method", "Name", "Error", "Occurrences")
 EXCEPTIONS_COLUMNS = ("Count", "Message", "Traceback")
+# The resource samples. Text columns are named here (gateway_scope says what the gateway's figures
+# count: "process tree" or "main process"); every other column (gateway_cpu_percent, gateway_rss_mb,
+# and whatever gateway_* variants a newer sampler adds) is read as a number.
+RESOURCES_COLUMNS = ("timestamp", "worker", "worker_cpu_percent", "worker_rss_mb")
+RESOURCES_TEXT_COLUMNS = ("worker", "gateway_scope")
 
 # Turn-record columns the analysis needs; the rest of voiceharness.turns.COLUMNS are read if there.
 TURNS_TEXT_COLUMNS = ("worker", "utterance_id", "expected_intent", "intent", "failure")
@@ -65,10 +79,29 @@ TURNS_NUMBER_COLUMNS = (
     "chunks_sent",
     "chunks_received",
     "reconnections",
-    "send_lateness_p99_ms",
     "send_lateness_max_ms",
 )
-TURNS_OPTIONAL_NUMBER_COLUMNS = ("intent_ms", "reply_ms", "connect_ms", "confidence", "uplink_backlog_ms")
+# Read when the file has them: older files lack the newer columns (and a column the analysis no
+# longer reads, such as the per-turn send_lateness_p99_ms of older files, is simply ignored).
+TURNS_OPTIONAL_NUMBER_COLUMNS = (
+    "intent_ms",
+    "reply_ms",
+    "connect_ms",
+    "confidence",
+    "uplink_backlog_ms",
+    "audible_ms",
+    "reply_audio_ms",
+    "reply_sample_rate_hz",
+    "playback_stalls",
+)
+TURNS_OPTIONAL_TEXT_COLUMNS = (
+    "pace",
+    "dialect",
+    "reply_format",
+    "intent_source",
+    "audio_intent",
+    "failure_detail",
+)
 TURNS_NOT_EMPTY = ("timestamp", "success")
 
 _PERCENTILE_COLUMN = re.compile(r"^(\d+(?:\.\d+)?)%$")
@@ -108,9 +141,20 @@ class Turns:
 
     def failure_is(self, code: str) -> np.ndarray:
         """Boolean mask of the turns whose failure column equals ``code``."""
-        failure = self.texts["failure"]
-        matches = np.flatnonzero(failure.labels == code)
-        return np.isin(failure.codes, matches)
+        return self.text_is("failure", code)
+
+    def text(self, name: str) -> Categorical:
+        """A text column; one the file did not have reads as empty cells."""
+        column = self.texts.get(name)
+        if column is None:
+            return Categorical(np.zeros(len(self), dtype=np.int32), np.array([""], dtype=object))
+        return column
+
+    def text_is(self, name: str, *values: str) -> np.ndarray:
+        """Boolean mask of the turns whose text column ``name`` equals one of ``values``."""
+        column = self.text(name)
+        matches = np.flatnonzero(np.isin(column.labels, values))
+        return np.isin(column.codes, matches)
 
 
 @dataclass
@@ -160,6 +204,17 @@ class ExceptionRow:
 
 
 @dataclass
+class Resources:
+    """CPU and memory samples of the load generators (and of a local gateway), one row per sample."""
+
+    path: str
+    timestamp: np.ndarray
+    worker: np.ndarray  # object array of str: the load generator that took the sample
+    numbers: dict[str, np.ndarray]  # every other column, float64, NaN where empty
+    texts: dict[str, np.ndarray] = field(default_factory=dict)  # gateway_scope, when the file has it
+
+
+@dataclass
 class Run:
     prefix: str
     turns: Turns | None = None
@@ -168,6 +223,7 @@ class Run:
     failures: list[FailureRow] | None = None
     exceptions: list[ExceptionRow] | None = None
     status: dict | None = None  # PREFIX_run.json, when the harness wrote one
+    resources: Resources | None = None  # PREFIX_resources.csv, when the harness wrote one
     files: dict[str, str] = field(default_factory=dict)  # kind -> path that was read
     missing: list[str] = field(default_factory=list)  # paths looked for and not found
 
@@ -230,6 +286,10 @@ def read_run(
     if os.path.exists(status_path):
         run.status = read_run_status(status_path)
         present["run_status"] = status_path
+    resources_path = prefix + RESOURCES_SUFFIX
+    if os.path.exists(resources_path):
+        run.resources = read_resources(resources_path)
+        present["resources"] = resources_path
     run.files = present
     return run
 
@@ -456,6 +516,24 @@ def read_history(path: str, *, progress: str = "auto") -> History:
     return History(path=path, **arrays)
 
 
+def read_resources(path: str) -> Resources:
+    """The harness's ``_resources.csv``: CPU and RSS samples over time (may hold no sample yet)."""
+    what = "a resources CSV (_resources.csv)"
+    _check_text_file(path, what)
+    header = _header(path)
+    _check_columns(path, header, RESOURCES_COLUMNS, what)
+    texts = tuple(name for name in header if name in RESOURCES_TEXT_COLUMNS)
+    numbers = tuple(name for name in header if name not in RESOURCES_TEXT_COLUMNS)
+    frame = _read_frame(path, usecols=header, text=texts, numbers=numbers, progress="never", what=what)
+    return Resources(
+        path=path,
+        timestamp=frame["timestamp"],
+        worker=frame["worker"],
+        numbers={name: frame[name] for name in numbers if name != "timestamp"},
+        texts={name: frame[name] for name in texts if name != "worker"},
+    )
+
+
 # --- the harness's turns file -------------------------------------------------------------------
 
 
@@ -466,10 +544,11 @@ def read_turns(path: str, *, progress: str = "auto") -> Turns:
     header = _header(path)
     _check_columns(path, header, TURNS_TEXT_COLUMNS + TURNS_NUMBER_COLUMNS, what)
     numbers = TURNS_NUMBER_COLUMNS + tuple(c for c in TURNS_OPTIONAL_NUMBER_COLUMNS if c in header)
+    texts = TURNS_TEXT_COLUMNS + tuple(c for c in TURNS_OPTIONAL_TEXT_COLUMNS if c in header)
     frame = _read_frame(
         path,
-        usecols=TURNS_TEXT_COLUMNS + numbers,
-        text=TURNS_TEXT_COLUMNS,
+        usecols=texts + numbers,
+        text=texts,
         numbers=numbers,
         progress=progress,
         what=what,
@@ -478,7 +557,7 @@ def read_turns(path: str, *, progress: str = "auto") -> Turns:
     turns = Turns(
         path=path,
         numbers={name: frame[name] for name in numbers},
-        texts={name: frame[name] for name in TURNS_TEXT_COLUMNS},
+        texts={name: frame[name] for name in texts},
     )
     if not len(turns):
         raise AnalysisError(

@@ -10,11 +10,12 @@ from __future__ import annotations
 import base64
 import os
 from dataclasses import dataclass
+from datetime import datetime
 
 import jinja2
 
 from analysis import plots
-from analysis.metrics import band_ranges
+from analysis.metrics import band_ranges, split_turns
 from analysis.readers import Run
 from analysis.terminal import number, percent
 
@@ -37,17 +38,24 @@ def draw_plots(run: Run, summary: dict) -> list[Plot]:
     """Every plot of one run; a plot the run has no data for carries the reason instead."""
     turns = run.turns
     no_turns = "needs the turns file (Locust's CSVs hold no per-turn values)"
+    counted, realtime, _ = split_turns(turns) if turns is not None else (None, None, None)
     return [
         _plot(
             "roundtrip",
             "Roundtrip over time",
-            plots.roundtrip_over_time(turns) if turns is not None else None,
-            no_turns if turns is None else "no turn had a roundtrip (no reply audio)",
+            plots.roundtrip_over_time(counted) if counted is not None else None,
+            no_turns if turns is None else "no real-time turn had a roundtrip (no reply audio)",
+        ),
+        _plot(
+            "audible",
+            "Roundtrip and time to the first audible reply",
+            plots.audible_distribution(counted) if counted is not None else None,
+            no_turns if turns is None else "no turn recorded when its reply became audible (audible_ms)",
         ),
         _plot(
             "latency",
             "Latency histogram and CDF",
-            plots.latency_distribution(turns.numbers["ping_ms"]) if turns is not None else None,
+            plots.latency_distribution(realtime.numbers["ping_ms"]) if realtime is not None else None,
             no_turns if turns is None else "no ping was measured",
         ),
         _plot(
@@ -60,21 +68,40 @@ def draw_plots(run: Run, summary: dict) -> list[Plot]:
             "intent",
             "Intent accuracy per utterance",
             plots.intent_per_utterance(summary["intent"]),
-            "no turn had an expected intent",
+            plots.intent_summary_line(summary["intent"]),
         ),
         _plot(
             "chunks",
             "Audio chunks",
-            plots.chunks_distribution(turns) if turns is not None else None,
+            plots.chunks_distribution(realtime) if realtime is not None else None,
             no_turns if turns is None else "no turn streamed audio",
         ),
         _plot(
             "reconnections",
             "Reconnections",
-            plots.reconnections_distribution(turns) if turns is not None else None,
+            plots.reconnections_distribution(realtime) if realtime is not None else None,
             no_turns if turns is None else "no reconnection counts recorded",
         ),
+        _plot(
+            "resources",
+            "CPU and memory over time",
+            plots.resources_over_time(run.resources),
+            "no _resources.csv for this run" if run.resources is None else "_resources.csv holds no sample",
+        ),
     ]
+
+
+def run_title(summary: dict) -> str:
+    """What a page is about: the run's target (or its files) and when it ran."""
+    run = summary["run"]
+    where = run.get("target") or run["prefix"]
+    start = run.get("start")
+    when = ""
+    if start:
+        moment = datetime.fromisoformat(start)
+        when = moment.strftime("%Y-%m-%d %H:%M UTC")
+    dialects = [d for d in run.get("dialects") or [] if d != "reference"]
+    return " ".join(part for part in (where, f"({', '.join(dialects)} dialect)" if dialects else "", when and f"at {when}") if part)
 
 
 def environment() -> jinja2.Environment:
@@ -95,9 +122,12 @@ def render(
     runs: list[tuple[Run, dict]], checks: list | None = None, comparisons: list[dict] | None = None
 ) -> str:
     """The page for one run, or several with their comparisons to the first."""
-    sections = [{"summary": summary, "plots": draw_plots(run, summary)} for run, summary in runs]
+    sections = [
+        {"summary": summary, "plots": draw_plots(run, summary), "title": run_title(summary)} for run, summary in runs
+    ]
     template = environment().get_template("report.html.j2")
     return template.render(
+        title=" vs ".join(section["title"] for section in sections),
         sections=sections,
         checks=checks or [],
         comparisons=comparisons or [],

@@ -1,8 +1,10 @@
 """The summary as plain text for a terminal or a CI log (no colours, no width tricks).
 
 :func:`render` prints the sections in the order a person reads after a run: what was read,
-the four documented metrics with their bands, timings, intent accuracy, diagnoses, Locust's
-own failures, whether the load generator kept up, and the one-line verdict last.
+the four documented metrics with their bands (real-time turns; the time to an audible reply
+beside the roundtrip), timings, the fast-paced turns apart, intent accuracy and how it was
+judged, the replies, diagnoses, harness errors, Locust's own failures, CPU and memory, whether
+the load generator kept up and the link carried the audio, and the one-line verdict last.
 """
 
 from __future__ import annotations
@@ -55,13 +57,23 @@ def percent(value: float | None, digits: int = 1) -> str:
 
 
 def render(summary: dict, *, all_rows: bool = False) -> str:
+    metrics = summary["metrics"]
     sections = [
         _run(summary["run"]),
-        *(_metric(name, entry) for name, entry in summary["metrics"].items()),
+        *(
+            _metric(name, entry) + (_audible(summary.get("audible") or {}) if name == "roundtrip" else "")
+            for name, entry in metrics.items()
+        ),
         _timings(summary["timings"]),
+        _fast(summary.get("fast") or {}),
         _intent(summary["intent"], all_rows),
+        _intent_sources(summary.get("intent_sources") or {}, summary["intent"]),
+        _judge(summary.get("judge") or {}),
+        _replies(summary.get("replies")),
         _diagnoses(summary["diagnoses"]),
+        _harness_errors(summary.get("harness_errors") or {}),
         _locust(summary["locust"]),
+        _resources(summary.get("resources") or {}),
         _lateness(summary["send_lateness"]),
         _uplink(summary.get("uplink_backlog", {})),
         "verdict: " + summary["verdict"]["text"],
@@ -71,6 +83,8 @@ def render(summary: dict, *, all_rows: bool = False) -> str:
 
 def _run(run: dict) -> str:
     lines = [f"Run {run['prefix']}"]
+    if run.get("target"):
+        lines[0] += f" against {run['target']}"
     if run["mode"] == "turns":
         duration = run.get("duration_s") or 0
         rate = run.get("turns_per_s")
@@ -79,6 +93,15 @@ def _run(run: dict) -> str:
             f"{run['workers']} worker(s), {run['users']} user(s), {duration:.1f} s"
             + (f", {rate:.1f} turns/s" if rate else "")
         )
+        realtime, fast = run.get("realtime") or {}, run.get("fast") or {}
+        if fast.get("turns"):
+            lines.append(
+                f"  {realtime['turns']} real-time ({realtime['failed']} failed), {fast['turns']} fast-paced "
+                f"({fast['failed']} failed): every figure below is over the real-time turns; fast-paced turns "
+                "are shown apart"
+            )
+        if run.get("dialects") and run["dialects"] != ["reference"]:
+            lines.append(f"  dialect: {', '.join(run['dialects'])}")
     else:
         lines.append(
             f"  {run['requests']} Locust requests, {run['failed']} failed ({percent(run['failure_rate'])})"
@@ -91,6 +114,11 @@ def _run(run: dict) -> str:
     lines.append(f"  percentiles: {run['percentile_source']}")
     if run.get("cut_short_note"):
         lines.append(f"  {run['cut_short_note']}")
+    if run.get("harness_errors"):
+        lines.append(
+            f"  {run['harness_errors']} turn(s) ended in harness_error (a bug in the harness): not counted as the "
+            "gateway's; see Harness errors"
+        )
     if run["missing"]:
         lines.append("  not found: " + ", ".join(run["missing"]))
     return "\n".join(lines)
@@ -123,24 +151,71 @@ def _metric(name: str, entry: dict) -> str:
     return "\n".join(lines)
 
 
+def _audible(audible: dict) -> str:
+    """The time to an audible reply, printed under the roundtrip's band table."""
+    if not audible.get("count"):
+        return ""
+    p, lead = audible["percentiles"], audible["lead"]
+    return (
+        "\n  audible reply: "
+        + "  ".join(f"{k} {number(p[k])}" for k in ("p50", "p90", "p95", "p99", "max"))
+        + f" ms  ({audible['count']} turns; {audible['definition']})"
+        + f"\n  audible - roundtrip: p50 {number(lead['p50'])} ms, p95 {number(lead['p95'])} ms, "
+        f"max {number(lead['max'])} ms (leading silence of the reply; not banded)"
+    )
+
+
 def _timings(timings: dict) -> str:
-    if not timings:
+    shown = [entry for entry in timings.values() if entry.get("count", 1)]
+    if not shown:
         return ""
     rows = [
         [entry["title"], *(number(entry[k]) for k in ("p50", "p90", "p95", "p99", "max"))]
-        for entry in timings.values()
+        for entry in shown
     ]
-    return "Other timings (ms, no documented bands)\n" + table(
+    return "Other timings (ms, no documented bands; real-time turns)\n" + table(
         ["timing", "p50", "p90", "p95", "p99", "max"], rows
     )
+
+
+def _fast(fast: dict) -> str:
+    if not fast.get("turns"):
+        return ""
+    lines = [
+        (
+            f"Fast-paced turns, apart: {fast['turns']} ({fast['succeeded']} ok, {fast['failed']} failed, "
+            f"{percent(fast['failure_rate'])})"
+        ),
+        f"  {fast['note']}",
+    ]
+    rows = [["roundtrip", *(number(fast["roundtrip"][k]) for k in ("p50", "p90", "p95", "p99", "max"))]]
+    for entry in fast["timings"].values():
+        if entry.get("count", 1):
+            rows.append([entry["title"], *(number(entry[k]) for k in ("p50", "p90", "p95", "p99", "max"))])
+    lines.append(table(["timing (ms)", "p50", "p90", "p95", "p99", "max"], rows))
+    intent = fast["intent"]
+    if intent["turns"]:
+        lines.append(
+            f"  intent accuracy {percent(intent['accuracy'], 2)} ({intent['correct']}/{intent['turns']} judged turns"
+            + (f"; {intent['not_judged']['turns']} not judged" if intent["not_judged"]["turns"] else "")
+            + ")"
+        )
+    for d in fast["diagnoses"]:
+        lines.append(f"  {d['count']:>7}  {d['code']}: {d['headline']}: {d['finding']}")
+    return "\n".join(lines)
 
 
 def _intent(intent: dict, all_rows: bool) -> str:
     if not intent.get("turns"):
         return "Intent accuracy\n  no turns with an expected intent"
+    judged = " judged" if "not_judged" in intent else ""
     lines = [
-        f"Intent accuracy: {percent(intent['accuracy'], 2)} ({intent['correct']}/{intent['turns']} turns)"
+        f"Intent accuracy: {percent(intent['accuracy'], 2)} ({intent['correct']}/{intent['turns']}{judged} turns)"
     ]
+    left_out = intent.get("not_judged") or {}
+    if left_out.get("turns"):
+        reasons = ", ".join(f"{r['turns']} {r['reason']}" for r in left_out["reasons"])
+        lines.append(f"  not judged, so not counted: {left_out['turns']} turn(s) ({reasons})")
     if intent.get("note"):
         lines.append(f"  note: {intent['note']}")
     if intent["per_intent"]:
@@ -152,7 +227,12 @@ def _intent(intent: dict, all_rows: bool) -> str:
             "  per expected intent",
             table(["intent", "turns", "correct", "accuracy", "precision"], rows, "    "),
         ]
-    utterances = intent["per_utterance"]
+    every = intent["per_utterance"]
+    # Rows at 100 % say nothing a count does not (--all prints them).
+    utterances = every if all_rows else [r for r in every if r["accuracy"] < 1.0]
+    perfect = sum(r["accuracy"] >= 1.0 for r in every)
+    if perfect and not all_rows:
+        lines.append(f"  {perfect} of {len(every)} utterances at 100 %" + ("" if utterances else " (all of them)"))
     shown = utterances if all_rows else utterances[:MAX_UTTERANCES]
     rows = [
         [
@@ -164,10 +244,11 @@ def _intent(intent: dict, all_rows: bool) -> str:
         ]
         for r in shown
     ]
-    lines += [
-        "  per utterance (worst first)",
-        table(["utterance", "expected", "turns", "accuracy", "most common wrong"], rows, "    "),
-    ]
+    if rows:
+        lines += [
+            "  per utterance (worst first)" + ("" if all_rows else ", below 100 %"),
+            table(["utterance", "expected", "turns", "accuracy", "most common wrong"], rows, "    "),
+        ]
     if len(shown) < len(utterances):
         lines.append(f"    ... {len(utterances) - len(shown)} more (--all, or the HTML report)")
     confusion = intent["confusion"]
@@ -175,6 +256,101 @@ def _intent(intent: dict, all_rows: bool) -> str:
         headers = ["expected \\ got", *confusion["recognised"]]
         rows = [[e, *counts] for e, counts in zip(confusion["expected"], confusion["counts"])]
         lines += ["  confusion matrix (rows: expected, columns: recognised)", table(headers, rows, "    ")]
+    return "\n".join(lines)
+
+
+def _intent_sources(sources: dict, intent: dict) -> str:
+    if not sources.get("rows"):
+        return ""
+    rows = [[r["title"], r["turns"], percent(r["share"])] for r in sources["rows"]]
+    lines = ["Intent source (where each turn's intent came from)", table(["source", "turns", "share"], rows)]
+    by_source = intent.get("by_source") or []
+    if len(by_source) > 1:
+        rows = [[r["title"], r["turns"], r["correct"], percent(r["accuracy"], 2)] for r in by_source]
+        lines += ["  accuracy per source", table(["source", "turns", "correct", "accuracy"], rows, "    ")]
+    if sources.get("note"):
+        lines.append(f"  note: {sources['note']}")
+    return "\n".join(lines)
+
+
+def _judge(judged: dict) -> str:
+    if not judged.get("turns"):
+        return ""
+    lines = [
+        (
+            f"Reply judge against the metadata: agrees on {percent(judged['agreement'], 2)} "
+            f"({judged['agreed']}/{judged['turns']} turns judged both ways)"
+        )
+    ]
+    confusion = judged["confusion"]
+    headers = ["metadata \\ audio", *confusion["audio"]]
+    rows = [[m, *counts] for m, counts in zip(confusion["metadata"], confusion["counts"])]
+    lines += ["  confusion matrix (rows: metadata intent, columns: intent heard in the reply audio)",
+              table(headers, rows, "    ")]
+    return "\n".join(lines)
+
+
+def _replies(replies: dict | None) -> str:
+    if not replies:
+        return ""
+    lines = []
+    if replies["formats"]:
+        lines.append("  formats: " + ", ".join(f"{r['format']} {r['turns']}" for r in replies["formats"]))
+    if replies["sample_rates"]:
+        lines.append(
+            "  sample rates: " + ", ".join(f"{r['sample_rate_hz']} Hz {r['turns']}" for r in replies["sample_rates"])
+        )
+    if replies["audio_count"]:
+        p = replies["audio_ms"]
+        lines.append(
+            f"  audio duration: p50 {number(p['p50'])} ms, p95 {number(p['p95'])} ms, max {number(p['max'])} ms"
+        )
+    stalls = replies["playback_stalls"]
+    if stalls["turns"]:
+        lines.append(
+            f"  playback stalls (audio would have run out if played as it arrived): {stalls['stalled_turns']} of "
+            f"{stalls['turns']} streamed replies ({percent(stalls['share'])}), {stalls['total']} stalls, "
+            f"most in one reply {stalls['max']}"
+        )
+    return "Replies (real-time turns)\n" + "\n".join(lines) if lines else ""
+
+
+def _harness_errors(errors: dict) -> str:
+    if not errors.get("count"):
+        return ""
+    lines = [
+        f"Harness errors: {errors['count']} turn(s), counted apart (not the gateway's failures)",
+        f"  {errors['headline']}: {errors['finding']}",
+        f"  {errors['advice']}",
+    ]
+    lines += [f"  e.g. {example}" for example in errors["examples"]]
+    return "\n".join(lines)
+
+
+def _resources(resources: dict) -> str:
+    if not resources.get("samples"):
+        return ""
+    rows = [
+        [w["worker"], w["samples"], number(w["cpu_p50_percent"]), number(w["cpu_max_percent"]),
+         number(w["rss_max_mb"]), "SATURATED" if w["saturated"] else ""]
+        for w in resources["workers"]
+    ]
+    gateway = resources.get("gateway")
+    if gateway:
+        rows.append(["gateway", "", number(gateway["cpu_p50_percent"]), number(gateway["cpu_max_percent"]),
+                     number(gateway["rss_max_mb"]), ""])
+    lines = [
+        "CPU and memory (_resources.csv)",
+        table(["process", "samples", "CPU p50 %", "CPU max %", "RSS max MB", "note"], rows),
+    ]
+    if gateway:
+        lines.append(f"  gateway CPU: {gateway['counted']}")
+    if any(w["saturated"] for w in resources["workers"]):
+        lines.append(
+            f"  a load generator above {resources['saturated_percent']:g}% CPU sends late: add workers"
+        )
+    if resources.get("note"):
+        lines.append(f"  note: {resources['note']}")
     return "\n".join(lines)
 
 
@@ -214,10 +390,12 @@ def _lateness(lateness: dict) -> str:
     lines = [
         f"Send lateness (frame sent - frame due): {lateness['status'].upper()}",
         (
-            f"  per-turn p99 lateness: p50 {number(lateness['p50_ms'])} ms, p99 {number(lateness['p99_ms'])} ms; "
-            f"worst frame {number(lateness['max_ms'])} ms; {lateness['late_turns']} turn(s) "
-            f"over {lateness['warn_ms']:g} ms ({percent(lateness['late_share'])})"
+            f"  over turns of {lateness['per_turn']}: p50 {number(lateness['turn_max_p50_ms'])} ms, "
+            f"p99 {number(lateness['turn_max_p99_ms'])} ms; worst frame {number(lateness['max_ms'])} ms; "
+            f"{lateness['late_turns']} turn(s) with a frame over {lateness['warn_ms']:g} ms "
+            f"({percent(lateness['late_share'])})"
         ),
+        f"  judged by: {lateness['judged_by']}",
         f"  {lateness['explanation']}",
     ]
     for name, figures in lateness.get("frame_level", {}).items():
@@ -228,23 +406,29 @@ def _lateness(lateness: dict) -> str:
         )
     if len(lateness["per_worker"]) > 1:
         rows = [
-            [w["worker"], w["turns"], number(w["p99_ms"]), number(w["max_ms"])]
+            [w["worker"], w["turns"], number(w["frame_p99_ms"]), number(w["turn_max_p99_ms"]), number(w["max_ms"])]
             for w in lateness["per_worker"][:MAX_ROWS]
         ]
-        lines.append(table(["worker", "turns", "p99 ms", "max ms"], rows))
+        lines.append(table(["worker", "turns", "every frame p99 ms", "turns' latest frame p99 ms", "max ms"], rows))
     return "\n".join(lines)
 
 
 def _uplink(backlog: dict) -> str:
     if not backlog.get("turns"):
-        return ""  # older turns files have no such column; nothing to say
+        # older turns files have no such column: nothing to say, unless fast turns queued audio
+        return f"Uplink (audio unsent at end of speech): {backlog['fast_note']}" if backlog.get("fast_note") else ""
     figures = (
         f"  p50 {number(backlog['p50_ms'])} ms, p95 {number(backlog['p95_ms'])} ms, max {number(backlog['max_ms'])} ms; "
         f"{backlog['backlogged_turns']} turn(s) over {backlog['warn_ms']:g} ms"
     )
-    return "\n".join(
-        [f"Uplink (audio unsent at end of speech): {backlog['status'].upper()}", figures, f"  {backlog['explanation']}"]
-    )
+    lines = [
+        f"Uplink (audio unsent at end of speech, real-time turns): {backlog['status'].upper()}",
+        figures,
+        f"  {backlog['explanation']}",
+    ]
+    if backlog.get("fast_note"):
+        lines.append(f"  {backlog['fast_note']}")
+    return "\n".join(lines)
 
 
 def render_checks(checks: list) -> str:
@@ -262,6 +446,12 @@ def render_comparison(comparison: dict) -> str:
     ]
     if not comparison["exact"]:
         lines.append("  note: at least one run has no turns file; its percentiles are Locust's rounded ones")
+    left_out = comparison.get("fast_left_out") or {}
+    if left_out.get("baseline") or left_out.get("candidate"):
+        lines.append(
+            f"  real-time turns compared; fast-paced turns left out: baseline {left_out['baseline']}, "
+            f"candidate {left_out['candidate']}"
+        )
     rows = []
     for r in comparison["rows"]:
         delta = "-" if r["delta"] is None else f"{r['delta']:+.1f}"

@@ -105,21 +105,20 @@ def synthetic_turns(n: int, seed: int = 1, users: int = 1000, workers: int = 8) 
         "reply_audio_bytes": 64000,
         "reply_complete": (~failed).astype(int),
         "reconnections": np.minimum(rng.poisson(0.2, n), 12),
-        "send_lateness_p99_ms": np.round(lateness, 3),
         "send_lateness_max_ms": np.round(lateness * 2.5, 3),
         "uplink_backlog_ms": np.where(rng.random(n) < 0.02, 64.031, 0.0),  # a link that keeps up
-        "pace": "realtime",
+        "pace": np.where(rng.random(n) < 0.05, "fast", "realtime"),  # the performance scenario mixed in
         "turn_ms": np.round(roundtrip + 1250, 3),
         "dialect": "reference",
-        "reply_format": "metadata+pcm",
+        "reply_format": np.where(failed, "", "metadata+pcm"),
         "intent_source": np.where(recognised == "", "", "metadata"),
         "audio_intent": "",
         "reply_transcript": "",
-        "reply_text": "Hello! I am Jarvis.",
-        "audible_ms": np.round(roundtrip + 12, 3),
-        "reply_audio_ms": 2000.0,
-        "reply_sample_rate_hz": 16000,
-        "playback_stalls": 0,
+        "reply_text": "",
+        "audible_ms": np.round(roundtrip + rng.uniform(20, 80, n), 3),
+        "reply_audio_ms": np.where(failed, np.nan, np.round(rng.uniform(900, 2500, n), 3)),
+        "reply_sample_rate_hz": np.where(failed, 0, 16000),
+        "playback_stalls": np.where(failed, np.nan, (rng.random(n) < 0.01).astype(float)),
     }
     # A column added to the record later than this list gets the record's own default.
     defaults = TurnRecord()

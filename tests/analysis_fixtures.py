@@ -40,8 +40,25 @@ def make_records(
     workers: int = 2,
     users: int = 10,
     lateness_ms: float = 1.5,
+    fast_share: float = 0.0,
+    fast_roundtrip_ms: float | None = None,
+    audible_lead_ms: float | None = 60.0,
+    audio_judged_share: float = 0.0,
+    cross_checked_share: float = 0.0,
+    judge_wrong_share: float = 0.0,
+    stall_share: float = 0.0,
+    harness_error_share: float = 0.0,
 ) -> list[TurnRecord]:
-    """Realistic turn records: lognormal roundtrips, a few wrong intents and failed turns."""
+    """Realistic turn records: lognormal roundtrips, a few wrong intents and failed turns.
+
+    The newer columns are filled as a client that writes them would: ``fast_share`` of the turns
+    are fast-paced (roundtrip ``fast_roundtrip_ms``, default a third of a real-time one),
+    ``audible_ms`` trails the roundtrip by ``audible_lead_ms`` (None: not recorded),
+    ``audio_judged_share`` of the turns have their intent from the reply audio alone (no metadata),
+    ``cross_checked_share`` of the metadata turns were also judged by ear, ``judge_wrong_share`` of
+    those heard another intent, ``stall_share`` of the streamed replies stalled, and
+    ``harness_error_share`` of the turns were broken by the harness itself.
+    """
     rng = random.Random(seed)
     records = []
     for i in range(n):
@@ -50,14 +67,18 @@ def make_records(
         failed = rng.random() < fail_share
         wrong = not failed and rng.random() < wrong_share
         intent = expected if not wrong else ("UNKNOWN" if expected != "ECHO" else "GREETING")
+        fast = rng.random() < fast_share
         rt = roundtrip_ms if roundtrip_ms is not None else rng.lognormvariate(math.log(180), 0.5)
+        if fast:
+            rt = fast_roundtrip_ms if fast_roundtrip_ms is not None else rt / 3
+        by_ear = rng.random() < audio_judged_share
         record = TurnRecord(
             timestamp=start + i * 0.05,
             worker=f"host:{100 + user % workers}",
             user=user,
             connection_id=f"c{user}",
             turn_index=i // users,
-            scenario="basic",
+            scenario="performance" if fast else "basic",
             utterance_id=utterance,
             expected_intent=expected,
             intent=intent,
@@ -78,18 +99,40 @@ def make_records(
             reconnections=min(reconnections_max, i // (n // (reconnections_max + 1) or 1))
             if user == 0
             else 0,
-            send_lateness_p99_ms=rng.uniform(0.2, lateness_ms),
-            send_lateness_max_ms=lateness_ms * 2,
+            send_lateness_max_ms=rng.uniform(0.2, lateness_ms) * 2,
+            pace="fast" if fast else "realtime",
+            reply_format="wav" if by_ear else "metadata+pcm",
+            intent_source="audio" if by_ear else "metadata",
+            audible_ms=math.nan if audible_lead_ms is None else rt + audible_lead_ms,
+            reply_audio_ms=rng.uniform(900, 2100),
+            reply_sample_rate_hz=22050 if by_ear else 16000,
+            playback_stalls=None if by_ear else int(rng.random() < stall_share),
         )
+        if by_ear:
+            record.audio_intent = intent
+        elif rng.random() < cross_checked_share:
+            heard_wrong = rng.random() < judge_wrong_share
+            record.audio_intent = ("UNKNOWN" if intent != "UNKNOWN" else "GREETING") if heard_wrong else intent
         if failed:
             record.success = False
             record.failure = rng.choice(["no_intent", "no_audio_tts", "connection_refused"])
             record.intent = "" if record.failure != "no_audio_tts" else expected
+            record.intent_source = "metadata" if record.intent else ""
+            record.audio_intent = ""
             record.roundtrip_ms = math.nan
+            record.audible_ms = math.nan
             record.reply_ms = math.nan
+            record.reply_audio_ms = math.nan
+            record.reply_format = "metadata" if record.intent else ""
+            record.playback_stalls = None
             if record.failure == "connection_refused":
                 record.chunks_sent = 0
                 record.ping_ms = math.nan
+        elif rng.random() < harness_error_share:
+            record.success = False
+            record.failure = "harness_error"
+            record.failure_detail = "TypeError: unsupported operand type(s) for -: 'float' and 'NoneType'"
+            record.roundtrip_ms = record.audible_ms = record.reply_ms = math.nan
         records.append(record)
     return records
 

@@ -43,3 +43,19 @@ def test_chunks_get_longer_or_shorter_not_worse():
 def test_missing_value_is_not_compared():
     row = compare.compare_values("chunks", "p50", None, 150.0)
     assert row["delta"] is None and not row["moved"]
+
+
+def test_the_audible_time_is_compared_and_fast_turns_left_out_are_said(tmp_path):
+    def summary(name, lead_ms, fast_share):
+        prefix = str(tmp_path / name)
+        write_turns(prefix, make_records(300, roundtrip_ms=300.0, audible_lead_ms=lead_ms, fast_share=fast_share,
+                                         fail_share=0.0))
+        return metrics.summarize(readers.read_run(prefix))
+
+    result = compare.compare(summary("base", 50.0, 0.0), summary("cand", 250.0, 0.2))
+    row = next(r for r in result["rows"] if r["metric"] == "audible" and r["stat"] == "p95")
+    assert (row["baseline"], row["candidate"]) == (350.0, 550.0)
+    assert row["direction"] == "worse" and row["moved"] and row["baseline_band"] is None
+    assert result["fast_left_out"]["baseline"] == 0 and result["fast_left_out"]["candidate"] > 0
+    roundtrip = next(r for r in result["rows"] if r["metric"] == "roundtrip" and r["stat"] == "p50")
+    assert roundtrip["candidate"] == 300.0  # the fast turns' shorter roundtrips are not pooled in

@@ -121,3 +121,47 @@ def test_the_uplink_backlog_can_gate_a_run(tmp_path):
     checks = gate.evaluate(gate.parse_all(["uplink_backlog.p50<64", "uplink_backlog.p95<100ms"]), summary)
     assert [c.passed for c in checks] == [True, False]
     assert "300 ms" in gate.format_value("uplink_backlog.p95", summary["uplink_backlog"]["p95_ms"])
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("harness_errors.count<=0", "harness_errors.count"),
+        ("audible.p95<800ms", "audible.p95"),
+        ("judge.agreement>=98%", "judge.agreement"),
+        ("fast.failures.rate<0.01", "fast.failures.rate"),
+        ("fast.roundtrip.p95<300", "fast.roundtrip.p95"),
+        ("intent.not_judged<=10", "intent.not_judged"),
+    ],
+)
+def test_the_newer_figures_can_be_named_in_a_gate(text, name):
+    assert gate.parse(text).name == name
+
+
+def test_harness_errors_audible_and_the_judge_gate_a_run(tmp_path):
+    records = make_records(300, roundtrip_ms=300.0, audible_lead_ms=400.0, cross_checked_share=1.0,
+                           judge_wrong_share=0.1, harness_error_share=0.02, fail_share=0.0, wrong_share=0.0)
+    broken = sum(r.failure == "harness_error" for r in records)
+    prefix = str(tmp_path / "run")
+    write_turns(prefix, records)
+    summary = metrics.summarize(readers.read_run(prefix))
+    checks = gate.evaluate(
+        gate.parse_all(["harness_errors.count<=0", "audible.p95<800", "audible.p95<600", "judge.agreement>=0.98",
+                        "failures.count==0"]),
+        summary,
+    )
+    assert [c.passed for c in checks] == [False, True, False, False, True]
+    assert f"harness_errors.count = {broken}" in checks[0].message and broken > 0
+    assert "700 ms" in checks[1].message
+    assert "judge.agreement = 0.9" in checks[3].message
+
+
+def test_failure_gates_count_real_time_turns_and_fast_ones_have_their_own(tmp_path):
+    records = make_records(200, fast_share=0.3, fail_share=0.0, wrong_share=0.0)
+    for record in [r for r in records if r.pace == "fast"][:4]:
+        record.success, record.failure = False, "no_intent"
+    prefix = str(tmp_path / "run")
+    write_turns(prefix, records)
+    summary = metrics.summarize(readers.read_run(prefix))
+    checks = gate.evaluate(gate.parse_all(["failures.count==0", "fast.failures.count==4", "turns.count==200"]), summary)
+    assert [c.passed for c in checks] == [True, True, True]

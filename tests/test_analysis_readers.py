@@ -184,3 +184,67 @@ def test_unreadable_file_is_reported(turns_prefix):
         pytest.skip("root reads any file")
     os.chmod(turns_prefix + "_turns.csv", 0)
     expect_error(lambda: readers.read_run(turns_prefix), "_turns.csv", "cannot be read")
+
+
+# --- the newer turn columns, older files, and the resources file ------------------------------
+
+
+def test_a_turns_file_without_the_per_turn_p99_column_is_read(turns_prefix):
+    """The record no longer has send_lateness_p99_ms (it was the max under 100 frames)."""
+    header = Path(turns_prefix + "_turns.csv").read_text().splitlines()[0].split(",")
+    assert "send_lateness_p99_ms" not in header
+    turns = readers.read_turns(turns_prefix + "_turns.csv")
+    assert "send_lateness_p99_ms" not in turns.numbers and len(turns.numbers["send_lateness_max_ms"]) == 200
+
+
+def test_an_older_turns_file_with_the_p99_column_and_without_the_newer_ones_still_loads(tmp_path):
+    """A file written before the schema change: p99 column present, no pace/judge/audible columns."""
+    older = [c for c in COLUMNS if c not in ("pace", "dialect", "reply_format", "intent_source", "audio_intent",
+                                             "reply_transcript", "reply_text", "audible_ms", "reply_audio_ms",
+                                             "reply_sample_rate_hz", "playback_stalls")]
+    older.insert(older.index("send_lateness_max_ms"), "send_lateness_p99_ms")
+    lines = [",".join(older)]
+    for i in range(5):
+        row = {name: "" for name in older}
+        row.update(timestamp=str(1_700_000_000 + i), worker="h:1", user="0", utterance_id="u", expected_intent="ECHO",
+                   intent="ECHO", success="1", roundtrip_ms="210.5", ping_ms="3", chunks_sent="40",
+                   chunks_received="20", reconnections="0", send_lateness_p99_ms="2.0", send_lateness_max_ms="2.0")
+        lines.append(",".join(row[name] for name in older))
+    (tmp_path / "old_turns.csv").write_text("\n".join(lines) + "\n")
+    run = readers.read_run(str(tmp_path / "old"))
+    assert len(run.turns) == 5 and "pace" not in run.turns.texts
+    assert list(run.turns.text("pace").decode()) == [""] * 5  # a missing text column reads as empty cells
+    assert not run.turns.text_is("pace", "fast").any()
+
+
+def test_the_resources_file_is_read_with_whatever_gateway_columns_it_has(turns_prefix):
+    Path(turns_prefix + "_resources.csv").write_text(
+        "timestamp,worker,users,worker_cpu_percent,worker_rss_mb,gateway_cpu_percent,gateway_rss_mb,"
+        "gateway_tree_cpu_percent,gateway_tree_rss_mb\n"
+        "100.0,h:1,10,12.5,80.1,,120.0,,300.0\n"
+        "102.0,h:1,10,14.0,80.4,5.0,120.2,41.5,301.0\n"
+    )
+    run = readers.read_run(turns_prefix)
+    resources = run.resources
+    assert run.files["resources"].endswith("_resources.csv")
+    assert list(resources.worker) == ["h:1", "h:1"] and list(resources.timestamp) == [100.0, 102.0]
+    assert resources.numbers["gateway_tree_cpu_percent"][1] == 41.5
+    assert np.isnan(resources.numbers["gateway_cpu_percent"][0])
+
+
+def test_a_foreign_resources_file_is_refused_naming_it(turns_prefix):
+    Path(turns_prefix + "_resources.csv").write_text("a,b\n1,2\n")
+    expect_error(lambda: readers.read_run(turns_prefix), "_resources.csv", "not a resources CSV")
+
+
+def test_the_gateway_scope_column_is_read_as_text(turns_prefix):
+    """What the sampler writes today: gateway_scope says what the gateway's figures count."""
+    Path(turns_prefix + "_resources.csv").write_text(
+        "timestamp,worker,users,worker_cpu_percent,worker_rss_mb,gateway_cpu_percent,gateway_rss_mb,gateway_scope\n"
+        "100.0,h:1,10,12.5,80.1,,120.0,process tree\n"
+        "102.0,h:1,10,14.0,80.4,48.5,300.2,process tree\n"
+        "104.0,h:1,10,14.0,80.4,,,\n"
+    )
+    resources = readers.read_run(turns_prefix).resources
+    assert list(resources.texts["gateway_scope"]) == ["process tree", "process tree", ""]
+    assert resources.numbers["gateway_cpu_percent"][1] == 48.5

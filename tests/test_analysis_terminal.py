@@ -64,6 +64,54 @@ def test_the_uplink_section_appears_when_the_turns_carry_the_backlog(tmp_path, s
         record.uplink_backlog_ms = 640.0
     write_turns(tmp_path / "slow", records)
     text = terminal.render(metrics.summarize(readers.read_run(str(tmp_path / "slow"))))
-    assert "Uplink (audio unsent at end of speech): BACKLOGGED" in text
+    assert "Uplink (audio unsent at end of speech, real-time turns): BACKLOGGED" in text
     assert "p50 640 ms" in text and "256 kbit/s per user" in text
     assert "uplink slower than real time (median 640 ms" in text.splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def full_text(tmp_path_factory):
+    """A run with every newer figure: fast turns, harness errors, the judge, audible, stalls, resources."""
+    directory = tmp_path_factory.mktemp("full")
+    records = make_records(400, fast_share=0.15, harness_error_share=0.02, audio_judged_share=0.2,
+                           cross_checked_share=0.5, judge_wrong_share=0.1, stall_share=0.1)
+    write_turns(directory / "run", records)
+    (directory / "run_resources.csv").write_text(
+        "timestamp,worker,users,worker_cpu_percent,worker_rss_mb,gateway_cpu_percent,gateway_rss_mb\n"
+        "100,h:1,10,12.0,80,,120\n102,h:1,10,81.0,81,7.5,121\n"
+    )
+    return terminal.render(metrics.summarize(readers.read_run(str(directory / "run")))), records
+
+
+def test_fast_turns_are_printed_apart_and_the_verdict_counts_them_out(full_text):
+    text, records = full_text
+    fast = sum(r.pace == "fast" and r.failure != "harness_error" for r in records)
+    assert f"{fast} fast-paced" in text and "every figure below is over the real-time turns" in text
+    assert f"Fast-paced turns, apart: {fast} (" in text and "not banded" in text
+    assert f"{fast} fast-paced turn(s) left out" in text.splitlines()[-1]
+
+
+def test_send_lateness_says_it_aggregates_each_turns_latest_frame(full_text):
+    text, _ = full_text
+    assert "over turns of each turn's latest frame: p50" in text and "per-turn p99" not in text
+
+
+def test_judge_source_audible_replies_harness_errors_and_resources_are_printed(full_text):
+    text, records = full_text
+    assert "Intent source (where each turn's intent came from)" in text and "reply audio (the judge)" in text
+    assert "Reply judge against the metadata: agrees on " in text and "metadata \\ audio" in text
+    assert "audible reply: p50" in text and "audible - roundtrip: p50 60 ms" in text
+    assert "time to audible reply" in text and "reply audio duration" in text
+    assert "playback stalls" in text and "sample rates: 16000 Hz" in text and "22050 Hz" in text
+    broken = sum(r.failure == "harness_error" for r in records)
+    assert f"Harness errors: {broken} turn(s), counted apart" in text and "read the traceback" in text
+    assert "CPU and memory (_resources.csv)" in text and "SATURATED" in text
+    assert "gateway CPU: the gateway's main process only" in text
+
+
+def test_utterances_at_100_percent_are_counted_not_listed(tmp_path):
+    write_turns(tmp_path / "run", make_records(80, wrong_share=0.0, fail_share=0.0))
+    summary = metrics.summarize(readers.read_run(str(tmp_path / "run")))
+    text = terminal.render(summary)
+    assert "4 of 4 utterances at 100 % (all of them)" in text and "per utterance" not in text
+    assert "per utterance (worst first)" in terminal.render(summary, all_rows=True)

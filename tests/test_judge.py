@@ -110,10 +110,10 @@ def test_the_scenarios_own_check_runs_last_on_the_subject():
 
     record = TurnRecord(intent="GREETING", reply_text="Hello!")
     judge(record, audio_of(SPEECH), metadata(), Expectation(intent="GREETING", check=no_echo))
-    assert record.failure == "wrong_reply" and record.failure_detail == "too polite"
+    assert record.failure == "check_failed" and record.failure_detail == "too polite"
     record = TurnRecord(intent="GREETING")
     judge(record, audio_of(SPEECH), metadata(), Expectation(intent="GREETING", check=lambda turn: False))
-    assert record.failure == "wrong_reply"
+    assert record.failure == "check_failed"
 
 
 def test_listening_is_needed_only_where_it_decides_or_cross_checks():

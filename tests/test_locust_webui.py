@@ -6,7 +6,7 @@ engineer does: fill the start form, press Start, open the "Voice quality" tab, l
 download section, press Stop.
 
 Selectors are those of Locust 2.47's React UI: the form's inputs are named in camelCase
-(``userCount``, ``spawnRate``, and our options ``preset``, ``pace``, ``endMarker``...) and
+(``userCount``, ``spawnRate``, and our options ``preset``, ``pace``, ``dialect``...) and
 sit in a "Custom parameters" accordion; tabs are ``role=tab`` buttons.
 
 Set ``UPDATE_DOCS_SCREENSHOT=1`` to refresh ``docs/webui-voice-tab.png`` from the run.
@@ -267,7 +267,12 @@ def test_voice_tab_shows_bands_and_turn_records_of_a_run_started_from_the_form(s
             option.get_attribute("value") for option in Select(driver.find_element(By.NAME, "pace")).options
         ]
         assert paces == ["realtime", "fast"]
-        assert driver.find_element(By.NAME, "endMarker").get_attribute("type") == "checkbox"
+        dialects = [
+            option.get_attribute("value") for option in Select(driver.find_element(By.NAME, "dialect")).options
+        ]
+        assert sorted(dialects) == ["browser-tester", "reference", "smartjarvis"]
+        mic = [option.get_attribute("value") for option in Select(driver.find_element(By.NAME, "micDuringReply")).options]
+        assert {"open", "closed"} <= set(mic)
         for hidden in ("authToken", "turnsFile"):
             assert not driver.find_elements(By.NAME, hidden), f"{hidden} must not be in the web form"
 

@@ -202,6 +202,24 @@ def test_a_send_that_fails_ends_the_turn_as_recording_stopped():
     assert transport.session.state is protocol.ClientState.CLOSED
 
 
+def test_a_connection_that_drops_during_the_trailing_silence_ends_the_turn_once():
+    """The gateway went away while the microphone sent silence (the stream itself did not fail:
+    the session said stop): recording_stopped, and no mic left to close."""
+    transport = link(shape="none")
+    original = transport._gateway_gets
+
+    def drop_after_speech(message):
+        original(message)
+        if transport.frames_sent == 12:
+            transport.events.deliver(transport.session.connection_lost(transport.now, 1001, "going away"))
+
+    transport._gateway_gets = drop_after_speech
+    turn = run_turn(transport, plan(silence_frames=16), Expectation(intent="GREETING"), send_marker=False,
+                    clock=transport.clock)
+    assert turn.diagnosis == "recording_stopped" and turn.record.close_code == 1001
+    assert transport.frames_sent == 13  # the microphone stopped with the connection (after the 13th frame)
+
+
 def test_a_harness_bug_inside_the_turn_is_recorded_as_harness_error_and_raised():
     def broken_listen(*_args):
         raise ZeroDivisionError("a bug")

@@ -44,3 +44,12 @@ def test_a_row_missing_a_column_is_written_with_that_cell_empty(tmp_path):
         (read,) = list(csv.DictReader(file))
     assert list(read) == list(COLUMNS)
     assert read["transcript"] == "" and read["roundtrip_ms"] == "312.346" and read["success"] == "1"
+
+
+def test_no_per_turn_p99_send_lateness_column_only_the_latest_frame():
+    """Under 100 frames a per-turn p99 is the maximum: the record keeps the maximum, under its own name."""
+    assert "send_lateness_p99_ms" not in COLUMNS and "send_lateness_max_ms" in COLUMNS
+    record = TurnRecord(send_lateness_max_ms=4.25)
+    record.send_lateness_p99_ms = 4.25  # what protocol.py still sets until the lead drops that line
+    row = record_row(record)
+    assert list(row) == list(COLUMNS) and row["send_lateness_max_ms"] == 4.25

@@ -136,6 +136,11 @@ DIAGNOSES: dict[str, Diagnosis] = {
             ("gateway bug", "incompatible protocol version"), ("check the gateway's version and logs",),
         ),
         Diagnosis(
+            "check_failed", "Scenario check failed", "a check written in the scenario failed",
+            ("the reply differs from what the scenario expects",),
+            ("read the check's message in the log or the turns file",),
+        ),
+        Diagnosis(
             "harness_error", "Harness error", "the load harness itself failed during the turn",
             ("a bug in the harness or in a user's scenario code",),
             ("read the traceback logged once for it", "report it; not a gateway failure and not counted as one"),

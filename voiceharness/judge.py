@@ -20,7 +20,7 @@ this order, and writes the verdict into the turn's record:
    or this turn not in the sample) keeps ``intent_source`` empty: it counts as answered,
    and is left out of intent accuracy.
 5. The scenario's own expectation (a callable given to ``say(expect=...)``) last: a problem
-   it returns → ``wrong_reply``.
+   it returns → ``check_failed`` (as ``turn.failure(...)`` in a ``catch_response`` block).
 
 Nothing here does I/O or knows Locust; the listener's result is passed in.
 """
@@ -132,7 +132,7 @@ def judge(record: TurnRecord, audio: replies.ReplyAudio, metadata: replies.Metad
     if expectation.check is not None:
         problem = _run_check(expectation.check, record if subject is None else subject)
         if problem:
-            _fail(record, "wrong_reply", problem)
+            _fail(record, "check_failed", problem)
             return
     record.success = True
     record.failure = record.failure_detail = ""

@@ -242,12 +242,15 @@ def run_turn(
     try:
         try:
             report = transport.stream(plan)
-            backlog_ms = uplink.backlog_ms(transport.unsent_bytes(), plan.chunk_samples)
-            events.deliver(session.close_mic(clock(), chunks_sent=report.chunks_sent,
-                                             send_lateness_max_ms=report.send_lateness_max_ms,
-                                             uplink_backlog_ms=backlog_ms))
-            if send_marker and session.state is not protocol.ClientState.CLOSED:
-                transport.send_text(protocol.end_marker_message())
+            # The connection may have dropped while the microphone streamed: then the turn is
+            # already over (recording_stopped), and there is no mic to close nor marker to send.
+            if session.in_turn:
+                backlog_ms = uplink.backlog_ms(transport.unsent_bytes(), plan.chunk_samples)
+                events.deliver(session.close_mic(clock(), chunks_sent=report.chunks_sent,
+                                                 send_lateness_max_ms=report.send_lateness_max_ms,
+                                                 uplink_backlog_ms=backlog_ms))
+                if send_marker and session.state is not protocol.ClientState.CLOSED:
+                    transport.send_text(protocol.end_marker_message())
         except (ConnectionError, OSError) as error:  # the socket failed under us while streaming
             transport.abort(f"send failed: {error or type(error).__name__}")
         ended = _await_end(transport, clock)

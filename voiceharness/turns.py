@@ -31,6 +31,7 @@ class TurnRecord:
     turn_index: int = 0  # turn number within the user's life (0-based)
     scenario: str = ""
     utterance_id: str = ""
+    request_name: str = ""  # the name Locust's events carry (the utterance id, its intent, or say(name=...))
     expected_intent: str = ""
     intent: str = ""  # recognised intent, empty when none arrived
     confidence: float = math.nan
@@ -51,7 +52,9 @@ class TurnRecord:
     reply_audio_bytes: int = 0
     reply_complete: bool = False  # reply_end seen (or the inactivity gap closed a reply that had audio)
     reconnections: int = 0  # reconnects of this user's connection so far
-    send_lateness_p99_ms: float = math.nan  # p99 of (actual - due) send time of this turn's frames
+    # the latest of this turn's frames: max of (actual - due) send time. A per-turn p99 would be this
+    # same frame for any turn under 100 frames (every corpus utterance), so none is recorded; the
+    # frame-level percentiles are in PREFIX_run.json. Older files may still hold send_lateness_p99_ms.
     send_lateness_max_ms: float = math.nan
     # audio still unsent in the kernel's send queue when the last frame was handed over (a link
     # slower than real time: the roundtrip includes this much); NaN where the kernel cannot tell

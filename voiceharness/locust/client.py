@@ -62,6 +62,23 @@ class VoiceFailure(Exception):
     """A failed turn as Locust shows it in its failures table (message = the diagnosis)."""
 
 
+# Which event a failed turn fails (the others that were measured fire as successes).
+EVENT_OF_FAILURE = {
+    "no_intent": "intent",
+    "wrong_intent": "intent",
+    "unjudged": "intent",
+    "recording_stopped": "intent",
+    "dead_link": "intent",
+    "gateway_protocol": "intent",
+    "no_audio_tts": "roundtrip",
+    "silent_reply": "audible",
+    "incomplete_reply": "reply",
+    "wrong_reply": "reply",
+    "reply_mismatch": "reply",
+    "check_failed": "reply",
+}
+
+
 class VoiceClient:
     """The voice connection of one simulated user (see the module docstring)."""
 
@@ -78,7 +95,7 @@ class VoiceClient:
         self.outage_started: float | None = None  # monotonic s: first failed attempt or unclean drop
         self.pending_connect_ms = math.nan
         self.scenario = getattr(user, "scenario", "") or type(user).__name__
-        self._open_turn: tuple | None = None  # (what, scenario, pace, started_wall) until recorded
+        self._open_turn: tuple | None = None  # (what, scenario, pace, started_wall, name) until recorded
 
     @property
     def config(self):
@@ -171,44 +188,51 @@ class VoiceClient:
 
     # -- turns
     def say(self, what: Any, *, expect: str | Callable[[Turn], object] | None = None, pace: str | None = None,
-            catch_response: bool = False, name: str | None = None, scenario: str | None = None):
+            catch_response: bool = False, name: str | None = None, scenario: str | None = None,
+            voice: str | None = None, rate_wpm: int | None = None):
         """Say ``what`` and judge the reply; returns the :class:`Turn`, or with ``catch_response``
-        a context manager yielding it (events fire when the block ends)."""
+        a context manager yielding it (events fire when the block ends).
+
+        ``name``: the Locust request name (default: the utterance id, or its intent with
+        ``--stats-by intent``). ``voice``/``rate_wpm``: espeak-ng's voice and speed for plain text.
+        """
+        options = {"expect": expect, "pace": pace, "name": name, "scenario": scenario, "voice": voice,
+                   "rate_wpm": rate_wpm}
         if catch_response:
-            return self._say_caught(what, expect=expect, pace=pace, name=name, scenario=scenario)
-        turn = self._run(what, expect=expect, pace=pace, name=name, scenario=scenario)
-        self._report(turn.record, self._name(turn.record, name))
+            return self._say_caught(what, **options)
+        turn = self._run(what, **options)
+        self._report(turn.record, turn.record.request_name)
         return turn
 
     @contextlib.contextmanager
-    def _say_caught(self, what, *, expect, pace, name, scenario) -> Iterator[Turn]:
-        turn = self._run(what, expect=expect, pace=pace, name=name, scenario=scenario)
+    def _say_caught(self, what, **options) -> Iterator[Turn]:
+        turn = self._run(what, **options)
         try:
             yield turn
         except Exception as error:
             turn.failure(f"{type(error).__name__}: {error}")
             raise
         finally:
-            self._report(turn.record, self._name(turn.record, name))
+            self._report(turn.record, turn.record.request_name)
 
-    def _run(self, what, *, expect, pace, name, scenario) -> Turn:
+    def _run(self, what, *, expect, pace, name, scenario, voice, rate_wpm) -> Turn:
         config = self.config
         pace = pace or config.pace
         scenario = scenario or self.scenario
-        utterance = PROCESS.utterance(what)
+        utterance = PROCESS.utterance(what, voice=voice, rate_wpm=rate_wpm)
         started_wall = time.time()
         # From here on the turn ends in exactly one record: here, or in on_stop if the run ends first.
         run_status.turn_started()
-        self._open_turn = (utterance, scenario, pace, started_wall)
+        self._open_turn = (utterance, scenario, pace, started_wall, name)
         try:
             connection = self.connect()
         except ConnectionFailed as failure:
-            self._connection_failed(failure, utterance, scenario, pace, started_wall)
+            self._connection_failed(failure, utterance, scenario, pace, started_wall, name)
         except BaseException as error:  # the run ended (or a bug) while connecting
-            record = self._record_for(utterance, scenario, pace, started_wall)
+            record = self._record_for(utterance, scenario, pace, started_wall, name)
             code = "harness_error" if isinstance(error, Exception) else RUN_STOPPED
             record.failure, record.failure_detail = code, f"while connecting: {type(error).__name__}: {error}"
-            self._report(record, self._name(record, name))
+            self._report(record, record.request_name)
             raise
         expectation = self._expectation(utterance, expect)
         chunk = config.settings.chunk_samples
@@ -232,29 +256,29 @@ class VoiceClient:
             # run_turn ended the turn (harness_error, or run_stopped) before passing this on.
             ended = connection.events.take_ended()
             if ended is not None:
-                self._fill(ended.record, utterance, scenario, pace, started_wall)
-                self._report(ended.record, self._name(ended.record, name))
+                self._fill(ended.record, utterance, scenario, pace, started_wall, name)
+                self._report(ended.record, ended.record.request_name)
             if (ended is None or ended.ended_by == "abandoned") and not connection.closed.is_set():
                 # Interrupted mid-stream: a frame may be half written; the next turn starts afresh.
                 connection.close(protocol.CLOSE_INTERNAL_ERROR, "harness error")
             raise
         record = turn.record
-        self._fill(record, utterance, scenario, pace, started_wall)
+        self._fill(record, utterance, scenario, pace, started_wall, name)
         self.turns_on_connection += 1
         if PROCESS.saver is not None and len(turn.reply_samples):
             PROCESS.saver.save(f"{record.worker}:{record.user}:{record.turn_index}", record, utterance.text,
                                turn.reply_samples, turn.reply_sample_rate_hz)
         return turn
 
-    def _connection_failed(self, failure: ConnectionFailed, utterance, scenario, pace, started_wall) -> None:
+    def _connection_failed(self, failure: ConnectionFailed, utterance, scenario, pace, started_wall, name) -> None:
         """Record the turn that could not connect, then stop the user or wait the backoff."""
-        record = self._record_for(utterance, scenario, pace, started_wall)
+        record = self._record_for(utterance, scenario, pace, started_wall, name)
         record.failure, record.failure_detail = failure.diagnosis, str(failure)
         give_up = not failure.retryable or self.failed_connects > self.config.settings.max_retries
         if give_up and failure.retryable:
             record.failure = "connection_gave_up"
             record.failure_detail = f"{self.failed_connects} failed attempts; last: {failure.diagnosis}: {failure}"
-        self._report(record, self._name(record, None))
+        self._report(record, record.request_name)
         if give_up:
             PROCESS.logbook.error(f"User {self.number} stops: {PROCESS.explain_once(record.failure, record.failure_detail)}")
             raise StopUser()
@@ -271,12 +295,13 @@ class VoiceClient:
         return Expectation(intent=intent, reply_check=utterance.reply_check, request_text=utterance.text,
                            check=expect if callable(expect) else None)
 
-    def _record_for(self, utterance, scenario: str, pace: str, started_wall: float) -> TurnRecord:
+    def _record_for(self, utterance, scenario: str, pace: str, started_wall: float, name: str | None) -> TurnRecord:
         record = TurnRecord(utterance_id=utterance.id, expected_intent=utterance.expected_intent)
-        self._fill(record, utterance, scenario, pace, started_wall)
+        self._fill(record, utterance, scenario, pace, started_wall, name)
         return record
 
-    def _fill(self, record: TurnRecord, utterance, scenario: str, pace: str, started_wall: float) -> None:
+    def _fill(self, record: TurnRecord, utterance, scenario: str, pace: str, started_wall: float,
+              name: str | None) -> None:
         record.timestamp = started_wall
         record.worker = PROCESS.worker_name
         record.user = self.number
@@ -291,6 +316,7 @@ class VoiceClient:
         record.reply_text = logbook.transcript(record.reply_text)
         record.reply_transcript = logbook.transcript(record.reply_transcript)
         record.failure_detail = logbook.words(record.failure_detail)
+        record.request_name = self._name(record, name)
 
     def _name(self, record: TurnRecord, name: str | None) -> str:
         if name:
@@ -321,37 +347,33 @@ class VoiceClient:
             logbook.log("info", f"Roundtrip completed: {record.roundtrip_ms:.0f}ms", echo=False)
         fire = self.environment.events.request.fire
         failed_after = None if math.isnan(record.turn_ms) else record.turn_ms  # time to the deadline or the drop
-        headline = _headline(failure)
-        if record.intent_source or failure in ("no_intent", "unjudged", "recording_stopped", "dead_link",
-                                               "gateway_protocol", "incomplete_reply"):
-            intent_ok = bool(record.intent) and (record.intent == record.expected_intent or not record.expected_intent)
-            if record.intent:
-                message = None if intent_ok else f"expected {record.expected_intent}, got {record.intent}"
-            else:
-                message = headline
-            fire(request_type="intent", name=name,
-                 response_time=record.intent_ms if not math.isnan(record.intent_ms) else failed_after,
-                 response_length=0, exception=None if intent_ok else VoiceFailure(message), context={})
-        if not math.isnan(record.roundtrip_ms):
-            fire(request_type="roundtrip", name=name, response_time=record.roundtrip_ms,
-                 response_length=record.chunks_received, exception=None, context={})
-            audible_ok = not math.isnan(record.audible_ms)
-            fire(request_type="audible", name=name, response_time=record.audible_ms if audible_ok else failed_after,
-                 response_length=0, exception=None if audible_ok else VoiceFailure(headline or "no audible reply"),
-                 context={})
-            reply_ok = record.success or failure in ("wrong_intent", "unjudged")  # those fail the intent event
-            fire(request_type="reply", name=name, response_time=record.reply_ms,
-                 response_length=record.reply_audio_bytes,
-                 exception=None if reply_ok else VoiceFailure(f"{headline} ({record.failure_detail})"), context={})
-        elif failure and record.intent and record.intent == record.expected_intent:
-            fire(request_type="roundtrip", name=name, response_time=failed_after, response_length=0,
-                 exception=VoiceFailure(headline), context={})
+        blamed = EVENT_OF_FAILURE.get(failure, "reply") if failure else ""
+        # Locust groups its failures table by message: keep it to a bounded set (the details,
+        # which quote what was said, are in the turns file and the log).
+        message = _headline(failure)
+        if failure == "wrong_intent":
+            message += f" (expected {record.expected_intent}, got {record.intent})"
+        # Each timing measured fires its event; the turn's failure, if any, fails exactly one of
+        # them (the one its diagnosis is about), so Locust's failures count failed turns.
+        for kind, value_ms, length in (
+            ("intent", record.intent_ms, 0),
+            ("roundtrip", record.roundtrip_ms, record.chunks_received),
+            ("audible", record.audible_ms, 0),
+            ("reply", record.reply_ms, record.reply_audio_bytes),
+        ):
+            measured = not math.isnan(value_ms)
+            if kind == blamed:
+                fire(request_type=kind, name=name, response_time=value_ms if measured else failed_after,
+                     response_length=length, exception=VoiceFailure(message), context={})
+            elif measured:
+                fire(request_type=kind, name=name, response_time=value_ms, response_length=length,
+                     exception=None, context={})
 
     def on_stop(self) -> None:
         """The user is stopped: record the turn in progress (run_stopped), close the connection."""
         connection = self.connection
         if self._open_turn is not None:
-            utterance, scenario, pace, started_wall = self._open_turn
+            utterance, scenario, pace, started_wall, name = self._open_turn
             record = None
             if connection is not None:
                 for event in connection.session.abandon_turn(time.monotonic(), RUN_STOPPED,
@@ -361,8 +383,8 @@ class VoiceClient:
             if record is None:
                 record = TurnRecord(utterance_id=utterance.id, expected_intent=utterance.expected_intent,
                                     failure=RUN_STOPPED, failure_detail="the run ended while connecting")
-            self._fill(record, utterance, scenario, pace, started_wall)
-            self._report(record, record.utterance_id)
+            self._fill(record, utterance, scenario, pace, started_wall, name)
+            self._report(record, record.request_name)
         if connection is not None:
             connection.close(protocol.CLOSE_GOING_AWAY, "user stopped")
             self.connection = None

@@ -253,7 +253,7 @@ def print_help() -> None:
     from locust.argument_parser import get_empty_argument_parser
 
     parser = get_empty_argument_parser(add_help=False)
-    parser.prog = "locust -f locustfiles/voice.py"
+    parser.prog = "locust -f LOCUSTFILE (voice-locust for the built-in scenarios)"
     parser.description = "Options of the voice-gateway harness (besides Locust's own: locust --help)"
     add_voice_options(parser)
     parser.print_help()

@@ -30,7 +30,6 @@ import gevent.event
 import numpy as np
 from locust import events
 from locust.runners import MasterRunner
-from locust.user.task import filter_tasks_by_tags
 
 from voiceharness import diagnoses, guide
 from voiceharness.errors import HarnessError
@@ -265,7 +264,7 @@ def _on_init(environment, **_kwargs) -> None:
     turn_sink = records.install(environment, config.turns_file, monitor.rows)
     run_status.install(environment, csv_prefix=prefix, turns_file=config.turns_file,
                        records=lambda: turn_sink.received, lateness=PACER.stats.summary,
-                       worker_name=PROCESS.worker_name)
+                       worker_name=PROCESS.worker_name, target=config.settings.url, dialect=config.dialect.name)
     if not options.host and not options.voice_config:
         PROCESS.logbook.warning(f"No --host given: using the {options.preset} preset's {config.settings.url}")
     PROCESS.logbook.info(f"Voice harness: {config.settings.describe()}, dialect {config.dialect.name}, pace "
@@ -280,17 +279,23 @@ def _on_init(environment, **_kwargs) -> None:
 
 def _drop_users_without_tasks(environment) -> None:
     """With ``--tags``, a scenario class whose tasks are all filtered out would fail at spawn
-    ("No tasks defined"): filter now, as Locust will at start (filtering again is a no-op), and
-    run only the classes that keep a task. Before the first start, so the master's dispatcher
-    never sees them."""
+    ("No tasks defined"): run only the classes that keep a task. Decided before the first
+    start (the master's dispatcher takes its classes then) with the rule Locust filters by at
+    start: a task passes when it has one of the tags (``@tag`` sets ``locust_tag_set``) and none
+    of the excluded ones; a nested TaskSet is kept (Locust filters inside it)."""
     options = environment.parsed_options
     tags = set(options.tags) if getattr(options, "tags", None) else None
     exclude_tags = set(options.exclude_tags) if getattr(options, "exclude_tags", None) else None
     if tags is None and exclude_tags is None:
         return
-    for user_class in environment.user_classes:
-        filter_tasks_by_tags(user_class, tags, exclude_tags)
-    runnable = [user_class for user_class in environment.user_classes if user_class.tasks]
+
+    def passes(task) -> bool:
+        if hasattr(task, "tasks"):
+            return True
+        task_tags = getattr(task, "locust_tag_set", set())
+        return (tags is None or bool(task_tags & tags)) and not (exclude_tags and task_tags & exclude_tags)
+
+    runnable = [user_class for user_class in environment.user_classes if any(map(passes, user_class.tasks))]
     if runnable and len(runnable) < len(environment.user_classes):
         environment.user_classes[:] = runnable
 

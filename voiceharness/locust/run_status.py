@@ -50,6 +50,8 @@ class _Status:
     records = None  # () -> turns recorded so far in this process (the turn sink's count)
     lateness = None  # () -> this process's frame send lateness summary (frames, p50_ms, p99_ms, max_ms)
     worker_name = ""
+    target = ""  # the gateway's URL
+    dialect = ""
     lateness_by_worker: ClassVar[dict[str, dict[str, float]]] = {}  # master: each worker's final summary
 
 
@@ -100,6 +102,8 @@ def _write(state: str, *, cut_short: bool = False) -> dict[str, Any]:
         "turns_missing": started - recorded,
         "began_at": _Status.began_at,
         "written_at": _now_iso(),
+        "target": _Status.target,
+        "dialect": _Status.dialect,
     }
     if state == "finished":
         status["send_lateness"] = _send_lateness()
@@ -147,7 +151,7 @@ def _on_worker_message(environment, msg, **_kwargs) -> None:
 
 
 def install(environment, *, csv_prefix: str | None, turns_file: str, records, lateness=None,
-            worker_name: str = "") -> None:
+            worker_name: str = "", target: str = "", dialect: str = "") -> None:
     """Set up counting and the marker (call from the locustfile's ``init`` listener).
 
     ``records()`` returns how many turn rows this process has written so far; ``lateness()``
@@ -157,6 +161,8 @@ def install(environment, *, csv_prefix: str | None, turns_file: str, records, la
     _Status.records = records
     _Status.lateness = lateness
     _Status.worker_name = worker_name
+    _Status.target = target
+    _Status.dialect = dialect
     _Status.began_at = _now_iso()
     runner = environment.runner
     events = environment.events
