@@ -169,10 +169,17 @@ def run_one(n: int, port: int, sink_pid: int, delay_ms: float, one_way_ms: float
     first = min(float(t["timestamp"]) for t in turns)
     steady = [t for t in turns if float(t["timestamp"]) >= first + ramp_s + WARMUP_S and t["success"] == "1"]
     sessions = {t["connection_id"] for t in turns}
-    sink_turns = [row for row in _read_csv(sink_turns_path) if row["session_id"] in sessions]
-    pairs, mismatched = match_turns(turns, sink_turns)
-    steady_ids = {id(t) for t in steady}
-    pairs = [(t, s) for t, s in pairs if id(t) in steady_ids]
+    steady_ids = {id(t) for t in steady if t["roundtrip_ms"]}
+    # The sink appends its rows once a second, on its own loop: wait (a little) until it has
+    # written a row for every steady turn, so a busy machine does not leave the last ones unmatched.
+    deadline = time.monotonic() + 10.0
+    while True:
+        sink_turns = [row for row in _read_csv(sink_turns_path) if row["session_id"] in sessions]
+        pairs, mismatched = match_turns(turns, sink_turns)
+        pairs = [(t, s) for t, s in pairs if id(t) in steady_ids]
+        if len(pairs) + mismatched >= len(steady_ids) or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
     # The sink's own view of each turn: reply written - speech end read, and what D really was.
     sink_ms = np.array([(float(s["reply_written_s"]) - float(s["speech_end_read_s"])) * 1000 for _t, s in pairs])
     sink_delay_ms = np.array([(float(s["reply_written_s"]) - float(s["marker_read_s"])) * 1000 for _t, s in pairs])
