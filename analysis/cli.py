@@ -88,6 +88,18 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="progress on stderr while reading: auto (large files on a terminal), always, never",
     )
+    parser.add_argument(
+        "--judge-replies",
+        metavar="DIR",
+        help="hear the replies the run saved (--save-replies DIR) and judge the turns it left unjudged "
+        "(a gateway that sends no metadata, at a load one judge process could not keep up with)",
+    )
+    parser.add_argument(
+        "--reply-expectations",
+        metavar="NAME_OR_FILE",
+        help="with --judge-replies: smartjarvis, reference or a JSON file (default: the run's dialect's)",
+    )
+    parser.add_argument("--judge-workers", type=int, metavar="N", help="with --judge-replies: processes (default: cores)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     return parser
 
@@ -121,7 +133,12 @@ def _run(args: argparse.Namespace) -> int:
 
     prefixes = ([args.compare] if args.compare else []) + list(args.prefixes)
     runs = [readers.read_run(prefix, progress=args.progress) for prefix in prefixes]
+    judged_after = None
+    if args.judge_replies:
+        judged_after = _judge_saved_replies(runs[-1], args)
     summaries = [summarize(run) for run in runs]
+    if judged_after is not None:
+        summaries[-1]["judged_after_the_run"] = judged_after
     comparisons = [
         compare_module.compare(summaries[0], candidate, moved_pct=args.moved_pct)
         for candidate in summaries[1:]
@@ -151,6 +168,21 @@ def _run(args: argparse.Namespace) -> int:
             print(f"analysis: gate failed: {check.message}", file=sys.stderr)
         return EXIT_GATE_FAILED
     return EXIT_OK
+
+
+def _judge_saved_replies(run, args: argparse.Namespace) -> dict:
+    """Complete the last run's unjudged turns from its saved replies (analysis/saved_replies.py)."""
+    from analysis.saved_replies import judge_run
+    from voiceharness import dialects
+
+    if run.turns is None:
+        raise HarnessError(f"{run.prefix}: --judge-replies needs the run's turns file (_turns.csv)")
+    expectations = args.reply_expectations or dialects.dialect((run.status or {}).get("dialect") or "reference").expectations
+    run.turns, summary = judge_run(run.turns, args.judge_replies, expectations, workers=args.judge_workers)
+    print(f"judged {summary['saved_replies']} saved replies against the {expectations} expectations: "
+          f"{summary['judged_after_the_run']} turns judged after the run, {summary['unreadable']} unreadable",
+          file=sys.stderr)
+    return summary
 
 
 def _write_files(

@@ -84,6 +84,7 @@ TURNS_NUMBER_COLUMNS = (
 # Read when the file has them: older files lack the newer columns (and a column the analysis no
 # longer reads, such as the per-turn send_lateness_p99_ms of older files, is simply ignored).
 TURNS_OPTIONAL_NUMBER_COLUMNS = (
+    "turn_index",
     "intent_ms",
     "reply_ms",
     "connect_ms",

@@ -73,3 +73,29 @@ def test_the_smartjarvis_gateways_wav_reply_is_parsed_and_timed(tmp_path, gatewa
         assert int(row["chunks_received"]) == 1 and row["reply_complete"] == "1"
         assert int(row["reply_audio_bytes"]) == pytest.approx(float(row["reply_audio_ms"]) * 22.05 * 2, abs=2)
     assert statistics.median(float(row["roundtrip_ms"]) for row in turns) >= 500  # silence endpointer
+
+
+def test_the_smartjarvis_gateway_is_judged_by_what_its_replies_say(tmp_path, gateway_factory):
+    """No metadata at all: the intent comes from the reply audio, live where the judge keeps up
+    and after the run from the saved replies for the rest; every turn's intent is right."""
+    import subprocess
+
+    from conftest import PYTHON, ROOT
+
+    gateway = gateway_factory("--dialect", "smartjarvis")
+    replies = tmp_path / "replies"
+    run = run_locust(tmp_path / "run", gateway.url, "--dialect", "smartjarvis", "--utterances", "kind:clean",
+                     "--save-replies", str(replies), "CorpusUser", users=4, run_time="40s", timeout_s=240)
+    turns = read_turns(run.file("_turns.csv"))
+    assert len(turns) >= 12
+    heard_live = [row for row in turns if row["intent_source"] == "audio"]
+    assert heard_live, "the live judge heard none"
+    assert all(row["intent"] == row["expected_intent"] and row["reply_transcript"] for row in heard_live)
+    assert all(row["success"] == "1" for row in turns), [row["failure_detail"] for row in turns]
+    analysed = subprocess.run(
+        [PYTHON, "-m", "analysis", str(tmp_path / "run"), "--judge-replies", str(replies), "--no-files",
+         "--gate", "intent.accuracy>=0.98,intent.not_judged<=0"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert analysed.returncode == 0, analysed.stdout[-3000:] + analysed.stderr[-2000:]
+    assert "turns judged after the run" in analysed.stderr

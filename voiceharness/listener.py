@@ -68,6 +68,8 @@ GRAMMAR_PHONE_WEIGHT = 1e-10
 # Expected phrases one reply may hold ("weather information is not available" ... "can I help
 # you with something else"); each is heard as a whole or not at all.
 GRAMMAR_MAX_PHRASES = 1
+# Words a reply may open with before what it is about (any gateway's courtesy, not one's phrasing).
+LEAD_WORDS = ("sorry", "hi", "hey", "hello", "there", "well", "okay", "oh", "so", "great", "sure", "alright")
 # KWS method: detection threshold per keyphrase, by its length in phones (longer phrases
 # accumulate more acoustic score, so they take a lower threshold). Tuned on espeak-ng only.
 KWS_THRESHOLD_PER_PHONE = 1e-4
@@ -122,6 +124,16 @@ def _speech_only(samples: np.ndarray) -> np.ndarray:
             np.zeros(max(end - samples.size, 0), dtype=np.float32),
         ]
     )
+
+
+# Expanded words of a phrase -> the contraction a TTS may say instead (expectations are written
+# expanded: normalize_words treats both the same when scoring).
+_CONTRACTIONS = {
+    "did not": "didn't", "do not": "don't", "does not": "doesn't", "is not": "isn't", "are not": "aren't",
+    "can not": "can't", "could not": "couldn't", "was not": "wasn't", "i am": "i'm", "it is": "it's",
+    "that is": "that's", "what is": "what's", "there is": "there's", "you are": "you're", "we are": "we're",
+    "i have": "i've", "i will": "i'll", "let us": "let's", "i would": "i'd",
+}
 
 
 class ReplyListener:
@@ -214,13 +226,23 @@ class ReplyListener:
         phrases = []
         for tokens in self._phrase_token_lists(request_text):
             parts = []
-            for token in tokens:
+            index = 0
+            while index < len(tokens):
+                token = tokens[index]
+                pair = " ".join(tokens[index : index + 2])
+                contraction = _CONTRACTIONS.get(pair)
+                if contraction and self.decoder().lookup_word(contraction) is not None:
+                    # The expectations are written expanded ("did not"); a TTS says either.
+                    parts.append(f"({pair} | {contraction})")
+                    index += 2
+                    continue
                 if token == "{time}":
                     parts.append("<clock>")
                 elif token == "{words}":
                     parts.append("<garbage>")
                 elif self.decoder().lookup_word(token) is not None:
                     parts.append(token)
+                index += 1
             if any(p != "<garbage>" for p in parts):
                 phrases.append(" ".join(parts))
         for spec in self.expectations.intents.values():
@@ -232,7 +254,10 @@ class ReplyListener:
             [
                 "#JSGF V1.0;",
                 "grammar reply;",
-                "public <reply> = /1/ <garbage> | /1/ <chunks0>;",
+                "public <reply> = /1/ <garbage> | /1/ [<lead>] <chunks0>;",
+                # Replies open with a courtesy word as often as not ("Sorry, ...", "Hi there! ...");
+                # as garbage phones it cost so much that a wrong phrase spanning it won.
+                f"<lead> = {' | '.join(LEAD_WORDS)} | ({' | '.join(LEAD_WORDS)}) <lead>;",
                 # Up to GRAMMAR_MAX_PHRASES phrases, garbage before, between and after.
                 *(
                     f"<chunks{i}> = [<garbage>] <phrase> " + (f"[<chunks{i + 1}>];" if i + 1 < GRAMMAR_MAX_PHRASES else "[<garbage>];")

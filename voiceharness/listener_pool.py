@@ -377,49 +377,62 @@ class ListenerPool:
 
 
 def judge_saved_replies(
-    directory: str | Path, expectations: str | Path, *, method: str = DEFAULT_METHOD
+    directory: str | Path, expectations: str | Path, *, method: str = DEFAULT_METHOD, workers: int = 1
 ) -> list[dict]:
-    """Judge replies saved after a run: ``DIR/index.csv`` (columns :data:`INDEX_COLUMNS`) + WAVs.
+    """Judge replies saved during a run (``--save-replies DIR``): every ``DIR/index*.csv`` (one per
+    load-generator process; columns :data:`INDEX_COLUMNS`) and the WAVs they name.
 
     Returns one row per reply: the index columns plus ``heard_intent`` ("" when unjudged),
     ``transcript``, ``scores`` (JSON), ``decode_ms``, ``correct`` and ``error`` (a WAV that
-    cannot be read is an error row, not an exception). Decodes in this process.
+    cannot be read, or a decode that failed, is an error row, not an exception). ``workers``
+    listener processes decode side by side (1: in this process).
     """
     import soundfile
 
     directory = Path(directory)
-    index = directory / "index.csv"
-    try:
-        handle = index.open(newline="", encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"saved replies {index}: no such file; give the directory --save-replies wrote") from None
-    with handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in INDEX_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise UsageError(f"saved replies {index}: missing column(s) {', '.join(missing)}; "
-                             f"the header must hold {','.join(INDEX_COLUMNS)}")
-        entries = list(reader)
-    listener = ReplyListener(expectations, method=method)
-    rows = []
+    indexes = sorted(directory.glob("index*.csv"))
+    if not indexes:
+        raise UsageError(f"saved replies {directory / 'index.csv'}: no such file; give the directory --save-replies "
+                         "wrote")
+    entries: list[dict] = []
+    for index in indexes:
+        with index.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in INDEX_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise UsageError(f"saved replies {index}: missing column(s) {', '.join(missing)}; "
+                                 f"the header must hold {','.join(INDEX_COLUMNS)}")
+            entries.extend(reader)
+    rows: list[dict] = []
+    clips: list[tuple[dict, np.ndarray, int]] = []
     for entry in entries:
         row = {column: entry[column] for column in INDEX_COLUMNS}
         row.update(heard_intent="", transcript="", scores="{}", decode_ms="", correct="", error="")
+        rows.append(row)
         path = Path(entry["path"])
         path = path if path.is_absolute() else directory / path
         try:
             samples, rate_hz = soundfile.read(path, dtype="int16")
         except (OSError, RuntimeError, soundfile.LibsndfileError) as error:
             row["error"] = f"cannot read {path}: {error}"
-            rows.append(row)
             continue
-        heard = listener.hear(samples, rate_hz, request_text=entry["request_text"])
-        row.update(
-            heard_intent=heard.intent or "",
-            transcript=heard.transcript,
-            scores=json.dumps(heard.scores),
-            decode_ms=round(heard.decode_ms, 1),
-            correct=heard.intent == entry["expected_intent"],
-        )
-        rows.append(row)
+        clips.append((row, samples, rate_hz))
+
+    def record(row: dict, heard: Heard | None, error: str | None) -> None:
+        if error:
+            row["error"] = error
+            return
+        row.update(heard_intent=heard.intent or "", transcript=heard.transcript, scores=json.dumps(heard.scores),
+                   decode_ms=round(heard.decode_ms, 1), correct=heard.intent == row["expected_intent"])
+
+    if workers <= 1:
+        listener = ReplyListener(expectations, method=method)
+        for row, samples, rate_hz in clips:
+            record(row, listener.hear(samples, rate_hz, request_text=row["request_text"]), None)
+        return rows
+    with ListenerPool(expectations, workers, max_queue=max(1, len(clips)), method=method) as pool:
+        for row, samples, rate_hz in clips:
+            pool.submit(samples, rate_hz, row["request_text"],
+                        lambda judgement, row=row: record(row, judgement.heard, judgement.error))
+        pool.drain()
     return rows

@@ -266,8 +266,10 @@ class VoiceClient:
         self._fill(record, utterance, scenario, pace, started_wall, name)
         self.turns_on_connection += 1
         if PROCESS.saver is not None and len(turn.reply_samples):
-            PROCESS.saver.save(f"{record.worker}:{record.user}:{record.turn_index}", record, utterance.text,
-                               turn.reply_samples, turn.reply_sample_rate_hz)
+            # With --redact the words said stay out of the index too (an ECHO reply is then judged
+            # without knowing the words it should repeat).
+            PROCESS.saver.save(f"{record.worker}:{record.user}:{record.turn_index}", record,
+                               "" if config.redact else utterance.text, turn.reply_samples, turn.reply_sample_rate_hz)
         return turn
 
     def _connection_failed(self, failure: ConnectionFailed, utterance, scenario, pace, started_wall, name) -> None:
