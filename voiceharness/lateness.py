@@ -44,6 +44,14 @@ class LatenessStats:
         if late_us > row[BINS + 1]:  # noqa: PLR1730 (once per frame: a compare is cheaper than max())
             row[BINS + 1] = late_us
 
+    def row_for(self, second: int) -> list[int]:
+        """The histogram row of one whole second, for a caller that books frames inline
+        (the pacer's hot loop does :meth:`add`'s work itself: a method call per frame counts)."""
+        row = self.seconds.get(second)
+        if row is None:
+            row = self.seconds[second] = [0] * (BINS + 2)
+        return row
+
     def summary(self, first_second: int | None = None, last_second: int | None = None) -> dict[str, float]:
         """frames, p50/p99/max lateness in ms over whole seconds [first, last] (all when None)."""
         hist = [0] * BINS

@@ -224,6 +224,10 @@ class ClientState(enum.Enum):
     """Where a turn is. ``TRAILING*`` states: speech is over but the microphone still sends
     (trailing silence, or the browser tester's open microphone while the reply plays)."""
 
+    # Members are singletons: hash them by identity in C (Enum's own __hash__ is Python code, and
+    # the transition table hashes a state and an input on every move, many per turn).
+    __hash__ = object.__hash__
+
     IDLE = "idle"
     SPEAKING = "speaking"  # the utterance's frames are going out
     TRAILING = "trailing"  # speech over, silence going out, no reply yet
@@ -236,6 +240,8 @@ class ClientState(enum.Enum):
 
 class Input(enum.Enum):
     """What moves a turn: a call of the I/O layer, a message, or the clock."""
+
+    __hash__ = object.__hash__  # as ClientState's
 
     BEGIN = "begin_turn"
     SPEECH_END = "speech_ended"  # the frame holding the last speech sample was handed to the socket

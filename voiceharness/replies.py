@@ -322,18 +322,24 @@ class ReplyAudio:
         self.last_at = now
         self.sample_rate_hz = rate
         start_play = max(now, self._play_until)
-        if math.isnan(self.audible_at):
+        # One pass each for the loudest sample (no int16 overflow of abs(-32768)), and the audible
+        # search only while nothing was audible and only if anything here could be (per frame, at
+        # thousands of replies a second, numpy's per-call overhead is the cost).
+        peak = max(int(samples.max()), -int(samples.min()))
+        if peak > self.max_abs_sample:
+            self.max_abs_sample = peak
+        if self.audible_at != self.audible_at and peak > vad.AUDIBLE_PEAK_MIN:  # NaN: not yet audible
             index = vad.first_audible_sample(samples, rate)
             if index is not None:
                 self.audible_at = start_play + index / rate
-        self._play_until = start_play + len(samples) / rate
-        self.samples += len(samples)
-        self.audio_bytes += 2 * len(samples)
-        self.max_abs_sample = max(self.max_abs_sample, int(np.abs(samples.astype(np.int32)).max()))
+        count = len(samples)
+        self._play_until = start_play + count / rate
+        self.samples += count
+        self.audio_bytes += 2 * count
         if self.keep and self._kept_samples < MAX_KEPT_AUDIO_S * rate:
-            self._kept.append(samples.copy())
-            self._kept_samples += len(samples)
-        return AudioArrived(now, len(samples), rate, first)
+            self._kept.append(samples if samples.base is None else samples.copy())
+            self._kept_samples += count
+        return AudioArrived(now, count, rate, first)
 
     def finish(self) -> None:
         """The reply is over (its end event, the gap, the deadline or a drop): a WAV still short is truncated."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
+import operator
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -92,10 +93,28 @@ def _cell(value: Any) -> Any:
     return value
 
 
+# Every field at once, in COLUMNS order, read in C: a row per turn at thousands of turns a second.
+_FIELDS = operator.attrgetter(*COLUMNS)
+_FLOAT = float
+_BOOL = bool
+
+
 def record_row(record: TurnRecord | Mapping[str, Any]) -> dict[str, Any]:
     """The CSV row of a record (or of a dict of its fields, as sent between processes)."""
     if isinstance(record, TurnRecord):  # every field is a scalar: no need for asdict's deep copy
-        return {name: _cell(getattr(record, name)) for name in COLUMNS}
+        cells = []
+        append = cells.append
+        for value in _FIELDS(record):
+            kind = type(value)
+            if kind is _FLOAT:
+                append("" if value != value else round(value, 3))  # value != value: NaN
+            elif kind is _BOOL:
+                append(int(value))
+            elif value is None:
+                append("")
+            else:
+                append(value)
+        return dict(zip(COLUMNS, cells, strict=True))
     return {name: _cell(record.get(name)) for name in COLUMNS}
 
 

@@ -32,6 +32,8 @@ NOISE_FLOOR_PERCENTILE = 10
 # gateway endpointer's floor for speech too; synthesis dither and digital silence stay below.
 AUDIBLE_THRESHOLD_DBFS = -50.0
 AUDIBLE_WINDOW_MS = 10
+# No window can be audible when no sample is louder than this (the RMS never exceeds the peak).
+AUDIBLE_PEAK_MIN = int(32768 * 10 ** (AUDIBLE_THRESHOLD_DBFS / 20))
 # is_digital_silence: no sample beyond this many PCM16 steps (1-2 LSB of dither is silence).
 DIGITAL_SILENCE_PEAK = 2
 
@@ -86,17 +88,20 @@ def first_audible_sample(
     as its frames arrive, before the loudest part has been heard. A last partial window is
     judged on the samples it has.
     """
-    signal = np.asarray(samples)
+    signal = np.asarray(samples, dtype=np.float32)
     if signal.size == 0:
         return None
     window = max(1, sample_rate_hz * AUDIBLE_WINDOW_MS // 1000)
+    # Compare mean squares with the threshold's square: no square root or logarithm per window.
+    threshold_ms = (32768.0 * 10 ** (threshold_dbfs / 20)) ** 2
     whole = signal.size // window
     if whole:
-        loud = np.flatnonzero(levels_dbfs(signal[: whole * window].reshape(whole, window)) > threshold_dbfs)
+        windows = signal[: whole * window].reshape(whole, window)
+        loud = np.flatnonzero(np.einsum("ij,ij->i", windows, windows) > threshold_ms * window)
         if loud.size:
             return int(loud[0] * window)
     rest = signal[whole * window :]
-    if rest.size and levels_dbfs(rest.reshape(1, -1))[0] > threshold_dbfs:
+    if rest.size and float(np.dot(rest, rest)) > threshold_ms * rest.size:
         return whole * window
     return None
 

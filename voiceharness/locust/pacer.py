@@ -7,13 +7,12 @@ its send lateness p99 passed 15 ms. Here:
 
 * the corpus audio is framed once per process (:mod:`voiceharness.framing`, one mask key per
   process) and every user sends the same ready-made ``bytes``;
-* ONE pacer greenlet per process keeps a heap of ``[due time, order, stream]`` and, each time
-  it wakes, writes every frame that is due, each with one non-blocking ``socket.send`` under
-  the connection's send lock (:meth:`VoiceConnection.try_send_preframed`). A stream's heap
-  entry is a list updated in place, not a new tuple per frame: CPython's collector counts
-  allocations minus deallocations, so a new survivor per frame replacing an old object left
-  its youngest generation growing to 50,000-70,000 objects between collections, each one a
-  13-18 ms pause at 2,000 streams;
+* ONE pacer greenlet per process keeps a timing wheel — a slot per 2 ms tick, each stream in
+  the slot of its next frame's due time — and, once per tick, writes one frame of every stream
+  in the slots that are over: an ``os.write`` on the socket's descriptor, non-blocking, when no
+  ping or pong holds the connection's send lock (:meth:`VoiceConnection.direct_write_target`).
+  No heap, no per-frame method call into the connection or the statistics: this loop is where
+  a load generator's CPU goes (bench/NOTES.md);
 * the user greenlet that owns a stream just waits on an ``AsyncResult`` until its stream has
   been sent, then closes the microphone and waits for the reply (:func:`voiceharness.turn.run_turn`).
 
@@ -33,21 +32,19 @@ writes them as JSON (the benchmarks in ``bench/`` read that file).
 
 from __future__ import annotations
 
-import heapq
 import json
 import logging
 import math
 import os
 import time
 from collections.abc import Sequence
-from itertools import count
 
 import gevent
 import gevent.event
 from locust import events
 
 from voiceharness import framing
-from voiceharness.lateness import LatenessStats
+from voiceharness.lateness import BINS, LatenessStats
 from voiceharness.locust.collector import COLLECTOR
 from voiceharness.turn import StreamPlan, StreamReport
 
@@ -58,18 +55,19 @@ STATS_ENV = "VOICE_PACER_STATS"
 SATURATED_LATENESS_P99_MS = 5.0
 # Frames written before the pacer yields once, so readers (reply timestamps) are not starved.
 MAX_BATCH = 128
-# The pacer wakes at most once per tick. Each wake-up costs a context switch, a timer and two
-# greenlet switches whatever the number of frames due, so at a few hundred streams the tick sets
-# the pacer's cost: at N = 250, 1 ms -> 2 ms took frames per CPU-second from ~32k to ~35k, for
-# +0.6 ms of median send lateness (p50 1.3 ms, p99 2.6 ms; bench/NOTES.md).
+# The pacer wakes once per tick and sends every frame that fell due in the tick before. Each
+# wake-up costs a context switch, a timer and two greenlet switches whatever the number of frames
+# due, so at a few hundred streams the tick sets the pacer's cost; 2 ms keeps the median send
+# lateness near 1 ms (bench/NOTES.md).
 TICK_S = 0.002
-# Waits up to this long are a plain sleep, not interruptible by a new stream (see Pacer._run).
-SHORT_WAIT_S = 2 * TICK_S
+# The timing wheel: one slot per tick, far enough ahead for the longest frame period (16 x 1024
+# samples = 1.024 s); a stream sits in the slot of its next frame's due time.
+SLOTS = 1024
 
 
 class _Stream:
-    __slots__ = ("cancelled", "connection", "count", "done", "frame_s", "frames", "index", "late_max_s",
-                 "open_mic", "sent", "session", "silence", "speech_end", "start")
+    __slots__ = ("cancelled", "connection", "count", "done", "due", "fd", "frame_s", "frames", "index",
+                 "late_max_s", "lock", "open_mic", "sent", "session", "silence", "speech_end", "start")
 
     def __init__(self, connection, frames: Sequence[bytes], plan: StreamPlan, silence: bytes, start: float) -> None:
         self.connection = connection
@@ -82,14 +80,19 @@ class _Stream:
         self.index = 0
         self.sent = 0
         self.start = start
+        self.due = start
         self.frame_s = plan.frame_s
         self.late_max_s = 0.0
+        # Where a frame is written without blocking: the socket's descriptor (-1 on TLS, whose
+        # records only the SSL object may write) and the send lock a ping or pong would hold.
+        self.fd, self.lock = connection.direct_write_target()
         self.done = gevent.event.AsyncResult()
         self.cancelled = False  # its user greenlet was killed (end of the run): drop it
 
     def next_frame(self, now: float) -> bytes | None:
         """The frame to send now, or None when the stream is over: past the speech, the session
-        (its reply, its clock) decides whether the microphone still sends."""
+        (its reply, its clock) decides whether the microphone still sends
+        (the rule of :func:`voiceharness.turn.microphone`)."""
         index = self.index
         if index > self.speech_end:
             session = self.session
@@ -107,10 +110,10 @@ class Pacer:
     def __init__(self, preframer: framing.Preframer | None = None) -> None:
         self.preframer = preframer or framing.Preframer()
         self.stats = LatenessStats()
-        self._heap: list[list] = []  # [due, order, stream], compared as lists: due, then order
-        self._order = count()
+        self._slots: list[list[_Stream]] = [[] for _ in range(SLOTS)]
+        self._tick = 0  # the next tick to send: ticks before it are done
+        self._streams = 0  # in the wheel
         self._wake = gevent.event.Event()
-        self._wake_at = math.inf
         self._greenlet: gevent.Greenlet | None = None
         self.active = 0
         self.slow_streams = 0  # streams that had to leave the pacer (socket full)
@@ -163,12 +166,16 @@ class Pacer:
             return StreamReport(0)
         start = time.monotonic()
         stream = _Stream(connection, frames, plan, self.silence_frame(plan.chunk_samples), start)
-        heapq.heappush(self._heap, [start, next(self._order), stream])
+        start_tick = int(start / TICK_S)
+        if not self._streams:
+            self._tick = start_tick  # the wheel was empty: it turns from here
+        self._schedule(stream, start_tick)
+        self._streams += 1
         self.active += 1
         self.stats.streams_max = max(self.stats.streams_max, self.active)
         if self._greenlet is None or self._greenlet.dead:
             self._greenlet = gevent.spawn(self._run)
-        elif start < self._wake_at:
+        else:
             self._wake.set()
         try:
             stream.done.get()
@@ -177,107 +184,136 @@ class Pacer:
             stream.cancelled = True  # no-op when done; else the pacer drops it at its next frame
         return StreamReport(stream.sent, stream.late_max_s * 1000.0)
 
+    def _schedule(self, stream: _Stream, tick: int) -> None:
+        """Put ``stream`` in the slot of ``tick``, or of the next tick to send when that one is past."""
+        if tick < self._tick:
+            tick = self._tick
+        self._slots[tick % SLOTS].append(stream)
+
     # -- the pacer greenlet
     def _run(self) -> None:
-        heap = self._heap
         clock = time.monotonic
-        wake = self._wake
         sleep = gevent.sleep
-        next_tick = 0.0
-        self._wake_at = -math.inf  # awake: stream() need not signal
+        wake = self._wake
         while True:
-            if not heap:
-                self._wake_at = math.inf
+            if not self._streams:
                 wake.clear()
                 wake.wait()
-                self._wake_at = -math.inf
                 continue
             now = clock()
-            # Wake at most once a TICK_S: every wake-up costs a timer and two greenlet switches,
-            # so frames due within a tick go out together (lateness < TICK_S from batching).
-            wake_at = max(heap[0][0], next_tick)
-            if wake_at > now:
-                if wake_at - now <= SHORT_WAIT_S:
-                    # A plain timer: Event.wait(timeout) ends by throwing a Timeout into this
-                    # greenlet, which at one wake-up a tick was most of the pacer's own cost
-                    # (N = 250: ~29k -> ~32k frames per CPU-second). A stream added meanwhile
-                    # waits at most this long for its first frame.
-                    sleep(wake_at - now)
-                    continue
-                self._wake_at = wake_at
-                wake.clear()
-                wake.wait(wake_at - now)
-                self._wake_at = -math.inf
-                continue
-            next_tick = now + TICK_S
-            self._send_due(now)
-            if heap and heap[0][0] <= clock():
-                gevent.sleep(0)  # behind schedule: let readers run before the next batch
+            # Send the ticks that are over: every frame in them is due (none goes out early).
+            last = int(now / TICK_S) - 1
+            sent = 0
+            while self._tick <= last:
+                tick = self._tick
+                slot = self._slots[tick % SLOTS]
+                if slot:
+                    self._slots[tick % SLOTS] = []
+                    sent += self._send_slot(slot, tick)
+                self._tick = tick + 1
+                if sent >= MAX_BATCH:
+                    sleep(0)  # behind schedule: let readers run before the next batch
+                    sent = 0
+            wait = (self._tick + 1) * TICK_S - clock()
+            sleep(wait if wait > 0 else 0)
 
-    def _send_due(self, now: float) -> None:
-        heap = self._heap
+    def _send_slot(self, streams: list[_Stream], tick: int) -> int:
+        """Write one frame of each stream of a slot; reschedule each for its next frame. The hot
+        path of the harness: one ``os.write`` on the socket per frame, the lateness booked inline."""
         clock = time.monotonic
-        add = self.stats.add
+        write = os.write
+        stats = self.stats
+        second, row = -1, None
+        schedule = self._schedule
         sent_here = 0
-        while heap and sent_here < MAX_BATCH:
-            entry = heap[0]
-            due, _order, stream = entry
-            if due > now:
-                now = clock()
-                if due > now:
-                    return
+        for stream in streams:
             if stream.cancelled:
-                heapq.heappop(heap)
+                self._streams -= 1
                 continue
-            connection = stream.connection
+            due = stream.due
+            index = stream.index
             try:
-                frame = stream.next_frame(now)
-                if frame is None:
-                    heapq.heappop(heap)
-                    stream.done.set(None)
-                    continue
-                sent = connection.try_send_preframed(frame)
-                if sent == len(frame):
-                    now = clock()
-                    self._sent(stream, now, due)
-            except ConnectionError as error:  # one broken stream ends, never the pacer
-                heapq.heappop(heap)
+                if index > stream.speech_end or index >= stream.count:
+                    frame = stream.next_frame(clock())
+                    if frame is None:
+                        self._streams -= 1
+                        stream.done.set(None)
+                        continue
+                else:
+                    frame = stream.frames[index]
+                connection = stream.connection
+                if connection.is_closed:
+                    raise ConnectionError("connection closed")
+                fd = stream.fd
+                if fd < 0 or stream.lock.locked():
+                    written = 0  # a TLS socket, or a ping or pong half written: the slow path
+                else:
+                    try:
+                        written = write(fd, frame)
+                    except BlockingIOError:
+                        written = 0
+                    except OSError as error:  # the peer reset it: the reader reports the drop
+                        raise ConnectionError(f"send failed: {error}") from None
+            except Exception as error:  # noqa: BLE001 — one stream ends (in its own user's greenlet), never the pacer
+                self._streams -= 1
                 stream.done.set_exception(error)
                 continue
-            except Exception as error:  # noqa: BLE001 — a harness bug: its user's turn reports it
-                heapq.heappop(heap)
-                stream.done.set_exception(error)
-                continue
-            if sent != len(frame):
-                heapq.heappop(heap)
+            if written != len(frame):
+                if written:  # cut short: hold the socket until the rest is written
+                    stream.lock.acquire(False)
+                self._streams -= 1
                 self.slow_streams += 1
-                gevent.spawn(self._finish_slowly, stream, frame, due, sent)
+                gevent.spawn(self._finish_slowly, stream, frame, due, written)
                 continue
-            add(now, now - due)
+            now = clock()
+            late = now - due
+            if late > stream.late_max_s:  # noqa: PLR1730 (once per frame: a compare is cheaper than max())
+                stream.late_max_s = late
+            if index == stream.speech_end:
+                try:
+                    stream.session.speech_ended(now)
+                except Exception as error:  # noqa: BLE001 — a harness bug: its user's turn reports it
+                    self._streams -= 1
+                    stream.done.set_exception(error)
+                    continue
+            index += 1
+            stream.index = index
+            stream.sent += 1
             sent_here += 1
-            entry[0] = stream.start + stream.index * stream.frame_s
-            heapq.heapreplace(heap, entry)
+            # The lateness histogram of this second (LatenessStats.add, inline).
+            if int(now) != second:
+                second = int(now)
+                row = stats.row_for(second)
+            late_us = int(late * 1e6)
+            bin_index = late_us // 100 if late_us > 0 else 0
+            row[bin_index if bin_index < BINS else BINS - 1] += 1
+            row[BINS] += 1
+            if late_us > row[BINS + 1]:  # noqa: PLR1730
+                row[BINS + 1] = late_us
+            due = stream.start + index * stream.frame_s
+            stream.due = due
+            next_tick = int(due / TICK_S)
+            schedule(stream, next_tick if next_tick > tick else tick + 1)
+        return sent_here
 
     @staticmethod
     def _sent(stream: _Stream, now: float, due: float) -> None:
-        """Book one frame handed to the socket: the end of speech, the stream's latest frame."""
+        """Book one frame handed to the socket (the slow path): the end of speech, the latest frame."""
         late = now - due
-        if late > stream.late_max_s:  # noqa: PLR1730 (once per frame: a compare is cheaper than max())
+        if late > stream.late_max_s:  # noqa: PLR1730
             stream.late_max_s = late
         if stream.index == stream.speech_end:
             stream.session.speech_ended(now)
         stream.index += 1
         stream.sent += 1
 
-    def _finish_slowly(self, stream: _Stream, frame: bytes, due: float, sent: int) -> None:
-        """A stream whose socket was full: finish it here with blocking writes and its own timer."""
+    def _finish_slowly(self, stream: _Stream, frame: bytes, due: float, written: int) -> None:
+        """A stream whose socket was full (or busy, or TLS): finish it here with blocking writes
+        and its own timer."""
         connection = stream.connection
         clock = time.monotonic
         try:
-            if sent:
-                connection.finish_preframed(frame, sent)
-            else:
-                connection.send_preframed(frame)
+            connection.send_preframed(frame, already_written=written, lock_held=written > 0)
             now = clock()
             self._sent(stream, now, due)
             self.stats.add(now, now - due)
@@ -293,7 +329,7 @@ class Pacer:
                 now = clock()
                 self._sent(stream, now, due)
                 self.stats.add(now, now - due)
-                if connection.closed.is_set():
+                if connection.is_closed:
                     raise ConnectionError("connection closed while streaming")
         except Exception as error:  # noqa: BLE001 — handed to the stream's own user greenlet
             stream.done.set_exception(error)

@@ -214,13 +214,13 @@ class VoiceConnection:
         self.events = TransportEvents(on_event)
         self.connect_ms = math.nan
         self.closed = gevent.event.Event()
+        self.is_closed = False  # the same as closed.is_set(), read in the pacer's loop per frame
         self.closed_at = math.nan
         self.close_code: int | None = None
         self.close_reason = ""
         self._ws: websocket.WebSocket | None = None
         self._greenlets: list[gevent.Greenlet] = []
         self._activity = gevent.event.Event()
-        self._held_send: tuple | None = None
         if pacer is None:
             from voiceharness.locust.pacer import PACER as pacer
         self.pacer = pacer
@@ -334,53 +334,41 @@ class VoiceConnection:
         self._lost(None, reason)
 
     # -- writing ready-made frames (voiceharness.framing)
-    def send_preframed(self, frame: bytes) -> None:
-        """Write one ready-made WebSocket frame, waiting until the socket has taken all of it.
+    def direct_write_target(self) -> tuple[int, object]:
+        """``(descriptor, send lock)`` for the pacer's non-blocking writes of ready-made frames.
 
-        Under websocket-client's send lock, so a pong or ping from another greenlet never
-        lands in the middle of the frame.
+        The descriptor is -1 on a TLS connection (only the SSL object may write its records).
+        A writer that finds the lock free may write (greenlets switch only when one blocks, and
+        a non-blocking write never does); a frame it cuts short, it must finish under the lock
+        (:meth:`send_preframed` with ``lock_held``).
         """
         ws = self._ws
-        if ws is None or self.closed.is_set():
-            raise ConnectionError("connection closed")
-        with ws.lock:
-            ws.sock.sendall(frame)
-
-    def try_send_preframed(self, frame: bytes) -> int:
-        """Write a ready-made frame without blocking; the bytes written.
-
-        ``len(frame)``: all of it. ``0``: nothing (the socket is full, another greenlet is
-        mid-write, or the link is TLS); use :meth:`send_preframed`. Anything between: the
-        frame is cut and the send lock is now held; :meth:`finish_preframed` must follow.
-        """
-        ws = self._ws
-        if ws is None or self.closed.is_set():
+        if ws is None or ws.sock is None:
             raise ConnectionError("connection closed")
         sock = ws.sock
-        lock = ws.lock
-        # Greenlets switch only when one blocks, and a send with timeout 0 never blocks: if no
-        # greenlet holds the send lock now, nobody can write between our bytes, so the lock is
-        # only taken when a frame is cut and its rest must wait for the socket.
-        if lock.locked() or isinstance(sock, ssl.SSLSocket):
-            return 0  # mid-write elsewhere, or a TLS record, which cannot be resumed by hand
-        try:
-            sent = sock.send(frame, 0, 0.0)  # gevent's socket: timeout 0.0 = do not wait
-        except BlockingIOError:
-            return 0
-        if 0 < sent < len(frame):
-            lock.acquire(False)
-            self._held_send = (sock, lock)
-        return sent
+        return (-1 if isinstance(sock, ssl.SSLSocket) else sock.fileno()), ws.lock
 
-    def finish_preframed(self, frame: bytes, sent: int) -> None:
-        """Write the rest of a frame :meth:`try_send_preframed` cut after ``sent`` bytes; releases the lock."""
-        assert self._held_send is not None
-        sock, lock = self._held_send
-        self._held_send = None
-        try:
-            sock.sendall(memoryview(frame)[sent:])
-        finally:
-            lock.release()
+    def send_preframed(self, frame: bytes, *, already_written: int = 0, lock_held: bool = False) -> None:
+        """Write one ready-made WebSocket frame (or what is left of it after ``already_written``
+        bytes), waiting until the socket has taken all of it.
+
+        Under websocket-client's send lock, so a pong or ping from another greenlet never lands
+        in the middle of the frame; ``lock_held``: the caller took it when it cut the frame.
+        """
+        ws = self._ws
+        if ws is None or self.is_closed:
+            if lock_held and ws is not None:
+                ws.lock.release()
+            raise ConnectionError("connection closed")
+        rest = memoryview(frame)[already_written:] if already_written else frame
+        if lock_held:
+            try:
+                ws.sock.sendall(rest)
+            finally:
+                ws.lock.release()
+            return
+        with ws.lock:
+            ws.sock.sendall(rest)
 
     # -- receiving
     def _read_loop(self) -> None:
@@ -473,6 +461,7 @@ class VoiceConnection:
         self.close_code, self.close_reason = code, reason
         now = time.monotonic()
         self.closed_at = now
+        self.is_closed = True
         self.closed.set()
         events: list[object] = []
         if failure:
