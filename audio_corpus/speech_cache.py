@@ -58,6 +58,45 @@ _STALE_TEMP_S = 3600.0  # a temporary file this old was left by a process that d
 _fallback_dir: list[Path] = []  # the process's own folder once the cache proved unwritable
 
 
+# A load generator sets this: synthesis (espeak-ng, then scipy's resampler: 40-60 MB and a
+# 0.5-2 s import that holds the GIL) runs in a child process that fills the cache, and the
+# load generator only reads the file (under gevent the wait for the child is cooperative).
+SYNTHESISE_IN_A_CHILD = False
+
+
+def _synthesise_in_a_child(text: str, voice: str, rate_wpm: int) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from audio_corpus.speech_cache import main; sys.exit(main())",
+         "--voice", voice, "--rate", str(rate_wpm), "--", text],
+        capture_output=True, text=True, check=False, timeout=120,
+    )
+    if done.returncode != 0:
+        message = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise CorpusError(f"synthesising {text!r} failed: {message}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Fill the speech cache for TEXT (``[--voice V] [--rate R] -- TEXT``): the child process of
+    :data:`SYNTHESISE_IN_A_CHILD`."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="audio_corpus.speech_cache", description="Fill the speech cache for TEXT.")
+    parser.add_argument("--voice", default="en-us")
+    parser.add_argument("--rate", type=int, default=160)
+    parser.add_argument("text")
+    args = parser.parse_args(argv)
+    try:
+        cached_speech(args.text, args.voice, args.rate, utterance_id="cache")
+    except CorpusError as error:
+        print(f"speech cache: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cache_root() -> Path:
     """``$VOICE_HARNESS_CACHE``, else ``$XDG_CACHE_HOME/voice-harness``, else ``~/.cache/voice-harness``."""
     if os.environ.get(CACHE_ENV):
@@ -112,6 +151,11 @@ def cached_speech(
             CorpusWarning,
             stacklevel=3,
         )
+    if SYNTHESISE_IN_A_CHILD and not _fallback_dir:
+        _synthesise_in_a_child(text, voice, rate_wpm)
+        problem = _problem(path)
+        if problem is None:
+            return load(path)
     wav = to_wav_bytes(synthesise(text, voice, rate_wpm))
     try:
         _write_atomically(path, wav)

@@ -4,7 +4,7 @@
 for ``wstest -m fuzzingserver``: it asks for the case count, then runs every case on a
 connection made by :func:`voiceharness.locust.transport.new_websocket` (websocket-client with
 UTF-8 checks, locked sends and the harness's 4 MiB message cap, under gevent as in a Locust
-worker), reads with ``recv_data_frame(True)`` as the harness's reader does, echoes each
+worker), reads with the harness's :class:`FrameReader` (as its connections do), echoes each
 message as it came, and on a violation closes with the code the harness uses
 (:func:`voiceharness.locust.transport.close_for_violation`: 1002, 1007 or 1009).
 
@@ -31,7 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import websocket
 
-from voiceharness.locust.transport import ConnectOptions, close_for_violation, frame_message, new_websocket
+from voiceharness.locust.transport import (
+    ConnectOptions,
+    FrameReader,
+    close_for_violation,
+    frame_message,
+    new_websocket,
+)
 
 AGENT = "voice-harness"
 PASSING = ("OK", "NON-STRICT", "INFORMATIONAL")
@@ -65,14 +71,15 @@ def run_case(base: str, case: int, agent: str = AGENT) -> str:
     """One case: echo until the server closes; how it ended (for the log)."""
     query = urllib.parse.urlencode({"case": case, "agent": agent})
     ws = _connect(f"{base}/runCase?{query}")
+    frames = FrameReader(ws)  # the harness's reader: its fast path and websocket-client's for the rest
     try:
         while True:
-            opcode, frame = ws.recv_data_frame(True)
+            opcode, data = frames.next()
             if opcode == websocket.ABNF.OPCODE_CLOSE:
                 return "closed by the server"  # websocket-client has answered the close
             if opcode in (websocket.ABNF.OPCODE_PING, websocket.ABNF.OPCODE_PONG):
-                continue  # websocket-client answered the ping
-            message = frame_message(opcode, frame.data)  # as the harness's reader takes it
+                continue  # the reader answered the ping
+            message = frame_message(opcode, data)  # as the harness's reader takes it
             if isinstance(message, str):
                 ws.send(message)
             else:

@@ -12,7 +12,13 @@ import pytest
 import websocket
 
 from voiceharness import framing
-from voiceharness.locust.transport import MAX_MESSAGE_BYTES, MessageTooBig, _BufferedRecv, _CappedFrameBuffer
+from voiceharness.locust.transport import (
+    MAX_MESSAGE_BYTES,
+    FrameReader,
+    MessageTooBig,
+    _BufferedRecv,
+    _CappedFrameBuffer,
+)
 
 
 def _server_frame(payload: bytes, opcode: int) -> bytes:
@@ -87,3 +93,87 @@ def test_a_read_cut_by_an_error_keeps_what_it_had_for_the_retry():
         buffered.exact(5)
     assert buffered.exact(5) == b"abcde"
     assert buffered(100) == b"fgh"
+
+
+# ----------------------------------------------------------------------------- FrameReader
+
+
+class _PlayedWebSocket:
+    """Enough of websocket-client's WebSocket for FrameReader: its (capped, buffered) frame reader
+    over played bytes, and a record of the pongs it sends."""
+
+    def __init__(self, wire: bytes, piece: int = 1 << 20) -> None:
+        sock = PlayedSocket(piece)
+        sock_wire = wire
+
+        def recv(bufsize: int) -> bytes:
+            if sock.position >= len(sock_wire):
+                raise websocket.WebSocketConnectionClosedException("Connection to remote host was lost.")
+            chunk = sock_wire[sock.position : sock.position + min(bufsize, piece)]
+            sock.position += len(chunk)
+            return chunk
+
+        self.frame_buffer = _CappedFrameBuffer(recv, False, MAX_MESSAGE_BYTES)
+        self.pongs: list[bytes] = []
+        real = websocket.WebSocket()
+        real.frame_buffer = self.frame_buffer
+        real.pong = self.pongs.append  # what the general reader sends for a ping, recorded
+        real.connected = True
+        self.real = real
+
+    def recv_data_frame(self, control_frame: bool):
+        return self.real.recv_data_frame(control_frame)
+
+    def pong(self, payload: bytes) -> None:
+        self.pongs.append(payload)
+
+
+def _frame(payload: bytes, opcode: int, *, fin: bool = True, masked: bool = False, rsv: int = 0) -> bytes:
+    header = bytearray(framing.frame_header(len(payload), opcode, masked=masked, fin=fin))
+    header[0] |= rsv << 4
+    if not masked:
+        return bytes(header) + payload
+    key = b"\x01\x02\x03\x04"
+    return bytes(header) + key + framing.mask(payload, key)
+
+
+@pytest.mark.parametrize("piece", [1, 3, 1500, 1 << 20])
+def test_the_reader_returns_whole_and_fragmented_messages_pings_and_pongs_in_order(piece):
+    wire = b"".join([
+        _frame(b'{"intent":"GREETING"}', framing.OPCODE_TEXT),
+        _frame(b"\x01\x00" * 1500, framing.OPCODE_BINARY),  # a 16-bit length
+        _frame(b"ping!", framing.OPCODE_PING),
+        # a fragmented message with a pong between its fragments: websocket-client joins it
+        _frame(b"hello ", framing.OPCODE_TEXT, fin=False),
+        _frame(b"4321", framing.OPCODE_PONG),
+        _frame(b"world", framing.OPCODE_CONTINUATION),
+        _frame(os.urandom(70_000), framing.OPCODE_BINARY),  # a 64-bit length: the general reader
+        _frame(b'{"type":"reply_end"}', framing.OPCODE_TEXT),
+    ])
+    ws = _PlayedWebSocket(wire, piece)
+    reader = FrameReader(ws)
+    got = [reader.next() for _ in range(7)]
+    assert [opcode for opcode, _ in got] == [framing.OPCODE_TEXT, framing.OPCODE_BINARY, framing.OPCODE_PING,
+                                            framing.OPCODE_PONG, framing.OPCODE_TEXT, framing.OPCODE_BINARY,
+                                            framing.OPCODE_TEXT]
+    assert bytes(got[0][1]) == b'{"intent":"GREETING"}' and len(got[1][1]) == 3000
+    assert bytes(got[4][1]) == b"hello world" and len(got[5][1]) == 70_000
+    assert ws.pongs == [b"ping!"]  # a ping read on the fast path is answered as websocket-client would
+
+
+@pytest.mark.parametrize("bad, error", [
+    (_frame(b"x", framing.OPCODE_BINARY, rsv=4), websocket.WebSocketProtocolException),
+    (_frame(b"x", framing.OPCODE_CONTINUATION), websocket.WebSocketProtocolException),
+    (_frame(b"x" * 126, framing.OPCODE_PING), websocket.WebSocketProtocolException),
+    (bytes([0x83, 0x00]), websocket.WebSocketProtocolException),  # reserved opcode 3
+])
+def test_frames_that_break_the_rules_go_to_websocket_client_which_refuses_them(bad, error):
+    reader = FrameReader(_PlayedWebSocket(bad))
+    with pytest.raises(error):
+        reader.next()
+
+
+def test_a_masked_frame_from_the_gateway_is_left_to_websocket_client():
+    """RFC 6455 forbids it; websocket-client unmasks it (as the harness always did): not the fast path's call."""
+    ws = _PlayedWebSocket(_frame(b"hello", framing.OPCODE_BINARY, masked=True))
+    assert FrameReader(ws).next() == (framing.OPCODE_BINARY, b"hello")

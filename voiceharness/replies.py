@@ -326,8 +326,7 @@ class ReplyAudio:
         # search only while nothing was audible and only if anything here could be (per frame, at
         # thousands of replies a second, numpy's per-call overhead is the cost).
         peak = max(int(samples.max()), -int(samples.min()))
-        if peak > self.max_abs_sample:
-            self.max_abs_sample = peak
+        self.max_abs_sample = max(self.max_abs_sample, peak)
         if self.audible_at != self.audible_at and peak > vad.AUDIBLE_PEAK_MIN:  # NaN: not yet audible
             index = vad.first_audible_sample(samples, rate)
             if index is not None:

@@ -96,6 +96,7 @@ def _cell(value: Any) -> Any:
 # Every field at once, in COLUMNS order, read in C: a row per turn at thousands of turns a second.
 _FIELDS = operator.attrgetter(*COLUMNS)
 _FLOAT = float
+isnan = math.isnan
 _BOOL = bool
 
 
@@ -107,7 +108,7 @@ def record_row(record: TurnRecord | Mapping[str, Any]) -> dict[str, Any]:
         for value in _FIELDS(record):
             kind = type(value)
             if kind is _FLOAT:
-                append("" if value != value else round(value, 3))  # value != value: NaN
+                append("" if isnan(value) else round(value, 3))
             elif kind is _BOOL:
                 append(int(value))
             elif value is None:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -186,8 +185,7 @@ class Pacer:
 
     def _schedule(self, stream: _Stream, tick: int) -> None:
         """Put ``stream`` in the slot of ``tick``, or of the next tick to send when that one is past."""
-        if tick < self._tick:
-            tick = self._tick
+        tick = max(tick, self._tick)
         self._slots[tick % SLOTS].append(stream)
 
     # -- the pacer greenlet
@@ -215,7 +213,7 @@ class Pacer:
                     sleep(0)  # behind schedule: let readers run before the next batch
                     sent = 0
             wait = (self._tick + 1) * TICK_S - clock()
-            sleep(wait if wait > 0 else 0)
+            sleep(max(0, wait))
 
     def _send_slot(self, streams: list[_Stream], tick: int) -> int:
         """Write one frame of each stream of a slot; reschedule each for its next frame. The hot

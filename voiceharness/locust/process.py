@@ -224,9 +224,12 @@ def _before_the_fork(parser, **_kwargs) -> None:
     imports the package pays nothing)."""
     if PROCESS.bundled is None:
         PROCESS.preload()
-        # say("plain text") synthesises on first use; its resampler's import holds the GIL for
-        # 0.5-2 s, which must not stall every user mid-run (nor a worker's heartbeats): import it now.
-        import scipy.signal  # noqa: F401
+        # say("plain text") synthesises on first use: in a child process, so that neither the
+        # resampler's import (0.5-2 s holding the GIL, every user stalled) nor its 40-60 MB
+        # land in the load generator.
+        from audio_corpus import speech_cache
+
+        speech_cache.SYNTHESISE_IN_A_CHILD = True
 
 
 def _fail_run(environment, error: HarnessError) -> None:

@@ -55,12 +55,12 @@ class _CappedFrameBuffer(websocket.frame_buffer):
 
     def __init__(self, recv_fn, skip_utf8_validation: bool, max_bytes: int) -> None:
         super().__init__(recv_fn, skip_utf8_validation)
-        self.recv = self._buffered = _BufferedRecv(recv_fn)
+        self.recv = self.buffered = _BufferedRecv(recv_fn)
         self.max_bytes = max_bytes
         self.message_bytes = 0
 
     def recv_strict(self, bufsize: int) -> bytes:
-        return self._buffered.exact(bufsize)
+        return self.buffered.exact(bufsize)
 
     def recv_length(self) -> None:
         super().recv_length()
@@ -129,6 +129,45 @@ class _BufferedRecv:
         self._buffer, self._offset = buffer, end
         return buffer[start:end]
 
+    @property
+    def empty(self) -> bool:
+        return self._offset >= len(self._buffer)
+
+    def fill(self) -> None:
+        """Read the socket once when nothing is buffered (blocking: cooperative under gevent)."""
+        if self._offset >= len(self._buffer):
+            self._buffer, self._offset = self._recv(READ_BYTES), 0
+
+    def take_simple_frame(self) -> tuple[int, bytes] | None:
+        """``(opcode, payload)`` of the frame at the front of the buffer when it is a complete,
+        unfragmented, unmasked text, binary, ping or pong frame of at most 65,535 bytes with no
+        reserved bit — every frame a voice gateway normally sends — else None (and nothing taken)."""
+        buffer, offset = self._buffer, self._offset
+        available = len(buffer) - offset
+        if available < 2:
+            return None
+        first, second = buffer[offset], buffer[offset + 1]
+        opcode = first & 0x0F
+        if first & 0xF0 != 0x80 or second & 0x80 or opcode not in _SIMPLE_OPCODES:
+            return None  # not FIN, a reserved bit, masked, or a continuation/close/unknown opcode
+        length = second & 0x7F
+        start = offset + 2
+        if length == 126:
+            if opcode >= 8 or available < 4:
+                return None
+            length = (buffer[offset + 2] << 8) | buffer[offset + 3]
+            start = offset + 4
+        elif length == 127:
+            return None
+        end = start + length
+        if end > len(buffer):
+            return None  # not all here yet: websocket-client reads the rest
+        if end == len(buffer):
+            self._buffer, self._offset = b"", 0
+        else:
+            self._offset = end
+        return opcode, buffer[start:end]
+
     def exact(self, size: int) -> bytes:
         """Exactly ``size`` bytes, reading the socket as often as that takes."""
         buffer, start = self._buffer, self._offset
@@ -151,6 +190,44 @@ class _BufferedRecv:
             self._buffer, self._offset = bytes(gathered), size
             return self._buffer[:size]
         return bytes(gathered)
+
+
+_SIMPLE_OPCODES = frozenset((websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY, websocket.ABNF.OPCODE_PING,
+                             websocket.ABNF.OPCODE_PONG))
+
+
+class FrameReader:
+    """The frames of one connection, as ``(opcode, payload)``.
+
+    The frames a gateway normally sends — whole (unfragmented), unmasked text, binary, ping and
+    pong frames — are cut straight from the buffered bytes (:meth:`_BufferedRecv.take_simple_frame`):
+    websocket-client's general reader cost a reply's reading several times its handling. Every
+    other frame — a fragment, a large frame, a reserved bit, a masked frame, close, an unknown
+    opcode — goes to websocket-client's ``recv_data_frame(True)``, which checks every rule of
+    RFC 6455 and joins fragments; after it returned a control frame (which may arrive between
+    the fragments of a message), the next frames go to it too until it returns a message.
+    ``tests/autobahn_client.py`` runs Autobahn|Testsuite's client cases through this reader.
+    """
+
+    def __init__(self, ws: websocket.WebSocket) -> None:
+        self.ws = ws
+        self.buffered: _BufferedRecv = ws.frame_buffer.buffered
+        self.general = False  # websocket-client reads until it returns a whole message
+
+    def next(self) -> tuple[int, bytes]:
+        if not self.general:
+            buffered = self.buffered
+            frame = buffered.take_simple_frame()
+            if frame is None and buffered.empty:
+                buffered.fill()
+                frame = buffered.take_simple_frame()
+            if frame is not None:
+                if frame[0] == websocket.ABNF.OPCODE_PING:
+                    self.ws.pong(frame[1])  # as websocket-client does for the pings it reads
+                return frame
+        opcode, frame = self.ws.recv_data_frame(True)
+        self.general = opcode in (websocket.ABNF.OPCODE_PING, websocket.ABNF.OPCODE_PONG)
+        return opcode, frame.data
 
 
 def new_websocket(options: ConnectOptions) -> websocket.WebSocket:
@@ -377,22 +454,23 @@ class VoiceConnection:
         code: int | None = None
         reason = ""
         failure = ""  # set when the gateway broke the WebSocket protocol and we close for it
+        frames = FrameReader(ws)
         try:
             while True:
-                opcode, frame = ws.recv_data_frame(True)
+                opcode, data = frames.next()
                 now = time.monotonic()
                 if opcode == websocket.ABNF.OPCODE_CLOSE:
-                    code, reason = _close_code(frame.data)
+                    code, reason = _close_code(data)
                     break
                 if opcode == websocket.ABNF.OPCODE_PONG:
-                    event = self.session.pong_received(frame.data, now)
+                    event = self.session.pong_received(data, now)
                     if event is not None:
                         self.deliver([event])
                     continue
                 if opcode == websocket.ABNF.OPCODE_PING:
                     self.session.frame_received(now)
                     continue
-                message = frame_message(opcode, frame.data)
+                message = frame_message(opcode, data)
                 self.deliver(self.session.receive(message, now))
         except (MessageTooBig, websocket.WebSocketPayloadException, websocket.WebSocketProtocolException,
                 UnicodeDecodeError) as error:
