@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --judge-replies: smartjarvis, reference or a JSON file (default: the run's dialect's)",
     )
     parser.add_argument("--judge-workers", type=int, metavar="N", help="with --judge-replies: processes (default: cores)")
+    parser.add_argument("--judge-method", choices=["grammar", "lm"], default="grammar",
+                        help="with --judge-replies: how replies are transcribed (see docs/reply-judge.md)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     return parser
 
@@ -178,7 +180,8 @@ def _judge_saved_replies(run, args: argparse.Namespace) -> dict:
     if run.turns is None:
         raise HarnessError(f"{run.prefix}: --judge-replies needs the run's turns file (_turns.csv)")
     expectations = args.reply_expectations or dialects.dialect((run.status or {}).get("dialect") or "reference").expectations
-    run.turns, summary = judge_run(run.turns, args.judge_replies, expectations, workers=args.judge_workers)
+    run.turns, summary = judge_run(run.turns, args.judge_replies, expectations, workers=args.judge_workers,
+                                   method=args.judge_method)
     print(f"judged {summary['saved_replies']} saved replies against the {expectations} expectations: "
           f"{summary['judged_after_the_run']} turns judged after the run, {summary['unreadable']} unreadable",
           file=sys.stderr)

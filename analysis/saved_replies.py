@@ -25,14 +25,15 @@ from analysis.readers import Categorical, Turns
 from voiceharness.errors import AnalysisError
 
 
-def judge_run(turns: Turns, directory: str, expectations: str, *, workers: int | None = None) -> tuple[Turns, dict]:
+def judge_run(turns: Turns, directory: str, expectations: str, *, workers: int | None = None,
+              method: str = "grammar") -> tuple[Turns, dict]:
     """The turns completed with the verdicts of the replies saved in ``directory``, and a summary."""
     from voiceharness.listener_pool import judge_saved_replies
 
     if "turn_index" not in turns.numbers:
         raise AnalysisError(f"{turns.path}: has no turn_index column, so its turns cannot be matched to saved "
                             "replies; it was written by an older harness")
-    rows = judge_saved_replies(directory, expectations, workers=workers or os.cpu_count() or 1)
+    rows = judge_saved_replies(directory, expectations, workers=workers or os.cpu_count() or 1, method=method)
     return apply_verdicts(turns, rows)
 
 

@@ -67,6 +67,10 @@ def add_voice_options(parser) -> None:
     group.add_argument("--judge-sample", type=float, default=1.0, include_in_web_ui=True,
                        help="Share of replies to hear, 0-1 (default 1: all, up to what the judge's processes keep up with; "
                             "a reply it cannot take in time is left unjudged and counted)")
+    group.add_argument("--judge-method", choices=["grammar", "lm"], default="grammar", include_in_web_ui=False,
+                       help="How the judge transcribes replies: grammar (the expected phrases with a garbage model; "
+                            "0.1-0.3 s of CPU a reply) or lm (pocketsphinx's full language model: better on natural "
+                            "voices it was not tuned on, 4-6x the CPU; see docs/reply-judge.md). Default: grammar")
     group.add_argument("--judge-workers", type=int, default=1, include_in_web_ui=False,
                        help="Processes that hear replies (speech recognition, off the load generator; default 1)")
     group.add_argument("--save-replies", default="", include_in_web_ui=False,
@@ -127,6 +131,7 @@ class VoiceRunConfig:
     expectations: str
     judge_replies: bool
     judge_sample: float
+    judge_method: str
     judge_workers: int
     save_replies: str
     save_replies_max_bytes: int
@@ -204,6 +209,7 @@ def resolve(options) -> VoiceRunConfig:
         expectations=options.reply_expectations or dialect.expectations,
         judge_replies=options.judge_replies,
         judge_sample=options.judge_sample,
+        judge_method=options.judge_method,
         judge_workers=options.judge_workers,
         save_replies=options.save_replies,
         save_replies_max_bytes=int(options.save_replies_max_mb * 2**20),

@@ -153,7 +153,7 @@ class VoiceProcess:
                 config = self.config
                 assert config is not None
                 self.listener_pool = ListenerPool(config.expectations, workers=config.judge_workers,
-                                                  sample_fraction=config.judge_sample)
+                                                  sample_fraction=config.judge_sample, method=config.judge_method)
                 self.logbook.info(f"Reply judge: {config.judge_workers} process(es) hearing replies against the "
                                   f"{config.expectations} expectations, {config.judge_sample:.0%} of replies")
         return self.listener_pool
