@@ -87,7 +87,8 @@ def judge(record: TurnRecord, audio: replies.ReplyAudio, metadata: replies.Metad
         return
     expected = expectation.intent
     if metadata is None and not audio.samples:
-        detail = (f"no reply within {reply_timeout_ms:.0f} ms" if ended_by == "deadline" and not math.isnan(reply_timeout_ms)
+        detail = (f"no intent within {reply_timeout_ms:.0f} ms (no reply at all)"
+                  if ended_by == "deadline" and not math.isnan(reply_timeout_ms)
                   else "the reply ended without intent or audio")
         _fail(record, "no_intent", detail)
         return
