@@ -2,55 +2,83 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from types import SimpleNamespace
+
 import pytest
 
 from voiceharness import dialects
 from voiceharness.errors import UsageError
 from voiceharness.replies import ReplyFormat
 
+_RESOLVE = """
+import json, sys
+from locust.argument_parser import get_empty_argument_parser
+from voiceharness.errors import UsageError
+from voiceharness.locust import options
+parser = get_empty_argument_parser(add_help=False)
+parser.add_argument("--host", default="ws://127.0.0.1:7090")
+parser.add_argument("--otel", action="store_true", default=False)
+options.add_voice_options(parser)
+try:
+    config = options.resolve(parser.parse_args(sys.argv[1:]))
+except UsageError as error:
+    print(json.dumps({"error": str(error)}))
+    sys.exit(0)
+print(json.dumps({
+    "dialect": config.dialect.name, "path": config.settings.path, "end_marker": config.end_marker,
+    "trailing_silence_ms": config.trailing_silence_ms, "header_as_binary": config.connect.header_as_binary,
+    "mic_during_reply": config.mic_during_reply, "reply_format": config.reply_format.value,
+    "expectations": config.expectations, "stats_by": config.stats_by,
+}))
+"""
 
-def resolve(*argv: str):
-    from locust.argument_parser import get_empty_argument_parser
 
-    from voiceharness.locust import options
-
-    parser = get_empty_argument_parser(add_help=False)
-    parser.add_argument("--host", default="ws://127.0.0.1:7090")
-    parser.add_argument("--otel", action="store_true", default=False)
-    options.add_voice_options(parser)
-    return options.resolve(parser.parse_args(list(argv)))
+def resolve(*argv: str) -> SimpleNamespace:
+    """The run configuration the options give, resolved in a child process: the options module
+    imports Locust, which monkey-patches the process that imports it (not pytest's)."""
+    done = subprocess.run([sys.executable, "-c", _RESOLVE, *argv], capture_output=True, text=True, timeout=120,
+                          check=False)
+    if done.returncode:
+        raise SystemExit(done.returncode)  # argparse refused the command line
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    if "error" in result:
+        raise UsageError(result["error"])
+    return SimpleNamespace(**result)
 
 
 def test_reference_is_the_documented_protocol():
     config = resolve()
-    assert config.dialect.name == "reference"
-    assert config.settings.path == "/ws/audio" and config.end_marker and config.trailing_silence_ms == 0
-    assert config.connect.header_as_binary and config.mic_during_reply == "closed"
-    assert config.reply_format is ReplyFormat.AUTO and config.expectations == "reference"
+    assert config.dialect == "reference"
+    assert config.path == "/ws/audio" and config.end_marker and config.trailing_silence_ms == 0
+    assert config.header_as_binary and config.mic_during_reply == "closed"
+    assert config.reply_format == ReplyFormat.AUTO.value and config.expectations == "reference"
 
 
 def test_smartjarvis_sends_no_marker_enough_silence_and_a_text_header_and_judges_by_its_phrasing():
     config = resolve("--dialect", "smartjarvis")
     assert not config.end_marker
     assert config.trailing_silence_ms >= dialects.MIN_ENDPOINTER_SILENCE_MS
-    assert not config.connect.header_as_binary
+    assert not config.header_as_binary
     assert config.expectations == "smartjarvis"
 
 
 def test_browser_tester_talks_on_ws_without_a_marker_and_keeps_the_mic_open():
     config = resolve("--dialect", "browser-tester")
-    assert config.settings.path == "/ws" and not config.end_marker and config.mic_during_reply == "open"
-    assert config.connect.header_as_binary
+    assert config.path == "/ws" and not config.end_marker and config.mic_during_reply == "open"
+    assert config.header_as_binary
 
 
 def test_explicit_flags_override_the_dialect():
     config = resolve("--dialect", "smartjarvis", "--end-marker", "--trailing-silence-ms", "800",
                      "--header-format", "binary", "--mic-during-reply", "open", "--reply-format", "wav",
                      "--reply-expectations", "reference", "--ws-path", "/voice")
-    assert config.end_marker and config.trailing_silence_ms == 800 and config.connect.header_as_binary
-    assert config.mic_during_reply == "open" and config.reply_format is ReplyFormat.WAV
-    assert config.expectations == "reference" and config.settings.path == "/voice"
-    assert resolve("--dialect", "browser-tester", "--host", "ws://127.0.0.1:7090/custom").settings.path == "/custom"
+    assert config.end_marker and config.trailing_silence_ms == 800 and config.header_as_binary
+    assert config.mic_during_reply == "open" and config.reply_format == ReplyFormat.WAV.value
+    assert config.expectations == "reference" and config.path == "/voice"
+    assert resolve("--dialect", "browser-tester", "--host", "ws://127.0.0.1:7090/custom").path == "/custom"
 
 
 def test_no_end_marker_on_the_reference_dialect_streams_a_second_of_silence():

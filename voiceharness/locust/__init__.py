@@ -24,10 +24,24 @@ WebSocket), :mod:`.pacer` (the process-wide real-time sender), :mod:`.options`,
 Only this package imports Locust and gevent; the rest of ``voiceharness`` imports without them.
 """
 
-from voiceharness.locust import metrics as _metrics  # noqa: F401 (--voice-metrics-port: live metrics for Prometheus)
-from voiceharness.locust import options as _options  # noqa: F401 (registers the command-line options)
-from voiceharness.locust.client import VoiceClient, VoiceFailure
-from voiceharness.locust.user import VoiceUser
-from voiceharness.turn import Turn
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = ["Turn", "VoiceClient", "VoiceFailure", "VoiceUser"]
+
+_PUBLIC = {"Turn": "voiceharness.turn", "VoiceClient": "voiceharness.locust.client",
+           "VoiceFailure": "voiceharness.locust.client", "VoiceUser": "voiceharness.locust.user"}
+
+
+def __getattr__(name: str) -> Any:
+    """The public API, imported on first use: importing Locust monkey-patches the whole process
+    (gevent), so a tool that imports only a submodule of this package (the transport's frame
+    reader, the collector) must not pay for it; a locustfile that imports ``VoiceUser`` gets
+    every hook of the harness registered with it."""
+    if name not in _PUBLIC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    globals()[name] = value
+    return value

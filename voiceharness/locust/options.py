@@ -262,6 +262,9 @@ def print_help() -> None:
     parser.prog = "locust -f LOCUSTFILE (voice-locust for the built-in scenarios)"
     parser.description = "Options of the voice-gateway harness (besides Locust's own: locust --help)"
     add_voice_options(parser)
+    from voiceharness.locust.metrics import add_metrics_options
+
+    add_metrics_options(parser)
     parser.print_help()
 
 

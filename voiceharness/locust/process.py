@@ -32,6 +32,7 @@ from locust.runners import MasterRunner
 
 from voiceharness import diagnoses, guide
 from voiceharness.errors import HarnessError
+from voiceharness.locust import metrics as _metrics  # noqa: F401 (--voice-metrics-port: its own Locust hooks)
 from voiceharness.locust import options as voice_options
 from voiceharness.locust import records, resources, run_status
 from voiceharness.locust.collector import COLLECTOR
