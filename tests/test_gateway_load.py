@@ -18,24 +18,23 @@ import pytest
 from bench.soak_gateway import SLOW_PIPELINE, read_metrics, readyz, run_load, summarize
 from voiceharness import protocol
 from voiceharness.errors import ConnectionFailed
-from voiceharness.settings import Settings
 
 pytestmark = pytest.mark.slow
 MAX_SESSIONS = 20
 
 
 def _harness_connect(port: int) -> str:
-    """The harness's own client opening one more session; its diagnosis code ('' if it got in)."""
-    from voiceharness.locust.transport import ConnectOptions, VoiceConnection
+    """The harness's own client opening one more session; its diagnosis code ('' if it got in).
 
-    connection = VoiceConnection(
-        Settings("127.0.0.1", port, "ws"), ConnectOptions(connect_timeout_s=5), protocol.ClientSession(), lambda e: None
-    )
+    The blocking transport of the one-voice replay: the Locust transport needs gevent's
+    monkey-patching, which this test process does not have (and must not get)."""
+    from voiceharness.replay import BlockingTransport
+
     try:
-        connection.open()
+        transport = BlockingTransport(f"ws://127.0.0.1:{port}/ws/audio", protocol.ClientSession(), connect_timeout_s=5)
     except ConnectionFailed as failure:
         return failure.diagnosis
-    connection.close()
+    transport.close()
     return ""
 
 
