@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import csv
 import glob
+import json
 import os
 import re
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import run_locust
+from conftest import run_locust, wait_until
 
 from voiceharness import diagnoses
 
@@ -121,6 +122,24 @@ def test_a_bug_in_the_harness_is_a_harness_error_never_the_gateways_failure(tmp_
     assert exceptions and exceptions[0]["Message"] == "division by zero"  # logged by Locust, with its traceback
     assert "return 1 / 0" in exceptions[0]["Traceback"]
     assert "harness_error" in diagnoses.DIAGNOSES
+
+
+def test_a_user_stopped_by_the_end_of_the_run_closes_going_away_not_as_a_harness_error(tmp_path, gateway_factory):
+    # Replies come 5 s late and the run lasts 4 s: every user is inside its first turn when the
+    # run stops it. That is the run's end (1001), not a bug in the harness (1011), and the
+    # gateway's logs must not be told otherwise.
+    gateway = gateway_factory("--fast-sink", "--fault-delay-ms", "5000", "--log-json")
+    run = run_locust(tmp_path / "run", gateway.url, "BasicUser", users=3, spawn_rate=3, run_time="4s")
+    turns = read_csv(run.file("_turns.csv"))
+    assert len(turns) == 3 and {row["failure"] for row in turns} == {"run_stopped"}, turns
+
+    def session_ends():
+        ends = [json.loads(line) for line in gateway.log_text().splitlines() if line.startswith("{")]
+        ends = [event for event in ends if event["event"] == "session_end"]
+        return ends if len(ends) >= 3 else None
+
+    codes = [event["close_code"] for event in wait_until(session_ends, 20, "the gateway's session_end events")]
+    assert codes == [1001, 1001, 1001], codes
 
 
 def test_processes_2_records_every_processs_turns_under_its_own_name(tmp_path, gateway_factory):

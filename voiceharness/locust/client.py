@@ -252,7 +252,7 @@ class VoiceClient:
                 send_marker=config.end_marker, listen=PROCESS.listen, cross_check=config.judge_replies,
                 metadata_only=config.reply_format.value == "metadata",
             )
-        except BaseException:
+        except BaseException as error:
             # run_turn ended the turn (harness_error, or run_stopped) before passing this on.
             ended = connection.events.take_ended()
             if ended is not None:
@@ -260,7 +260,12 @@ class VoiceClient:
                 self._report(ended.record, ended.record.request_name)
             if (ended is None or ended.ended_by == "abandoned") and not connection.closed.is_set():
                 # Interrupted mid-stream: a frame may be half written; the next turn starts afresh.
-                connection.close(protocol.CLOSE_INTERNAL_ERROR, "harness error")
+                # A user stopped by the run (GreenletExit, not an Exception) is going away; only a
+                # bug in the harness is an internal error, and the gateway's logs should say which.
+                if isinstance(error, Exception):
+                    connection.close(protocol.CLOSE_INTERNAL_ERROR, "harness error")
+                else:
+                    connection.close(protocol.CLOSE_GOING_AWAY, "user stopped")
             raise
         record = turn.record
         self._fill(record, utterance, scenario, pace, started_wall, name)
