@@ -9,11 +9,10 @@ are the load generator's, not the gateway's.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 
-from conftest import ROOT, run_locust
+from analysis_fixtures import analysis_command
+from conftest import run_locust
 
 HOGGING_LOCUSTFILE = textwrap.dedent(
     """
@@ -54,8 +53,7 @@ def test_an_overloaded_load_generator_says_so_in_the_log_run_status_and_report(s
     assert lateness["frames"] > 0 and lateness["p99_ms"] > 50, lateness
 
     out_dir = tmp_path / "report"
-    analysis = subprocess.run([sys.executable, "-m", "analysis", str(prefix), "--out-dir", str(out_dir)],
-                              cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    analysis = analysis_command(str(prefix), "--out-dir", str(out_dir))
     assert "Send lateness (frame sent - frame due): BOTTLENECK" in analysis.stdout, analysis.stdout + analysis.stderr
     report = json.loads((out_dir / "report.json").read_text())
     (summary,) = report["runs"]
