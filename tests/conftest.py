@@ -64,6 +64,13 @@ settings.register_profile("dev", print_blob=True)
 HYPOTHESIS_PROFILE = "ci" if in_ci() else "dev"
 settings.load_profile(HYPOTHESIS_PROFILE)
 
+# The Ctrl-C tests send SIGINT to Locust and expect what a terminal's Ctrl-C does. A shell starts a
+# background job (`make test &`, `nohup`) with SIGINT ignored, children inherit that, and Python then
+# installs no KeyboardInterrupt handler: the run under test ignored the Ctrl-C and was killed 90 s
+# later. Restoring Python's handler here gives the suite, and every process it starts, the default.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     profile = settings.get_current_profile_name()  # --hypothesis-profile may have replaced ours
