@@ -10,12 +10,17 @@ demo:
 # CI mode (CI=true: a missing dependency fails instead of skipping; Hypothesis's derandomized
 # profile), the lock check, the linter, then the whole suite with its 15 slowest tests. Every
 # step runs; the target fails if any did.
+# Test files run on TEST_WORKERS pytest-xdist workers, a file's tests on one worker (module
+# fixtures run once). Most tests wait on audio played in real time, so 3 workers on 2 cores
+# overlap those waits: 22 minutes in one process.
+TEST_WORKERS ?= 3
+
 test:
 	@scripts/bootstrap.sh
 	@export CI=true; status=0; \
 	.venv/bin/python scripts/check_lock.py || status=1; \
 	.venv/bin/ruff check --output-format concise . || { status=1; echo "make test: ruff found problems (above)" >&2; }; \
-	scripts/test.sh --durations=15 || status=1; \
+	scripts/test.sh --numprocesses $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15 || status=1; \
 	[ $$status -eq 0 ] || echo "make test: FAILED (lock check, ruff or tests: see above)" >&2; \
 	exit $$status
 

@@ -14,6 +14,7 @@ Also the suite's two rules for running in CI (the ``CI`` environment variable se
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib.util
 import os
 import shutil
@@ -21,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -130,6 +132,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", f"requires(*names): needs these ({', '.join(DEPENDENCIES)}); skips locally, fails in CI"
     )
+    config.addinivalue_line(
+        "markers", "exclusive: runs while no other test does (make test runs several at once; see below)"
+    )
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -137,6 +142,83 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         for name in mark.args:
             check, install_hint = DEPENDENCIES[name]
             require_dependency(name, check, install_hint)
+
+
+# -- order: the files with slow tests first
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the files that hold slow tests first; each file's tests keep their order.
+
+    ``make test`` hands whole files to several workers (pytest-xdist ``--dist loadfile``, in
+    the order collected: ``--no-loadscope-reorder``). Most of the suite waits on audio played
+    in real time, which workers can overlap; a minute-long file dealt out last would keep one
+    worker busy while the others sit idle, so the long files go first and the many short ones
+    fill in around them.
+    """
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # a stable sort: files stay whole
+
+
+# -- tests that need the machine to themselves
+#
+# make test runs several test files at once (pytest-xdist workers). A test marked ``exclusive``
+# is one whose subject is real-time work the machine must keep up with (50 users streaming to
+# the real gateway's recognition): with the CPU shared, the gateway drops audio and the turns
+# fail for a reason that is not a bug. While it runs, no other test does. Two lock files shared
+# by the workers of one run: every test holds ``room`` shared, an exclusive test holds it alone;
+# ``gate`` makes a waiting exclusive test go next instead of waiting for a moment when no other
+# worker happens to be inside.
+
+
+_share_folders: list[Path] = []  # the controller's: one folder for the run's two lock files
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: on the controller, for each worker it starts
+def pytest_configure_node(node) -> None:
+    if not _share_folders:
+        _share_folders.append(Path(tempfile.mkdtemp(prefix="voiceharness-tests-")))
+    node.workerinput["machine_share_folder"] = str(_share_folders[0])
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for folder in _share_folders:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run_lock_files(config: pytest.Config) -> tuple[Path, Path] | None:
+    folder = getattr(config, "workerinput", {}).get("machine_share_folder")
+    if folder is None:
+        return None  # one process: tests run one at a time anyway
+    return Path(folder) / "gate", Path(folder) / "room"
+
+
+@contextlib.contextmanager
+def _machine_share(config: pytest.Config, exclusive: bool) -> Iterator[None]:
+    paths = _run_lock_files(config)
+    if paths is None:
+        yield
+        return
+    with open(paths[0], "a") as gate, open(paths[1], "a") as room:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(room, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        finally:
+            if not exclusive:
+                fcntl.flock(gate, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(room, fcntl.LOCK_UN)
+            if exclusive:
+                fcntl.flock(gate, fcntl.LOCK_UN)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    # Setup, call and teardown: a module fixture's work happens in its first test's setup.
+    with _machine_share(item.config, exclusive=item.get_closest_marker("exclusive") is not None):
+        return (yield)
 
 
 def wait_until(condition: Callable[[], T], timeout_s: float, what: str, poll_s: float = 0.05) -> T:

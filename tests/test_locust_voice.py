@@ -174,6 +174,7 @@ def test_recovery_scenario_reports_time_to_recover(tmp_path, gateway_factory):
     assert "Traceback" not in run.output
 
 
+@pytest.mark.exclusive  # 50 real-time voices: the gateway must have the CPU to keep up
 def test_fifty_users_for_sixty_seconds_against_the_real_gateway(tmp_path, shared_gateway):
     run = run_locust(tmp_path / "load", shared_gateway.url, "--utterances", "kind:clean",
                      "--think-time-ms", "1000-3000",  # people, not a script: the harness's default

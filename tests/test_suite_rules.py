@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import itertools
+import json
 import os
 import subprocess
 import sys
@@ -128,3 +130,44 @@ def test_a_dependency_missing_from_the_lock_or_outside_its_bound_says_run_make_l
     assert completed.returncode == 1
     assert "does not match pyproject.toml: run make lock" in completed.stderr
     assert "no-such-package>=1 is not in the lock" in completed.stderr
+
+
+# -- several workers (make test: pytest-xdist), and the tests that need the machine alone
+
+_TIMED = """
+import json, os, time
+import pytest
+
+def _timed(name, seconds):
+    start = time.monotonic()
+    time.sleep(seconds)
+    with open(os.environ["TIMES"], "a") as file:
+        file.write(json.dumps([name, start, time.monotonic()]) + "\\n")
+"""
+
+
+def test_an_exclusive_test_runs_while_no_other_test_does(tmp_path):
+    """Three workers, tests of 0.3 s around one exclusive test: the others overlap each other
+    (so there is parallelism to exclude) but none overlaps the exclusive one."""
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    for index in range(3):
+        tests = [f"def test_{index}_{n}():\n    _timed('{index}_{n}', 0.3)\n" for n in range(8)]
+        if index == 1:
+            tests.insert(3, "@pytest.mark.exclusive\ndef test_alone():\n    _timed('alone', 1.0)\n")
+        (suite / f"test_{index}.py").write_text(_TIMED + "\n\n".join(tests))
+    times = tmp_path / "times.jsonl"
+    env = {**os.environ, "TIMES": str(times), "PYTHONPATH": str(TESTS)}
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "conftest", "-p", "no:cacheprovider", "-q", "-n", "3",
+         "--dist", "load", str(suite)],
+        cwd=suite, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    spans = {name: (start, end) for name, start, end in map(json.loads, times.read_text().splitlines())}
+    assert len(spans) == 25
+    alone_start, alone_end = spans.pop("alone")
+    overlapping = [name for name, (start, end) in spans.items() if start < alone_end and end > alone_start]
+    assert overlapping == [], (overlapping, (alone_start, alone_end), spans)
+    ordered = sorted(spans.values())
+    assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(ordered)), "no two tests ran at once"
