@@ -97,6 +97,12 @@ class _Connection:
     close_received: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+async def _cancel_all(tasks: set[asyncio.Task]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class MisbehavingGateway:
     """The server; ``port`` is known once it is started (``start()`` or ``with``)."""
 
@@ -147,10 +153,7 @@ class MisbehavingGateway:
         finally:
             # Connections that ended just before the stop have tasks cancelled but not yet run:
             # let them finish, or they are destroyed pending (a warning in whichever test is next).
-            pending = asyncio.all_tasks(self._loop)
-            for task in pending:
-                task.cancel()
-            self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            self._loop.run_until_complete(_cancel_all(asyncio.all_tasks(self._loop)))
             self._loop.close()
 
     # -- one connection

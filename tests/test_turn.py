@@ -252,6 +252,22 @@ def test_a_harness_bug_inside_the_turn_is_recorded_as_harness_error_and_raised()
     assert transport.session.state is protocol.ClientState.IDLE  # the connection can go on
 
 
+def test_a_run_that_ends_while_the_reply_is_judged_keeps_the_turns_timings_as_run_stopped():
+    """The judge hears a reply in another process, which can take seconds (its first reply
+    waits for pocketsphinx to load): the run's end then stops the user inside ``listen``."""
+
+    def listen_until_stopped(*_args):
+        raise KeyboardInterrupt  # what gevent's GreenletExit is too: a BaseException, not an Exception
+
+    transport = link(shape="wav", keep_reply_audio=True)
+    with pytest.raises(KeyboardInterrupt):
+        run_turn(transport, plan(silence_frames=16), Expectation(intent="GREETING"), send_marker=False,
+                 listen=listen_until_stopped, clock=transport.clock)
+    record = transport.events.take_ended().record
+    assert (record.failure, record.failure_detail) == ("run_stopped", "the run ended while the reply was being judged")
+    assert not record.success and record.roundtrip_ms > 0 and record.audible_ms > 0
+
+
 def test_the_turn_value_supports_locusts_catch_response_idiom():
     transport = link()
     turn = run_turn(transport, plan(), Expectation(intent="GREETING"), clock=transport.clock)

@@ -281,10 +281,12 @@ def run_turn(
             heard = listen(turn.reply_samples, audio.sample_rate_hz, expectation.request_text)
         judge(record, audio, ended.metadata, expectation, heard=heard, ended_by=ended.ended_by,
               reply_timeout_ms=session.reply_timeout_s * 1000, metadata_only=metadata_only, subject=turn)
-    except Exception as error:
-        # The listener or the scenario's own check failed: a bug, not the gateway's doing.
+    except BaseException as error:
         record.success = False
-        record.failure, record.failure_detail = "harness_error", f"while judging: {type(error).__name__}: {error}"
+        if isinstance(error, Exception):  # the listener or the scenario's own check failed: a bug
+            record.failure, record.failure_detail = "harness_error", f"while judging: {type(error).__name__}: {error}"
+        else:  # the run ended (or Ctrl-C) while the reply was heard: the turn's timings stand
+            record.failure, record.failure_detail = "run_stopped", "the run ended while the reply was being judged"
         events.ended = ended  # the caller reports the turn, then the error
         raise
     return turn
