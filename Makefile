@@ -2,6 +2,7 @@
 .PHONY: demo test lint lock bench
 
 LOCK = requirements-lock.txt
+TEST_WORKERS ?= 3
 
 demo:
 	@scripts/bootstrap.sh
@@ -9,12 +10,9 @@ demo:
 
 # CI mode (CI=true: a missing dependency fails instead of skipping; Hypothesis's derandomized
 # profile), the lock check, the linter, then the whole suite with its 15 slowest tests. Every
-# step runs; the target fails if any did.
-# Test files run on TEST_WORKERS pytest-xdist workers, a file's tests on one worker (module
-# fixtures run once). Most tests wait on audio played in real time, so 3 workers on 2 cores
-# overlap those waits: 22 minutes in one process.
-TEST_WORKERS ?= 3
-
+# step runs; the target fails if any did. The suite runs on TEST_WORKERS pytest-xdist workers,
+# a file's tests on one worker (module fixtures run once): most tests wait on audio played in
+# real time, so 3 workers on 2 cores overlap those waits.
 test:
 	@scripts/bootstrap.sh
 	@export CI=true; status=0; \
