@@ -60,7 +60,7 @@ from .loader import (
     parse_reply_check,
     write_manifest,
 )
-from .resolve import resolve_utterance, text_utterance, text_utterance_id
+from .resolve import bundled_corpus, resolve_utterance, text_utterance, text_utterance_id
 from .speech_cache import cache_root as speech_cache_root
 
 
@@ -87,6 +87,7 @@ __all__ = [
     "Utterance",
     "build_from_dir",
     "build_from_text",
+    "bundled_corpus",
     "check_intent_name",
     "check_reply",
     "find_speech",

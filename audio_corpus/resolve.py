@@ -78,8 +78,12 @@ def resolve_utterance(
     rate_wpm: int = DEFAULT_RATE_WPM,
     expected_intent: str = "",
     reply_check: str = "",
+    synthesise_in_child: bool = False,
 ) -> Utterance:
     """The utterance ``what`` names, by the rules of this module's docstring.
+
+    ``synthesise_in_child``: text not yet in the speech cache is synthesised by a child process
+    (a load generator's choice: see :func:`audio_corpus.speech_cache.cached_speech`).
 
     CorpusError (one line, naming ``what``) for an unknown file, a mistyped id, a bad voice,
     rate, intent or reply check, or a missing espeak-ng.
@@ -95,13 +99,13 @@ def resolve_utterance(
         )
     source = corpus
     if _ID_CHARS.match(what):
-        source = corpus if corpus is not None else _bundled_corpus()
+        source = corpus if corpus is not None else bundled_corpus()
         if what in source.by_id:
             return _expecting(source.by_id[what], expected_intent, reply_check)
     if _looks_like_path(what):
         return _file_utterance(Path(what).expanduser(), expected_intent, reply_check, named=what)
     if "_" in what and not any(char.isspace() for char in what):
-        source = corpus if corpus is not None else _bundled_corpus()
+        source = corpus if corpus is not None else bundled_corpus()
         ids = list(source.by_id)
         close = difflib.get_close_matches(what, ids, n=3, cutoff=0.6)
         hint = f"did you mean {', '.join(close)}? " if close else ""
@@ -110,7 +114,7 @@ def resolve_utterance(
             f"use words without _ or audio_corpus.text_utterance({what!r})"
         )
     return text_utterance(what, voice=voice, rate_wpm=rate_wpm, expected_intent=expected_intent,
-                          reply_check=reply_check)  # fmt: skip
+                          reply_check=reply_check, synthesise_in_child=synthesise_in_child)  # fmt: skip
 
 
 def text_utterance(
@@ -120,6 +124,7 @@ def text_utterance(
     rate_wpm: int = DEFAULT_RATE_WPM,
     expected_intent: str = "",
     reply_check: str = "",
+    synthesise_in_child: bool = False,
 ) -> Utterance:
     """``text`` spoken by espeak-ng (from the speech cache when said before), whatever it looks like.
 
@@ -138,7 +143,8 @@ def text_utterance(
             utterance = _memo.get(key)
             if utterance is None:
                 check_voice(voice)
-                utterance = cached_speech(said, voice, rate, utterance_id=text_utterance_id(said, voice, rate))
+                utterance = cached_speech(said, voice, rate, utterance_id=text_utterance_id(said, voice, rate),
+                                          in_child=synthesise_in_child)
                 _memo[key] = utterance
     return _expecting(utterance, expected_intent, reply_check)
 
@@ -219,8 +225,9 @@ def _looks_like_path(what: str) -> bool:
     )
 
 
-def _bundled_corpus() -> Corpus:
-    """The bundled corpus, loaded on first need (the first word said that could be an id)."""
+def bundled_corpus() -> Corpus:
+    """The bundled corpus, loaded once per process on first need (a load generator loads it before
+    Locust forks its ``--processes``, so they share its pages)."""
     corpus = _bundled.get("corpus")
     if corpus is None:
         # setdefault: when two threads load it at once, both keep the first one stored.

@@ -58,12 +58,6 @@ _STALE_TEMP_S = 3600.0  # a temporary file this old was left by a process that d
 _fallback_dir: list[Path] = []  # the process's own folder once the cache proved unwritable
 
 
-# A load generator sets this: synthesis (espeak-ng, then scipy's resampler: 40-60 MB and a
-# 0.5-2 s import that holds the GIL) runs in a child process that fills the cache, and the
-# load generator only reads the file (under gevent the wait for the child is cooperative).
-SYNTHESISE_IN_A_CHILD = False
-
-
 def _synthesise_in_a_child(text: str, voice: str, rate_wpm: int) -> None:
     import subprocess
     import sys
@@ -80,7 +74,7 @@ def _synthesise_in_a_child(text: str, voice: str, rate_wpm: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Fill the speech cache for TEXT (``[--voice V] [--rate R] -- TEXT``): the child process of
-    :data:`SYNTHESISE_IN_A_CHILD`."""
+    :func:`cached_speech` with ``in_child``."""
     import argparse
     import sys
 
@@ -121,9 +115,13 @@ def speech_path(text: str, voice: str, rate_wpm: int) -> Path:
 
 def cached_speech(
     text: str, voice: str, rate_wpm: int, *, utterance_id: str, expected_intent: str = "",
-    reply_check: str = "",
+    reply_check: str = "", in_child: bool = False,
 ) -> Utterance:  # fmt: skip
     """The speech of ``text`` as an :class:`Utterance`, from the cache, synthesised on a miss.
+
+    ``in_child``: a load generator's choice. Synthesis (espeak-ng, then scipy's resampler: 40-60 MB
+    and a 0.5-2 s import that holds the GIL) runs in a child process that fills the cache, and
+    the load generator only reads the file (under gevent the wait for the child is cooperative).
 
     ``Utterance.path`` is the cache file. CorpusError when espeak-ng is missing or refuses.
     """
@@ -151,7 +149,7 @@ def cached_speech(
             CorpusWarning,
             stacklevel=3,
         )
-    if SYNTHESISE_IN_A_CHILD and not _fallback_dir:
+    if in_child and not _fallback_dir:
         _synthesise_in_a_child(text, voice, rate_wpm)
         problem = _problem(path)
         if problem is None:

@@ -129,6 +129,14 @@ DEPENDENCIES: dict[str, tuple[Callable[[], bool], str]] = {
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    import gevent_process
+
+    # The Locust layer's test modules (marked gevent) run in a process that gevent patched first.
+    config.pluginmanager.register(gevent_process, "gevent_process")
+    config.addinivalue_line(
+        "markers", "gevent: the module's tests run in a fresh interpreter patched by gevent first, as a Locust "
+                   "process is (tests/gevent_process.py)"
+    )
     config.addinivalue_line(
         "markers", f"requires(*names): needs these ({', '.join(DEPENDENCIES)}); skips locally, fails in CI"
     )

@@ -2,51 +2,26 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from types import SimpleNamespace
 
 import pytest
 
 from voiceharness import dialects
 from voiceharness.errors import UsageError
+from voiceharness.locust import options
 from voiceharness.replies import ReplyFormat
 
-_RESOLVE = """
-import json, sys
-from locust.argument_parser import get_empty_argument_parser
-from voiceharness.errors import UsageError
-from voiceharness.locust import options
-parser = get_empty_argument_parser(add_help=False)
-parser.add_argument("--host", default="ws://127.0.0.1:7090")
-parser.add_argument("--otel", action="store_true", default=False)
-options.add_voice_options(parser)
-try:
-    config = options.resolve(parser.parse_args(sys.argv[1:]))
-except UsageError as error:
-    print(json.dumps({"error": str(error)}))
-    sys.exit(0)
-print(json.dumps({
-    "dialect": config.dialect.name, "path": config.settings.path, "end_marker": config.end_marker,
-    "trailing_silence_ms": config.trailing_silence_ms, "header_as_binary": config.connect.header_as_binary,
-    "mic_during_reply": config.mic_during_reply, "reply_format": config.reply_format.value,
-    "expectations": config.expectations, "stats_by": config.stats_by,
-}))
-"""
-
-
 def resolve(*argv: str) -> SimpleNamespace:
-    """The run configuration the options give, resolved in a child process: the options module
-    imports Locust, which monkey-patches the process that imports it (not pytest's)."""
-    done = subprocess.run([sys.executable, "-c", _RESOLVE, *argv], capture_output=True, text=True, timeout=120,
-                          check=False)
-    if done.returncode:
-        raise SystemExit(done.returncode)  # argparse refused the command line
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    if "error" in result:
-        raise UsageError(result["error"])
-    return SimpleNamespace(**result)
+    """The run configuration a command line gives (the options resolve without Locust)."""
+    parser = options.plain_parser()
+    parser.add_argument("--otel", action="store_true", default=False)
+    config = options.resolve(parser.parse_args(argv))
+    return SimpleNamespace(
+        dialect=config.dialect.name, path=config.settings.path, end_marker=config.end_marker,
+        trailing_silence_ms=config.trailing_silence_ms, header_as_binary=config.connect.header_as_binary,
+        mic_during_reply=config.mic_during_reply, reply_format=config.reply_format.value,
+        expectations=config.expectations, stats_by=config.stats_by,
+    )
 
 
 def test_reference_is_the_documented_protocol():

@@ -15,11 +15,13 @@
 
     locust -f my_locustfile.py --host ws://127.0.0.1:7090 [--dialect smartjarvis] ...
 
-Importing this package registers the harness's command-line options and its Locust hooks
-(records, resources, run status). Modules: :mod:`.client` (``VoiceClient``), :mod:`.user`
+Everything a run's users share is one object on Locust's environment, ``environment.voice``
+(:class:`~voiceharness.locust.runtime.VoiceRuntime`): made from the command line's options when
+Locust runs a locustfile, or by :func:`attach` when Locust runs as a library. Modules:
+:mod:`.runtime` (the runtime and its hooks), :mod:`.client` (``VoiceClient``), :mod:`.user`
 (``VoiceUser``), :mod:`.scenarios` (the guide's scenarios), :mod:`.transport` (the gevent
-WebSocket), :mod:`.pacer` (the process-wide real-time sender), :mod:`.options`,
-:mod:`.process`, :mod:`.records`, :mod:`.resources`, :mod:`.run_status`, :mod:`.collector`,
+WebSocket), :mod:`.pacer` (the real-time sender of every stream of a process), :mod:`.options`,
+:mod:`.records`, :mod:`.resources`, :mod:`.run_status`, :mod:`.collector`, :mod:`.judging`,
 :mod:`.metrics` (``--voice-metrics-port``: the run's live metrics for Prometheus).
 Only this package imports Locust and gevent; the rest of ``voiceharness`` imports without them.
 """
@@ -29,10 +31,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["Turn", "VoiceClient", "VoiceFailure", "VoiceUser"]
+__all__ = ["Turn", "VoiceClient", "VoiceFailure", "VoiceRuntime", "VoiceUser", "attach"]
 
 _PUBLIC = {"Turn": "voiceharness.turn", "VoiceClient": "voiceharness.locust.client",
-           "VoiceFailure": "voiceharness.locust.client", "VoiceUser": "voiceharness.locust.user"}
+           "VoiceFailure": "voiceharness.locust.client", "VoiceUser": "voiceharness.locust.user",
+           "VoiceRuntime": "voiceharness.locust.runtime", "attach": "voiceharness.locust.runtime"}
 
 
 def __getattr__(name: str) -> Any:

@@ -50,8 +50,7 @@ from voiceharness import diagnoses, protocol
 from voiceharness.errors import ConnectionFailed
 from voiceharness.judge import Expectation
 from voiceharness.live_stats import RUN_STOPPED
-from voiceharness.locust import records, run_status
-from voiceharness.locust.process import PROCESS
+from voiceharness.locust.runtime import runtime_of
 from voiceharness.locust.transport import VoiceConnection
 from voiceharness.settings import backoff_ms
 from voiceharness.turn import StreamPlan, Turn, run_turn
@@ -85,7 +84,8 @@ class VoiceClient:
     def __init__(self, user) -> None:
         self.user = user
         self.environment = user.environment
-        self.number = next(PROCESS.user_numbers)
+        self.runtime = runtime_of(user.environment)
+        self.number = next(self.runtime.user_numbers)
         self.connection: VoiceConnection | None = None
         self.turn_index = 0
         self.turns_on_connection = 0
@@ -99,7 +99,7 @@ class VoiceClient:
 
     @property
     def config(self):
-        return PROCESS.config
+        return self.runtime.config
 
     # -- the connection
     def connect(self) -> VoiceConnection:
@@ -129,7 +129,7 @@ class VoiceClient:
             pcm_sample_rate_hz=config.reply_sample_rate_hz,
             keep_reply_audio=True,
         )
-        connection = VoiceConnection(config.settings, config.connect, session, self._on_event)
+        connection = VoiceConnection(config.settings, config.connect, session, self._on_event, pacer=self.runtime.pacer)
         fire = self.environment.events.request.fire
         try:
             connection.open()
@@ -147,7 +147,7 @@ class VoiceClient:
             self.reconnections += 1
         if self.outage_started is not None and self.ever_connected:
             recovery_ms = (time.monotonic() - self.outage_started) * 1000
-            PROCESS.logbook.success(f"Recovered after {recovery_ms:.0f} ms and {self.failed_connects} failed attempts")
+            self.runtime.logbook.success(f"Recovered after {recovery_ms:.0f} ms and {self.failed_connects} failed attempts")
             fire(request_type="recovery", name="time to recover", response_time=recovery_ms,
                  response_length=self.failed_connects, exception=None, context={})
         self.outage_started = None
@@ -156,7 +156,7 @@ class VoiceClient:
         self.connection = connection
         self.turns_on_connection = 0
         self.pending_connect_ms = connection.connect_ms
-        PROCESS.logbook.log("success", f"WebSocket connected successfully ({connection.connect_ms:.1f} ms)", echo=False)
+        self.runtime.logbook.log("success", f"WebSocket connected successfully ({connection.connect_ms:.1f} ms)", echo=False)
         return connection
 
     def _on_event(self, event: object) -> None:
@@ -219,10 +219,10 @@ class VoiceClient:
         config = self.config
         pace = pace or config.pace
         scenario = scenario or self.scenario
-        utterance = PROCESS.utterance(what, voice=voice, rate_wpm=rate_wpm)
+        utterance = self.runtime.utterance(what, voice=voice, rate_wpm=rate_wpm)
         started_wall = time.time()
         # From here on the turn ends in exactly one record: here, or in on_stop if the run ends first.
-        run_status.turn_started()
+        self.runtime.run_status.turn_started()
         self._open_turn = (utterance, scenario, pace, started_wall, name)
         try:
             connection = self.connect()
@@ -249,7 +249,7 @@ class VoiceClient:
             turn = run_turn(
                 connection, plan, expectation,
                 utterance_id=utterance.id, what=utterance, speech_ms=utterance.duration_ms,
-                send_marker=config.end_marker, listen=PROCESS.listen, cross_check=config.judge_replies,
+                send_marker=config.end_marker, listen=self.runtime.judge.listen, cross_check=config.judge_replies,
                 metadata_only=config.reply_format.value == "metadata",
             )
         except BaseException as error:
@@ -270,10 +270,10 @@ class VoiceClient:
         record = turn.record
         self._fill(record, utterance, scenario, pace, started_wall, name)
         self.turns_on_connection += 1
-        if PROCESS.saver is not None and len(turn.reply_samples):
+        if self.runtime.judge.saver is not None and len(turn.reply_samples):
             # With --redact the words said stay out of the index too (an ECHO reply is then judged
             # without knowing the words it should repeat).
-            PROCESS.saver.save(f"{record.worker}:{record.user}:{record.turn_index}", record,
+            self.runtime.judge.save(f"{record.worker}:{record.user}:{record.turn_index}", record,
                                "" if config.redact else utterance.text, turn.reply_samples, turn.reply_sample_rate_hz)
         return turn
 
@@ -287,7 +287,7 @@ class VoiceClient:
             record.failure_detail = f"{self.failed_connects} failed attempts; last: {failure.diagnosis}: {failure}"
         self._report(record, record.request_name)
         if give_up:
-            PROCESS.logbook.error(f"User {self.number} stops: {PROCESS.explain_once(record.failure, record.failure_detail)}")
+            self.runtime.logbook.error(f"User {self.number} stops: {self.runtime.explain_once(record.failure, record.failure_detail)}")
             raise StopUser()
         # The reconnect backoff replaces the think time before the next attempt.
         self.user.retry_in_s = backoff_ms(self.failed_connects - 1, self.user.rng) / 1000
@@ -310,7 +310,7 @@ class VoiceClient:
     def _fill(self, record: TurnRecord, utterance, scenario: str, pace: str, started_wall: float,
               name: str | None) -> None:
         record.timestamp = started_wall
-        record.worker = PROCESS.worker_name
+        record.worker = self.runtime.worker_name
         record.user = self.number
         record.turn_index = self.turn_index
         record.scenario = scenario
@@ -318,7 +318,7 @@ class VoiceClient:
         record.dialect = self.config.dialect.name
         record.reconnections = self.reconnections
         record.connect_ms, self.pending_connect_ms = self.pending_connect_ms, math.nan
-        logbook = PROCESS.logbook
+        logbook = self.runtime.logbook
         record.transcript = logbook.transcript(record.transcript)
         record.reply_text = logbook.transcript(record.reply_text)
         record.reply_transcript = logbook.transcript(record.reply_transcript)
@@ -336,19 +336,19 @@ class VoiceClient:
         """Report one ended turn: the turns file, the log, Locust's events."""
         self._open_turn = None
         self.turn_index += 1
-        records.sink().add(record)
+        self.runtime.sink.add(record)
         failure = record.failure
         if failure == RUN_STOPPED:
             return
-        logbook = PROCESS.logbook
+        logbook = self.runtime.logbook
         if failure.startswith("connection"):
-            logbook.error(PROCESS.explain_once(failure, record.failure_detail))
+            logbook.error(self.runtime.explain_once(failure, record.failure_detail))
             return
         if failure == "harness_error":  # counted apart: never the gateway's failure in Locust's table
-            logbook.error(f"User {self.number}, {record.utterance_id}: {PROCESS.explain_once(failure, record.failure_detail)}")
+            logbook.error(f"User {self.number}, {record.utterance_id}: {self.runtime.explain_once(failure, record.failure_detail)}")
             return
         if failure:
-            logbook.error(f"User {self.number}, {record.utterance_id}: {PROCESS.explain_once(failure, record.failure_detail)}")
+            logbook.error(f"User {self.number}, {record.utterance_id}: {self.runtime.explain_once(failure, record.failure_detail)}")
         else:
             logbook.log("success", f"Intent received: {record.intent}", echo=False)
             logbook.log("info", f"Roundtrip completed: {record.roundtrip_ms:.0f}ms", echo=False)

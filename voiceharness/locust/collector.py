@@ -21,7 +21,8 @@ So while users run, the collector runs when the harness says, not on allocation 
 * when the run stops (``test_stop``) everything is unfrozen and automatic collection is back
   on, so a web-UI session that runs test after test does not keep each run's users.
 
-Every pause is timed (``gc.callbacks``): :attr:`Collector.pauses` has their count, total and
+One collector per Locust environment, the runtime's (``environment.voice.collector``). Every
+pause is timed (``gc.callbacks``): :attr:`Collector.pauses` has their count, total and
 longest, which the pacer writes with its lateness statistics. ``VOICE_COLLECTOR=cpython`` in
 the environment leaves CPython's own schedule in place (pauses still timed): the capacity
 benchmark's baseline for this module, and a way out should a run's memory ever grow.
@@ -67,6 +68,12 @@ class Collector:
         self._greenlet: gevent.Greenlet | None = None
         gc.callbacks.append(self._timed)
 
+    def close(self) -> None:
+        """Stop timing this process's collections (the run is over)."""
+        self.release()
+        if self._timed in gc.callbacks:
+            gc.callbacks.remove(self._timed)
+
     def _timed(self, phase: str, info: dict) -> None:
         if phase == "start":
             self._started_at = time.perf_counter()
@@ -103,5 +110,3 @@ class Collector:
             gevent.sleep(self.every_s)
             gc.collect()
 
-
-COLLECTOR = Collector()

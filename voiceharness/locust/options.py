@@ -1,6 +1,8 @@
-"""The harness's command-line options, added through Locust's ``init_command_line_parser``
-so Locust parses them with its own and shows them in the web UI's start form ("Custom
-parameters"), and their resolution into one :class:`VoiceRunConfig` per process.
+"""The harness's command-line options, added to Locust's parser (by the runtime's
+``init_command_line_parser`` listener) so Locust parses them with its own and shows them in the
+web UI's start form ("Custom parameters"), and their resolution into one :class:`VoiceRunConfig`
+per run: :func:`resolve` from Locust's parsed options, :func:`config_from_arguments` from Python
+arguments when Locust runs as a library.
 """
 
 from __future__ import annotations
@@ -8,8 +10,6 @@ from __future__ import annotations
 import argparse
 import logging
 from dataclasses import dataclass, replace
-
-from locust import events
 
 from voiceharness import dialects, guide, protocol
 from voiceharness import settings as settings_module
@@ -21,7 +21,6 @@ from voiceharness.settings import Settings
 log = logging.getLogger("voice")
 
 
-@events.init_command_line_parser.add_listener
 def add_voice_options(parser) -> None:
     # Locust's include_in_web_ui works on the parser itself, not on argument groups.
     group = parser
@@ -146,6 +145,12 @@ class VoiceRunConfig:
     corpus_manifest: str = ""
     think_time_s: tuple[float, float] = (1.0, 3.0)
 
+    def describe(self) -> str:
+        """One line for the log: where, in which dialect, how the utterances end."""
+        return (f"{self.settings.describe()}, dialect {self.dialect.name}, pace {self.pace}, end marker "
+                f"{'on' if self.end_marker else 'off'}, {self.trailing_silence_ms} ms trailing silence, "
+                f"mic {self.mic_during_reply} during the reply")
+
 
 def resolve(options) -> VoiceRunConfig:
     """Build the run's configuration; raises UsageError naming the bad option."""
@@ -224,6 +229,38 @@ def resolve(options) -> VoiceRunConfig:
         corpus_manifest=getattr(options, "corpus_manifest", "") or "",
         think_time_s=_think_time(options.think_time_ms),
     )
+
+
+def plain_parser() -> argparse.ArgumentParser:
+    """The voice options (and ``--host``) on a plain argparse parser, without Locust: what
+    :func:`config_from_arguments` parses, and what a tool or a test can resolve a command line with."""
+    parser = argparse.ArgumentParser(prog="voice options", add_help=False)
+    parser.add_argument("--host", default="")
+    add_voice_options(_PlainParser(parser))
+    return parser
+
+
+def config_from_arguments(*, csv_prefix: str | None = None, **arguments) -> VoiceRunConfig:
+    """The run's configuration from Python arguments (Locust as a library): the harness's options
+    by their Python names (``host="ws://..."``, ``dialect="smartjarvis"``, ``think_time_ms="0"``...),
+    every other one at its command-line default. Raises UsageError naming an unknown one."""
+    defaults = plain_parser().parse_args([])
+    unknown = sorted(set(arguments) - set(vars(defaults)))
+    if unknown:
+        raise UsageError(f"unknown voice option(s) {', '.join(unknown)}; `voice-options` lists them "
+                         "(use their Python names: think_time_ms for --think-time-ms)")
+    options = argparse.Namespace(**{**vars(defaults), **arguments, "csv_prefix": csv_prefix})
+    return resolve(options)
+
+
+class _PlainParser:
+    """Takes Locust's ``add_argument`` keywords (``include_in_web_ui``, ``is_secret``) for a plain parser."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self.parser = parser
+
+    def add_argument(self, *names, include_in_web_ui=None, is_secret=None, **kwargs):
+        return self.parser.add_argument(*names, **kwargs)
 
 
 def _flag(value, default: bool) -> bool:

@@ -40,11 +40,10 @@ from collections.abc import Sequence
 
 import gevent
 import gevent.event
-from locust import events
 
 from voiceharness import framing
 from voiceharness.lateness import BINS, LatenessStats
-from voiceharness.locust.collector import COLLECTOR
+from voiceharness.locust.collector import Collector
 from voiceharness.turn import StreamPlan, StreamReport
 
 log = logging.getLogger("voice.pacer")
@@ -106,8 +105,9 @@ class _Stream:
 class Pacer:
     """Sends the frames of every stream of this process at their due times, from one greenlet."""
 
-    def __init__(self, preframer: framing.Preframer | None = None) -> None:
+    def __init__(self, preframer: framing.Preframer | None = None, *, collector: Collector | None = None) -> None:
         self.preframer = preframer or framing.Preframer()
+        self.collector = collector  # its pauses are reported with the lateness they cause
         self.stats = LatenessStats()
         self._slots: list[list[_Stream]] = [[] for _ in range(SLOTS)]
         self._tick = 0  # the next tick to send: ticks before it are done
@@ -334,29 +334,26 @@ class Pacer:
             return
         stream.done.set(None)
 
-
-PACER = Pacer()
-
-
-def _write_stats(path: str) -> None:
-    with open(path, "w", encoding="utf-8") as file:
-        json.dump({**PACER.stats.to_json(), "slow_streams": PACER.slow_streams,
-                   "preframed_bytes": PACER.preframer.cached_bytes,
-                   "collector": COLLECTOR.pauses.to_json()}, file)
-
-
-@events.quitting.add_listener
-def _on_quitting(environment, **_kwargs) -> None:
-    summary = PACER.stats.summary()
-    if not summary["frames"]:
-        return
-    message = (f"pacer: {summary['frames']} frames sent, send lateness p50 {summary['p50_ms']:.1f} ms, "
-               f"p99 {summary['p99_ms']:.1f} ms, max {summary['max_ms']:.1f} ms; "
-               f"{COLLECTOR.pauses.count} collector pauses, longest {COLLECTOR.pauses.max_ms:.1f} ms")
-    if summary["p99_ms"] > SATURATED_LATENESS_P99_MS:
-        log.warning("%s: load generator saturated — server numbers not trustworthy", message)
-    else:
-        log.info("%s", message)
-    path = os.environ.get(STATS_ENV)
-    if path:
-        _write_stats(path)
+    # -- the end of the run
+    def report(self, logger: logging.Logger | None = None) -> None:
+        """Log the run's send lateness (a warning when the load generator could not keep up) and,
+        with ``VOICE_PACER_STATS=PATH`` in the environment, write it as JSON for the benchmarks."""
+        summary = self.stats.summary()
+        if not summary["frames"]:
+            return
+        pauses = self.collector.pauses if self.collector is not None else None
+        message = (f"pacer: {summary['frames']} frames sent, send lateness p50 {summary['p50_ms']:.1f} ms, "
+                   f"p99 {summary['p99_ms']:.1f} ms, max {summary['max_ms']:.1f} ms")
+        if pauses is not None:
+            message += f"; {pauses.count} collector pauses, longest {pauses.max_ms:.1f} ms"
+        logger = logger or log
+        if summary["p99_ms"] > SATURATED_LATENESS_P99_MS:
+            logger.warning("%s: load generator saturated — server numbers not trustworthy", message)
+        else:
+            logger.info("%s", message)
+        path = os.environ.get(STATS_ENV)
+        if path:
+            with open(path, "w", encoding="utf-8") as file:
+                json.dump({**self.stats.to_json(), "slow_streams": self.slow_streams,
+                           "preframed_bytes": self.preframer.cached_bytes,
+                           "collector": pauses.to_json() if pauses is not None else {}}, file)

@@ -11,6 +11,9 @@ Whatever else wants every record on the process that owns them (the Prometheus e
 :mod:`.metrics`) registers with :meth:`TurnSink.add_listener`: called with each row as this
 process accepts it — the standalone process, or the master — never on a worker.
 
+One sink per Locust environment, the runtime's (``environment.voice.sink``); it registers its
+messages, its Voice quality tab and its handshake in :meth:`TurnSink.install`.
+
 The web UI gets a "Voice quality" tab through Locust's ``template_args`` extension points
 (``extended_tabs`` / ``extended_tables`` / ``extended_csv_files``), fed by an
 ``extended_stats`` entry added to ``/stats/requests``.
@@ -25,12 +28,11 @@ import os
 import socket
 import tempfile
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 import gevent
 import gevent.event
 from flask import Response, request, send_file
-from locust import events
 from locust.exception import RPCError, RPCSendError
 from locust.runners import MasterRunner, WorkerRunner
 
@@ -55,23 +57,30 @@ WRITE_INTERVAL_S = 0.1  # a standalone run flushes the turns file this often
 class TurnSink:
     """Accepts records in this process and takes them where they belong."""
 
-    # Called with each row accepted by the process that owns the records (standalone or master).
-    listeners: ClassVar[list[Callable[[dict[str, Any]], None]]] = []
-
-    @classmethod
-    def add_listener(cls, callback: Callable[[dict[str, Any]], None]) -> None:
-        """Call ``callback(row)`` with every record row accepted from now on, in any sink of this process."""
-        cls.listeners.append(callback)
-
     def __init__(self, environment, turns_file: str) -> None:
         self.environment = environment
+        self.turns_file = turns_file
         self.live = LiveStats()
         self.writer: turns.TurnWriter | None = None
         self.pending: list[dict[str, Any]] = []
         self.received = 0
         self.is_worker = isinstance(environment.runner, WorkerRunner)
         self.spooled = False  # the turns go to a temporary file of ours (no --csv): removed at quit
+        # Called with each row accepted by this process when it owns the records (standalone or master).
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
+        self._flusher: gevent.Greenlet | None = None
+        self._failed_listeners: list = []
+
+    def add_listener(self, callback: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``callback(row)`` with every record row this sink accepts from now on."""
+        self.listeners.append(callback)
+
+    def install(self, hooks, runner, web_ui=None, extra_rows=None) -> None:
+        """Open the turns file (where records are written), register the master's and workers'
+        messages, and the Voice quality tab when there is a web UI. ``extra_rows()`` returns more
+        rows for the tab (the resource samples)."""
         if not self.is_worker:
+            turns_file = self.turns_file
             if not turns_file:
                 # A web-UI run without --csv still offers the turns for download; they are spooled
                 # to disk, not kept in memory, so a day-long run does not grow.
@@ -81,8 +90,13 @@ class TurnSink:
             self.writer = turns.TurnWriter(turns_file)
             log.info("per-turn records: %s%s", turns_file, " (temporary: download it from the Voice quality tab)"
                      if self.spooled else "")
-        self._flusher: gevent.Greenlet | None = None
-        self._failed_listeners: list = []
+        if isinstance(runner, MasterRunner):
+            runner.register_message(MESSAGE_TYPE, self.on_message)
+            self._install_flush_handshake_master(hooks, runner)
+        elif isinstance(runner, WorkerRunner):
+            runner.register_message(FLUSH_REQUEST, self._on_flush_request, concurrent=True)
+        if web_ui is not None:
+            _install_tab(web_ui, self, extra_rows or list)
 
     def add(self, record: turns.TurnRecord) -> None:
         row = turns.record_row(record)
@@ -140,103 +154,52 @@ class TurnSink:
         with open(self.writer.path, encoding="utf-8") as file:
             return file.read()
 
+    # The end of a distributed run. At --run-time's end Locust's master sends its workers "quit"
+    # and gives them half a second before it stops listening: the records of the turns still in
+    # progress (each ends as run_stopped) and the last batches were lost, and with --processes a
+    # run's file held one worker's turns. So when a master begins to stop, it asks every worker to
+    # stop its users and send all it holds, and waits for each to say it has.
+    def _on_flush_request(self, environment, msg, **_kwargs) -> None:
+        """Worker: stop the users (their turns in progress are recorded), ship every record, say so."""
+        runner = environment.runner
+        runner.stop()  # fires test_stop: records and the final run status go to the master first
+        self.flush()
+        try:
+            runner.send_message(FLUSHED, {"records": self.received})
+        except (OSError, RPCError, RPCSendError) as error:
+            log.warning("could not tell the master that the records are sent: %s", error)
 
-_SINK: TurnSink | None = None
+    def _install_flush_handshake_master(self, hooks, runner) -> None:
+        waiting: set[str] = set()
+        done = gevent.event.Event()
+
+        def on_flushed(environment, msg, **_kwargs) -> None:
+            waiting.discard(getattr(msg, "node_id", ""))
+            if not waiting:
+                done.set()
+
+        def on_test_stopping(environment, **_kwargs) -> None:
+            waiting.clear()
+            waiting.update(client.id for client in runner.clients.all)
+            if not waiting:
+                return
+            done.clear()
+            runner.send_message(FLUSH_REQUEST, {})
+            timeout_s = (environment.stop_timeout or 0) + FLUSH_WAIT_EXTRA_S
+            if not done.wait(timeout_s):
+                log.error("%d worker(s) did not send their last turn records within %.0f s: %s",
+                          len(waiting), timeout_s, ", ".join(sorted(waiting)))
+
+        runner.register_message(FLUSHED, on_flushed)
+        hooks.test_stopping.add_listener(on_test_stopping)
 
 
-def sink() -> TurnSink:
-    if _SINK is None:
-        raise RuntimeError("voiceharness.locust.records.install() was not called")
-    return _SINK
-
-
-def install(environment, turns_file: str, extra_rows=None) -> TurnSink:
-    """Set up the sink for this process (called from the locustfile's init listener).
-
-    ``extra_rows()`` returns more rows for the Voice quality tab (the resource samples).
-    """
-    global _SINK
-    _SINK = TurnSink(environment, turns_file)
-    runner = environment.runner
-    if isinstance(runner, MasterRunner):
-        runner.register_message(MESSAGE_TYPE, _SINK.on_message)
-        _install_flush_handshake_master(environment)
-    elif isinstance(runner, WorkerRunner):
-        runner.register_message(FLUSH_REQUEST, _on_flush_request, concurrent=True)
-    if environment.web_ui is not None:
-        _install_tab(environment, _SINK, extra_rows or (list))
-    return _SINK
-
-
-# The end of a distributed run. At --run-time's end Locust's master sends its workers "quit"
-# and gives them half a second before it stops listening: the records of the turns still in
-# progress (each ends as run_stopped) and the last batches were lost, and with --processes a
-# run's file held one worker's turns. So when a master begins to stop, it asks every worker to
-# stop its users and send all it holds, and waits for each to say it has.
 FLUSH_REQUEST = "voice_flush"
 FLUSHED = "voice_flushed"
 FLUSH_WAIT_EXTRA_S = 10.0  # beyond --stop-timeout, for the last batches to arrive
 
 
-def _on_flush_request(environment, msg, **_kwargs) -> None:
-    """Worker: stop the users (their turns in progress are recorded), ship every record, say so."""
-    runner = environment.runner
-    runner.stop()  # fires test_stop: records and the final run status go to the master first
-    if _SINK is not None:
-        _SINK.flush()
-    try:
-        runner.send_message(FLUSHED, {"records": _SINK.received if _SINK else 0})
-    except (OSError, RPCError, RPCSendError) as error:
-        log.warning("could not tell the master that the records are sent: %s", error)
-
-
-def _install_flush_handshake_master(environment) -> None:
-    runner = environment.runner
-    waiting: set[str] = set()
-    done = gevent.event.Event()
-
-    def on_flushed(environment, msg, **_kwargs) -> None:
-        waiting.discard(getattr(msg, "node_id", ""))
-        if not waiting:
-            done.set()
-
-    def on_test_stopping(environment, **_kwargs) -> None:
-        waiting.clear()
-        waiting.update(client.id for client in runner.clients.all)
-        if not waiting:
-            return
-        done.clear()
-        runner.send_message(FLUSH_REQUEST, {})
-        timeout_s = (environment.stop_timeout or 0) + FLUSH_WAIT_EXTRA_S
-        if not done.wait(timeout_s):
-            log.error("%d worker(s) did not send their last turn records within %.0f s: %s",
-                      len(waiting), timeout_s, ", ".join(sorted(waiting)))
-
-    runner.register_message(FLUSHED, on_flushed)
-    environment.events.test_stopping.add_listener(on_test_stopping)
-
-
-@events.test_stop.add_listener
-def _on_test_stop(environment, **_kwargs) -> None:
-    if _SINK is not None:
-        _SINK.flush()
-
-
-@events.quitting.add_listener
-def _on_quitting(environment, **_kwargs) -> None:
-    if _SINK is not None:
-        _SINK.flush()
-        _SINK.close()
-
-
-@events.reset_stats.add_listener
-def _on_reset_stats(**_kwargs) -> None:
-    if _SINK is not None:
-        _SINK.live.reset()
-
-
-def _install_tab(environment, turn_sink: TurnSink, extra_rows) -> None:
-    web_ui = environment.web_ui
+def _install_tab(web_ui, turn_sink: TurnSink, extra_rows) -> None:
     web_ui.template_args["extended_tabs"] = [{"title": "Voice quality", "key": TAB_KEY}]
     web_ui.template_args["extended_tables"] = [
         {

@@ -24,16 +24,15 @@ import os
 import time
 import urllib.request
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 import gevent
 import psutil
-from locust import events
 from locust.exception import RPCError, RPCSendError
 from locust.runners import MasterRunner, WorkerRunner
 from prometheus_client.parser import text_string_to_metric_families
 
-from voiceharness.locust.pacer import PACER
+from voiceharness.lateness import LatenessStats
 
 log = logging.getLogger("voice.resources")
 
@@ -78,41 +77,48 @@ def _read_gateway(url: str) -> tuple[float, float, str] | None:
     return None
 
 
-def _send_lateness(first_second: int, last_second: int) -> tuple[float | str, int]:
+def _send_lateness(stats: LatenessStats | None, first_second: int, last_second: int) -> tuple[float | str, int]:
     """(p99 ms or "" when nothing was sent, frames) of this process's frames in whole monotonic seconds [first, last]."""
-    if last_second < first_second:
+    if stats is None or last_second < first_second:
         return "", 0
-    summary = PACER.stats.summary(first_second, last_second)
+    summary = stats.summary(first_second, last_second)
     frames = int(summary["frames"])
     return (round(summary["p99_ms"], 1) if frames else ""), frames
 
 
 class ResourceMonitor:
-    # Called with each sample accepted by the process that owns the records (standalone or master).
-    listeners: ClassVar[list[Callable[[dict[str, Any]], None]]] = []
+    """Samples this process (and a local gateway); one per Locust environment, the runtime's."""
 
-    @classmethod
-    def add_listener(cls, callback: Callable[[dict[str, Any]], None]) -> None:
-        """Call ``callback(sample)`` with every resource sample accepted from now on in this process."""
-        cls.listeners.append(callback)
-
-    def __init__(self, environment, settings, worker_name: str, path: str | None, judge_cpu=None) -> None:
+    def __init__(self, environment, settings, worker_name: str, path: str | None, *,
+                 lateness: LatenessStats | None = None, judge_cpu=None) -> None:
         self.environment = environment
+        self.lateness = lateness  # this process's frame send lateness (the pacer's)
         self.judge_cpu = judge_cpu  # () -> CPU seconds of this process's reply judge, or None
+        # Called with each sample accepted by this process when it owns the records (standalone or master).
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
+        self.path = path
         self.worker_name = worker_name
         self.gateway_url = _gateway_metrics_url(settings)
         self.latest: dict[str, dict[str, Any]] = {}
         self.peak_cpu: dict[str, float] = {}
         self._file = None
         self._writer = None
-        if path and not isinstance(environment.runner, WorkerRunner):
-            self._file = open(path, "w", newline="", encoding="utf-8")  # noqa: SIM115 (open for the whole run)
-            self._writer = csv.DictWriter(self._file, fieldnames=COLUMNS)
-            self._writer.writeheader()
         self._greenlet: gevent.Greenlet | None = None
 
-    def start(self) -> None:
-        if not isinstance(self.environment.runner, MasterRunner):
+    def add_listener(self, callback: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``callback(sample)`` with every resource sample this monitor accepts from now on."""
+        self.listeners.append(callback)
+
+    def install(self, runner) -> None:
+        """Open ``PREFIX_resources.csv`` (not on a worker), take the workers' samples (a master),
+        or start sampling this process (a process that runs users)."""
+        if self.path and not isinstance(runner, WorkerRunner):
+            self._file = open(self.path, "w", newline="", encoding="utf-8")  # noqa: SIM115 (open for the whole run)
+            self._writer = csv.DictWriter(self._file, fieldnames=COLUMNS)
+            self._writer.writeheader()
+        if isinstance(runner, MasterRunner):
+            runner.register_message(MESSAGE_TYPE, self.on_message)
+        else:
             self._greenlet = gevent.spawn(self._loop)
 
     def _loop(self) -> None:
@@ -126,7 +132,7 @@ class ResourceMonitor:
             gevent.sleep(SAMPLE_INTERVAL_S)
             now = time.monotonic()
             # Whole seconds only: the current one is still being filled.
-            lateness_p99_ms, frames = _send_lateness(next_second, int(now) - 1)
+            lateness_p99_ms, frames = _send_lateness(self.lateness, next_second, int(now) - 1)
             next_second = max(next_second, int(now))
             sample: dict[str, Any] = {
                 "timestamp": round(time.time(), 3),
@@ -211,21 +217,3 @@ class ResourceMonitor:
         if self._file is not None:
             self._file.close()
             self._file = None
-
-
-MONITOR: ResourceMonitor | None = None
-
-
-def install(environment, settings, worker_name: str, path: str | None, judge_cpu=None) -> ResourceMonitor:
-    global MONITOR
-    MONITOR = ResourceMonitor(environment, settings, worker_name, path, judge_cpu)
-    if isinstance(environment.runner, MasterRunner):
-        environment.runner.register_message(MESSAGE_TYPE, MONITOR.on_message)
-    MONITOR.start()
-    return MONITOR
-
-
-@events.quitting.add_listener
-def _on_quitting(environment, **_kwargs) -> None:
-    if MONITOR is not None:
-        MONITOR.close()

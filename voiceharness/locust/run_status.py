@@ -16,10 +16,12 @@ Workers count their own starts and send the running total to the master (custom 
 Only the master (or a standalone process) writes the file.
 
 Ctrl-C and SIGTERM make Locust fire ``quitting`` *before* it stops the users, so the turns in
-progress would be recorded after the turns file is closed. The ``quitting`` listener here is
-added from the locustfile's ``init`` listener, after every module-level one, so it runs first
-(Locust fires ``quitting`` in reverse order): it notes that the run was cut short, stops the
-users — each turn in progress is recorded as ``run_stopped`` — and then writes the marker.
+progress would be recorded after the turns file is closed. The runtime's shutdown
+(:meth:`voiceharness.locust.runtime.VoiceRuntime.shutdown`) therefore notes that the run was cut
+short, stops the users — each turn in progress is recorded as ``run_stopped`` — and only then
+calls :meth:`RunStatus.finish`.
+
+One :class:`RunStatus` per Locust environment, the runtime's (``environment.voice.run_status``).
 """
 
 from __future__ import annotations
@@ -27,41 +29,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any
 
 import gevent
 from locust.exception import RPCError, RPCSendError
-from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
+from locust.runners import MasterRunner, WorkerRunner
 
 log = logging.getLogger("voice.run_status")
 
 MESSAGE_TYPE = "voice_run_status"
 WRITE_INTERVAL_S = 2.0
 RUN_SUFFIX = "_run.json"
-
-
-class _Status:
-    started = 0  # turns started in this process
-    by_worker: ClassVar[dict[str, int]] = {}  # master: the latest total each worker reported
-    path: str | None = None
-    began_at = ""
-    environment = None
-    records = None  # () -> turns recorded so far in this process (the turn sink's count)
-    lateness = None  # () -> this process's frame send lateness summary (frames, p50_ms, p99_ms, max_ms)
-    worker_name = ""
-    target = ""  # the gateway's URL
-    dialect = ""
-    lateness_by_worker: ClassVar[dict[str, dict[str, float]]] = {}  # master: each worker's final summary
-
-
-def turn_started() -> None:
-    """A user began a turn: it must end in exactly one row of the turns file."""
-    _Status.started += 1
-
-
-def turns_started() -> int:
-    return _Status.started + sum(_Status.by_worker.values())
 
 
 def status_path(csv_prefix: str | None, turns_file: str) -> str | None:
@@ -77,119 +57,119 @@ def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _send_lateness() -> dict[str, dict[str, float]]:
-    """Frame-level send lateness per load generator: the true "did it keep up" figure.
+class RunStatus:
+    """Counts turn starts in this process and writes (or, on a worker, reports) the run's status."""
 
-    Summing the per-second histograms costs a pass over the whole run, so it is done once, at the end.
-    """
-    by_worker = dict(_Status.lateness_by_worker)
-    if _Status.lateness is not None:
-        summary = _Status.lateness()
-        if summary.get("frames"):
-            by_worker[_Status.worker_name] = summary
-    return by_worker
+    def __init__(self, environment, *, path: str | None, records: Callable[[], int],
+                 lateness: Callable[[], dict[str, float]] | None = None, worker_name: str = "",
+                 target: str = "", dialect: str = "") -> None:
+        self.environment = environment
+        self.path = path  # None on a worker, or when there is nowhere to write
+        self.records = records  # () -> turns recorded so far in this process (the turn sink's count)
+        self.lateness = lateness  # () -> this process's frame send lateness summary (frames, p50_ms, p99_ms, max_ms)
+        self.worker_name = worker_name
+        self.target = target  # the gateway's URL
+        self.dialect = dialect
+        self.started = 0  # turns started in this process
+        self.by_worker: dict[str, int] = {}  # master: the latest total each worker reported
+        self.lateness_by_worker: dict[str, dict[str, float]] = {}  # master: each worker's final summary
+        self.began_at = _now_iso()
+        self._greenlet: gevent.Greenlet | None = None
 
+    def turn_started(self) -> None:
+        """A user began a turn: it must end in exactly one row of the turns file."""
+        self.started += 1
 
-def _write(state: str, *, cut_short: bool = False) -> dict[str, Any]:
-    started = turns_started()
-    recorded = _Status.records() if _Status.records else 0
-    status = {
-        "complete": state == "finished" and not cut_short and started == recorded,
-        "state": state,
-        "cut_short": cut_short,
-        "turns_started": started,
-        "turns_recorded": recorded,
-        "turns_missing": started - recorded,
-        "began_at": _Status.began_at,
-        "written_at": _now_iso(),
-        "target": _Status.target,
-        "dialect": _Status.dialect,
-    }
-    if state == "finished":
-        status["send_lateness"] = _send_lateness()
-    if _Status.path:
-        temporary = f"{_Status.path}.tmp"
-        with open(temporary, "w", encoding="utf-8") as file:
-            json.dump(status, file, indent=1)
-            file.write("\n")
-        os.replace(temporary, _Status.path)  # a reader never sees half a file
-    return status
+    def turns_started(self) -> int:
+        return self.started + sum(self.by_worker.values())
 
-
-def _write_loop() -> None:
-    while True:
-        gevent.sleep(WRITE_INTERVAL_S)
-        _write("running")
-
-
-def _send_to_master(final: bool = False) -> None:
-    runner = _Status.environment.runner
-    data: dict[str, Any] = {"started": _Status.started, "worker": _Status.worker_name}
-    if final and _Status.lateness is not None:
-        data["send_lateness"] = _Status.lateness()
-    try:
-        runner.send_message(MESSAGE_TYPE, data)
-    except (OSError, RPCError, RPCSendError) as error:  # the master is gone; its file then says the run was cut short
-        log.warning("could not send the turn count to the master: %s", error)
-
-
-def _send_loop() -> None:
-    sent = -1
-    while True:
-        gevent.sleep(WRITE_INTERVAL_S)
-        if sent != _Status.started:
-            sent = _Status.started
-            _send_to_master()
-
-
-def _on_worker_message(environment, msg, **_kwargs) -> None:
-    node = getattr(msg, "node_id", "") or "worker"
-    _Status.by_worker[node] = max(_Status.by_worker.get(node, 0), int(msg.data.get("started", 0)))
-    lateness = msg.data.get("send_lateness")
-    if lateness and lateness.get("frames"):
-        _Status.lateness_by_worker[str(msg.data.get("worker") or node)] = lateness
-
-
-def install(environment, *, csv_prefix: str | None, turns_file: str, records, lateness=None,
-            worker_name: str = "", target: str = "", dialect: str = "") -> None:
-    """Set up counting and the marker (call from the locustfile's ``init`` listener).
-
-    ``records()`` returns how many turn rows this process has written so far; ``lateness()``
-    this process's frame send-lateness summary, reported once at the end of the run.
-    """
-    _Status.environment = environment
-    _Status.records = records
-    _Status.lateness = lateness
-    _Status.worker_name = worker_name
-    _Status.target = target
-    _Status.dialect = dialect
-    _Status.began_at = _now_iso()
-    runner = environment.runner
-    events = environment.events
-    if isinstance(runner, WorkerRunner):
-        gevent.spawn(_send_loop)
-        events.test_stop.add_listener(lambda **_kw: _send_to_master(final=True))
-        return
-    if isinstance(runner, MasterRunner):
-        runner.register_message(MESSAGE_TYPE, _on_worker_message)
-    _Status.path = status_path(csv_prefix, turns_file)
-    if not _Status.path:
-        return
-    _write("running")
-    writer = gevent.spawn(_write_loop)
-
-    def on_quitting(environment, **_kwargs) -> None:
-        writer.kill(block=False)
-        runner = environment.runner
-        # Still running at quitting = Ctrl-C or SIGTERM (a --run-time end stops the runner first).
-        cut_short = runner is not None and runner.state in (STATE_RUNNING, STATE_SPAWNING)
-        if runner is not None:
-            runner.stop()  # users record their turns in progress as run_stopped, now
+    def install(self, hooks, runner) -> None:
+        """Start reporting (a worker, to its master) or writing the marker every WRITE_INTERVAL_S."""
+        if isinstance(runner, WorkerRunner):
+            self.path = None
+            self._greenlet = gevent.spawn(self._send_loop)
+            return
         if isinstance(runner, MasterRunner):
-            gevent.sleep(0.5)  # the workers' last records and counts are on their way
-        status = _write("finished", cut_short=cut_short)
+            runner.register_message(MESSAGE_TYPE, self._on_worker_message)
+        if self.path:
+            self.write("running")
+            self._greenlet = gevent.spawn(self._write_loop)
+
+    def finish(self, *, cut_short: bool) -> dict[str, Any] | None:
+        """Write the final status (after the users were stopped and their last records arrived)."""
+        if self._greenlet is not None:
+            self._greenlet.kill(block=False)
+            self._greenlet = None
+        if not self.path:
+            return None
+        status = self.write("finished", cut_short=cut_short)
         if status["turns_missing"]:
             log.error("%d started turns have no record in the turns file", status["turns_missing"])
-        log.info("run status: %s", _Status.path)
+        log.info("run status: %s", self.path)
+        return status
 
-    events.quitting.add_listener(on_quitting)
+    def send_lateness(self) -> dict[str, dict[str, float]]:
+        """Frame-level send lateness per load generator: the true "did it keep up" figure.
+
+        Summing the per-second histograms costs a pass over the whole run, so it is done once, at the end.
+        """
+        by_worker = dict(self.lateness_by_worker)
+        if self.lateness is not None:
+            summary = self.lateness()
+            if summary.get("frames"):
+                by_worker[self.worker_name] = summary
+        return by_worker
+
+    def write(self, state: str, *, cut_short: bool = False) -> dict[str, Any]:
+        started = self.turns_started()
+        recorded = self.records()
+        status = {
+            "complete": state == "finished" and not cut_short and started == recorded,
+            "state": state,
+            "cut_short": cut_short,
+            "turns_started": started,
+            "turns_recorded": recorded,
+            "turns_missing": started - recorded,
+            "began_at": self.began_at,
+            "written_at": _now_iso(),
+            "target": self.target,
+            "dialect": self.dialect,
+        }
+        if state == "finished":
+            status["send_lateness"] = self.send_lateness()
+        if self.path:
+            temporary = f"{self.path}.tmp"
+            with open(temporary, "w", encoding="utf-8") as file:
+                json.dump(status, file, indent=1)
+                file.write("\n")
+            os.replace(temporary, self.path)  # a reader never sees half a file
+        return status
+
+    def _write_loop(self) -> None:
+        while True:
+            gevent.sleep(WRITE_INTERVAL_S)
+            self.write("running")
+
+    def send_to_master(self, final: bool = False) -> None:
+        data: dict[str, Any] = {"started": self.started, "worker": self.worker_name}
+        if final and self.lateness is not None:
+            data["send_lateness"] = self.lateness()
+        try:
+            self.environment.runner.send_message(MESSAGE_TYPE, data)
+        except (OSError, RPCError, RPCSendError) as error:  # the master is gone; its file then says the run was cut short
+            log.warning("could not send the turn count to the master: %s", error)
+
+    def _send_loop(self) -> None:
+        sent = -1
+        while True:
+            gevent.sleep(WRITE_INTERVAL_S)
+            if sent != self.started:
+                sent = self.started
+                self.send_to_master()
+
+    def _on_worker_message(self, environment, msg, **_kwargs) -> None:
+        node = getattr(msg, "node_id", "") or "worker"
+        self.by_worker[node] = max(self.by_worker.get(node, 0), int(msg.data.get("started", 0)))
+        lateness = msg.data.get("send_lateness")
+        if lateness and lateness.get("frames"):
+            self.lateness_by_worker[str(msg.data.get("worker") or node)] = lateness

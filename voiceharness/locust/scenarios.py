@@ -29,7 +29,6 @@ import itertools
 
 from locust import tag, task
 
-from voiceharness.locust.process import PROCESS
 from voiceharness.locust.user import VoiceUser
 
 STABILITY_TURNS = 10  # the guide's stability scenario: 10 consecutive commands
@@ -40,7 +39,7 @@ class _CorpusCycle:
     """The corpus in a random order of this user's own, round and round."""
 
     def __init__(self, user: VoiceUser) -> None:
-        items = list(PROCESS.corpus)
+        items = list(user.environment.voice.corpus)
         user.rng.shuffle(items)
         self._cycle = itertools.cycle(items)
 
@@ -72,7 +71,7 @@ class BasicUser(VoiceUser):
     @tag("basic")
     @task
     def basic(self) -> None:
-        self.client.say(self.rng.choice(PROCESS.basic), expect="GREETING")
+        self.client.say(self.rng.choice(self.environment.voice.corpus.basic), expect="GREETING")
 
 
 class StabilityUser(VoiceUser):
@@ -97,7 +96,7 @@ class StabilityUser(VoiceUser):
                 break
         ok = sum(turn.ok for turn in turns)
         pings = [turn.record.ping_ms for turn in turns if turn.record.ping_ms == turn.record.ping_ms]
-        PROCESS.logbook.info(
+        self.environment.voice.logbook.info(
             f"Stability, user {self.client.number}: {ok}/{len(turns)} commands right, "
             f"{self.client.reconnections} reconnections so far, ping {max(pings, default=float('nan')):.1f} ms at most",
             echo=False,
@@ -123,9 +122,9 @@ class RecoveryUser(VoiceUser):
     def recovery(self) -> None:
         connection = self.client.connection
         if connection is not None and connection.closed.is_set() and not connection.closed_cleanly:
-            PROCESS.logbook.warning(f"User {self.client.number}: connection lost ({connection.close_reason}); "
+            self.environment.voice.logbook.warning(f"User {self.client.number}: connection lost ({connection.close_reason}); "
                                     "reconnecting with backoff")
-        self.client.say(self.rng.choice(PROCESS.basic), expect="GREETING")
+        self.client.say(self.rng.choice(self.environment.voice.corpus.basic), expect="GREETING")
 
 
 class PerformanceUser(VoiceUser):

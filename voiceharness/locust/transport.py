@@ -299,7 +299,9 @@ class VoiceConnection:
         self._greenlets: list[gevent.Greenlet] = []
         self._activity = gevent.event.Event()
         if pacer is None:
-            from voiceharness.locust.pacer import PACER as pacer
+            from voiceharness.locust.pacer import Pacer
+
+            pacer = Pacer()  # a connection of its own (tests, tools): the run's is environment.voice.pacer
         self.pacer = pacer
 
     def deliver(self, events: list[object]) -> None:

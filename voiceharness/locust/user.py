@@ -26,7 +26,6 @@ import gevent
 from locust import User
 
 from voiceharness.locust.client import VoiceClient
-from voiceharness.locust.process import PROCESS
 
 
 class VoiceUser(User):
@@ -43,7 +42,7 @@ class VoiceUser(User):
     @property
     def config(self):
         """The run's options (:class:`voiceharness.locust.options.VoiceRunConfig`)."""
-        return PROCESS.config
+        return self.client.runtime.config
 
     def wait_time(self) -> float:
         """Seconds before the next task: the reconnect backoff after a failed connection, else the think time."""
