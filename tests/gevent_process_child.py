@@ -9,10 +9,10 @@ from gevent import monkey
 
 monkey.patch_all()
 
-import json  # noqa: E402 (after the patching, on purpose)
-import os  # noqa: E402
+import json  # after the patching, on purpose
+import os
 
-from gevent_process import CHILD_ENV  # noqa: E402
+from gevent_process import CHILD_ENV
 
 
 def pytest_runtest_logreport(report) -> None:

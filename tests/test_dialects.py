@@ -11,6 +11,7 @@ from voiceharness.errors import UsageError
 from voiceharness.locust import options
 from voiceharness.replies import ReplyFormat
 
+
 def resolve(*argv: str) -> SimpleNamespace:
     """The run configuration a command line gives (the options resolve without Locust)."""
     parser = options.plain_parser()

@@ -179,21 +179,23 @@ def test_a_masked_frame_from_the_gateway_is_left_to_websocket_client():
     assert FrameReader(ws).next() == (framing.OPCODE_BINARY, b"hello")
 
 
-def test_importing_the_transport_or_the_package_does_not_import_locust():
+def test_importing_the_transport_the_options_or_the_package_does_not_import_locust():
     """Locust monkey-patches the whole process it is imported in; a tool (or this test suite) that
-    imports the frame reader must not get that, only a locustfile that imports the public API."""
+    imports the frame reader or resolves options must not get that, only a locustfile that imports
+    the public API (which also registers the runtime's two listeners)."""
     import subprocess
     import sys
 
     script = (
         "import sys\n"
         "import voiceharness.locust, voiceharness.locust.transport, voiceharness.locust.collector\n"
+        "import voiceharness.locust.options\n"
         "assert 'locust' not in sys.modules, 'locust imported'\n"
         "from gevent import monkey\n"
         "assert not monkey.is_module_patched('socket'), 'socket patched'\n"
         "from voiceharness.locust import VoiceUser\n"
         "assert 'locust' in sys.modules and monkey.is_module_patched('socket')\n"
-        "assert 'voiceharness.locust.metrics' in sys.modules and 'voiceharness.locust.options' in sys.modules\n"
+        "assert 'voiceharness.locust.metrics' in sys.modules and 'voiceharness.locust.runtime' in sys.modules\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]

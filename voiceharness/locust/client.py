@@ -41,6 +41,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator
+from types import MappingProxyType
 from typing import Any
 
 import gevent
@@ -62,7 +63,7 @@ class VoiceFailure(Exception):
 
 
 # Which event a failed turn fails (the others that were measured fire as successes).
-EVENT_OF_FAILURE = {
+EVENT_OF_FAILURE = MappingProxyType({
     "no_intent": "intent",
     "wrong_intent": "intent",
     "unjudged": "intent",
@@ -75,7 +76,7 @@ EVENT_OF_FAILURE = {
     "wrong_reply": "reply",
     "reply_mismatch": "reply",
     "check_failed": "reply",
-}
+})
 
 
 class VoiceClient:
