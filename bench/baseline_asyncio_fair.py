@@ -44,7 +44,7 @@ from bench.baseline_stream import (
 from voiceharness import guide
 from voiceharness.lateness import LatenessStats
 
-TICK_S = 0.002  # the harness pacer's tick (voiceharness/locust/pacer.py)
+TICK_S = 0.002  # the harness pacer's tick (voiceharness/locust/transport.py)
 MAX_BATCH = 128  # frames written before yielding to the readers, as the harness's pacer
 
 

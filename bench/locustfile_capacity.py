@@ -23,7 +23,7 @@ import os
 
 from locust import constant, events
 
-from voiceharness.locust import pacer, scenarios
+from voiceharness.locust import scenarios, transport
 
 
 class CapacityUser(scenarios.CorpusUser):
@@ -33,6 +33,6 @@ class CapacityUser(scenarios.CorpusUser):
 @events.init.add_listener
 def _stats_file_per_process(environment, **_kwargs) -> None:
     # init fires in each process after Locust's fork; the pacer reads the variable when it quits.
-    path = os.environ.get(pacer.STATS_ENV, "")
+    path = os.environ.get(transport.STATS_ENV, "")
     if "{pid}" in path:
-        os.environ[pacer.STATS_ENV] = path.replace("{pid}", str(os.getpid()))
+        os.environ[transport.STATS_ENV] = path.replace("{pid}", str(os.getpid()))

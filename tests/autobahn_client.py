@@ -1,12 +1,10 @@
-"""Autobahn|Testsuite's client cases through the harness's WebSocket client stack, and the gate.
+"""Autobahn|Testsuite's client cases through the harness's WebSocket client, and the gate.
 
 ``python tests/autobahn_client.py run --url ws://127.0.0.1:9001`` plays the testee client
 for ``wstest -m fuzzingserver``: it asks for the case count, then runs every case on a
-connection made by :func:`voiceharness.locust.transport.new_websocket` (websocket-client with
-UTF-8 checks, locked sends and the harness's 4 MiB message cap, under gevent as in a Locust
-worker), reads with the harness's :class:`FrameReader` (as its connections do), echoes each
-message as it came, and on a violation closes with the code the harness uses
-(:func:`voiceharness.locust.transport.close_for_violation`: 1002, 1007 or 1009).
+:class:`voiceharness.connection.Connection` (the harness's own client: the handshake, its frame
+reader, its pings, closes and close codes — under gevent, as in a Locust worker), echoing each
+message as it came. A violation is closed with the code the harness uses (1002, 1007 or 1009).
 
 ``python tests/autobahn_client.py report DIR`` reads ``DIR/index.json`` (the way wsproto's
 ``compliance/run-autobahn-tests.py`` does), prints counts per behaviour and each case that is
@@ -29,15 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import websocket
-
-from voiceharness.locust.transport import (
-    ConnectOptions,
-    FrameReader,
-    close_for_violation,
-    frame_message,
-    new_websocket,
-)
+from voiceharness import framing
+from voiceharness.connection import Connection, ConnectOptions
 
 AGENT = "voice-harness"
 PASSING = ("OK", "NON-STRICT", "INFORMATIONAL")
@@ -51,61 +42,78 @@ KNOWN_FAILURES = {
 CASE_TIMEOUT_S = 30.0
 
 
-def _connect(url: str) -> websocket.WebSocket:
-    ws = new_websocket(ConnectOptions())
-    ws.connect(url, timeout=10, suppress_origin=True)
-    ws.settimeout(CASE_TIMEOUT_S)
-    return ws
+class EchoSession:
+    """What a Connection feeds its session with, for a testee that echoes every message: the
+    harness's ClientSession would judge voice turns; here each message goes straight back."""
+
+    def __init__(self) -> None:
+        self.connection: Connection | None = None
+        self.messages: list[str | bytes] = []
+
+    def receive(self, message, now):
+        self.messages.append(message)
+        connection = self.connection
+        opcode = framing.OPCODE_TEXT if isinstance(message, str) else framing.OPCODE_BINARY
+        connection.send_frame(framing.client_frame(message, connection.mask_key, opcode))
+        return []
+
+    def frame_received(self, now) -> None:
+        pass
+
+    def pong_received(self, payload, now) -> None:
+        return None
+
+    def abandon_turn(self, now, why, detail, *, close_code=None):
+        return []
+
+    def connection_lost(self, now, close_code=None, reason=""):
+        return []
+
+
+def _connect(url: str) -> tuple[Connection, EchoSession]:
+    session = EchoSession()
+    connection = Connection(url, session, ConnectOptions(connect_timeout_s=10))
+    session.connection = connection
+    connection.open(send_header=False)
+    connection.sock.settimeout(CASE_TIMEOUT_S)
+    return connection, session
+
+
+def _first_message(connection: Connection, session: EchoSession) -> str | bytes | None:
+    while not session.messages and not connection.closed:
+        connection.receive()
+    return session.messages[0] if session.messages else None
 
 
 def case_count(base: str) -> int:
-    ws = _connect(f"{base}/getCaseCount")
+    connection, session = _connect(f"{base}/getCaseCount")
+    session.receive = lambda message, now: session.messages.append(message) or []
     try:
-        _, frame = ws.recv_data_frame(True)
-        return int(frame.data.decode("utf-8"))
+        return int(_first_message(connection, session))
     finally:
-        ws.close()
+        connection.lost(1000, "done")
 
 
 def run_case(base: str, case: int, agent: str = AGENT) -> str:
     """One case: echo until the server closes; how it ended (for the log)."""
     query = urllib.parse.urlencode({"case": case, "agent": agent})
-    ws = _connect(f"{base}/runCase?{query}")
-    frames = FrameReader(ws)  # the harness's reader: its fast path and websocket-client's for the rest
+    connection, _session = _connect(f"{base}/runCase?{query}")
     try:
-        while True:
-            opcode, data = frames.next()
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                return "closed by the server"  # websocket-client has answered the close
-            if opcode in (websocket.ABNF.OPCODE_PING, websocket.ABNF.OPCODE_PONG):
-                continue  # the reader answered the ping
-            message = frame_message(opcode, data)  # as the harness's reader takes it
-            if isinstance(message, str):
-                ws.send(message)
-            else:
-                ws.send_binary(message)
-    except Exception as error:  # noqa: BLE001 (every end of a case is recorded by the server)
-        close = close_for_violation(error)
-        if close is None:
-            return f"ended: {type(error).__name__}: {error}"
-        code, reason, sent_reason = close
-        try:
-            ws.send_close(code, sent_reason.encode("utf-8"))
-        except Exception:  # noqa: BLE001, S110
-            pass
-        return f"closed with {code}: {reason}"
-    finally:
-        ws.shutdown()
+        while not connection.closed:
+            connection.receive()
+    except OSError as error:  # the timeout: a case that never ends is recorded by the server
+        connection.lost(None, f"{type(error).__name__}: {error}")
+    return f"closed with {connection.close_code}: {connection.close_reason}"
 
 
 def update_reports(base: str, agent: str = AGENT) -> None:
-    ws = _connect(f"{base}/updateReports?{urllib.parse.urlencode({'agent': agent})}")
+    connection, session = _connect(f"{base}/updateReports?{urllib.parse.urlencode({'agent': agent})}")
+    session.receive = lambda message, now: session.messages.append(message) or []
     try:
-        ws.recv_data_frame(True)
-    except Exception:  # noqa: BLE001, S110 (the server closes once the reports are written)
-        pass
-    finally:
-        ws.shutdown()
+        while not connection.closed:  # the server closes once the reports are written
+            connection.receive()
+    except OSError:
+        connection.lost(None, "timed out")
 
 
 def summarize(report_dir: Path, known: dict[str, str] | None = None) -> dict[str, object]:

@@ -9,7 +9,7 @@ import pytest
 from voiceharness import dialects
 from voiceharness.errors import UsageError
 from voiceharness.locust import options
-from voiceharness.replies import ReplyFormat
+from voiceharness.protocol import ReplyFormat
 
 
 def resolve(*argv: str) -> SimpleNamespace:

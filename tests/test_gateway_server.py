@@ -39,9 +39,16 @@ from gateway.faults import Faults
 from gateway.pipeline import TurnResult
 from gateway.server import Gateway
 from voiceharness import guide
-from voiceharness.judge import Expectation, judge
-from voiceharness.protocol import ClientSession, TurnEnded, end_marker_message
-from voiceharness.replies import AudioPayload, ReplyAudio, is_wav
+from voiceharness.judge import Expectation, judge_turn
+from voiceharness.protocol import (
+    ClientSession,
+    ReplyAudio,
+    end_marker_message,
+    is_wav,
+    riff_declared_bytes,
+)
+from voiceharness.turn import ReplyRecording, StreamReport, TurnMeter
+from voiceharness.turns import TurnContext, TurnRecord
 
 REPO = Path(__file__).resolve().parents[1]
 RATE = guide.SAMPLE_RATE_HZ
@@ -439,9 +446,11 @@ def test_reply_options_wav_text_json_and_no_reply_end(start_gateway):
     assert reply["metadata"]["intent"] == "GREETING"
     assert reply["json_frames"] == ["text"] and not reply["end"]
     assert len(reply["audio"]) == 1 and is_wav(reply["audio"][0])
-    audio = ReplyAudio()
-    audio.add(AudioPayload(reply["audio"][0], "wav"), 0.0)
-    assert audio.wav_complete and audio.audio_bytes == len(pipeline.reply_pcm)
+    wav = reply["audio"][0]
+    assert riff_declared_bytes(wav) == len(wav)  # the whole file, as its RIFF chunk says
+    audio = ReplyRecording()
+    audio.add(ReplyAudio(0.0, wav, "wav", new_file=True))
+    assert audio.audio_bytes == len(pipeline.reply_pcm)
 
 
 def test_silence_ends_an_utterance_without_an_end_marker(start_gateway):
@@ -488,25 +497,27 @@ def test_several_utterances_on_one_connection_each_get_one_reply(start_gateway):
 
 
 def test_the_harness_client_session_scores_a_turn_against_the_gateway(start_gateway):
-    """voiceharness.protocol.ClientSession on one side, the gateway on the other, real socket."""
+    """voiceharness.protocol.ClientSession on one side, the gateway on the other, real socket;
+    the session's events measured by the turn's meter and judged."""
     gw = start_gateway(StandInPipeline(intent="TIME_NOW"))
     client = ClientSession(reply_timeout_s=5.0)
+    meter = TurnMeter()
     frames = chunks(UTTERANCE)
     with connect(gw.url()) as ws:
         ws.send(client.header_message())
-        client.begin_turn(utterance_id="u1", expected_intent="TIME_NOW", now=time.monotonic())
+        client.begin_turn(time.monotonic())
         for index, frame in enumerate(frames):
             ws.send(frame)
             if index == len(frames) - 2:
                 client.speech_ended(time.monotonic())
-        client.close_mic(time.monotonic(), chunks_sent=len(frames))
         ws.send(end_marker_message())
-        ended = []
-        while not ended:
-            message = ws.recv(timeout=5)
-            ended = [e for e in client.receive(message, time.monotonic()) if isinstance(e, TurnEnded)]
-    record = ended[0].record
-    judge(record, ended[0].audio, ended[0].metadata, Expectation(intent="TIME_NOW"))
+        for event in client.close_mic(time.monotonic()):
+            meter.fold(event)
+        while meter.ended is None:
+            for event in client.receive(ws.recv(timeout=5), time.monotonic()):
+                meter.fold(event)
+    verdict = judge_turn(meter.ended, meter.audio, meter.metadata, Expectation(intent="TIME_NOW"))
+    record = TurnRecord.build(TurnContext(), meter.timings(client, StreamReport(len(frames))), verdict)
     assert record.success, record.failure_detail
     assert record.intent == "TIME_NOW" and record.reply_complete and record.roundtrip_ms > 0
 

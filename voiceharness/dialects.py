@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from voiceharness import guide
 from voiceharness.errors import UsageError
-from voiceharness.replies import ReplyFormat
+from voiceharness.protocol import ReplyFormat
 
 # Less trailing silence than this and a silence endpointer (SmartJARVIS's Vosk chain, the
 # reference gateway's 500 ms VAD) may never see the end of the utterance.

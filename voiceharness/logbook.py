@@ -31,6 +31,16 @@ def redact_text(text: str) -> str:
     return _TOKEN_PATTERN.sub(lambda m: m.group(1) + REDACTED, text)
 
 
+def redact_transcript(text: str) -> str:
+    """A transcript or reply text as it may appear with ``--redact``: gone, if there was one."""
+    return REDACTED if text else text
+
+
+def redact_quoted(text: str) -> str:
+    """A free-text detail with what it quotes (the user's or the gateway's words) replaced."""
+    return _QUOTED.sub(REDACTED, text) if text else text
+
+
 class Logbook:
     def __init__(
         self,
@@ -54,12 +64,12 @@ class Logbook:
 
     def transcript(self, text: str) -> str:
         """A transcript (or a reply text) as it may appear in logs and records."""
-        return REDACTED if self.redact and text else text
+        return redact_transcript(text) if self.redact else text
 
     def words(self, text: str) -> str:
         """A free-text detail as it may appear in logs and records: with ``redact``, what it quotes
         (the user's or the gateway's words) is replaced."""
-        return _QUOTED.sub(REDACTED, text) if self.redact and text else text
+        return redact_quoted(text) if self.redact else text
 
     def log(self, level: str, message: str, *, echo: bool = True, **fields: object) -> None:
         message = self.words(redact_text(message))

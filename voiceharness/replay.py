@@ -4,10 +4,10 @@ roundtrip.
 
 This is the one-voice check a person runs before a load test (``make demo`` runs it first).
 Each turn runs through the same driver as the load test (:func:`voiceharness.turn.run_turn`),
-here over :class:`BlockingTransport`: websocket-client on a plain blocking socket, reading
-what the gateway sends while the audio streams (a gateway that ends utterances on silence
-answers during the trailing silence). A reply without metadata is judged by ear in this
-process (:mod:`voiceharness.listener`).
+here over :class:`voiceharness.connection.BlockingTransport`: the harness's WebSocket on a plain
+blocking socket, reading what the gateway sends while the audio streams (a gateway that ends
+utterances on silence answers during the trailing silence). A reply without metadata is judged
+by ear in this process (:mod:`voiceharness.listener`).
 
     python -m voiceharness.replay --url ws://127.0.0.1:7090/ws/audio [--select kind:clean] [--dialect smartjarvis]
 """
@@ -16,126 +16,17 @@ from __future__ import annotations
 
 import argparse
 import math
-import select
 import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from voiceharness import diagnoses, dialects, framing, guide, protocol, uplink
+from voiceharness import diagnoses, dialects, guide, protocol
+from voiceharness.connection import BlockingTransport, ConnectOptions
 from voiceharness.errors import ConnectionFailed, HarnessError
 from voiceharness.judge import Expectation
-from voiceharness.turn import StreamPlan, StreamReport, TransportEvents, Turn, microphone, run_turn
-
-
-class BlockingTransport:
-    """One WebSocket to a gateway on a blocking socket: the turn driver's transport for one voice."""
-
-    def __init__(self, url: str, session: protocol.ClientSession, *, connect_timeout_s: float = 5.0,
-                 auth_token: str | None = None, header_as_binary: bool = True) -> None:
-        import websocket  # imported here so the protocol package imports without it
-
-        self._websocket = websocket
-        self.session = session
-        self.events = TransportEvents()
-        self.mask_key = framing.new_mask_key()
-        headers = [f"Authorization: Bearer {auth_token}"] if auth_token else []
-        self.ws = websocket.WebSocket()
-        started = time.monotonic()
-        try:
-            self.ws.connect(url, header=headers, timeout=connect_timeout_s, suppress_origin=True)
-        except websocket.WebSocketBadStatusException as error:
-            code = diagnoses.classify_http_status(error.status_code)
-            raise ConnectionFailed(diagnoses.explain(code, f"HTTP {error.status_code} from {url}"), code,
-                                   elapsed_ms=(time.monotonic() - started) * 1000) from None
-        except (OSError, websocket.WebSocketException, ValueError) as error:
-            code = diagnoses.classify_connect_error(error)
-            raise ConnectionFailed(diagnoses.explain(code, f"{url}: {error}"), code,
-                                   elapsed_ms=(time.monotonic() - started) * 1000) from None
-        self.connect_ms = (time.monotonic() - started) * 1000
-        self.ws.settimeout(None)
-        header = session.header_message(as_binary=header_as_binary)
-        if isinstance(header, bytes):
-            self.ws.send_binary(header)
-        else:
-            self.ws.send(header)
-        session.frame_received(time.monotonic())
-
-    # -- sending
-    def stream(self, plan: StreamPlan) -> StreamReport:
-        session = self.session
-        silence = bytes(2 * plan.chunk_samples)
-        frames = [*plan.frames, *([silence] * plan.min_silence_frames)]
-        realtime = plan.pace != "fast"
-        start = time.monotonic()
-        late_max_s = 0.0
-        sent = 0
-        for index, frame in microphone(plan, frames, silence, session, self.events.deliver, time.monotonic):
-            due = start + index * plan.frame_s
-            if realtime or index >= len(frames):
-                self._read_until(due)  # the gateway may answer while we speak
-            self.ws.sock.sendall(framing.client_frame(bytes(frame), self.mask_key, framing.OPCODE_BINARY))
-            now = time.monotonic()
-            if realtime:
-                late_max_s = max(late_max_s, now - due)
-            if index == plan.speech_end_frame:
-                session.speech_ended(now)
-            sent += 1
-        return StreamReport(sent, late_max_s * 1000 if realtime else math.nan)
-
-    def send_text(self, text: str) -> None:
-        self.ws.send(text)
-
-    def unsent_bytes(self) -> int | None:
-        return uplink.unsent_bytes(self.ws.sock) if self.ws.sock is not None else None
-
-    # -- receiving
-    def wait(self, until: float) -> None:
-        self._read_until(until, stop_on_events=True)
-
-    def _read_until(self, until: float, *, stop_on_events: bool = False) -> None:
-        """Read what arrives until ``until`` (monotonic s), feeding the session."""
-        websocket = self._websocket
-        while self.ws.sock is not None:
-            timeout = until - time.monotonic()
-            if timeout <= 0:
-                return
-            readable, _, _ = select.select([self.ws.sock], [], [], timeout)
-            if not readable:
-                return
-            try:
-                opcode, frame = self.ws.recv_data_frame(True)
-            except (OSError, websocket.WebSocketException) as error:
-                self._lost(None, f"connection lost: {error or type(error).__name__}")
-                return
-            now = time.monotonic()
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                code = int.from_bytes(frame.data[:2], "big") if len(frame.data) >= 2 else None
-                self._lost(code, "closed by the gateway")
-                return
-            if opcode == websocket.ABNF.OPCODE_TEXT:
-                events = self.session.receive(frame.data.decode("utf-8", "replace"), now)
-            elif opcode == websocket.ABNF.OPCODE_BINARY:
-                events = self.session.receive(bytes(frame.data), now)
-            else:
-                self.session.frame_received(now)
-                continue
-            self.events.deliver(events)
-            if stop_on_events and events:
-                return
-
-    def abort(self, reason: str) -> None:
-        self._lost(None, reason)
-
-    def _lost(self, code: int | None, reason: str) -> None:
-        self.events.deliver(self.session.connection_lost(time.monotonic(), code, reason))
-        self.close()
-
-    def close(self) -> None:
-        try:
-            self.ws.close(timeout=1)
-        except (OSError, self._websocket.WebSocketException):
-            pass  # already gone
+from voiceharness.turn import StreamPlan, Turn, run_turn
+from voiceharness.turns import TurnContext
 
 
 @dataclass(frozen=True)
@@ -169,12 +60,14 @@ def replay(url: str, utterances: Iterable, *, options: ReplayOptions | None = No
     transport: BlockingTransport | None = None
     frame_s = options.chunk_samples / guide.SAMPLE_RATE_HZ
     try:
-        for utterance in utterances:
+        for index, utterance in enumerate(utterances):
             if transport is None:
-                session = protocol.ClientSession(reply_timeout_s=options.reply_timeout_s,
-                                                 mic_during_reply=options.mic_during_reply,
-                                                 keep_reply_audio=listen is not None)
-                transport = BlockingTransport(url, session, header_as_binary=options.header_as_binary)
+                session = protocol.ClientSession(reply_timeout_s=options.reply_timeout_s)
+                try:
+                    transport = BlockingTransport(url, session, ConnectOptions(header_as_binary=options.header_as_binary))
+                except ConnectionFailed as failure:
+                    raise ConnectionFailed(diagnoses.explain(failure.diagnosis, str(failure)), failure.diagnosis,
+                                           retryable=failure.retryable, elapsed_ms=failure.elapsed_ms) from None
             plan = StreamPlan(
                 frames=utterance.frames(options.chunk_samples),
                 speech_end_frame=utterance.speech_end_frame(options.chunk_samples),
@@ -184,10 +77,15 @@ def replay(url: str, utterances: Iterable, *, options: ReplayOptions | None = No
             )
             expectation = Expectation(intent=utterance.expected_intent, reply_check=utterance.reply_check,
                                       request_text=utterance.text)
-            turn = run_turn(transport, plan, expectation, utterance_id=utterance.id, what=utterance,
-                            speech_ms=utterance.duration_ms, send_marker=options.send_marker, listen=listen)
+            context = TurnContext(timestamp=time.time(), connection_id=session.header.session_id, turn_index=index,
+                                  scenario="replay", utterance_id=utterance.id, request_name=utterance.id,
+                                  expected_intent=utterance.expected_intent, speech_ms=utterance.duration_ms,
+                                  pace=plan.pace)
+            turn = run_turn(transport, plan, expectation, context, what=utterance, send_marker=options.send_marker,
+                            open_mic=options.mic_during_reply == "open", listen=listen,
+                            keep_reply_audio=listen is not None)
             results.append((utterance, turn))
-            if transport.session.state is protocol.ClientState.CLOSED:
+            if transport.session.closed:
                 transport = None
     finally:
         if transport is not None:

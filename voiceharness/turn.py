@@ -1,25 +1,36 @@
-"""One turn, from its first audio frame to its judged record: the one driver every client uses.
+"""One turn, from its first audio frame to its record: what the microphone sends, what the turn
+measured, and the one driver every client runs it with.
 
 The Locust client (:mod:`voiceharness.locust.client`), the one-voice replay
-(:mod:`voiceharness.replay`) and the benchmarks all run a turn through :func:`run_turn`::
+(:mod:`voiceharness.replay`) and mic_probe's acoustic turn all run a turn through
+:func:`run_turn`::
 
-    begin_turn ─ stream the utterance (speech, then trailing silence while the session wants
-    audio) ─ close the mic (and send the end marker) ─ wait for the reply to be over ─ hear
-    the reply audio if it must be judged by ear ─ judge ─ a :class:`Turn`
+    begin ─ stream the utterance (speech, then trailing silence while the microphone wants to)
+    ─ close the mic (and send the end marker) ─ wait for the reply to be over ─ hear the reply
+    audio if it must be judged by ear ─ judge ─ the record, built once
 
-What differs between clients is only how bytes move, behind a small :class:`Transport`: a
-gevent connection with a process-wide pacer under Locust, a blocking socket in the replay.
-The protocol rules stay in :class:`~voiceharness.protocol.ClientSession`; the verdict comes
-from :mod:`voiceharness.judge`.
+Three pieces, each once:
+
+* :class:`Microphone` — what the microphone sends after the speech: the plan's trailing silence,
+  and with an open microphone more silence until the reply has played. Every transport (the
+  Locust pacer, the blocking one-voice transport) asks it, and only it.
+* :class:`TurnMeter` — folds the session's events (:mod:`voiceharness.protocol`) into the
+  turn's timings as they are delivered: the reply audio decoded and placed on a playback
+  timeline (:class:`ReplyRecording`), the first audible sample, the ping, the split of the
+  roundtrip into the client's tail and the gateway's response.
+* :func:`run_turn` — the driver; what differs between clients is only how bytes move, behind a
+  small :class:`Transport`. The verdict comes from :mod:`voiceharness.judge`; the record
+  (:class:`voiceharness.turns.TurnRecord`) is built once, at the end, and not changed after.
 
 Every started turn ends in exactly one :class:`Turn`: a success or a classified failure. An
 I/O error while sending ends the connection (``recording_stopped``); anything else raised
-inside the turn is a harness bug: the turn is abandoned as ``harness_error`` and the error
-goes on to the caller, which logs it once.
+inside the turn is a harness bug: the turn ends as ``harness_error``, its record is left for the
+caller to report (:attr:`TransportEvents.interrupted`), and the error goes on to the caller.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -28,11 +39,18 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from voiceharness import protocol, uplink
-from voiceharness.judge import Expectation, Heard, judge, needs_listening
-from voiceharness.turns import TurnRecord
+from voiceharness import judge, protocol, uplink, vad
+from voiceharness.judge import Expectation, Heard, Verdict
+from voiceharness.protocol import Abandon, Mic, Reply
+from voiceharness.turns import TurnContext, TurnRecord, TurnTimings
 
 PACES = ("realtime", "fast")
+# A reply longer than this is not kept whole for judging (its figures are still counted).
+MAX_KEPT_AUDIO_S = 60.0
+_MIN_WAV_BYTES = 44
+
+
+# ----------------------------------------------------------------------------- the microphone
 
 
 @dataclass(frozen=True)
@@ -41,10 +59,10 @@ class StreamPlan:
 
     ``frames``: the utterance's audio frames (``chunk_samples`` each, the last maybe shorter);
     ``speech_end_frame``: index of the frame holding the last speech sample; then
-    ``min_silence_frames`` of silence (fewer if the session stops wanting audio, as in
-    ``closed`` microphone mode once the reply plays), and, with an open microphone, more
-    silence for as long as the session wants it. ``key`` identifies the frames for caches
-    of pre-framed bytes (the utterance, shared by every user saying it).
+    ``min_silence_frames`` of silence (fewer if the microphone stops wanting to send, as a
+    ``closed`` microphone does once the reply plays), and, with an open microphone, more
+    silence for as long as the reply plays. ``key`` identifies the frames for caches of
+    pre-framed bytes (the utterance, shared by every user saying it).
     """
 
     frames: Sequence[bytes | memoryview]
@@ -65,25 +83,264 @@ class StreamReport:
     send_lateness_max_ms: float = math.nan
 
 
-def microphone(plan: StreamPlan, frames: Sequence[bytes | memoryview], silence: bytes | memoryview,
-               session: protocol.ClientSession, deliver: Callable[[Sequence[object]], None],
-               clock: Callable[[], float]) -> Iterator[tuple[int, bytes | memoryview]]:
-    """The frames one turn's microphone sends, ``(index, frame)``: the plan's ``frames`` (the
-    utterance and its minimum trailing silence), then — with an open microphone — ``silence``
-    for as long as the session wants it. Past the speech, before each frame, the session's
-    clock is applied (``poll``, its events to ``deliver``) and it says whether the microphone
-    still sends. The pacer (:mod:`voiceharness.locust.pacer`) applies the same rule inline.
+class Microphone:
+    """Whether the microphone still sends, frame by frame after the speech: the rule, once.
+
+    ``open_mic`` (``--mic-during-reply open``, the browser tester's microphone, open until Stop):
+    silence goes on after the trailing silence until the reply is over and its audio has played.
+    A closed microphone stops sending once reply audio has arrived (or at the end of the plan's
+    trailing silence, whichever is first). Asking applies the session's clock first (the gap or
+    the deadline may end the reply), its events going to ``deliver``.
     """
-    count = len(frames)
-    index = 0
-    while True:
-        if index > plan.speech_end_frame:
-            now = clock()
-            deliver(session.poll(now))
-            if not session.wants_audio(now) or (index >= count and not session.mic_stays_open):
+
+    __slots__ = ("deliver", "meter", "open_mic", "session")
+
+    def __init__(self, session: protocol.ClientSession, meter: TurnMeter, deliver: Callable[[Sequence[object]], None],
+                 *, open_mic: bool) -> None:
+        self.session = session
+        self.meter = meter
+        self.deliver = deliver
+        self.open_mic = open_mic
+
+    def wants_audio(self, now: float) -> bool:
+        """Should a frame go out now (past the speech)?"""
+        session = self.session
+        events = session.poll(now)
+        if events:
+            self.deliver(events)
+        reply = session.reply
+        if session.mic is Mic.OFF or reply is Reply.IDLE:
+            return False
+        if session.mic is Mic.SPEAKING or reply is Reply.AWAITING:
+            return True
+        if reply is Reply.RECEIVING:
+            return self.open_mic or self.meter.audio.samples == 0
+        # The reply is over: an open microphone goes on until its audio has played.
+        return self.open_mic and session.reply_ended_by != "deadline" and now < self.meter.audio.played_until
+
+    def frames(self, plan: StreamPlan, frames: Sequence[bytes | memoryview], silence: bytes | memoryview,
+               clock: Callable[[], float]) -> Iterator[tuple[int, bytes | memoryview]]:
+        """The frames one turn sends, ``(index, frame)``: ``frames`` (the utterance and its minimum
+        trailing silence), then — with an open microphone — ``silence`` while it wants to send."""
+        count = len(frames)
+        index = 0
+        while True:
+            if index > plan.speech_end_frame and (not self.wants_audio(clock())
+                                                  or (index >= count and not self.open_mic)):
                 return
-        yield index, frames[index] if index < count else silence
-        index += 1
+            yield index, frames[index] if index < count else silence
+            index += 1
+
+
+# ----------------------------------------------------------------------------- the meter
+
+
+class ReplyRecording:
+    """The audio of one reply as it arrives: decoded, on a playback timeline, kept if asked.
+
+    Figures the metrics need: bytes and duration of the audio itself (a WAV header is not
+    audio), when the first sample a listener would hear arrives on a playback timeline that
+    starts with the first audio (``audible_at``: a TTS's leading silence counts as waiting), and
+    how often that playback would have run dry (``playback_stalls``). WAV files are decoded with
+    soundfile, at any sample rate and width, as their bytes arrive; ``keep`` keeps the samples
+    (up to :data:`MAX_KEPT_AUDIO_S`) for the judge or for saving.
+    """
+
+    def __init__(self, *, keep: bool = False) -> None:
+        self.keep = keep
+        self.messages = 0  # binary audio messages received
+        self.audio_bytes = 0  # bytes of audio (PCM16 samples), headers excluded
+        self.samples = 0
+        self.sample_rate_hz = 0
+        self.first_at = math.nan
+        self.last_at = math.nan
+        self.audible_at = math.nan  # when the first audible sample would play
+        self.playback_stalls = 0
+        self.containers: list[str] = []  # "wav"/"pcm" in order of first appearance
+        self.max_abs_sample = 0
+        self.not_wav_bytes = 0  # binary bytes that were to be WAV and were not
+        self._play_until = math.nan  # when the audio received so far would have finished playing
+        self._wav = bytearray()  # the WAV file arriving
+        self._wav_decoded = 0  # its samples already counted
+        self._last_message_at = math.nan
+        self._kept: list[np.ndarray] = []
+        self._kept_samples = 0
+
+    def add(self, event: protocol.ReplyAudio) -> None:
+        """One piece of reply audio arrived (a message, or a piece of one at a WAV file's edge)."""
+        container = event.container
+        if container not in self.containers:
+            self.containers.append(container)
+        if event.at != self._last_message_at:  # the pieces of one message arrive together
+            self.messages += 1
+            self._last_message_at = event.at
+        if container == "pcm":
+            data = event.data
+            usable = len(data) - len(data) % 2
+            self._arrived(np.frombuffer(data[:usable], dtype="<i2"), event.pcm_sample_rate_hz, event.at)
+            return
+        if event.new_file:
+            self._wav = bytearray()
+            self._wav_decoded = 0
+        self._wav += event.data
+        if not event.is_wav:
+            self.not_wav_bytes += len(self._wav)
+            self._wav = bytearray()
+            return
+        decoded = _decode_wav(self._wav)
+        if decoded is not None:
+            samples, rate = decoded
+            if len(samples) > self._wav_decoded:
+                new = samples[self._wav_decoded :]
+                self._wav_decoded = len(samples)
+                self._arrived(new, rate, event.at)
+
+    def _arrived(self, samples: np.ndarray, rate: int, now: float) -> None:
+        count = len(samples)
+        if not count:
+            return
+        if self.samples == 0:
+            self.first_at = now
+            self._play_until = now
+        elif now > self._play_until:
+            self.playback_stalls += 1  # the audio received so far would have finished playing
+        self.last_at = now
+        self.sample_rate_hz = rate
+        start_play = max(now, self._play_until)
+        # One pass each for the loudest sample (no int16 overflow of abs(-32768)), and the audible
+        # search only while nothing was audible and only if anything here could be (per message, at
+        # thousands of replies a second, numpy's per-call overhead is the cost).
+        peak = max(int(samples.max()), -int(samples.min()))
+        self.max_abs_sample = max(self.max_abs_sample, peak)
+        if self.audible_at != self.audible_at and peak > vad.AUDIBLE_PEAK_MIN:  # NaN: not yet audible
+            index = vad.first_audible_sample(samples, rate)
+            if index is not None:
+                self.audible_at = start_play + index / rate
+        self._play_until = start_play + count / rate
+        self.samples += count
+        self.audio_bytes += 2 * count
+        if self.keep and self._kept_samples < MAX_KEPT_AUDIO_S * rate:
+            self._kept.append(samples if samples.base is None else samples.copy())
+            self._kept_samples += count
+
+    @property
+    def played_until(self) -> float:
+        """When the audio received so far will have finished playing (NaN before any arrived)."""
+        return self._play_until
+
+    @property
+    def duration_ms(self) -> float:
+        return self.samples * 1000.0 / self.sample_rate_hz if self.sample_rate_hz else math.nan
+
+    @property
+    def silent(self) -> bool:
+        """The reply holds audio, all of it digital silence."""
+        return self.samples > 0 and self.max_abs_sample <= vad.DIGITAL_SILENCE_PEAK
+
+    def kept_samples(self) -> np.ndarray:
+        """The samples kept so far (empty unless ``keep``), at :attr:`sample_rate_hz`."""
+        if not self._kept:
+            return np.zeros(0, dtype=np.int16)
+        if len(self._kept) > 1:
+            self._kept = [np.concatenate(self._kept)]
+        return self._kept[0]
+
+
+def _decode_wav(data: bytearray) -> tuple[np.ndarray, int] | None:
+    """Mono int16 samples of what has arrived of a WAV file (a data chunk cut short decodes what it
+    has) and its rate, or None while the header itself is incomplete."""
+    if len(data) < _MIN_WAV_BYTES:
+        return None
+    import soundfile
+
+    try:
+        # Read as float: libsndfile hands a float WAV to an integer reader unscaled (all zeros).
+        samples, rate = soundfile.read(io.BytesIO(bytes(data)), dtype="float32", always_2d=True)
+    except (RuntimeError, ValueError, TypeError):  # soundfile's LibsndfileError is a RuntimeError
+        return None
+    mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
+    return np.clip(np.round(mono * 32768.0), -32768, 32767).astype(np.int16), int(rate)
+
+
+class TurnMeter:
+    """Folds one turn's session events into its timings, as they are delivered.
+
+    ``sent_at()`` is when the transport last handed a frame (or the end marker) to the socket:
+    read when the first reply audio arrives, it splits the roundtrip into the client's tail
+    (end of speech → the utterance's last frame or marker sent) and the gateway's response (→
+    first reply audio).
+    """
+
+    def __init__(self, *, keep_reply_audio: bool = False, sent_at: Callable[[], float] | None = None,
+                 ping_ms: float = math.nan) -> None:
+        self.audio = ReplyRecording(keep=keep_reply_audio)
+        self.sent_at = sent_at
+        self.metadata: protocol.Metadata | None = None
+        self.metadata_at = math.nan
+        self.ping_ms = ping_ms  # the connection's latest, replaced by any measured during the turn
+        self.sent_before_reply_at = math.nan
+        self.ended: protocol.TurnEnded | None = None
+        self.faults = 0
+
+    def fold(self, event: object) -> None:
+        kind = type(event)
+        if kind is protocol.ReplyAudio:
+            first = self.audio.samples == 0
+            self.audio.add(event)
+            if first and self.audio.samples and self.sent_at is not None:
+                self.sent_before_reply_at = self.sent_at()
+        elif kind is protocol.ReplyMetadata:
+            if event.first:
+                self.metadata, self.metadata_at = event.metadata, event.at
+        elif kind is protocol.PingMeasured:
+            self.ping_ms = event.ping_ms
+        elif kind is protocol.GatewayFault:
+            self.faults += 1
+        elif kind is protocol.TurnEnded:
+            self.ended = event
+
+    def timings(self, session: protocol.ClientSession, report: StreamReport | None,
+                uplink_backlog_ms: float = math.nan) -> TurnTimings:
+        """The turn's figures (once it ended), ms from the end of speech."""
+        ended, audio = self.ended, self.audio
+        assert ended is not None, "timings() before the turn ended"
+        speech_end = session.end_of_speech_at
+
+        def since_speech(at: float) -> float:
+            return (at - speech_end) * 1000.0
+
+        sent = self.sent_before_reply_at
+        if math.isnan(sent) and self.sent_at is not None:
+            sent = self.sent_at()  # no reply audio: the client's tail runs to its last frame or marker
+        client_tail_ms = since_speech(sent) if not math.isnan(sent) and sent >= speech_end else math.nan
+        formats = (["metadata"] if self.metadata is not None else []) + audio.containers
+        reply_complete = (ended.ended_by in ("reply_end", "wav") or (ended.ended_by == "gap" and audio.samples > 0)) \
+            and not ended.wav_truncated
+        return TurnTimings(
+            roundtrip_ms=since_speech(audio.first_at) if audio.samples else math.nan,
+            audible_ms=since_speech(audio.audible_at) if audio.samples else math.nan,
+            intent_ms=since_speech(self.metadata_at) if self.metadata is not None else math.nan,
+            reply_ms=since_speech(audio.last_at) if audio.samples else math.nan,
+            turn_ms=since_speech(ended.at),
+            client_tail_ms=client_tail_ms,
+            gateway_response_ms=(audio.first_at - sent) * 1000.0 if audio.samples and not math.isnan(sent) else math.nan,
+            ping_ms=self.ping_ms,
+            chunks_sent=report.chunks_sent if report is not None else 0,
+            chunks_received=audio.messages,
+            reply_audio_bytes=audio.audio_bytes,
+            reply_complete=reply_complete,
+            send_lateness_max_ms=report.send_lateness_max_ms if report is not None else math.nan,
+            uplink_backlog_ms=uplink_backlog_ms,
+            reply_format="+".join(formats),
+            reply_audio_ms=audio.duration_ms if audio.samples else math.nan,
+            reply_sample_rate_hz=audio.sample_rate_hz if audio.samples else 0,
+            playback_stalls=audio.playback_stalls if audio.samples and ("pcm" in audio.containers
+                                                                         or audio.messages > 1) else None,
+            close_code=ended.close_code,
+        )
+
+
+# ----------------------------------------------------------------------------- the driver
 
 
 class Transport(Protocol):
@@ -92,12 +349,15 @@ class Transport(Protocol):
     session: protocol.ClientSession
     events: TransportEvents
 
-    def stream(self, plan: StreamPlan) -> StreamReport:
-        """Send the plan's frames (calling ``session.speech_ended`` at the speech's last frame)
-        until the plan and the session say stop. Raises ``ConnectionError``/``OSError`` when a
+    def stream(self, plan: StreamPlan, microphone: Microphone) -> StreamReport:
+        """Send the plan's frames (telling the session and the meter at the speech's last frame)
+        until the plan and the microphone say stop. Raises ``ConnectionError``/``OSError`` when a
         send fails."""
 
     def send_text(self, text: str) -> None: ...
+
+    def last_sent_at(self) -> float:
+        """When a frame (or a text message) was last handed to the socket (monotonic s; NaN before any)."""
 
     def unsent_bytes(self) -> int | None: ...
 
@@ -110,21 +370,20 @@ class Transport(Protocol):
 
 @dataclass
 class TransportEvents:
-    """Where a transport puts the session's events: the turn's end for the driver, the rest for hooks."""
+    """Where a transport puts the session's events: the turn's meter folds them as they come (the
+    turn's end with them), ``on_event`` sees every one (a ping for Locust's events, say)."""
 
     on_event: Callable[[object], None] | None = None
-    ended: protocol.TurnEnded | None = None
+    meter: TurnMeter | None = None
+    interrupted: Turn | None = None  # a turn cut short by an error, for the caller to report
 
     def deliver(self, events: Sequence[object]) -> None:
+        meter = self.meter
         for event in events:
-            if isinstance(event, protocol.TurnEnded):
-                self.ended = event
+            if meter is not None:
+                meter.fold(event)
             if self.on_event is not None:
                 self.on_event(event)
-
-    def take_ended(self) -> protocol.TurnEnded | None:
-        ended, self.ended = self.ended, None
-        return ended
 
 
 Listen = Callable[[np.ndarray, int, str], "Heard | None"]
@@ -134,12 +393,14 @@ Listen = Callable[[np.ndarray, int, str], "Heard | None"]
 class Turn:
     """One finished turn: its record (every figure and the verdict) and what was heard.
 
-    Locust's ``catch_response`` idiom works on it: ``turn.failure("why")`` marks it failed
-    (``check_failed``), ``turn.success()`` marks it successful.
+    Locust's ``catch_response`` idiom works on it: ``turn.failure("why")`` fails it
+    (``check_failed``), ``turn.success()`` passes it — each replaces the record with a new one
+    (a record is never changed once built).
     """
 
     record: TurnRecord
     what: Any = None  # what was said (an Utterance)
+    context: TurnContext = field(default_factory=TurnContext)
     ended_by: str = ""
     reply_samples: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int16), repr=False)
     reply_sample_rate_hz: int = 0
@@ -160,14 +421,11 @@ class Turn:
 
     def failure(self, message: object) -> None:
         """Mark the turn failed by the scenario's own check."""
-        self.record.success = False
-        self.record.failure = "check_failed"
-        self.record.failure_detail = str(message)
+        self.record = self.record.with_verdict(judge.check_failed(message), redact=self.context.redact)
 
     def success(self) -> None:
         """Mark the turn successful whatever was found (Locust's ``response.success()``)."""
-        self.record.success = True
-        self.record.failure = self.record.failure_detail = ""
+        self.record = self.record.with_verdict(judge.passed_by_scenario())
 
     # -- what came back
     @property
@@ -218,87 +476,96 @@ def run_turn(
     transport: Transport,
     plan: StreamPlan,
     expectation: Expectation,
+    context: TurnContext,
     *,
-    utterance_id: str = "",
-    what: Any = None,
-    speech_ms: float = math.nan,
     send_marker: bool = True,
+    open_mic: bool = False,
     listen: Listen | None = None,
     cross_check: bool = False,
     metadata_only: bool = False,
+    keep_reply_audio: bool = True,
+    what: Any = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Turn:
-    """Run one turn on ``transport``'s open connection and return it, judged.
+    """Run one turn on ``transport``'s open connection and return it, judged, its record built.
 
     ``listen(samples, sample_rate_hz, request_text)`` hears a reply's audio (the listener,
     maybe in another process); it returns None when it did not (a turn outside the judge's
-    sample, or a judge that fell behind).
+    sample, or a judge that fell behind). ``context`` says who said what (the record's identity).
     """
     session = transport.session
     events = transport.events
-    events.take_ended()
-    session.begin_turn(utterance_id=utterance_id, expected_intent=expectation.intent, now=clock(),
-                       speech_ms=speech_ms)
+    meter = TurnMeter(keep_reply_audio=keep_reply_audio or listen is not None, sent_at=transport.last_sent_at,
+                      ping_ms=session.last_ping_ms)
+    events.meter = meter
+    events.interrupted = None
+    microphone = Microphone(session, meter, events.deliver, open_mic=open_mic)
+    session.begin_turn(clock())
+    report: StreamReport | None = None
+    backlog_ms = math.nan
     try:
         try:
-            report = transport.stream(plan)
+            report = transport.stream(plan, microphone)
             # The connection may have dropped while the microphone streamed: then the turn is
             # already over (recording_stopped), and there is no mic to close nor marker to send.
             if session.in_turn:
                 backlog_ms = uplink.backlog_ms(transport.unsent_bytes(), plan.chunk_samples)
-                events.deliver(session.close_mic(clock(), chunks_sent=report.chunks_sent,
-                                                 send_lateness_max_ms=report.send_lateness_max_ms,
-                                                 uplink_backlog_ms=backlog_ms))
-                if send_marker and session.state is not protocol.ClientState.CLOSED:
+                if send_marker and not session.closed:
                     transport.send_text(protocol.end_marker_message())
+                events.deliver(session.close_mic(clock()))
         except (ConnectionError, OSError) as error:  # the socket failed under us while streaming
             transport.abort(f"send failed: {error or type(error).__name__}")
-        ended = _await_end(transport, clock)
+        _await_end(transport, meter, clock)
     except BaseException as error:
         # A bug in the harness (or Ctrl-C / the end of the run): the turn still ends in exactly
-        # one record, left in ``transport.events`` for the caller to report.
-        if session.in_turn:
-            if isinstance(error, Exception):
-                events.deliver(session.abandon_turn(clock(), "harness_error", f"{type(error).__name__}: {error}"))
-            else:
-                events.deliver(session.abandon_turn(clock(), "run_stopped", "the run ended during the turn"))
-        ended = events.take_ended()
-        if ended is not None:
-            if not ended.record.failure:  # the reply was over before the interruption: judge what came
-                ended.record.pace = plan.pace
-                judge(ended.record, ended.audio, ended.metadata, expectation, ended_by=ended.ended_by,
-                      reply_timeout_ms=session.reply_timeout_s * 1000, metadata_only=metadata_only)
-            events.ended = ended
+        # one record, left in ``transport.events.interrupted`` for the caller to report.
+        cause = Abandon.HARNESS_ERROR if isinstance(error, Exception) else Abandon.RUN_STOPPED
+        detail = f"{type(error).__name__}: {error}" if isinstance(error, Exception) else "the run ended during the turn"
+        events.deliver(session.abandon_turn(clock(), cause, detail))
+        if meter.ended is not None:
+            events.interrupted = _finish(session, meter, report, backlog_ms, expectation, context, what=what,
+                                         metadata_only=metadata_only)
         raise
-    record, audio = ended.record, ended.audio
-    record.pace = plan.pace
-    turn = Turn(record, what=what, ended_by=ended.ended_by, reply_samples=audio.kept_samples(),
-                reply_sample_rate_hz=audio.sample_rate_hz)
     try:
         heard: Heard | None = None
-        if listen is not None and needs_listening(audio, ended.metadata, cross_check=cross_check,
-                                                  metadata_only=metadata_only) and not record.failure:
-            heard = listen(turn.reply_samples, audio.sample_rate_hz, expectation.request_text)
-        judge(record, audio, ended.metadata, expectation, heard=heard, ended_by=ended.ended_by,
-              reply_timeout_ms=session.reply_timeout_s * 1000, metadata_only=metadata_only, subject=turn)
+        if listen is not None and judge.needs_listening(meter.audio, meter.metadata, meter.ended,
+                                                        cross_check=cross_check, metadata_only=metadata_only):
+            heard = listen(meter.audio.kept_samples(), meter.audio.sample_rate_hz, expectation.request_text)
+        return _finish(session, meter, report, backlog_ms, expectation, context, what=what, heard=heard,
+                       metadata_only=metadata_only)
     except BaseException as error:
-        record.success = False
-        if isinstance(error, Exception):  # the listener or the scenario's own check failed: a bug
-            record.failure, record.failure_detail = "harness_error", f"while judging: {type(error).__name__}: {error}"
-        else:  # the run ended (or Ctrl-C) while the reply was heard: the turn's timings stand
-            record.failure, record.failure_detail = "run_stopped", "the run ended while the reply was being judged"
-        events.ended = ended  # the caller reports the turn, then the error
+        # The listener or the scenario's own check failed (a bug: the harness could not judge the
+        # turn), or the run ended while the reply was heard: the turn's timings stand, with that verdict.
+        events.interrupted = _finish(session, meter, report, backlog_ms, expectation, context, what=what,
+                                     metadata_only=metadata_only, verdict=judge.interrupted_while_judging(error))
         raise
+
+
+def _finish(session: protocol.ClientSession, meter: TurnMeter, report: StreamReport | None, backlog_ms: float,
+            expectation: Expectation, context: TurnContext, *, what: Any, heard: Heard | None = None,
+            metadata_only: bool = False, verdict: Verdict | None = None) -> Turn:
+    """The turn's verdict (unless given) and its record, built once."""
+    ended, audio = meter.ended, meter.audio
+    assert ended is not None
+    turn = Turn(TurnRecord(), what=what, context=context, ended_by=ended.ended_by,
+                reply_samples=audio.kept_samples(), reply_sample_rate_hz=audio.sample_rate_hz)
+    if verdict is None:
+        verdict = judge.judge_turn(ended, audio, meter.metadata, expectation, heard=heard,
+                                   reply_timeout_ms=session.reply_timeout_s * 1000, metadata_only=metadata_only)
+    timings = meter.timings(session, report, backlog_ms)
+    record = TurnRecord.build(context, timings, verdict)
+    if verdict.success and expectation.check is not None:
+        # The scenario's own check last, on the finished turn.
+        turn.record = record
+        record = record.with_verdict(judge.scenario_check(expectation.check, turn), redact=context.redact)
+    turn.record = record
     return turn
 
 
-def _await_end(transport: Transport, clock: Callable[[], float]) -> protocol.TurnEnded:
+def _await_end(transport: Transport, meter: TurnMeter, clock: Callable[[], float]) -> None:
     session = transport.session
     events = transport.events
-    while True:
-        ended = events.take_ended()
-        if ended is not None:
-            return ended
+    while meter.ended is None:
         deadline = session.next_deadline()
         now = clock()
         if deadline is not None and now >= deadline:
@@ -306,3 +573,24 @@ def _await_end(transport: Transport, clock: Callable[[], float]) -> protocol.Tur
             continue
         transport.wait(now + 0.05 if deadline is None else deadline + 0.0005)
         events.deliver(session.poll(clock()))
+
+
+def interrupted_turn(context: TurnContext, verdict: Verdict, what: Any = None) -> Turn:
+    """A turn that never reached the gateway (it could not connect, or the run ended first): its
+    record from its context and the verdict, with no timings."""
+    return Turn(TurnRecord.build(context, TurnTimings(), verdict), what=what, context=context)
+
+
+__all__ = [
+    "PACES",
+    "Microphone",
+    "ReplyRecording",
+    "StreamPlan",
+    "StreamReport",
+    "Transport",
+    "TransportEvents",
+    "Turn",
+    "TurnMeter",
+    "interrupted_turn",
+    "run_turn",
+]

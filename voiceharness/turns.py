@@ -7,6 +7,12 @@ record: a success (``failure`` empty) or a failure with a diagnosis code from
 
 Times are milliseconds as floats; a metric that was not observed (no reply audio, say) is an
 empty cell, read back as NaN.
+
+A record is built once, when its turn is over (:meth:`TurnRecord.build`), from three parts each
+made by the module that owns it: who said what (:class:`TurnContext`, the client's), what was
+measured (:class:`TurnTimings`, the turn's meter in :mod:`voiceharness.turn`) and the verdict
+(:class:`voiceharness.judge.Verdict`). It is frozen: a scenario that overrules the verdict
+(``turn.failure(...)``) gets a new record (:meth:`TurnRecord.with_verdict`).
 """
 
 from __future__ import annotations
@@ -20,10 +26,59 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
+from voiceharness.logbook import redact_quoted, redact_transcript
+
 TURNS_SUFFIX = "_turns.csv"
 
 
-@dataclass
+@dataclass(frozen=True)
+class TurnContext:
+    """Who said what, where: known before the turn starts (the client's part of a record)."""
+
+    timestamp: float = 0.0
+    worker: str = ""
+    user: int = 0
+    connection_id: str = ""
+    turn_index: int = 0
+    scenario: str = ""
+    utterance_id: str = ""
+    request_name: str = ""
+    expected_intent: str = ""
+    speech_ms: float = math.nan
+    pace: str = "realtime"
+    dialect: str = "reference"
+    reconnections: int = 0
+    connect_ms: float = math.nan
+    redact: bool = False  # keep the users' and the gateway's words out of the record
+
+
+@dataclass(frozen=True)
+class TurnTimings:
+    """What one turn measured (the meter's part of a record): ms from the end of speech, counts,
+    and how the reply came. All NaN/empty for a turn that never reached the gateway."""
+
+    roundtrip_ms: float = math.nan
+    audible_ms: float = math.nan
+    intent_ms: float = math.nan
+    reply_ms: float = math.nan
+    turn_ms: float = math.nan
+    client_tail_ms: float = math.nan
+    gateway_response_ms: float = math.nan
+    ping_ms: float = math.nan
+    chunks_sent: int = 0
+    chunks_received: int = 0
+    reply_audio_bytes: int = 0
+    reply_complete: bool = False
+    send_lateness_max_ms: float = math.nan
+    uplink_backlog_ms: float = math.nan
+    reply_format: str = ""
+    reply_audio_ms: float = math.nan
+    reply_sample_rate_hz: int = 0
+    playback_stalls: int | None = None
+    close_code: int | None = None
+
+
+@dataclass(frozen=True)
 class TurnRecord:
     timestamp: float = 0.0  # wall-clock seconds since the epoch when the turn started
     worker: str = ""  # "host:pid" of the load generator process
@@ -75,6 +130,41 @@ class TurnRecord:
     reply_sample_rate_hz: int = 0
     # frame-streamed replies: times the audio would have run out if played as it arrived
     playback_stalls: int | None = None
+    # The roundtrip in two: end of speech -> the last audio frame (or the end marker) handed to the
+    # socket before the first reply audio (the client's part: trailing silence, the marker, or the
+    # silence a gateway's endpointer waits for) ...
+    client_tail_ms: float = math.nan
+    # ... and from then -> the first reply audio (the gateway's part)
+    gateway_response_ms: float = math.nan
+
+    @classmethod
+    def build(cls, context: TurnContext, timings: TurnTimings, verdict: Any) -> TurnRecord:
+        """The record of a turn that is over: its context, what it measured, and the verdict
+        (a :class:`voiceharness.judge.Verdict`). With ``context.redact`` the users' and the
+        gateway's words are kept out of it."""
+        fields = {f.name: getattr(context, f.name) for f in dataclasses.fields(TurnContext) if f.name != "redact"}
+        fields.update((f.name, getattr(timings, f.name)) for f in dataclasses.fields(TurnTimings))
+        fields.update(verdict.record_fields())
+        if verdict.intent_source == "audio":
+            # The intent was carried by the reply audio as a whole: it was known when the audio was in.
+            fields["intent_ms"] = timings.reply_ms
+        record = cls(**fields)
+        return record.redacted() if context.redact else record
+
+    def with_verdict(self, verdict: Any, *, redact: bool = False) -> TurnRecord:
+        """This record with another verdict's success and diagnosis (a scenario's own check)."""
+        detail = redact_quoted(verdict.failure_detail) if redact else verdict.failure_detail
+        return dataclasses.replace(self, success=verdict.success, failure=verdict.failure, failure_detail=detail)
+
+    def redacted(self) -> TurnRecord:
+        """The record without the words said: transcripts and reply texts replaced, quoted words in
+        the failure detail too (``--redact``)."""
+        return dataclasses.replace(
+            self,
+            transcript=redact_transcript(self.transcript), reply_text=redact_transcript(self.reply_text),
+            reply_transcript=redact_transcript(self.reply_transcript),
+            failure_detail=redact_quoted(self.failure_detail),
+        )
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TurnRecord))

@@ -41,21 +41,22 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
 import gevent
 from locust.exception import RescheduleTask, StopUser
 
-from voiceharness import diagnoses, protocol
+from voiceharness import diagnoses, judge, protocol
 from voiceharness.errors import ConnectionFailed
 from voiceharness.judge import Expectation
 from voiceharness.live_stats import RUN_STOPPED
 from voiceharness.locust.runtime import runtime_of
 from voiceharness.locust.transport import VoiceConnection
 from voiceharness.settings import backoff_ms
-from voiceharness.turn import StreamPlan, Turn, run_turn
-from voiceharness.turns import TurnRecord
+from voiceharness.turn import StreamPlan, Turn, interrupted_turn, run_turn
+from voiceharness.turns import TurnContext, TurnRecord
 
 
 class VoiceFailure(Exception):
@@ -96,7 +97,7 @@ class VoiceClient:
         self.outage_started: float | None = None  # monotonic s: first failed attempt or unclean drop
         self.pending_connect_ms = math.nan
         self.scenario = getattr(user, "scenario", "") or type(user).__name__
-        self._open_turn: tuple | None = None  # (what, scenario, pace, started_wall, name) until recorded
+        self._open_turn: tuple[Any, TurnContext] | None = None  # (utterance, context) until recorded
 
     @property
     def config(self):
@@ -126,9 +127,7 @@ class VoiceClient:
             reply_timeout_s=config.reply_timeout_s,
             reply_gap_s=config.reply_gap_s,
             reply_format=config.reply_format,
-            mic_during_reply=config.mic_during_reply,
             pcm_sample_rate_hz=config.reply_sample_rate_hz,
-            keep_reply_audio=True,
         )
         connection = VoiceConnection(config.settings, config.connect, session, self._on_event, pacer=self.runtime.pacer)
         fire = self.environment.events.request.fire
@@ -157,7 +156,8 @@ class VoiceClient:
         self.connection = connection
         self.turns_on_connection = 0
         self.pending_connect_ms = connection.connect_ms
-        self.runtime.logbook.log("success", f"WebSocket connected successfully ({connection.connect_ms:.1f} ms)", echo=False)
+        self.runtime.logbook.log("success", f"WebSocket connected successfully ({connection.connect_ms:.1f} ms)",
+                                 echo=False)
         return connection
 
     def _on_event(self, event: object) -> None:
@@ -202,7 +202,7 @@ class VoiceClient:
         if catch_response:
             return self._say_caught(what, **options)
         turn = self._run(what, **options)
-        self._report(turn.record, turn.record.request_name)
+        self._report(turn.record)
         return turn
 
     @contextlib.contextmanager
@@ -214,27 +214,23 @@ class VoiceClient:
             turn.failure(f"{type(error).__name__}: {error}")
             raise
         finally:
-            self._report(turn.record, turn.record.request_name)
+            self._report(turn.record)
 
     def _run(self, what, *, expect, pace, name, scenario, voice, rate_wpm) -> Turn:
         config = self.config
-        pace = pace or config.pace
-        scenario = scenario or self.scenario
         utterance = self.runtime.utterance(what, voice=voice, rate_wpm=rate_wpm)
-        started_wall = time.time()
+        context = self._context(utterance, scenario or self.scenario, pace or config.pace, name)
         # From here on the turn ends in exactly one record: here, or in on_stop if the run ends first.
         self.runtime.run_status.turn_started()
-        self._open_turn = (utterance, scenario, pace, started_wall, name)
+        self._open_turn = (utterance, context)
         try:
             connection = self.connect()
         except ConnectionFailed as failure:
-            self._connection_failed(failure, utterance, scenario, pace, started_wall, name)
+            self._connection_failed(failure, utterance, context)
         except BaseException as error:  # the run ended (or a bug) while connecting
-            record = self._record_for(utterance, scenario, pace, started_wall, name)
-            code = "harness_error" if isinstance(error, Exception) else RUN_STOPPED
-            record.failure, record.failure_detail = code, f"while connecting: {type(error).__name__}: {error}"
-            self._report(record, record.request_name)
+            self._report(interrupted_turn(context, judge.interrupted(error, "while connecting"), utterance).record)
             raise
+        context = self._connected(context, connection)
         expectation = self._expectation(utterance, expect)
         chunk = config.settings.chunk_samples
         frame_s = chunk / 16000
@@ -242,24 +238,24 @@ class VoiceClient:
             frames=utterance.frames(chunk),
             speech_end_frame=utterance.speech_end_frame(chunk),
             chunk_samples=chunk,
-            pace=pace,
+            pace=context.pace,
             min_silence_frames=math.ceil(config.trailing_silence_ms / 1000 / frame_s),
             key=utterance,
         )
+        self._open_turn = (utterance, context)
         try:
             turn = run_turn(
-                connection, plan, expectation,
-                utterance_id=utterance.id, what=utterance, speech_ms=utterance.duration_ms,
-                send_marker=config.end_marker, listen=self.runtime.judge.listen, cross_check=config.judge_replies,
+                connection, plan, expectation, context, what=utterance,
+                send_marker=config.end_marker, open_mic=config.mic_during_reply == "open",
+                listen=self.runtime.judge.listen, cross_check=config.judge_replies,
                 metadata_only=config.reply_format.value == "metadata",
             )
         except BaseException as error:
             # run_turn ended the turn (harness_error, or run_stopped) before passing this on.
-            ended = connection.events.take_ended()
-            if ended is not None:
-                self._fill(ended.record, utterance, scenario, pace, started_wall, name)
-                self._report(ended.record, ended.record.request_name)
-            if (ended is None or ended.ended_by == "abandoned") and not connection.closed.is_set():
+            interrupted = connection.events.interrupted
+            if interrupted is not None:
+                self._report(interrupted.record)
+            if (interrupted is None or interrupted.ended_by == "abandoned") and not connection.closed.is_set():
                 # Interrupted mid-stream: a frame may be half written; the next turn starts afresh.
                 # A user stopped by the run (GreenletExit, not an Exception) is going away; only a
                 # bug in the harness is an internal error, and the gateway's logs should say which.
@@ -268,27 +264,42 @@ class VoiceClient:
                 else:
                     connection.close(protocol.CLOSE_GOING_AWAY, "user stopped")
             raise
-        record = turn.record
-        self._fill(record, utterance, scenario, pace, started_wall, name)
         self.turns_on_connection += 1
         if self.runtime.judge.saver is not None and len(turn.reply_samples):
+            record = turn.record
             # With --redact the words said stay out of the index too (an ECHO reply is then judged
             # without knowing the words it should repeat).
             self.runtime.judge.save(f"{record.worker}:{record.user}:{record.turn_index}", record,
-                               "" if config.redact else utterance.text, turn.reply_samples, turn.reply_sample_rate_hz)
+                                    "" if config.redact else utterance.text, turn.reply_samples,
+                                    turn.reply_sample_rate_hz)
         return turn
 
-    def _connection_failed(self, failure: ConnectionFailed, utterance, scenario, pace, started_wall, name) -> None:
+    def _context(self, utterance, scenario: str, pace: str, name: str | None) -> TurnContext:
+        """The turn's identity, before it starts (the connection's is added once connected)."""
+        config = self.config
+        return TurnContext(
+            timestamp=time.time(), worker=self.runtime.worker_name, user=self.number, turn_index=self.turn_index,
+            scenario=scenario, utterance_id=utterance.id, request_name=self._name(utterance, name),
+            expected_intent=utterance.expected_intent, speech_ms=utterance.duration_ms, pace=pace,
+            dialect=config.dialect.name, reconnections=self.reconnections, redact=config.redact,
+        )
+
+    def _connected(self, context: TurnContext, connection: VoiceConnection) -> TurnContext:
+        # The connect time goes with the first turn on a connection only (it is counted once).
+        connect_ms, self.pending_connect_ms = self.pending_connect_ms, math.nan
+        return replace(context, connection_id=connection.session.header.session_id, reconnections=self.reconnections,
+                       connect_ms=connect_ms)
+
+    def _connection_failed(self, failure: ConnectionFailed, utterance, context: TurnContext) -> None:
         """Record the turn that could not connect, then stop the user or wait the backoff."""
-        record = self._record_for(utterance, scenario, pace, started_wall, name)
-        record.failure, record.failure_detail = failure.diagnosis, str(failure)
         give_up = not failure.retryable or self.failed_connects > self.config.settings.max_retries
-        if give_up and failure.retryable:
-            record.failure = "connection_gave_up"
-            record.failure_detail = f"{self.failed_connects} failed attempts; last: {failure.diagnosis}: {failure}"
-        self._report(record, record.request_name)
+        verdict = judge.connection_failed(failure.diagnosis, str(failure), failed_attempts=self.failed_connects,
+                                          gave_up=give_up and failure.retryable)
+        record = interrupted_turn(context, verdict, utterance).record
+        self._report(record)
         if give_up:
-            self.runtime.logbook.error(f"User {self.number} stops: {self.runtime.explain_once(record.failure, record.failure_detail)}")
+            self.runtime.logbook.error(f"User {self.number} stops: "
+                                       f"{self.runtime.explain_once(record.failure, record.failure_detail)}")
             raise StopUser()
         # The reconnect backoff replaces the think time before the next attempt.
         self.user.retry_in_s = backoff_ms(self.failed_connects - 1, self.user.rng) / 1000
@@ -303,37 +314,14 @@ class VoiceClient:
         return Expectation(intent=intent, reply_check=utterance.reply_check, request_text=utterance.text,
                            check=expect if callable(expect) else None)
 
-    def _record_for(self, utterance, scenario: str, pace: str, started_wall: float, name: str | None) -> TurnRecord:
-        record = TurnRecord(utterance_id=utterance.id, expected_intent=utterance.expected_intent)
-        self._fill(record, utterance, scenario, pace, started_wall, name)
-        return record
-
-    def _fill(self, record: TurnRecord, utterance, scenario: str, pace: str, started_wall: float,
-              name: str | None) -> None:
-        record.timestamp = started_wall
-        record.worker = self.runtime.worker_name
-        record.user = self.number
-        record.turn_index = self.turn_index
-        record.scenario = scenario
-        record.pace = pace
-        record.dialect = self.config.dialect.name
-        record.reconnections = self.reconnections
-        record.connect_ms, self.pending_connect_ms = self.pending_connect_ms, math.nan
-        logbook = self.runtime.logbook
-        record.transcript = logbook.transcript(record.transcript)
-        record.reply_text = logbook.transcript(record.reply_text)
-        record.reply_transcript = logbook.transcript(record.reply_transcript)
-        record.failure_detail = logbook.words(record.failure_detail)
-        record.request_name = self._name(record, name)
-
-    def _name(self, record: TurnRecord, name: str | None) -> str:
+    def _name(self, utterance, name: str | None) -> str:
         if name:
             return name
         if self.config.stats_by == "intent":
-            return record.expected_intent or "(any intent)"
-        return record.utterance_id
+            return utterance.expected_intent or "(any intent)"
+        return utterance.id
 
-    def _report(self, record: TurnRecord, name: str) -> None:
+    def _report(self, record: TurnRecord) -> None:
         """Report one ended turn: the turns file, the log, Locust's events."""
         self._open_turn = None
         self.turn_index += 1
@@ -346,14 +334,17 @@ class VoiceClient:
             logbook.error(self.runtime.explain_once(failure, record.failure_detail))
             return
         if failure == "harness_error":  # counted apart: never the gateway's failure in Locust's table
-            logbook.error(f"User {self.number}, {record.utterance_id}: {self.runtime.explain_once(failure, record.failure_detail)}")
+            logbook.error(f"User {self.number}, {record.utterance_id}: "
+                          f"{self.runtime.explain_once(failure, record.failure_detail)}")
             return
         if failure:
-            logbook.error(f"User {self.number}, {record.utterance_id}: {self.runtime.explain_once(failure, record.failure_detail)}")
+            logbook.error(f"User {self.number}, {record.utterance_id}: "
+                          f"{self.runtime.explain_once(failure, record.failure_detail)}")
         else:
             logbook.log("success", f"Intent received: {record.intent}", echo=False)
             logbook.log("info", f"Roundtrip completed: {record.roundtrip_ms:.0f}ms", echo=False)
         fire = self.environment.events.request.fire
+        name = record.request_name
         failed_after = None if math.isnan(record.turn_ms) else record.turn_ms  # time to the deadline or the drop
         blamed = EVENT_OF_FAILURE.get(failure, "reply") if failure else ""
         # Locust groups its failures table by message: keep it to a bounded set (the details,
@@ -378,21 +369,14 @@ class VoiceClient:
                      exception=None, context={})
 
     def on_stop(self) -> None:
-        """The user is stopped: record the turn in progress (run_stopped), close the connection."""
-        connection = self.connection
+        """The user is stopped: close the connection. A turn in progress was recorded when the stop
+        reached it (run_turn ends it as run_stopped); one that had not reached the gateway yet is
+        recorded here."""
         if self._open_turn is not None:
-            utterance, scenario, pace, started_wall, name = self._open_turn
-            record = None
-            if connection is not None:
-                for event in connection.session.abandon_turn(time.monotonic(), RUN_STOPPED,
-                                                             "the run ended during the turn"):
-                    if isinstance(event, protocol.TurnEnded):
-                        record = event.record
-            if record is None:
-                record = TurnRecord(utterance_id=utterance.id, expected_intent=utterance.expected_intent,
-                                    failure=RUN_STOPPED, failure_detail="the run ended while connecting")
-            self._fill(record, utterance, scenario, pace, started_wall, name)
-            self._report(record, record.request_name)
+            utterance, context = self._open_turn
+            self._report(interrupted_turn(context, judge.run_stopped("the run ended while connecting"),
+                                          utterance).record)
+        connection = self.connection
         if connection is not None:
             connection.close(protocol.CLOSE_GOING_AWAY, "user stopped")
             self.connection = None

@@ -13,9 +13,9 @@ from dataclasses import dataclass, replace
 
 from voiceharness import dialects, guide, protocol
 from voiceharness import settings as settings_module
+from voiceharness.connection import ConnectOptions
 from voiceharness.errors import UsageError
-from voiceharness.locust.transport import ConnectOptions
-from voiceharness.replies import ReplyFormat
+from voiceharness.protocol import ReplyFormat
 from voiceharness.settings import Settings
 
 log = logging.getLogger("voice")

@@ -9,7 +9,7 @@ attribute        what it is
 ===============  ================================================================================
 ``config``       the run's options, resolved (:class:`~voiceharness.locust.options.VoiceRunConfig`)
 ``corpus``       the run's utterances and the basic scenario's "hello jarvis" ones
-``pacer``        the real-time sender of every stream of this process (:mod:`.pacer`)
+``pacer``        the real-time sender of every stream of this process (:mod:`.transport`)
 ``sink``         where turn records go: the turns file, the master, the Voice quality tab (:mod:`.records`)
 ``monitor``      CPU and memory samples of the load generator and a local gateway (:mod:`.resources`)
 ``run_status``   turns started vs recorded, ``PREFIX_run.json`` (:mod:`.run_status`)
@@ -58,7 +58,7 @@ from voiceharness.locust import metrics, records, resources, run_status
 from voiceharness.locust import options as voice_options
 from voiceharness.locust.collector import Collector
 from voiceharness.locust.judging import ReplyJudge
-from voiceharness.locust.pacer import Pacer
+from voiceharness.locust.transport import Pacer
 from voiceharness.logbook import Logbook
 
 __all__ = ["RunCorpus", "VoiceRuntime", "attach", "runtime_of"]
