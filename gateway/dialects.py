@@ -25,7 +25,7 @@ replies go to                  the connection that spoke    the newest connectio
 =============================  ===========================  ==================================
 
 The SmartJARVIS column is the published SmartJARVIS gateway's behaviour as read from its source
-and measured (``DESIGN.md``, "The published SmartJARVIS gateway's dialect"). Sessions here are
+and measured (docs/protocol.md, "Dialects"). Sessions here are
 sans-I/O, like :class:`voiceharness.protocol.ServerSession`, which the reference dialect uses
 unchanged: ``receive(message)`` returns events (``HeaderAccepted``, ``AudioReceived``,
 ``EndMarker``, ``ProtocolError``); :meth:`Dialect.reply_messages` returns the messages to send.

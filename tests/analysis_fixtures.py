@@ -6,6 +6,7 @@ Nothing here is a pytest fixture by itself; the test modules wrap these in fixtu
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import random
@@ -108,31 +109,26 @@ def make_records(
             reply_sample_rate_hz=22050 if by_ear else 16000,
             playback_stalls=None if by_ear else int(rng.random() < stall_share),
         )
+        changes: dict = {}
         if by_ear:
-            record.audio_intent = intent
+            changes["audio_intent"] = intent
         elif rng.random() < cross_checked_share:
             heard_wrong = rng.random() < judge_wrong_share
-            record.audio_intent = ("UNKNOWN" if intent != "UNKNOWN" else "GREETING") if heard_wrong else intent
+            changes["audio_intent"] = ("UNKNOWN" if intent != "UNKNOWN" else "GREETING") if heard_wrong else intent
         if failed:
-            record.success = False
-            record.failure = rng.choice(["no_intent", "no_audio_tts", "connection_refused"])
-            record.intent = "" if record.failure != "no_audio_tts" else expected
-            record.intent_source = "metadata" if record.intent else ""
-            record.audio_intent = ""
-            record.roundtrip_ms = math.nan
-            record.audible_ms = math.nan
-            record.reply_ms = math.nan
-            record.reply_audio_ms = math.nan
-            record.reply_format = "metadata" if record.intent else ""
-            record.playback_stalls = None
-            if record.failure == "connection_refused":
-                record.chunks_sent = 0
-                record.ping_ms = math.nan
+            failure = rng.choice(["no_intent", "no_audio_tts", "connection_refused"])
+            failed_intent = "" if failure != "no_audio_tts" else expected
+            changes.update(success=False, failure=failure, intent=failed_intent,
+                           intent_source="metadata" if failed_intent else "", audio_intent="",
+                           roundtrip_ms=math.nan, audible_ms=math.nan, reply_ms=math.nan, reply_audio_ms=math.nan,
+                           reply_format="metadata" if failed_intent else "", playback_stalls=None)
+            if failure == "connection_refused":
+                changes.update(chunks_sent=0, ping_ms=math.nan)
         elif rng.random() < harness_error_share:
-            record.success = False
-            record.failure = "harness_error"
-            record.failure_detail = "TypeError: unsupported operand type(s) for -: 'float' and 'NoneType'"
-            record.roundtrip_ms = record.audible_ms = record.reply_ms = math.nan
+            changes.update(success=False, failure="harness_error",
+                           failure_detail="TypeError: unsupported operand type(s) for -: 'float' and 'NoneType'",
+                           roundtrip_ms=math.nan, audible_ms=math.nan, reply_ms=math.nan)
+        record = dataclasses.replace(record, **changes)
         records.append(record)
     return records
 

@@ -1,5 +1,7 @@
 """analysis.gate: parsing thresholds, refusing malformed ones, checking them against a summary."""
 
+from dataclasses import replace
+
 import pytest
 from analysis_fixtures import make_records, write_turns
 
@@ -113,8 +115,7 @@ def test_a_value_the_run_did_not_measure_fails_and_says_so(summary):
 
 def test_the_uplink_backlog_can_gate_a_run(tmp_path):
     records = make_records(100, wrong_share=0.0, fail_share=0.0)
-    for i, record in enumerate(records):
-        record.uplink_backlog_ms = 0.0 if i < 90 else 300.0
+    records = [replace(r, uplink_backlog_ms=0.0 if i < 90 else 300.0) for i, r in enumerate(records)]
     prefix = str(tmp_path / "run")
     write_turns(prefix, records)
     summary = metrics.summarize(readers.read_run(prefix))
@@ -158,8 +159,8 @@ def test_harness_errors_audible_and_the_judge_gate_a_run(tmp_path):
 
 def test_failure_gates_count_real_time_turns_and_fast_ones_have_their_own(tmp_path):
     records = make_records(200, fast_share=0.3, fail_share=0.0, wrong_share=0.0)
-    for record in [r for r in records if r.pace == "fast"][:4]:
-        record.success, record.failure = False, "no_intent"
+    failing = {id(r) for r in [r for r in records if r.pace == "fast"][:4]}
+    records = [replace(r, success=False, failure="no_intent") if id(r) in failing else r for r in records]
     prefix = str(tmp_path / "run")
     write_turns(prefix, records)
     summary = metrics.summarize(readers.read_run(prefix))

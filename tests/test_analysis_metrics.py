@@ -1,6 +1,7 @@
 """analysis.metrics: exact percentiles, bands, accuracy, diagnoses, lateness, Locust-only estimates."""
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -246,9 +247,7 @@ def test_summary_numbers_are_plain_python(turns_run):
 
 def test_turns_cut_short_by_the_end_of_the_run_are_counted_apart(tmp_path):
     records = make_records(20)
-    for record in records[:4]:
-        record.success, record.failure = False, "run_stopped"
-        record.roundtrip_ms = math.nan
+    records[:4] = [replace(r, success=False, failure="run_stopped", roundtrip_ms=math.nan) for r in records[:4]]
     prefix = tmp_path / "run"
     write_turns(prefix, records)
     summary = metrics.summarize(readers.read_run(str(prefix)))
@@ -259,8 +258,8 @@ def test_turns_cut_short_by_the_end_of_the_run_are_counted_apart(tmp_path):
 
 def test_frame_level_lateness_from_the_run_status_decides_whether_the_generator_kept_up(tmp_path):
     records = make_records(200, lateness_ms=1.5)
-    for record in records[:6]:  # one short hiccup: a few turns with a very late frame
-        record.send_lateness_max_ms = 70.0
+    # one short hiccup: a few turns with a very late frame
+    records[:6] = [replace(r, send_lateness_max_ms=70.0) for r in records[:6]]
     prefix = tmp_path / "run"
     write_turns(prefix, records)
     per_turn_only = metrics.summarize(readers.read_run(str(prefix)))["send_lateness"]
@@ -287,14 +286,12 @@ def test_a_foreign_run_status_file_is_refused_naming_it(tmp_path):
 
 def test_audio_queued_at_end_of_speech_marks_the_uplink_backlogged_and_warns(tmp_path):
     records = make_records(100, fail_share=0, wrong_share=0)
-    for record in records:
-        record.uplink_backlog_ms = 0.0
+    records = [replace(r, uplink_backlog_ms=0.0) for r in records]
     write_turns(tmp_path / "fast", records)
     fast = metrics.summarize(readers.read_run(str(tmp_path / "fast")))
     assert fast["uplink_backlog"]["status"] == "real time"
     assert not any("uplink" in text for text in fast["verdict"]["warnings"]), fast["verdict"]
-    for i, record in enumerate(records):
-        record.uplink_backlog_ms = 400.0 + i
+    records = [replace(r, uplink_backlog_ms=400.0 + i) for i, r in enumerate(records)]
     write_turns(tmp_path / "slow", records)
     slow = metrics.summarize(readers.read_run(str(tmp_path / "slow")))
     backlog = slow["uplink_backlog"]
@@ -323,8 +320,7 @@ def summary_of(tmp_path, records, name="run"):
 
 def test_send_lateness_aggregates_each_turns_latest_frame_and_says_so(tmp_path):
     records = make_records(100, fail_share=0, wrong_share=0)
-    for i, record in enumerate(records):
-        record.send_lateness_max_ms = float(i % 10)  # 0..9 ms
+    records = [replace(r, send_lateness_max_ms=float(i % 10)) for i, r in enumerate(records)]  # 0..9 ms
     lateness = summary_of(tmp_path, records)["send_lateness"]
     assert lateness["per_turn"] == "each turn's latest frame"
     assert lateness["turn_max_p50_ms"] == pytest.approx(4.5) and lateness["max_ms"] == 9.0
@@ -338,8 +334,8 @@ def test_send_lateness_aggregates_each_turns_latest_frame_and_says_so(tmp_path):
 def mixed_paces(tmp_path):
     records = make_records(400, roundtrip_ms=300.0, fast_share=0.25, fast_roundtrip_ms=60.0, fail_share=0.0,
                            wrong_share=0.0, reconnections_max=0)
-    fast = [r for r in records if r.pace == "fast"]
-    fast[0].success, fast[0].failure, fast[0].roundtrip_ms = False, "no_audio_tts", math.nan
+    first_fast = next(i for i, r in enumerate(records) if r.pace == "fast")
+    records[first_fast] = replace(records[first_fast], success=False, failure="no_audio_tts", roundtrip_ms=math.nan)
     return records, summary_of(tmp_path, records)
 
 
@@ -369,8 +365,7 @@ def test_fast_turns_are_summarised_apart_and_the_verdict_says_how_many_it_left_o
 
 def test_uplink_outliers_that_are_fast_turns_are_named_and_do_not_condemn_the_link(tmp_path):
     records = make_records(200, fast_share=0.2)
-    for record in records:
-        record.uplink_backlog_ms = 900.0 if record.pace == "fast" else 0.0
+    records = [replace(r, uplink_backlog_ms=900.0 if r.pace == "fast" else 0.0) for r in records]
     backlog = summary_of(tmp_path, records)["uplink_backlog"]
     fast = sum(r.pace == "fast" for r in records)
     assert backlog["status"] == "real time" and backlog["turns"] == len(records) - fast
@@ -412,11 +407,11 @@ def test_a_run_where_every_turn_is_a_harness_error_is_refused_naming_the_harness
 
 def test_intent_sources_are_counted_and_accuracy_counts_judged_turns_only(tmp_path):
     records = make_records(300, audio_judged_share=0.4, fail_share=0.0, wrong_share=0.0)
-    for record in records[:12]:  # not sampled for judging: the reply came, nobody judged it
-        record.intent, record.intent_source, record.audio_intent = "", "", ""
-    for record in records[12:15]:  # no reply before the deadline
-        record.intent, record.intent_source, record.audio_intent = "", "", ""
-        record.success, record.failure = False, "no_intent"
+    # not sampled for judging: the reply came, nobody judged it
+    records[:12] = [replace(r, intent="", intent_source="", audio_intent="") for r in records[:12]]
+    # no reply before the deadline
+    records[12:15] = [replace(r, intent="", intent_source="", audio_intent="", success=False, failure="no_intent")
+                      for r in records[12:15]]
     summary = summary_of(tmp_path, records)
     sources = {row["source"]: row["turns"] for row in summary["intent_sources"]["rows"]}
     audio = sum(r.intent_source == "audio" for r in records)
@@ -432,8 +427,7 @@ def test_intent_sources_are_counted_and_accuracy_counts_judged_turns_only(tmp_pa
 
 def test_a_turn_with_an_intent_but_no_recorded_source_took_it_from_the_metadata(tmp_path):
     records = make_records(50, fail_share=0.0)
-    for record in records:
-        record.intent_source = ""  # what a client that does not write the column yet leaves
+    records = [replace(r, intent_source="") for r in records]  # what a client that does not write the column leaves
     sources = {row["source"]: row["turns"] for row in summary_of(tmp_path, records)["intent_sources"]["rows"]}
     assert sources == {"metadata": 50, "audio": 0, "": 0}
 
@@ -475,8 +469,7 @@ def test_replies_say_formats_rates_and_playback_stalls(tmp_path):
 @pytest.mark.parametrize("code", ["silent_reply", "reply_mismatch", "unjudged"])
 def test_the_new_diagnoses_come_with_the_guides_headline_causes_and_fixes(tmp_path, code):
     records = make_records(60, fail_share=0.0, wrong_share=0.0)
-    for record in records[:5]:
-        record.success, record.failure = False, code
+    records[:5] = [replace(r, success=False, failure=code) for r in records[:5]]
     (entry,) = summary_of(tmp_path, records)["diagnoses"]
     assert entry["code"] == code and entry["count"] == 5 and entry["known"]
     assert entry["headline"] == "No audio response" and entry["causes"] and entry["fixes"]

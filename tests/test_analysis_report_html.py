@@ -3,6 +3,7 @@
 import json
 import os
 import re
+from dataclasses import replace
 
 import pytest
 from analysis_fixtures import copy_run, make_records, shared_locust_run, write_turns
@@ -92,8 +93,7 @@ def test_comparison_page(tmp_path):
 
 def test_a_backlogged_uplink_has_its_own_section(tmp_path):
     records = make_records(60)
-    for record in records:
-        record.uplink_backlog_ms = 512.0
+    records = [replace(r, uplink_backlog_ms=512.0) for r in records]
     prefix = str(tmp_path / "slow")
     write_turns(prefix, records)
     run = readers.read_run(prefix)

@@ -1,5 +1,7 @@
 """analysis.terminal: the text a person reads after a run."""
 
+from dataclasses import replace
+
 import pytest
 from analysis_fixtures import make_records, shared_locust_run, write_turns
 
@@ -60,8 +62,7 @@ def test_checks_and_comparison(summary):
 def test_the_uplink_section_appears_when_the_turns_carry_the_backlog(tmp_path, summary):
     assert "Uplink" not in terminal.render(summary)  # no figure recorded: nothing to say
     records = make_records(50)
-    for record in records:
-        record.uplink_backlog_ms = 640.0
+    records = [replace(r, uplink_backlog_ms=640.0) for r in records]
     write_turns(tmp_path / "slow", records)
     text = terminal.render(metrics.summarize(readers.read_run(str(tmp_path / "slow"))))
     assert "Uplink (audio unsent at end of speech, real-time turns): BACKLOGGED" in text

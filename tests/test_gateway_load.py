@@ -24,14 +24,12 @@ MAX_SESSIONS = 20
 
 
 def _harness_connect(port: int) -> str:
-    """The harness's own client opening one more session; its diagnosis code ('' if it got in).
-
-    The blocking transport of the one-voice replay: the Locust transport needs gevent's
-    monkey-patching, which this test process does not have (and must not get)."""
-    from voiceharness.replay import BlockingTransport
+    """The harness's own client opening one more session; its diagnosis code ('' if it got in)."""
+    from voiceharness.connection import BlockingTransport, ConnectOptions
 
     try:
-        transport = BlockingTransport(f"ws://127.0.0.1:{port}/ws/audio", protocol.ClientSession(), connect_timeout_s=5)
+        transport = BlockingTransport(f"ws://127.0.0.1:{port}/ws/audio", protocol.ClientSession(),
+                                      ConnectOptions(connect_timeout_s=5))
     except ConnectionFailed as failure:
         return failure.diagnosis
     transport.close()

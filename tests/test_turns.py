@@ -50,6 +50,5 @@ def test_no_per_turn_p99_send_lateness_column_only_the_latest_frame():
     """Under 100 frames a per-turn p99 is the maximum: the record keeps the maximum, under its own name."""
     assert "send_lateness_p99_ms" not in COLUMNS and "send_lateness_max_ms" in COLUMNS
     record = TurnRecord(send_lateness_max_ms=4.25)
-    record.send_lateness_p99_ms = 4.25  # what protocol.py still sets until the lead drops that line
     row = record_row(record)
     assert list(row) == list(COLUMNS) and row["send_lateness_max_ms"] == 4.25

@@ -1,7 +1,7 @@
 """Dialects: the protocol choices of one kind of voice gateway (or client), as one preset.
 
 A gateway speaks the SmartJARVIS protocol in its own way, and the harness must talk to it the
-way it expects (DESIGN.md). ``--dialect NAME`` sets these choices at once; every explicit flag
+way it expects (docs/protocol.md, "Dialects"). ``--dialect NAME`` sets these choices at once; every explicit flag
 (``--ws-path``, ``--end-marker``/``--no-end-marker``, ``--trailing-silence-ms``,
 ``--header-format``, ``--mic-during-reply``, ``--reply-format``, ``--reply-expectations``)
 overrides its part.

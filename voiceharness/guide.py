@@ -1,7 +1,7 @@
 """Numbers taken from the usage guide of the original WebSocket Audio Tester, in one place.
 
-Everything here is quoted from ``shared/seed/usage-guide.en.md`` (and DESIGN.md where the
-guide is silent). Other modules import these names rather than repeating the numbers.
+Everything here is the guide's (docs/protocol.md names it and says where this project filled
+in what it left open). Other modules import these names rather than repeating the numbers.
 """
 
 from __future__ import annotations

@@ -286,13 +286,48 @@ def _think_time(text: str) -> tuple[float, float]:
 
 
 
-def print_help() -> None:
-    """Print the voice options with Locust's own parser.
+class _OptionsTable:
+    """Collects the options as ``add_voice_options`` declares them, for the Markdown table."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, str]] = []
+
+    def add_argument(self, *names, include_in_web_ui=False, is_secret=False, **kwargs):
+        if kwargs.get("action") is argparse.BooleanOptionalAction:
+            names = (*names, *(f"--no-{name[2:]}" for name in names if name.startswith("--")))
+        option = ", ".join(f"`{name}`" for name in names)
+        choices = kwargs.get("choices")
+        if choices:
+            option += " " + "\\|".join(str(c) for c in choices if c != "")
+        meaning = " ".join(str(kwargs.get("help", "")).split()).replace("|", "\\|")
+        self.rows.append((option, "yes" if include_in_web_ui else "", meaning))
+
+
+def markdown_table() -> str:
+    """Every voice option as a Markdown table (docs/options.md is this, between its markers)."""
+    from voiceharness.locust.metrics import add_metrics_options
+
+    table = _OptionsTable()
+    add_voice_options(table)
+    add_metrics_options(table)
+    lines = ["| option | in the web UI's form | meaning |", "|---|---|---|"]
+    lines += [f"| {option} | {web_ui} | {meaning} |" for option, web_ui, meaning in table.rows]
+    return "\n".join(lines) + "\n"
+
+
+def print_help(argv: list[str] | None = None) -> None:
+    """Print the voice options with Locust's own parser (``--markdown``: as the table of docs/options.md).
 
     Locust prints ``--help`` before it imports the locustfile, so the harness's options are not
-    in ``locust --help``: ``python -m voiceharness.locust.options`` lists them (the web UI's
-    "Custom parameters" shows them too).
+    in ``locust --help``: ``voice-options`` (``python -m voiceharness.locust.options``) lists them
+    (the web UI's "Custom parameters" shows them too).
     """
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if "--markdown" in args:
+        sys.stdout.write(markdown_table())
+        return
     from locust.argument_parser import get_empty_argument_parser
 
     parser = get_empty_argument_parser(add_help=False)
