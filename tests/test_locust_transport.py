@@ -39,7 +39,7 @@ class Paired:
         self.voice.connection.sock = mine
         self.meter = TurnMeter()
         self.voice.events.meter = self.meter
-        self.microphone = Microphone(self.session, self.meter, self.voice.deliver, open_mic=open_mic)
+        self.microphone = Microphone(self.session, self.meter, self.voice.events.deliver, open_mic=open_mic)
         self.received = bytearray()
 
     def drain(self, pause_s: float = 0.0) -> None:
@@ -152,11 +152,11 @@ def test_an_open_microphone_streams_silence_until_the_reply_has_played():
         now = time.monotonic()
         for message in protocol.reply_messages(intent="GREETING", confidence=1, transcript="", slots={},
                                                reply_text="", audio_pcm=b"\x10\x00" * 4800):
-            user.voice.deliver(user.session.receive(message, now))
+            user.voice.events.deliver(user.session.receive(message, now))
 
     gevent.spawn(gateway)
     report = user.turn(pacer, [b"ab" * 800] * 5, 0.1)  # 5 frames of 100 ms, no minimum silence
-    user.voice.deliver(user.session.close_mic(time.monotonic()))
+    user.voice.events.deliver(user.session.close_mic(time.monotonic()))
     # 5 speech frames, then silence from 0.5 s until the reply (at 0.7 s, 300 ms long) has played: ~1.0 s
     assert 9 <= report.chunks_sent <= 12 and len(user.payloads()) == report.chunks_sent
     assert user.meter.ended is not None and user.meter.ended.ended_by == "reply_end"

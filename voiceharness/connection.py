@@ -30,13 +30,14 @@ sends (a gateway that ends utterances on silence answers during the trailing sil
 from __future__ import annotations
 
 import codecs
+import logging
 import math
 import select
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from voiceharness import diagnoses, framing, protocol, uplink
@@ -44,6 +45,8 @@ from voiceharness.errors import ConnectionFailed, ProtocolViolation
 from voiceharness.turn import Microphone, StreamPlan, StreamReport, TransportEvents
 
 __all__ = ["MAX_MESSAGE_BYTES", "BlockingTransport", "ConnectOptions", "Connection", "FrameReader"]
+
+log = logging.getLogger("voice.connection")
 
 # The harness caps what one message may hold (a gateway that sends more is closed with 1009).
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -394,6 +397,26 @@ class Connection:
             return self.lost(None, "connection lost: the gateway closed the socket without a close frame")
         self.reader.feed(data)
         return self.frames_received(time.monotonic())
+
+    def read_forever(self, deliver: Callable[[list[object]], None]) -> None:
+        """Read until the connection is over, handing what each read brought to ``deliver`` (the
+        turn's :meth:`voiceharness.turn.TransportEvents.deliver`): the Locust transport runs this
+        in a greenlet of its own. A bug here is the harness's: the turn in progress ends as
+        ``harness_error`` and the gateway is told 1011. Stopped from outside (gevent's
+        ``GreenletExit``), the connection ends as closed by the harness."""
+        try:
+            while not self.closed:
+                events = self.receive()
+                if events:
+                    deliver(events)
+        except Exception as error:
+            log.exception("the reader of connection %s failed (a harness bug)", self.session.header.session_id)
+            self.send_close(protocol.CLOSE_INTERNAL_ERROR, "harness error")
+            detail = f"harness reader failed: {type(error).__name__}: {error}"
+            deliver(self.lost(None, detail, abandon=(protocol.Abandon.HARNESS_ERROR, detail)))
+        except BaseException:
+            deliver(self.lost(None, "closed by the harness"))
+            raise
 
     def frames_received(self, now: float) -> list[object]:
         """The session's events for the complete frames buffered (pings answered, a close echoed)."""

@@ -371,19 +371,24 @@ class Transport(Protocol):
 @dataclass
 class TransportEvents:
     """Where a transport puts the session's events: the turn's meter folds them as they come (the
-    turn's end with them), ``on_event`` sees every one (a ping for Locust's events, say)."""
+    turn's end with them), ``on_event`` sees every one (a ping for Locust's events, say), and
+    ``wake`` wakes a turn that waits for them (a transport whose reader runs apart from the turn)."""
 
     on_event: Callable[[object], None] | None = None
+    wake: Callable[[], None] | None = None
     meter: TurnMeter | None = None
     interrupted: Turn | None = None  # a turn cut short by an error, for the caller to report
 
     def deliver(self, events: Sequence[object]) -> None:
         meter = self.meter
+        on_event = self.on_event
         for event in events:
             if meter is not None:
                 meter.fold(event)
-            if self.on_event is not None:
-                self.on_event(event)
+            if on_event is not None:
+                on_event(event)
+        if events and self.wake is not None:
+            self.wake()
 
 
 Listen = Callable[[np.ndarray, int, str], "Heard | None"]

@@ -113,7 +113,7 @@ class VoiceClient:
             if not limit or self.turns_on_connection < limit:
                 return connection
             connection.close(protocol.CLOSE_NORMAL, "turns per connection reached")
-        if connection is not None and not connection.closed_cleanly and connection.closed.is_set():
+        if connection is not None and not connection.closed_cleanly and connection.is_closed:
             if self.outage_started is None:
                 self.outage_started = connection.closed_at
             # Like the browser tester, reconnect after the first backoff step, not at once.
@@ -255,7 +255,7 @@ class VoiceClient:
             interrupted = connection.events.interrupted
             if interrupted is not None:
                 self._report(interrupted.record)
-            if (interrupted is None or interrupted.ended_by == "abandoned") and not connection.closed.is_set():
+            if (interrupted is None or interrupted.ended_by == "abandoned") and not connection.is_closed:
                 # Interrupted mid-stream: a frame may be half written; the next turn starts afresh.
                 # A user stopped by the run (GreenletExit, not an Exception) is going away; only a
                 # bug in the harness is an internal error, and the gateway's logs should say which.

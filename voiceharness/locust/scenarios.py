@@ -121,7 +121,7 @@ class RecoveryUser(VoiceUser):
     @task
     def recovery(self) -> None:
         connection = self.client.connection
-        if connection is not None and connection.closed.is_set() and not connection.closed_cleanly:
+        if connection is not None and connection.is_closed and not connection.closed_cleanly:
             self.environment.voice.logbook.warning(f"User {self.client.number}: connection lost ({connection.close_reason}); "
                                     "reconnecting with backoff")
         self.client.say(self.rng.choice(self.environment.voice.corpus.basic), expect="GREETING")

@@ -76,9 +76,10 @@ SLOTS = 1024
 class VoiceConnection:
     """One open WebSocket to the gateway with its session: the Locust client's transport.
 
-    Implements :class:`voiceharness.turn.Transport`. Session events go to :attr:`events` (the
-    turn's meter folds them; ``events.on_event`` sees every one, e.g. ``PingMeasured``),
-    delivered from the reader and pinger greenlets and from the pacer. Real-time audio goes out
+    Implements :class:`voiceharness.turn.Transport`. The connection's reader
+    (:meth:`Connection.read_forever`, a greenlet), its pinger and the pacer hand the session's
+    events straight to :attr:`events` (the turn's meter folds them; ``events.on_event`` sees
+    every one, e.g. ``PingMeasured``), which wakes a turn that waits. Real-time audio goes out
     through the process's pacer; fast-paced audio from the calling greenlet.
     """
 
@@ -87,11 +88,10 @@ class VoiceConnection:
         self.settings = settings
         self.options = options
         self.session = session
-        self.events = TransportEvents(on_event)
-        self.connection = Connection(settings.url, session, options, auth_token=settings.auth_token or None)
-        self.closed = gevent.event.Event()
-        self._greenlets: list[gevent.Greenlet] = []
         self._activity = gevent.event.Event()
+        self.events = TransportEvents(on_event, wake=self._activity.set)
+        self.connection = Connection(settings.url, session, options, auth_token=settings.auth_token or None)
+        self._greenlets: list[gevent.Greenlet] = []
         self.pacer = pacer if pacer is not None else Pacer()  # a connection of its own (tests, tools)
 
     @property
@@ -122,20 +122,12 @@ class VoiceConnection:
     def is_open(self) -> bool:
         return self.connection.sock is not None and not self.connection.closed
 
-    def deliver(self, events: Sequence[object]) -> None:
-        """Hand session events on (from the reader, the pinger, the pacer) and wake a waiting turn."""
-        if events:
-            self.events.deliver(events)
-            self._activity.set()
-        if self.connection.closed and not self.closed.is_set():
-            self.closed.set()
-            self._activity.set()
-
     # -- opening
     def open(self) -> None:
         """Connect, send the header, start the reader and pinger. Raises ConnectionFailed."""
         self.connection.open()
-        self._greenlets = [gevent.spawn(self._read_loop), gevent.spawn(self._ping_loop)]
+        self._greenlets = [gevent.spawn(self.connection.read_forever, self.events.deliver),
+                           gevent.spawn(self._ping_loop)]
 
     # -- the turn driver's transport
     def stream(self, plan: StreamPlan, microphone: Microphone) -> StreamReport:
@@ -186,23 +178,9 @@ class VoiceConnection:
 
     def abort(self, reason: str) -> None:
         """End the connection now because sending failed (the turn in progress: recording_stopped)."""
-        self._end(self.connection.lost(None, reason))
+        self.events.deliver(self.connection.lost(None, reason))
 
-    # -- receiving
-    def _read_loop(self) -> None:
-        connection = self.connection
-        try:
-            while not connection.closed:
-                self.deliver(connection.receive())
-        except gevent.GreenletExit:
-            self._end(connection.lost(None, "closed by the harness"))
-            raise
-        except Exception as error:
-            log.exception("the reader of connection %s failed (a harness bug)", self.session.header.session_id)
-            connection.send_close(protocol.CLOSE_INTERNAL_ERROR, "harness error")
-            detail = f"harness reader failed: {type(error).__name__}: {error}"
-            self._end(connection.lost(None, detail, abandon=(Abandon.HARNESS_ERROR, detail)))
-
+    # -- the link's liveness
     def _ping_loop(self) -> None:
         """Ping every interval; end the connection as a dead link once nothing arrived for 2 intervals.
 
@@ -212,16 +190,14 @@ class VoiceConnection:
         interval = self.options.ping_interval_s
         next_ping = time.monotonic()  # the first ping goes out at once: a first turn has a latency too
         sender: gevent.Greenlet | None = None
-        while not self.closed.is_set():
+        while not self.connection.closed:
             now = time.monotonic()
             silent_s = self.session.link_silent_for(now)
             if silent_s > 2 * interval:
                 # The link is dead (a cut cable sends no FIN): end it now instead of waiting for TCP.
                 detail = f"dead link: nothing received for {silent_s:.1f} s"
-                self._end(self.connection.lost(None, detail, abandon=(Abandon.DEAD_LINK, detail)))
-                for greenlet in self._greenlets:
-                    if greenlet is not gevent.getcurrent():
-                        greenlet.kill(block=False)
+                self.events.deliver(self.connection.lost(None, detail, abandon=(Abandon.DEAD_LINK, detail)))
+                self._stop_greenlets()
                 return
             if now >= next_ping:
                 next_ping = now + interval
@@ -237,10 +213,11 @@ class VoiceConnection:
         except OSError:
             pass  # the reader sees the broken socket and reports it
 
-    def _end(self, events: list[object]) -> None:
-        self.deliver(events)
-        self.closed.set()
-        self._activity.set()
+    def _stop_greenlets(self) -> None:
+        current = gevent.getcurrent()
+        for greenlet in self._greenlets:
+            if greenlet is not current:
+                greenlet.kill(block=False)
 
     # -- closing
     def close(self, code: int = protocol.CLOSE_NORMAL, reason: str = "bye") -> None:
@@ -249,14 +226,14 @@ class VoiceConnection:
         Only the reader greenlet reads the socket, so we send the close frame and let the
         reader see the gateway's answer, waiting at most a second for it.
         """
-        if not self.connection.closed:
-            self.connection.send_close(code, reason)
-            self.closed.wait(1.0)
-        self._end(self.connection.lost(code, reason))
-        current = gevent.getcurrent()
-        for greenlet in self._greenlets:
-            if greenlet is not current:
-                greenlet.kill(block=False)
+        connection = self.connection
+        if not connection.closed:
+            connection.send_close(code, reason)
+            deadline = time.monotonic() + 1.0
+            while not connection.closed and time.monotonic() < deadline:
+                self.wait(deadline)
+        self.events.deliver(connection.lost(code, reason))
+        self._stop_greenlets()
 
 
 # ----------------------------------------------------------------------------- the pacer
