@@ -364,6 +364,15 @@ def shared_gateway(tmp_path_factory) -> Iterator[Gateway]:
         gateway.stop()
 
 
+@pytest.fixture(scope="session")
+def virtual_audio(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """The PulseAudio null-sink loopback of scripts/virtual-audio.sh, started once per test process
+    for the audio_probe tests (tests/virtual_audio.py)."""
+    from virtual_audio import virtual_audio_session  # it imports this module: not at the top
+
+    yield from virtual_audio_session(tmp_path_factory)
+
+
 @dataclass
 class LocustRun:
     returncode: int
