@@ -145,7 +145,7 @@ def check_reply_text(reply_check: str, reply_text: str) -> str | None:
     ``contains:WORDS`` (the words, in order), ``any:A|B``, ``regex:PATTERN`` (re.search, any
     case), ``nonempty``; matching ignores case, punctuation and repeated spaces.
     """
-    from audio_corpus import parse_reply_check
+    from voiceharness.reply_check import parse_reply_check
 
     operation, argument = parse_reply_check(reply_check)
     if not operation:
