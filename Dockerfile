@@ -11,6 +11,7 @@ COPY gateway ./gateway
 COPY audio_corpus ./audio_corpus
 COPY analysis ./analysis
 COPY locustfiles ./locustfiles
+COPY audio_probe ./audio_probe
 COPY mic_probe.py ./
 RUN pip install --no-cache-dir .
 EXPOSE 7090 8089 5557 9646

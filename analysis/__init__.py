@@ -19,10 +19,12 @@ Command line (exit 0 ok, 1 a gate failed, 2 bad input or usage)::
 The layers, each importable without Locust:
 
 * :mod:`analysis.readers`     files -> :class:`~analysis.readers.Run` (columnar numpy arrays)
-* :mod:`analysis.metrics`     Run -> summary dict (percentiles, bands, accuracy, diagnoses...),
-  with :mod:`analysis.judge` (how intents were judged), :mod:`analysis.replies` (audible time,
-  reply audio) and :mod:`analysis.resources` (CPU and memory); numeric helpers in :mod:`analysis.stats`
-* :mod:`analysis.compare`     summaries -> what moved between a baseline and a candidate
+* :mod:`analysis.metrics`     Run -> :class:`~analysis.summary.RunSummary` (percentiles, bands,
+  accuracy, diagnoses...), with :mod:`analysis.judge` (how intents were judged),
+  :mod:`analysis.replies` (audible time, reply audio) and :mod:`analysis.resources` (CPU and
+  memory); numeric helpers in :mod:`analysis.stats`
+* :mod:`analysis.summary`     the summary's frozen records, and their report.json form
+* :mod:`analysis.compare`     summaries -> a :class:`~analysis.compare.Comparison` of a baseline and a candidate
 * :mod:`analysis.gate`        ``roundtrip.p95<500`` expressions -> checks
 * :mod:`analysis.terminal`    summary -> text;   :mod:`analysis.report_html` -> report.html
 * :mod:`analysis.plots`       matplotlib (Agg) figures as PNG bytes

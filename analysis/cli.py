@@ -18,10 +18,13 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
 from analysis import compare as compare_module
 from analysis import exports, gate, progress, readers, report_html, terminal
+from analysis.compare import Comparison
 from analysis.metrics import summarize
+from analysis.summary import RunSummary
 from voiceharness.errors import HarnessError
 
 EXIT_OK, EXIT_GATE_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -140,7 +143,7 @@ def _run(args: argparse.Namespace) -> int:
         judged_after = _judge_saved_replies(runs[-1], args)
     summaries = [summarize(run) for run in runs]
     if judged_after is not None:
-        summaries[-1]["judged_after_the_run"] = judged_after
+        summaries[-1] = replace(summaries[-1], judged_after_the_run=judged_after)
     comparisons = [
         compare_module.compare(summaries[0], candidate, moved_pct=args.moved_pct)
         for candidate in summaries[1:]
@@ -155,7 +158,7 @@ def _run(args: argparse.Namespace) -> int:
             out.write(terminal.render_comparison(comparison) + "\n\n")
     else:
         for summary in summaries:
-            out.write(f"{summary['run']['label']}: verdict: {summary['verdict']['text']}\n")
+            out.write(f"{summary.run.label}: verdict: {summary.verdict.text}\n")
     if checks:
         out.write(terminal.render_checks(checks) + "\n")
 
@@ -189,7 +192,7 @@ def _judge_saved_replies(run, args: argparse.Namespace) -> dict:
 
 
 def _write_files(
-    args: argparse.Namespace, runs: list, summaries: list[dict], checks: list, comparisons: list[dict]
+    args: argparse.Namespace, runs: list, summaries: list[RunSummary], checks: list, comparisons: list[Comparison]
 ) -> list[str]:
     out_dir = args.out_dir or os.path.dirname(runs[-1].prefix) or "."
     paths = {

@@ -36,6 +36,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from analysis.summary import RunSummary
 from voiceharness import bands
 from voiceharness.errors import UsageError
 
@@ -204,47 +205,45 @@ def parse_all(texts: Iterable[str]) -> list[Threshold]:
     return [parse(text) for text in split_expressions(texts)]
 
 
-def measurements(summary: dict) -> dict[str, float | str | None]:
+def measurements(summary: RunSummary) -> dict[str, float | str | None]:
     """Every value a threshold can name, read from a summary (None = not measured in this run)."""
     values: dict[str, float | str | None] = {}
     for metric in METRIC_NAMES:
-        entry = summary["metrics"][metric]
+        entry = summary.metrics[metric]
         for stat in STATS:
-            values[f"{metric}.{stat}"] = entry["count"] if stat == "count" else entry["percentiles"].get(stat)
-        values[f"band.{metric}"] = entry["band"]
-        shares = {row["band"]: row["share"] for row in entry["bands"]}
+            values[f"{metric}.{stat}"] = entry.count if stat == "count" else entry.percentiles.stat(stat)
+        values[f"band.{metric}"] = entry.band
         for band in bands.BANDS[metric]:
-            values[f"{metric}.share.{band.replace(' ', '_')}"] = shares.get(band)
-    run, intent, lateness = summary["run"], summary["intent"], summary["send_lateness"]
-    values["intent.accuracy"] = intent.get("accuracy")
-    values["intent.turns"] = intent.get("turns") or None
-    paced = run.get("realtime") or run  # real-time turns, as the verdict; Locust-only runs have no pace
-    values["failures.count"] = paced.get("failed")
-    values["failures.rate"] = paced.get("failure_rate")
-    values["turns.count"] = run.get("turns")
-    for stat in ("p50", "p99", "max"):
-        values[f"send_lateness.{stat}"] = lateness.get(f"{stat}_ms")
-    backlog = summary.get("uplink_backlog", {})
-    for stat in ("p50", "p95", "max"):
-        values[f"uplink_backlog.{stat}"] = backlog.get(f"{stat}_ms")
-    values["locust.exceptions"] = sum(e["count"] for e in summary["locust"]["exceptions"])
-    audible = summary.get("audible") or {}
+            values[f"{metric}.share.{band.replace(' ', '_')}"] = entry.share(band)
+    run, intent, lateness = summary.run, summary.intent, summary.send_lateness
+    values["intent.accuracy"] = intent.accuracy
+    values["intent.turns"] = intent.turns or None
+    paced = run.paced  # real-time turns, as the verdict; Locust-only runs have no pace
+    values["failures.count"] = paced.failed
+    values["failures.rate"] = paced.failure_rate
+    values["turns.count"] = run.turns
+    values["send_lateness.p50"] = lateness.p50_ms
+    values["send_lateness.p99"] = lateness.p99_ms
+    values["send_lateness.max"] = lateness.max_ms
+    backlog = summary.uplink_backlog
+    values["uplink_backlog.p50"] = backlog.p50_ms
+    values["uplink_backlog.p95"] = backlog.p95_ms
+    values["uplink_backlog.max"] = backlog.max_ms
+    values["locust.exceptions"] = summary.locust.exception_count
     for stat in ("p50", "p90", "p95", "p99", "max"):
-        values[f"audible.{stat}"] = (audible.get("percentiles") or {}).get(stat)
-    values["audible.count"] = audible.get("count") or None
-    judged = summary.get("judge") or {}
-    values["judge.agreement"] = judged.get("agreement")
-    values["judge.turns"] = judged.get("turns") if run.get("mode") == "turns" else None
-    values["intent.not_judged"] = (intent.get("not_judged") or {}).get("turns")
-    values["harness_errors.count"] = (summary.get("harness_errors") or {}).get("count")
-    values["playback_stalls.share"] = ((summary.get("replies") or {}).get("playback_stalls") or {}).get("share")
-    fast = summary.get("fast") or {}
-    by_turns = run.get("mode") == "turns"
-    values["fast.turns"] = fast.get("turns", 0) if by_turns else None
-    values["fast.failures.count"] = fast.get("failed", 0) if by_turns else None
-    values["fast.failures.rate"] = fast.get("failure_rate")
+        values[f"audible.{stat}"] = summary.audible.percentiles.stat(stat)
+    values["audible.count"] = summary.audible.count or None
+    values["judge.agreement"] = summary.judge.agreement
+    values["judge.turns"] = summary.judge.turns if run.by_turns else None
+    values["intent.not_judged"] = intent.not_judged.turns if intent.not_judged is not None else None
+    values["harness_errors.count"] = summary.harness_errors.count
+    values["playback_stalls.share"] = summary.replies.playback_stalls.share if summary.replies is not None else None
+    fast = summary.fast
+    values["fast.turns"] = fast.turns if run.by_turns else None
+    values["fast.failures.count"] = fast.failed if run.by_turns else None
+    values["fast.failures.rate"] = fast.failure_rate
     for stat in ("p50", "p95", "p99"):
-        values[f"fast.roundtrip.{stat}"] = (fast.get("roundtrip") or {}).get(stat)
+        values[f"fast.roundtrip.{stat}"] = fast.roundtrip.stat(stat)
     return values
 
 
@@ -265,15 +264,14 @@ def format_value(name: str, value: float | str | None) -> str:
     return f"{value:.6g}{unit}"
 
 
-def evaluate(thresholds: Iterable[Threshold], summary: dict) -> list[Check]:
+def evaluate(thresholds: Iterable[Threshold], summary: RunSummary) -> list[Check]:
     """Check each threshold against the summary, in the order given."""
     values = measurements(summary)
     checks = []
     for threshold in thresholds:
         measured = values.get(threshold.name)
         if measured is None or (isinstance(measured, float) and math.isnan(measured)):
-            mode = summary["run"].get("mode")
-            why = " (needs the turns file)" if mode == "locust-only" else ""
+            why = "" if summary.run.by_turns else " (needs the turns file)"
             checks.append(
                 Check(
                     threshold,

@@ -20,6 +20,15 @@ import numpy as np
 
 from analysis.readers import Categorical, Turns
 from analysis.stats import label_counts, share
+from analysis.summary import (
+    IntentSources,
+    JudgeAgreement,
+    JudgeConfusion,
+    NotJudged,
+    NotJudgedReason,
+    SourceAccuracy,
+    SourceCount,
+)
 
 METADATA = "metadata"
 AUDIO = "audio"
@@ -44,35 +53,34 @@ def judged(turns: Turns) -> np.ndarray:
     return effective_source(turns) != ""
 
 
-def not_judged(turns: Turns) -> dict:
+def not_judged(turns: Turns) -> NotJudged:
     """How many turns with an expected intent were not judged, by reason (the turn's diagnosis)."""
     expected = ~_codes_of(turns.text("expected_intent"), ("",))
     left_out = expected & ~judged(turns)
     failure = turns.text("failure")
-    reasons = [
-        {"reason": code or NOT_SAMPLED, "turns": count}
+    reasons = tuple(
+        NotJudgedReason(code or NOT_SAMPLED, count)
         for code, count in label_counts(failure.labels, failure.codes[left_out])
-    ]
-    return {"turns": int(left_out.sum()), "reasons": reasons}
+    )
+    return NotJudged(int(left_out.sum()), reasons)
 
 
-def intent_sources(turns: Turns) -> dict:
+def intent_sources(turns: Turns) -> IntentSources:
     """Turns per intent source, and whether the file recorded the source at all."""
     source = effective_source(turns)
     total = len(source)
     rows = []
     for name in SOURCES:
         count = int((source == name).sum())
-        rows.append({"source": name, "title": _SOURCE_TITLES[name], "turns": count, "share": share(count, total)})
+        rows.append(SourceCount(name, _SOURCE_TITLES[name], count, share(count, total)))
     none = int((source == "").sum())
-    rows.append({"source": "", "title": "not judged", "turns": none, "share": share(none, total)})
-    result = {"turns": total, "rows": rows, "recorded": "intent_source" in turns.texts}
-    if not result["recorded"]:
-        result["note"] = "older turns file without intent_source: a turn with an intent took it from the metadata"
-    return result
+    rows.append(SourceCount("", "not judged", none, share(none, total)))
+    recorded = "intent_source" in turns.texts
+    note = None if recorded else "older turns file without intent_source: a turn with an intent took it from the metadata"
+    return IntentSources(total, tuple(rows), recorded, note)
 
 
-def judge_agreement(turns: Turns) -> dict:
+def judge_agreement(turns: Turns) -> JudgeAgreement:
     """Does the reply audio say what the metadata claims? Over turns judged both ways.
 
     The judge's accuracy where the gateway's metadata gives the truth: the share of turns whose
@@ -85,15 +93,11 @@ def judge_agreement(turns: Turns) -> dict:
     n = int(both.sum())
     heard_alone = int(((source == AUDIO) & (audio != "")).sum())
     if not n:
-        return {
-            "turns": 0,
-            "agreed": 0,
-            "agreement": None,
-            "audio_only_turns": heard_alone,
-            "confusion": {"metadata": [], "audio": [], "counts": []},
-            "note": "no turn was judged both from metadata and from its reply audio "
+        return JudgeAgreement(
+            0, 0, None, heard_alone, JudgeConfusion(),
+            "no turn was judged both from metadata and from its reply audio "
             "(--judge-replies cross-checks a gateway that sends metadata)",
-        }
+        )  # fmt: skip
     said, heard = metadata[both], audio[both]
     labels = sorted(set(said) | set(heard))
     position = {label: i for i, label in enumerate(labels)}
@@ -104,20 +108,20 @@ def judge_agreement(turns: Turns) -> dict:
     used_rows = [i for i in range(k) if matrix[i].sum()]
     used_columns = [i for i in range(k) if matrix[:, i].sum()]
     agreed = int((rows == columns).sum())
-    return {
-        "turns": n,
-        "agreed": agreed,
-        "agreement": agreed / n,
-        "audio_only_turns": heard_alone,
-        "confusion": {
-            "metadata": [labels[i] for i in used_rows],
-            "audio": [labels[i] for i in used_columns],
-            "counts": matrix[np.ix_(used_rows, used_columns)].tolist(),
-        },
-    }
+    return JudgeAgreement(
+        turns=n,
+        agreed=agreed,
+        agreement=agreed / n,
+        audio_only_turns=heard_alone,
+        confusion=JudgeConfusion(
+            metadata=tuple(labels[i] for i in used_rows),
+            audio=tuple(labels[i] for i in used_columns),
+            counts=tuple(tuple(row) for row in matrix[np.ix_(used_rows, used_columns)].tolist()),
+        ),
+    )
 
 
-def accuracy_by_source(turns: Turns) -> list[dict]:
+def accuracy_by_source(turns: Turns) -> tuple[SourceAccuracy, ...]:
     """Intent accuracy of the turns judged from each source (turns with an expected intent only)."""
     source = effective_source(turns)
     expected = turns.text("expected_intent").decode()
@@ -128,6 +132,5 @@ def accuracy_by_source(turns: Turns) -> list[dict]:
         n = int(mine.sum())
         if n:
             correct = int((expected[mine] == recognised[mine]).sum())
-            rows.append({"source": name, "title": _SOURCE_TITLES[name], "turns": n, "correct": correct,
-                         "accuracy": correct / n})
-    return rows
+            rows.append(SourceAccuracy(name, _SOURCE_TITLES[name], n, correct, correct / n))
+    return tuple(rows)

@@ -1,25 +1,10 @@
 """The maths of a run's analysis, as pure functions of numpy arrays.
 
-:func:`summarize` turns a :class:`~analysis.readers.Run` into one JSON-ready dict, the single
-source of every figure the terminal, the HTML page, report.json and the gate show::
-
-    run          what was read; turns by pace, failures, duration, users, workers; the percentile source
-    metrics      roundtrip / latency / chunks / reconnections: percentiles, band counts, band
-    audible      time to the first audible reply sample, beside the roundtrip (analysis.replies)
-    timings      audible / intent / reply / connect times and reply audio duration (no documented bands)
-    intent       accuracy of the judged turns: overall, per utterance, per intent, confusion matrix,
-                 per source, and how many were not judged (analysis.judge)
-    intent_sources turns judged from metadata, from the reply audio, not judged
-    judge        the reply judge against the metadata where both exist: agreement, confusion matrix
-    replies      reply formats, sample rates, audio duration, playback stalls
-    diagnoses    each failure code seen, with the guide's headline, causes and fixes
-    fast         fast-paced turns, apart: their own counts, percentiles, accuracy, diagnoses
-    harness_errors turns the harness itself broke (harness_error): counted apart, with advice
-    resources    CPU and memory of the load generators and the local gateway (analysis.resources)
-    locust       Locust's failures and user-code exceptions
-    send_lateness whether the load generator kept its real-time send schedule
-    uplink_backlog whether the link carried the audio in real time (audio still queued at end of speech)
-    verdict      one level (ok / warning / problem) and one line
+:func:`summarize` turns a :class:`~analysis.readers.Run` into a :class:`~analysis.summary.RunSummary`,
+the single source of every figure the terminal, the HTML page, report.json and the gate show
+(:mod:`analysis.summary` lists its sections). Each section is built by a function here or in
+:mod:`analysis.judge`, :mod:`analysis.replies` and :mod:`analysis.resources`; the verdict last,
+from the others.
 
 Conventions:
 
@@ -44,53 +29,74 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import numpy as np
 
 from analysis import judge, replies
-from analysis.readers import Categorical, Run, StatsRow, Turns
+from analysis.readers import Categorical, FailureRow, Run, StatsRow, Turns
 from analysis.resources import summarize_resources
-from analysis.stats import finite, label_counts, percentiles
+from analysis.stats import Percentiles, finite, label_counts, percentiles
+from analysis.summary import (
+    LOCUST_ONLY_MODE,
+    TURNS_MODE,
+    Audible,
+    BandCount,
+    Confusion,
+    Diagnosis,
+    FastTurns,
+    FrameLateness,
+    HarnessErrors,
+    IntentAccuracy,
+    IntentSources,
+    IntentSummary,
+    JudgeAgreement,
+    JudgeConfusion,
+    KindCount,
+    LocustException,
+    LocustFailure,
+    LocustSummary,
+    MetricSummary,
+    PaceCounts,
+    RunInfo,
+    RunSummary,
+    SendLateness,
+    Timing,
+    UplinkBacklog,
+    UtteranceAccuracy,
+    Verdict,
+    WorkerLateness,
+    frozen_mapping,
+)
 from voiceharness import bands, guide
 from voiceharness.diagnoses import DIAGNOSES
 from voiceharness.errors import AnalysisError
 
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """What a documented metric is and where its values come from."""
+
+    title: str
+    unit: str
+    column: str  # in the turns file
+    locust_kind: str  # Locust's request type of its rows, "" when Locust's CSVs do not have it
+    per: str  # what is counted: turns, or users
+    definition: str
+
+
 # Where each documented metric comes from.
-METRICS: dict[str, dict[str, str]] = {
-    bands.ROUNDTRIP: {
-        "title": "Roundtrip",
-        "unit": "ms",
-        "column": "roundtrip_ms",
-        "locust_kind": "roundtrip",
-        "per": "turns",
-        "definition": "end of speech -> first reply audio frame",
-    },
-    bands.LATENCY: {
-        "title": "Latency (ping)",
-        "unit": "ms",
-        "column": "ping_ms",
-        "locust_kind": "ping",
-        "per": "turns",
-        "definition": "WebSocket ping -> pong round trip",
-    },
-    bands.CHUNKS: {
-        "title": "Audio chunks",
-        "unit": "chunks",
-        "column": "chunks_sent",
-        "locust_kind": "",
-        "per": "turns",
-        "definition": "audio frames sent for the turn",
-    },
-    bands.RECONNECTIONS: {
-        "title": "Reconnections",
-        "unit": "",
-        "column": "reconnections",
-        "locust_kind": "",
-        "per": "users",
-        "definition": "reconnects of a user's connection",
-    },
+METRICS: dict[str, MetricSpec] = {
+    bands.ROUNDTRIP: MetricSpec(
+        "Roundtrip", "ms", "roundtrip_ms", "roundtrip", "turns", "end of speech -> first reply audio frame"
+    ),
+    bands.LATENCY: MetricSpec("Latency (ping)", "ms", "ping_ms", "ping", "turns", "WebSocket ping -> pong round trip"),
+    bands.CHUNKS: MetricSpec("Audio chunks", "chunks", "chunks_sent", "", "turns", "audio frames sent for the turn"),
+    bands.RECONNECTIONS: MetricSpec(
+        "Reconnections", "", "reconnections", "", "users", "reconnects of a user's connection"
+    ),
 }
 TIMINGS = {
     "audible_ms": "time to audible reply",
@@ -110,6 +116,7 @@ UPLINK_BACKLOG_WARN_MS = 100.0
 
 NO_INTENT = "(none)"
 _CODE_PATTERN = re.compile(r"[a-z][a-z0-9_]+")
+NEEDS_TURNS = "needs the turns file"
 
 
 # --- small pure helpers -------------------------------------------------------------------------
@@ -131,24 +138,25 @@ def band_ranges(metric: str) -> dict[str, str]:
     return {name: text + unit for name, text in zip(names, texts)}
 
 
-def band_table(metric: str, values: np.ndarray) -> list[dict]:
+def band_table(metric: str, values: np.ndarray) -> tuple[BandCount, ...]:
     """Count and share of ``values`` in each band of ``metric``, best band first."""
     counts = bands.band_counts(metric, values)
     total = sum(counts.values())
-    return [
-        {
-            "band": name,
-            "meaning": bands.MEANINGS[metric].get(name, ""),
-            "count": count,
-            "share": count / total if total else None,
-        }
+    return tuple(
+        BandCount(name, bands.MEANINGS[metric].get(name, ""), count, count / total if total else None)
         for name, count in counts.items()
-    ]
+    )
 
 
-def overall_band(metric: str, stats: dict[str, float | None]) -> str | None:
+def band_basis(metric: str) -> str:
+    """The statistic a metric's overall band is of: the p95 (a run is as good as its slow tail), the
+    median for chunks (neither better nor worse)."""
+    return "p50" if metric == bands.CHUNKS else "p95"
+
+
+def overall_band(metric: str, stats: Percentiles) -> str | None:
     """The metric's band for the run: of the p95, or of the median for chunks."""
-    value = stats.get("p50" if metric == bands.CHUNKS else "p95")
+    value = stats.stat(band_basis(metric))
     return None if value is None else bands.band_of(metric, value)
 
 
@@ -241,28 +249,19 @@ def mixture_quantiles(rows: list[StatsRow], quantiles: Iterable[float]) -> list[
     return [float(np.interp(q, cdf, grid)) for q in quantiles]
 
 
-def mixture_band_counts(metric: str, rows: list[StatsRow]) -> list[dict]:
+def mixture_band_counts(metric: str, rows: list[StatsRow]) -> tuple[BandCount, ...]:
     """Estimated count and share per band of requests pooled from Locust rows (edges interpolated)."""
     grid, cdf = _mixture_cdf(rows)
     total = sum(row.requests for row in rows)
     names = bands.BANDS[metric]
     if grid is None or not total:
-        return [
-            {"band": n, "meaning": bands.MEANINGS[metric].get(n, ""), "count": 0, "share": None}
-            for n in names
-        ]
+        return tuple(BandCount(n, bands.MEANINGS[metric].get(n, ""), 0, None) for n in names)
     edges = _edges(metric)
     below = [float(np.interp(edge, grid, cdf, left=0.0, right=1.0)) for edge in edges] + [1.0]
     shares = np.diff([0.0] + below)
-    return [
-        {
-            "band": n,
-            "meaning": bands.MEANINGS[metric].get(n, ""),
-            "count": round(s * total),
-            "share": float(s),
-        }
-        for n, s in zip(names, shares)
-    ]
+    return tuple(
+        BandCount(n, bands.MEANINGS[metric].get(n, ""), round(s * total), float(s)) for n, s in zip(names, shares)
+    )
 
 
 def _edges(metric: str) -> list[float]:
@@ -311,95 +310,113 @@ def split_turns(turns: Turns) -> tuple[Turns, Turns, Turns]:
     return counted, counted.where(~fast), counted.where(fast)
 
 
-def summarize(run: Run) -> dict:
-    """Every figure of the analysis of ``run`` as one JSON-ready dict (see the module docstring)."""
+def summarize(run: Run) -> RunSummary:
+    """Every figure of the analysis of ``run`` (see :mod:`analysis.summary`)."""
+    info = _run_info(run)
+    locust = _locust_section(run)
     turns = run.turns
-    summary: dict = {"run": _run_info(run)}
     if turns is not None:
         counted, realtime, fast = split_turns(turns)
-        summary["metrics"] = {metric: _metric_from_turns(metric, realtime) for metric in METRICS}
-        summary["audible"] = replies.audible(realtime)
-        summary["timings"] = timings(realtime)
-        summary["intent"] = judged_intent_accuracy(realtime)
-        summary["intent_sources"] = judge.intent_sources(realtime)
-        summary["judge"] = judge.judge_agreement(realtime)
-        summary["replies"] = replies.reply_audio(realtime)
-        summary["diagnoses"] = diagnosis_counts(realtime.texts["failure"], realtime.numbers["success"])
-        summary["fast"] = fast_turns(fast)
-        summary["harness_errors"] = harness_errors(turns)
-        summary["send_lateness"] = send_lateness(
-            counted.numbers["send_lateness_max_ms"],
-            counted.texts["worker"],
-            frame_level=(run.status or {}).get("send_lateness"),
-        )
         backlog = counted.numbers.get("uplink_backlog_ms")
-        summary["uplink_backlog"] = uplink_backlog(
-            np.full(len(counted), np.nan) if backlog is None else backlog, counted.text_is("pace", FAST)
+        summary = RunSummary(
+            run=info,
+            metrics=frozen_mapping({metric: _metric_from_turns(metric, realtime) for metric in METRICS}),
+            audible=replies.audible(realtime),
+            timings=timings(realtime),
+            intent=judged_intent_accuracy(realtime),
+            intent_sources=judge.intent_sources(realtime),
+            judge=judge.judge_agreement(realtime),
+            replies=replies.reply_audio(realtime),
+            diagnoses=diagnosis_counts(realtime.texts["failure"], realtime.numbers["success"]),
+            fast=fast_turns(fast),
+            harness_errors=harness_errors(turns),
+            send_lateness=send_lateness(
+                counted.numbers["send_lateness_max_ms"],
+                counted.texts["worker"],
+                frame_level=(run.status or {}).get("send_lateness"),
+            ),
+            uplink_backlog=uplink_backlog(
+                np.full(len(counted), np.nan) if backlog is None else backlog, counted.text_is("pace", FAST)
+            ),
+            resources=summarize_resources(run.resources),
+            locust=locust,
+            verdict=Verdict("ok", (), (), 0, ""),  # replaced below, from the other sections
         )
     else:
         stats = run.stats or []
-        summary["metrics"] = {metric: _metric_from_locust(metric, stats) for metric in METRICS}
-        summary["audible"] = {"count": 0, "percentiles": percentiles(np.empty(0)), "lead": percentiles(np.empty(0)),
-                              "definition": replies.AUDIBLE_DEFINITION, "note": "needs the turns file"}
-        summary["timings"] = {}
-        summary["intent"] = intent_from_locust(stats)
-        summary["intent_sources"] = {"turns": 0, "rows": [], "recorded": False, "note": "needs the turns file"}
-        summary["judge"] = {"turns": 0, "agreed": 0, "agreement": None, "audio_only_turns": 0,
-                            "confusion": {"metadata": [], "audio": [], "counts": []}, "note": "needs the turns file"}
-        summary["replies"] = None
-        summary["diagnoses"] = diagnoses_from_locust(run.failures or [])
-        summary["fast"] = {"turns": 0, "note": "needs the turns file"}
-        summary["harness_errors"] = harness_errors_from_locust(summary["diagnoses"])
-        summary["send_lateness"] = {"turns": 0, "status": "unknown", "note": "needs the turns file"}
-        summary["uplink_backlog"] = uplink_backlog(None)
-    summary["resources"] = summarize_resources(run.resources)
-    summary["locust"] = _locust_section(run)
-    summary["verdict"] = verdict(summary)
-    return summary
+        diagnoses = diagnoses_from_locust(run.failures or [])
+        summary = RunSummary(
+            run=info,
+            metrics=frozen_mapping({metric: _metric_from_locust(metric, stats) for metric in METRICS}),
+            audible=Audible(0, Percentiles(), Percentiles(), replies.AUDIBLE_DEFINITION, NEEDS_TURNS),
+            timings=frozen_mapping({}),
+            intent=intent_from_locust(stats),
+            intent_sources=IntentSources(0, (), False, NEEDS_TURNS),
+            judge=JudgeAgreement(0, 0, None, 0, JudgeConfusion(), NEEDS_TURNS),
+            replies=None,
+            diagnoses=diagnoses,
+            fast=FastTurns(0, NEEDS_TURNS),
+            harness_errors=harness_errors_from_locust(diagnoses),
+            send_lateness=SendLateness(0, "unknown", NEEDS_TURNS),
+            uplink_backlog=uplink_backlog(None),
+            resources=summarize_resources(run.resources),
+            locust=locust,
+            verdict=Verdict("ok", (), (), 0, ""),  # replaced below, from the other sections
+        )
+    return replace(summary, verdict=summary_verdict(summary))
 
 
-def timings(turns: Turns) -> dict:
+def summary_verdict(summary: RunSummary) -> Verdict:
+    """The verdict on a summary's other sections (:func:`verdict`)."""
+    return verdict(
+        summary.metrics,
+        summary.run.paced,
+        diagnoses=summary.diagnoses,
+        accuracy=summary.intent.accuracy,
+        lateness=summary.send_lateness.status,
+        uplink=summary.uplink_backlog,
+        exceptions=summary.locust.exception_count,
+        harness_errors=summary.harness_errors.count,
+        fast=summary.fast,
+    )
+
+
+def timings(turns: Turns) -> Mapping[str, Timing]:
     """Percentiles of the timings with no documented band, the time to an audible reply first."""
-    return {
-        name: {"title": title, "unit": "ms", "count": len(finite(turns.numbers[name])), **percentiles(turns.numbers[name])}
+    return frozen_mapping({
+        name: Timing(title, "ms", len(finite(turns.numbers[name])), percentiles(turns.numbers[name]))
         for name, title in TIMINGS.items()
         if name in turns.numbers
-    }
+    })  # fmt: skip
 
 
-def judged_intent_accuracy(turns: Turns) -> dict:
+def judged_intent_accuracy(turns: Turns) -> IntentSummary:
     """Intent accuracy over the judged turns, per source, and how many were not judged."""
     judged = turns.where(judge.judged(turns))
     result = intent_accuracy(
         judged.texts["utterance_id"], judged.texts["expected_intent"], judged.texts["intent"]
     )
-    result["by_source"] = judge.accuracy_by_source(turns)
-    result["not_judged"] = judge.not_judged(turns)
-    return result
+    return replace(result, by_source=judge.accuracy_by_source(turns), not_judged=judge.not_judged(turns))
 
 
-def fast_turns(fast: Turns) -> dict:
+def fast_turns(fast: Turns) -> FastTurns:
     """Fast-paced turns on their own: counts, failures, accuracy, timings. Never banded."""
     n = len(fast)
     if not n:
-        return {"turns": 0, "note": FAST_NOTE}
+        return FastTurns(0, FAST_NOTE)
     succeeded = int((fast.numbers["success"] > 0).sum())
-    accuracy = judged_intent_accuracy(fast)
-    return {
-        "turns": n,
-        "succeeded": succeeded,
-        "failed": n - succeeded,
-        "failure_rate": (n - succeeded) / n,
-        "note": FAST_NOTE,
-        "roundtrip": percentiles(fast.numbers["roundtrip_ms"]),
-        "latency": percentiles(fast.numbers["ping_ms"]),
-        "timings": timings(fast),
-        "intent": {key: accuracy[key] for key in ("turns", "correct", "accuracy", "not_judged")},
-        "diagnoses": [
-            {"code": d["code"], "count": d["count"], "headline": d["headline"], "finding": d["finding"]}
-            for d in diagnosis_counts(fast.texts["failure"], fast.numbers["success"])
-        ],
-    }
+    return FastTurns(
+        turns=n,
+        note=FAST_NOTE,
+        succeeded=succeeded,
+        failed=n - succeeded,
+        failure_rate=(n - succeeded) / n,
+        roundtrip=percentiles(fast.numbers["roundtrip_ms"]),
+        latency=percentiles(fast.numbers["ping_ms"]),
+        timings=timings(fast),
+        intent=judged_intent_accuracy(fast),
+        diagnoses=diagnosis_counts(fast.texts["failure"], fast.numbers["success"]),
+    )
 
 
 HARNESS_ERROR_ADVICE = (
@@ -408,90 +425,53 @@ HARNESS_ERROR_ADVICE = (
 )
 
 
-def harness_errors(turns: Turns) -> dict:
+def harness_errors(turns: Turns) -> HarnessErrors:
     """Turns the harness itself broke: counted apart from the gateway's failures, with the advice."""
     mask = turns.failure_is(HARNESS_ERROR)
     count = int(mask.sum())
-    diagnosis = DIAGNOSES[HARNESS_ERROR]
     details = turns.where(mask).text("failure_detail")
-    examples = [text for text, _ in label_counts(details.labels, details.codes) if text][:3]
-    return {
-        "count": count,
-        "share": count / len(turns) if len(turns) else None,
-        "headline": diagnosis.headline,
-        "finding": diagnosis.finding,
-        "advice": HARNESS_ERROR_ADVICE,
-        "examples": examples,
-    }
+    examples = tuple([text for text, _ in label_counts(details.labels, details.codes) if text][:3])
+    return _harness_errors(count, count / len(turns) if len(turns) else None, examples)
 
 
-def harness_errors_from_locust(diagnoses: list[dict]) -> dict:
-    count = sum(d["count"] for d in diagnoses if d["code"] == HARNESS_ERROR)
+def harness_errors_from_locust(diagnoses: Sequence[Diagnosis]) -> HarnessErrors:
+    return _harness_errors(sum(d.count for d in diagnoses if d.code == HARNESS_ERROR), None, ())
+
+
+def _harness_errors(count: int, share: float | None, examples: tuple[str, ...]) -> HarnessErrors:
     diagnosis = DIAGNOSES[HARNESS_ERROR]
-    return {"count": count, "share": None, "headline": diagnosis.headline, "finding": diagnosis.finding,
-            "advice": HARNESS_ERROR_ADVICE, "examples": []}
+    return HarnessErrors(count, share, diagnosis.headline, diagnosis.finding, HARNESS_ERROR_ADVICE, examples)
 
 
-def _run_info(run: Run) -> dict:
+def _run_info(run: Run) -> RunInfo:
     status = run.status or {}
-    info: dict = {
+    history = run.history if run.history is not None and len(run.history.timestamp) else None
+    common = {
         "prefix": run.prefix,
         "label": run.label,
         # where the load went, when the harness recorded it in PREFIX_run.json
         "target": status.get("target") or status.get("host") or None,
-        "files": dict(run.files),
-        "missing": list(run.missing),
+        "files": frozen_mapping(run.files),
+        "missing": tuple(run.missing),
+        "history": history is not None,
+        "peak_users": int(np.nanmax(history.users)) if history is not None and len(history.users) else None,
     }
+    # A Locust-only run's times come from Locust's history; a turns file's from its turns.
+    span = {}
+    if history is not None:
+        span = {
+            "start": _iso(float(history.timestamp.min())),
+            "end": _iso(float(history.timestamp.max())),
+            "duration_s": float(history.timestamp.max() - history.timestamp.min()),
+        }
     turns = run.turns
-    if turns is not None:
-        stopped = turns.failure_is(RUN_STOPPED)
-        cut_short = int(stopped.sum())
-        info["cut_short"] = cut_short
-        if cut_short:
-            info["cut_short_note"] = (
-                f"{cut_short} turn(s) cut short by the end of the run (run_stopped): not counted"
-            )
-        broken = int(turns.failure_is(HARNESS_ERROR).sum())
-        info["harness_errors"] = broken
-        counted, realtime, fast = split_turns(turns)
-        n = len(counted)
-        if n == 0:
-            if broken:
-                raise AnalysisError(
-                    f"{turns.path}: every turn ended in harness_error ({broken}), {cut_short} cut short: the "
-                    "harness itself failed, not the gateway. Read the traceback it logged once for it"
-                )
-            raise AnalysisError(
-                f"{turns.path}: all {cut_short} turns were cut short by the end of the run; "
-                "run longer (-t) or with --stop-timeout so turns can finish"
-            )
-        success = counted.numbers["success"] > 0
-        times = counted.numbers["timestamp"]
-        start, end = float(times.min()), float(times.max())
-        duration = end - start
-        dialects = counted.text("dialect")
-        info.update(
-            mode="turns",
-            percentile_source="per-turn records (exact)",
-            turns=n,
-            succeeded=int(success.sum()),
-            failed=int(n - success.sum()),
-            failure_rate=float((n - success.sum()) / n),
-            realtime=_pace_counts(realtime),
-            fast=_pace_counts(fast),
-            start=_iso(start),
-            end=_iso(end),
-            duration_s=duration,
-            turns_per_s=n / duration if duration > 0 else None,
-            workers=len(np.unique(counted.texts["worker"].codes)),
-            users=len(np.unique(user_keys(counted))),
-            dialects=[name for name, _ in label_counts(dialects.labels, dialects.codes) if name],
-        )
-    else:
+    if turns is None:
         requests = sum(row.requests for row in run.stats or [])
         failures = sum(row.failures for row in run.stats or [])
-        info.update(
-            mode="locust-only",
+        return RunInfo(
+            **common,
+            **span,
+            mode=LOCUST_ONLY_MODE,
             percentile_source="Locust's rounded percentiles (no turns file: values are rounded to 10 ms "
             "above 100 ms and 100 ms above 1 s, band shares are estimates)",
             turns=None,
@@ -499,94 +479,113 @@ def _run_info(run: Run) -> dict:
             failed=failures,
             failure_rate=failures / requests if requests else None,
         )
-    if run.history is not None and len(run.history.timestamp):
-        history = run.history
-        info.setdefault("start", _iso(float(history.timestamp.min())))
-        info.setdefault("end", _iso(float(history.timestamp.max())))
-        info.setdefault("duration_s", float(history.timestamp.max() - history.timestamp.min()))
-        info["peak_users"] = int(np.nanmax(history.users)) if len(history.users) else None
-    return info
+    cut_short = int(turns.failure_is(RUN_STOPPED).sum())
+    broken = int(turns.failure_is(HARNESS_ERROR).sum())
+    counted, realtime, fast = split_turns(turns)
+    n = len(counted)
+    if n == 0:
+        if broken:
+            raise AnalysisError(
+                f"{turns.path}: every turn ended in harness_error ({broken}), {cut_short} cut short: the "
+                "harness itself failed, not the gateway. Read the traceback it logged once for it"
+            )
+        raise AnalysisError(
+            f"{turns.path}: all {cut_short} turns were cut short by the end of the run; "
+            "run longer (-t) or with --stop-timeout so turns can finish"
+        )
+    success = counted.numbers["success"] > 0
+    times = counted.numbers["timestamp"]
+    start, end = float(times.min()), float(times.max())
+    duration = end - start
+    dialects = counted.text("dialect")
+    return RunInfo(
+        **common,
+        mode=TURNS_MODE,
+        percentile_source="per-turn records (exact)",
+        turns=n,
+        succeeded=int(success.sum()),
+        failed=int(n - success.sum()),
+        failure_rate=float((n - success.sum()) / n),
+        cut_short=cut_short,
+        harness_errors=broken,
+        realtime=_pace_counts(realtime),
+        fast=_pace_counts(fast),
+        start=_iso(start),
+        end=_iso(end),
+        duration_s=duration,
+        turns_per_s=n / duration if duration > 0 else None,
+        workers=len(np.unique(counted.texts["worker"].codes)),
+        users=len(np.unique(user_keys(counted))),
+        dialects=tuple(name for name, _ in label_counts(dialects.labels, dialects.codes) if name),
+    )
 
 
-def _pace_counts(turns: Turns) -> dict:
+def _pace_counts(turns: Turns) -> PaceCounts:
     n = len(turns)
     succeeded = int((turns.numbers["success"] > 0).sum())
-    return {"turns": n, "succeeded": succeeded, "failed": n - succeeded, "failure_rate": (n - succeeded) / n if n else None}
+    return PaceCounts(n, succeeded, n - succeeded, (n - succeeded) / n if n else None)
 
 
 def _iso(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, tz=UTC).isoformat(timespec="seconds")
 
 
-def _metric_from_turns(metric: str, turns: Turns) -> dict:
+def _metric_from_turns(metric: str, turns: Turns) -> MetricSummary:
     spec = METRICS[metric]
-    values = turns.numbers[spec["column"]]
+    values = turns.numbers[spec.column]
     if metric == bands.RECONNECTIONS:
         values = group_max(user_keys(turns), values)
     elif metric == bands.CHUNKS:
         # Turns that never streamed (the connection failed first) say nothing about command length.
         values = values[values > 0]
-    stats = percentiles(values, counts=spec["unit"] != "ms")
-    entry = {
-        **spec,
-        "source": "turns",
-        "exact": True,
-        "count": len(finite(values)),
-        "percentiles": stats,
-        "bands": band_table(metric, values),
-        "band": overall_band(metric, stats),
-        "band_basis": "p50" if metric == bands.CHUNKS else "p95",
-        "note": "",
-    }
-    if metric == bands.CHUNKS:
-        entry["received"] = percentiles(turns.numbers["chunks_received"], counts=True)
-    return entry
+    stats = percentiles(values, counts=spec.unit != "ms")
+    return MetricSummary(
+        **vars(spec),
+        source="turns",
+        exact=True,
+        count=len(finite(values)),
+        percentiles=stats,
+        bands=band_table(metric, values),
+        band=overall_band(metric, stats),
+        band_basis=band_basis(metric),
+        note="",
+        received=percentiles(turns.numbers["chunks_received"], counts=True) if metric == bands.CHUNKS else None,
+    )
 
 
-def _metric_from_locust(metric: str, stats: list[StatsRow]) -> dict:
+def _metric_from_locust(metric: str, stats: list[StatsRow]) -> MetricSummary:
     spec = METRICS[metric]
-    rows = [row for row in stats if spec["locust_kind"] and row.kind == spec["locust_kind"]]
-    empty = {"p50": None, "p90": None, "p95": None, "p99": None, "max": None, "min": None, "mean": None}
+    rows = [row for row in stats if spec.locust_kind and row.kind == spec.locust_kind]
     if not rows:
         note = (
             "not in Locust's CSVs: needs the turns file"
-            if not spec["locust_kind"]
-            else f"no '{spec['locust_kind']}' rows in Locust's stats"
+            if not spec.locust_kind
+            else f"no '{spec.locust_kind}' rows in Locust's stats"
         )
-        return {
-            **spec,
-            "source": None,
-            "exact": False,
-            "count": 0,
-            "percentiles": empty,
-            "bands": [],
-            "band": None,
-            "band_basis": "p95",
-            "note": note,
-        }
-    values = mixture_quantiles(rows, [0.5, 0.9, 0.95, 0.99])
+        return MetricSummary(**vars(spec), source=None, exact=False, count=0, percentiles=Percentiles(), bands=(),
+                             band=None, band_basis="p95", note=note)  # fmt: skip
+    p50, p90, p95, p99 = mixture_quantiles(rows, [0.5, 0.9, 0.95, 0.99])
     requests = sum(row.requests for row in rows)
-    stats_ = dict(zip(("p50", "p90", "p95", "p99"), values))
-    stats_.update(
+    stats_ = Percentiles(
+        p50, p90, p95, p99,
         max=max(row.max_ms for row in rows),
         min=min(row.min_ms for row in rows),
         mean=sum(row.average_ms * row.requests for row in rows) / requests if requests else None,
+    )  # fmt: skip
+    return MetricSummary(
+        **{**vars(spec), "per": "requests"},
+        source="locust",
+        exact=False,
+        count=requests,
+        percentiles=stats_,
+        bands=mixture_band_counts(metric, rows),
+        band=overall_band(metric, stats_),
+        band_basis="p95",
+        note="Locust's rounded percentiles; band shares estimated from them",
     )
-    return {
-        **spec,
-        "per": "requests",
-        "source": "locust",
-        "exact": False,
-        "count": requests,
-        "percentiles": stats_,
-        "bands": mixture_band_counts(metric, rows),
-        "band": overall_band(metric, stats_),
-        "band_basis": "p95",
-        "note": "Locust's rounded percentiles; band shares estimated from them",
-    }
 
 
-def intent_accuracy(utterance: Categorical, expected: Categorical, recognised: Categorical) -> dict:
+def intent_accuracy(utterance: Categorical, expected: Categorical, recognised: Categorical) -> IntentSummary:
     """Accuracy overall, per utterance and per expected intent, and the confusion matrix.
 
     Only turns with an expected intent count; a turn with no recognised intent counts as wrong
@@ -595,15 +594,7 @@ def intent_accuracy(utterance: Categorical, expected: Categorical, recognised: C
     expected_labels = np.asarray(expected.labels, dtype=object)
     has_expected = expected_labels[expected.codes] != ""
     if not has_expected.any():
-        return {
-            "source": "turns",
-            "turns": 0,
-            "correct": 0,
-            "accuracy": None,
-            "per_utterance": [],
-            "per_intent": [],
-            "confusion": {"expected": [], "recognised": [], "counts": []},
-        }
+        return IntentSummary("turns", 0, 0, None)
     # Put both intent columns on one label set so codes compare directly.
     labels = sorted(set(expected_labels) | set(recognised.labels))
     position = {label: i for i, label in enumerate(labels)}
@@ -617,24 +608,15 @@ def intent_accuracy(utterance: Categorical, expected: Categorical, recognised: C
     expected_used = [i for i in range(k) if matrix[i].sum() > 0]
     recognised_used = [i for i in range(k) if matrix[:, i].sum() > 0]
     shown = lambda i: labels[i] or NO_INTENT
-    confusion = {
-        "expected": [shown(i) for i in expected_used],
-        "recognised": [shown(i) for i in recognised_used],
-        "counts": matrix[np.ix_(expected_used, recognised_used)].tolist(),
-    }
+    confusion = Confusion(
+        expected=tuple(shown(i) for i in expected_used),
+        recognised=tuple(shown(i) for i in recognised_used),
+        counts=tuple(tuple(row) for row in matrix[np.ix_(expected_used, recognised_used)].tolist()),
+    )
     per_intent = []
     for i in expected_used:
         n, hits, predicted = int(matrix[i].sum()), int(matrix[i, i]), int(matrix[:, i].sum())
-        per_intent.append(
-            {
-                "intent": shown(i),
-                "turns": n,
-                "correct": hits,
-                "accuracy": hits / n,
-                "recognised_as_it": predicted,
-                "precision": hits / predicted if predicted else None,
-            }
-        )
+        per_intent.append(IntentAccuracy(shown(i), n, hits, hits / n, predicted, hits / predicted if predicted else None))
 
     m = len(utterance.labels)
     utt_turns = np.bincount(utt, minlength=m)
@@ -648,88 +630,64 @@ def intent_accuracy(utterance: Categorical, expected: Categorical, recognised: C
         n, hits = int(utt_turns[u]), int(utt_correct[u])
         top_wrong = int(pair_wrong[u].argmax()) if pair_wrong[u].any() else None
         per_utterance.append(
-            {
-                "utterance": str(utterance.labels[u]),
-                "expected": shown(int(pair_expected[u].argmax())),
-                "turns": n,
-                "correct": hits,
-                "accuracy": hits / n,
-                "top_wrong": None if top_wrong is None else shown(top_wrong),
-                "top_wrong_count": 0 if top_wrong is None else int(pair_wrong[u, top_wrong]),
-            }
+            UtteranceAccuracy(
+                utterance=str(utterance.labels[u]),
+                expected=shown(int(pair_expected[u].argmax())),
+                turns=n,
+                correct=hits,
+                accuracy=hits / n,
+                top_wrong=None if top_wrong is None else shown(top_wrong),
+                top_wrong_count=0 if top_wrong is None else int(pair_wrong[u, top_wrong]),
+            )
         )
-    per_utterance.sort(key=lambda row: (row["accuracy"], row["utterance"]))
+    per_utterance.sort(key=lambda row: (row.accuracy, row.utterance))
     total = int(has_expected.sum())
-    return {
-        "source": "turns",
-        "turns": total,
-        "correct": int(correct.sum()),
-        "accuracy": float(correct.sum() / total),
-        "per_utterance": per_utterance,
-        "per_intent": per_intent,
-        "confusion": confusion,
-    }
+    return IntentSummary(
+        source="turns",
+        turns=total,
+        correct=int(correct.sum()),
+        accuracy=float(correct.sum() / total),
+        per_utterance=tuple(per_utterance),
+        per_intent=tuple(per_intent),
+        confusion=confusion,
+    )
 
 
-def intent_from_locust(stats: list[StatsRow]) -> dict:
+def intent_from_locust(stats: list[StatsRow]) -> IntentSummary:
     """Accuracy from Locust's ``intent`` rows: a failed intent request is a wrong or missing intent."""
     rows = [row for row in stats if row.kind == "intent"]
     total = sum(row.requests for row in rows)
     correct = total - sum(row.failures for row in rows)
     per_utterance = sorted(
         (
-            {
-                "utterance": row.name,
-                "expected": None,
-                "turns": row.requests,
-                "correct": row.requests - row.failures,
-                "accuracy": (row.requests - row.failures) / row.requests,
-                "top_wrong": None,
-                "top_wrong_count": 0,
-            }
+            UtteranceAccuracy(row.name, None, row.requests, row.requests - row.failures,
+                              (row.requests - row.failures) / row.requests, None, 0)
             for row in rows
             if row.requests
         ),
-        key=lambda row: (row["accuracy"], row["utterance"]),
+        key=lambda row: (row.accuracy, row.utterance),
+    )  # fmt: skip
+    return IntentSummary(
+        source="locust" if rows else None,
+        turns=total,
+        correct=correct,
+        accuracy=correct / total if total else None,
+        per_utterance=tuple(per_utterance),
+        note="from Locust's intent failures; per-intent accuracy and the confusion matrix need the turns file",
     )
-    return {
-        "source": "locust" if rows else None,
-        "turns": total,
-        "correct": correct,
-        "accuracy": correct / total if total else None,
-        "per_utterance": per_utterance,
-        "per_intent": [],
-        "confusion": {"expected": [], "recognised": [], "counts": []},
-        "note": "from Locust's intent failures; per-intent accuracy and the confusion matrix need the turns file",
-    }
 
 
-def _diagnosis_entry(code: str, count: int, total: int) -> dict:
+def _diagnosis_entry(code: str, count: int, total: int) -> Diagnosis:
+    share = count / total if total else None
     diagnosis = DIAGNOSES.get(code)
     if diagnosis is None:
-        return {
-            "code": code,
-            "count": count,
-            "share": count / total if total else None,
-            "known": False,
-            "headline": "Unclassified failure",
-            "finding": code,
-            "causes": [],
-            "fixes": ["see failure_detail in the turns file"],
-        }
-    return {
-        "code": code,
-        "count": count,
-        "share": count / total if total else None,
-        "known": True,
-        "headline": diagnosis.headline,
-        "finding": diagnosis.finding,
-        "causes": list(diagnosis.causes),
-        "fixes": list(diagnosis.fixes),
-    }
+        return Diagnosis(code, count, share, False, "Unclassified failure", code, (),
+                         ("see failure_detail in the turns file",))  # fmt: skip
+    return Diagnosis(code, count, share, True, diagnosis.headline, diagnosis.finding, tuple(diagnosis.causes),
+                     tuple(diagnosis.fixes))  # fmt: skip
 
 
-def diagnosis_counts(failure: Categorical, success: np.ndarray) -> list[dict]:
+def diagnosis_counts(failure: Categorical, success: np.ndarray) -> tuple[Diagnosis, ...]:
     """Each diagnosis code among failed turns, most frequent first, with causes and fixes."""
     failed = ~(success > 0)
     counts = np.bincount(failure.codes[failed], minlength=len(failure.labels))
@@ -738,7 +696,7 @@ def diagnosis_counts(failure: Categorical, success: np.ndarray) -> list[dict]:
     for i in np.flatnonzero(counts):
         code = str(failure.labels[i]) or "unclassified"
         entries.append(_diagnosis_entry(code, int(counts[i]), total))
-    return sorted(entries, key=lambda e: (-e["count"], e["code"]))
+    return tuple(sorted(entries, key=lambda e: (-e.count, e.code)))
 
 
 def diagnose_error_text(error: str) -> str | None:
@@ -749,22 +707,22 @@ def diagnose_error_text(error: str) -> str | None:
     return None
 
 
-def diagnoses_from_locust(failures: list) -> list[dict]:
+def diagnoses_from_locust(failures: Sequence[FailureRow]) -> tuple[Diagnosis, ...]:
     """Diagnoses from Locust's failures CSV, by the code each error message carries."""
     counts: dict[str, int] = {}
     for row in failures:
         code = diagnose_error_text(row.error) or "unclassified"
         counts[code] = counts.get(code, 0) + row.occurrences
     total = sum(counts.values())
-    return sorted(
-        (_diagnosis_entry(c, n, total) for c, n in counts.items()), key=lambda e: (-e["count"], e["code"])
+    return tuple(
+        sorted((_diagnosis_entry(c, n, total) for c, n in counts.items()), key=lambda e: (-e.count, e.code))
     )
 
 
 LATENESS_PER_TURN = "each turn's latest frame"
 
 
-def send_lateness(max_ms: np.ndarray, worker: Categorical, frame_level: dict | None = None) -> dict:
+def send_lateness(max_ms: np.ndarray, worker: Categorical, frame_level: dict | None = None) -> SendLateness:
     """Did the load generator keep its send schedule? Per run and per worker.
 
     A turn records its latest frame (``send_lateness_max_ms``); the figures here are percentiles
@@ -775,13 +733,18 @@ def send_lateness(max_ms: np.ndarray, worker: Categorical, frame_level: dict | N
     """
     ok = ~np.isnan(max_ms)
     if not ok.any():
-        return {"turns": 0, "status": "unknown", "note": "no send lateness recorded"}
+        return SendLateness(0, "unknown", "no send lateness recorded")
     per_turn = max_ms[ok]
     turn_p50, turn_p99 = (float(v) for v in np.percentile(per_turn, [50, 99]))
-    frames = {name: figures for name, figures in (frame_level or {}).items() if figures.get("frames")}
+    # The figures as the run status wrote them (report.json repeats them as they were).
+    frames = {
+        name: FrameLateness(figures["frames"], figures["p50_ms"], figures["p99_ms"], figures.get("max_ms"))
+        for name, figures in (frame_level or {}).items()
+        if figures.get("frames")
+    }
     if frames:
-        judged_p50 = max(float(f["p50_ms"]) for f in frames.values())
-        judged_p99 = max(float(f["p99_ms"]) for f in frames.values())
+        judged_p50 = max(float(f.p50_ms) for f in frames.values())
+        judged_p99 = max(float(f.p99_ms) for f in frames.values())
         judged_by = "p99 over every frame sent (run status; the worst load generator's)"
     else:
         judged_p50, judged_p99 = turn_p50, turn_p99
@@ -796,15 +759,15 @@ def send_lateness(max_ms: np.ndarray, worker: Categorical, frame_level: dict | N
         mine = per_turn[codes == w]
         name = str(worker.labels[w])
         per_worker.append(
-            {
-                "worker": name,
-                "turns": len(mine),
-                "turn_max_p99_ms": float(np.percentile(mine, 99)),
-                "max_ms": float(mine.max()),
-                "frame_p99_ms": float(frames[name]["p99_ms"]) if name in frames else None,
-            }
+            WorkerLateness(
+                worker=name,
+                turns=len(mine),
+                turn_max_p99_ms=float(np.percentile(mine, 99)),
+                max_ms=float(mine.max()),
+                frame_p99_ms=float(frames[name].p99_ms) if name in frames else None,
+            )
         )
-    per_worker.sort(key=lambda row: -row["turn_max_p99_ms"])
+    per_worker.sort(key=lambda row: -row.turn_max_p99_ms)
     explanation = {
         "kept up": "the load generator kept its real-time send schedule; the timings measure the gateway",
         "strained": f"the load generator sent frames late (p99 > {LATENESS_WARN_MS:g} ms); timings may be "
@@ -812,28 +775,28 @@ def send_lateness(max_ms: np.ndarray, worker: Categorical, frame_level: dict | N
         "bottleneck": f"the load generator was the bottleneck (p99 send lateness > {LATENESS_BOTTLENECK_MS:g} ms): "
         "it could not stream in real time; add workers before trusting these timings",
     }[status]
-    worst_frame = max([float(per_turn.max())] + [float(f["max_ms"]) for f in frames.values() if "max_ms" in f])
-    return {
-        "turns": int(ok.sum()),
-        "per_turn": LATENESS_PER_TURN,
-        "turn_max_p50_ms": turn_p50,
-        "turn_max_p99_ms": turn_p99,
-        "p50_ms": judged_p50,
-        "p99_ms": judged_p99,
-        "max_ms": worst_frame,
-        "late_turns": int((per_turn > LATENESS_WARN_MS).sum()),
-        "late_share": float((per_turn > LATENESS_WARN_MS).mean()),
-        "warn_ms": LATENESS_WARN_MS,
-        "bottleneck_ms": LATENESS_BOTTLENECK_MS,
-        "status": status,
-        "judged_by": judged_by,
-        "frame_level": frames,
-        "explanation": explanation,
-        "per_worker": per_worker,
-    }
+    worst_frame = max([float(per_turn.max())] + [float(f.max_ms) for f in frames.values() if f.max_ms is not None])
+    return SendLateness(
+        turns=int(ok.sum()),
+        status=status,
+        per_turn=LATENESS_PER_TURN,
+        turn_max_p50_ms=turn_p50,
+        turn_max_p99_ms=turn_p99,
+        p50_ms=judged_p50,
+        p99_ms=judged_p99,
+        max_ms=worst_frame,
+        late_turns=int((per_turn > LATENESS_WARN_MS).sum()),
+        late_share=float((per_turn > LATENESS_WARN_MS).mean()),
+        warn_ms=LATENESS_WARN_MS,
+        bottleneck_ms=LATENESS_BOTTLENECK_MS,
+        judged_by=judged_by,
+        frame_level=frozen_mapping(frames),
+        explanation=explanation,
+        per_worker=tuple(per_worker),
+    )
 
 
-def uplink_backlog(backlog_ms: np.ndarray | None, fast: np.ndarray | None = None) -> dict:
+def uplink_backlog(backlog_ms: np.ndarray | None, fast: np.ndarray | None = None) -> UplinkBacklog:
     """Did the link carry the audio in real time? From each turn's ``uplink_backlog_ms``.
 
     The audio still queued in the kernel at end of speech reaches the gateway that much later,
@@ -842,7 +805,7 @@ def uplink_backlog(backlog_ms: np.ndarray | None, fast: np.ndarray | None = None
     the outliers are fast turns the section says so instead of blaming the link.
     """
     if backlog_ms is None:
-        return {"turns": 0, "status": "unknown", "note": "needs the turns file", "fast_outliers": 0, "fast_note": ""}
+        return UplinkBacklog(0, "unknown", 0, "", note=NEEDS_TURNS)
     fast = np.zeros(len(backlog_ms), dtype=bool) if fast is None else fast
     measured_all = ~np.isnan(backlog_ms)
     measured = backlog_ms[measured_all & ~fast]
@@ -857,7 +820,7 @@ def uplink_backlog(backlog_ms: np.ndarray | None, fast: np.ndarray | None = None
         )
     if not len(measured):
         note = "not recorded (older turns file, or no kernel figure)" if not measured_all.any() else "no real-time turn"
-        return {"turns": 0, "status": "unknown", "note": note, "fast_outliers": fast_over, "fast_note": fast_note}
+        return UplinkBacklog(0, "unknown", fast_over, fast_note, note=note)
     p50 = float(np.percentile(measured, 50))
     status = "backlogged" if p50 > UPLINK_BACKLOG_WARN_MS else "real time"
     explanation = {
@@ -867,41 +830,36 @@ def uplink_backlog(backlog_ms: np.ndarray | None, fast: np.ndarray | None = None
         "long (more: the link drains it slower than it was spoken); "
         "check the uplink bandwidth (PCM16 16 kHz needs 256 kbit/s per user) or run fewer users per machine",
     }[status]
-    return {
-        "turns": len(measured),
-        "p50_ms": p50,
-        "p95_ms": float(np.percentile(measured, 95)),
-        "max_ms": float(measured.max()),
-        "backlogged_turns": int((measured > UPLINK_BACKLOG_WARN_MS).sum()),
-        "warn_ms": UPLINK_BACKLOG_WARN_MS,
-        "status": status,
-        "explanation": explanation,
-        "fast_outliers": fast_over,
-        "fast_note": fast_note,
-    }
+    return UplinkBacklog(
+        turns=len(measured),
+        status=status,
+        fast_outliers=fast_over,
+        fast_note=fast_note,
+        p50_ms=p50,
+        p95_ms=float(np.percentile(measured, 95)),
+        max_ms=float(measured.max()),
+        backlogged_turns=int((measured > UPLINK_BACKLOG_WARN_MS).sum()),
+        warn_ms=UPLINK_BACKLOG_WARN_MS,
+        explanation=explanation,
+    )
 
 
-def _locust_section(run: Run) -> dict:
-    failures = [
-        {
-            "kind": row.method,
-            "name": row.name,
-            "error": row.error,
-            "occurrences": row.occurrences,
-            "diagnosis": diagnose_error_text(row.error),
-        }
+def _locust_section(run: Run) -> LocustSummary:
+    failures = tuple(
+        LocustFailure(row.method, row.name, row.error, row.occurrences, diagnose_error_text(row.error))
         for row in sorted(run.failures or [], key=lambda r: -r.occurrences)
-    ]
-    exceptions = [
-        {"count": row.count, "message": row.message, "nodes": row.nodes}
-        for row in sorted(run.exceptions or [], key=lambda r: -r.count)
-    ]
-    requests = {}
+    )
+    exceptions = tuple(
+        LocustException(row.count, row.message, row.nodes) for row in sorted(run.exceptions or [], key=lambda r: -r.count)
+    )
+    requests: dict[str, list[int]] = {}
     for row in run.stats or []:
-        entry = requests.setdefault(row.kind, {"requests": 0, "failures": 0})
-        entry["requests"] += row.requests
-        entry["failures"] += row.failures
-    return {"requests_by_kind": requests, "failures": failures, "exceptions": exceptions}
+        entry = requests.setdefault(row.kind, [0, 0])
+        entry[0] += row.requests
+        entry[1] += row.failures
+    return LocustSummary(
+        frozen_mapping({kind: KindCount(n, failed) for kind, (n, failed) in requests.items()}), failures, exceptions
+    )
 
 
 # --- the verdict --------------------------------------------------------------------------------
@@ -917,82 +875,80 @@ ACCURACY_PROBLEM = 0.90
 ACCURACY_WARN = 0.98
 
 
-def verdict(summary: dict) -> dict:
+def verdict(
+    metrics: Mapping[str, MetricSummary],
+    paced: PaceCounts,
+    *,
+    diagnoses: Sequence[Diagnosis] = (),
+    accuracy: float | None = None,
+    lateness: str = "unknown",
+    uplink: UplinkBacklog | None = None,
+    exceptions: int = 0,
+    harness_errors: int = 0,
+    fast: FastTurns | None = None,
+) -> Verdict:
     """One line for the whole run: ``ok``, ``warning`` or ``problem``, and why.
 
     problem: roundtrip p95 bad, latency p95 slow, reconnections at network problems or worse,
     more than 5 % of turns failed, or intent accuracy below 90 %. warning: the band just above
-    those, any failure, accuracy below 98 %, a load generator that fell behind, exceptions
-    in user code, harness errors, or no real-time turn at all. Otherwise ok.
+    those, any failure, accuracy below 98 %, a load generator that fell behind (``lateness``),
+    a backlogged uplink, exceptions in user code, harness errors, or no real-time turn at all.
+    Otherwise ok.
 
-    Everything is judged on real-time turns; the line ends by saying how many fast-paced turns
-    it left out (and how many of those failed), which are shown apart.
+    Everything is judged on real-time turns (``paced``: their counts, the whole run's for a
+    Locust-only run); the line ends by saying how many fast-paced turns it left out (and how
+    many of those failed), which are shown apart.
     """
     problems: list[str] = []
     warnings: list[str] = []
     for metric, bad in _BAD_BANDS.items():
-        entry = summary["metrics"][metric]
-        band, basis = entry["band"], entry["band_basis"]
-        value = entry["percentiles"].get(basis)
-        described = f"{metric} {band} ({basis} {_short(value)}{entry['unit'] and ' ' + entry['unit']})"
+        entry = metrics[metric]
+        band, basis = entry.band, entry.band_basis
+        value = entry.percentiles.stat(basis)
+        described = f"{metric} {band} ({basis} {_short(value)}{entry.unit and ' ' + entry.unit})"
         if band in bad:
             problems.append(described)
         elif band in _WARN_BANDS[metric]:
             warnings.append(described)
-    run = summary["run"]
-    # Real-time turns only (a fast turn's failures are shown in its own section).
-    paced = run.get("realtime") or run
-    rate, failed = paced.get("failure_rate"), paced.get("failed") or 0
+    rate, failed = paced.failure_rate, paced.failed or 0
     if failed:
-        top = summary["diagnoses"][0]["code"] if summary["diagnoses"] else None
+        top = diagnoses[0].code if diagnoses else None
         text = f"{failed} failed ({rate:.1%}{', mostly ' + top if top else ''})"
         (problems if rate is not None and rate > FAILURE_RATE_PROBLEM else warnings).append(text)
-    accuracy = summary["intent"].get("accuracy")
     if accuracy is not None:
         if accuracy < ACCURACY_PROBLEM:
             problems.append(f"intent accuracy {accuracy:.1%}")
         elif accuracy < ACCURACY_WARN:
             warnings.append(f"intent accuracy {accuracy:.1%}")
-    lateness = summary["send_lateness"]["status"]
     if lateness in ("strained", "bottleneck"):
         warnings.append(
             f"load generator {'was the bottleneck' if lateness == 'bottleneck' else 'fell behind'}"
         )
-    backlog = summary.get("uplink_backlog", {})
-    if backlog.get("status") == "backlogged":
-        warnings.append(f"uplink slower than real time (median {_short(backlog['p50_ms'])} ms of audio queued at end of speech)")
-    exceptions = sum(e["count"] for e in summary["locust"]["exceptions"])
+    if uplink is not None and uplink.status == "backlogged":
+        warnings.append(f"uplink slower than real time (median {_short(uplink.p50_ms)} ms of audio queued at end of speech)")
     if exceptions:
         warnings.append(f"{exceptions} exception(s) in user code")
-    if run.get("realtime", {}).get("turns") == 0:
+    if paced.turns == 0:
         warnings.append("no real-time turn to band (every turn was fast-paced)")
-    broken = summary.get("harness_errors", {}).get("count") or 0
-    if broken:
-        warnings.append(f"{broken} harness error(s): bugs in the harness, not the gateway; read the logged traceback")
+    if harness_errors:
+        warnings.append(f"{harness_errors} harness error(s): bugs in the harness, not the gateway; read the logged traceback")
     level = "problem" if problems else "warning" if warnings else "ok"
     good = []
     for metric in (bands.ROUNDTRIP, bands.LATENCY):
-        entry = summary["metrics"][metric]
-        if entry["band"] and not any(text.startswith(metric) for text in problems + warnings):
-            good.append(f"{metric} {entry['band']} (p95 {_short(entry['percentiles']['p95'])} ms)")
+        entry = metrics[metric]
+        if entry.band and not any(text.startswith(metric) for text in problems + warnings):
+            good.append(f"{metric} {entry.band} (p95 {_short(entry.percentiles.p95)} ms)")
     if accuracy is not None and accuracy >= ACCURACY_WARN:
         good.append(f"intent accuracy {accuracy:.1%}")
     if lateness == "kept up":
         good.append("load generator kept up")
     parts = problems + warnings if level != "ok" else good
     text = f"{level.upper()}: " + ("; ".join(parts) if parts else "nothing measured")
-    fast = summary.get("fast", {})
-    left_out = fast.get("turns") or 0
+    left_out = fast.turns if fast is not None else 0
     if left_out:
-        failed_fast = f", {fast['failed']} of them failed" if fast.get("failed") else ""
+        failed_fast = f", {fast.failed} of them failed" if fast is not None and fast.failed else ""
         text += f" (on real-time turns; {left_out} fast-paced turn(s) left out{failed_fast}: shown apart)"
-    return {
-        "level": level,
-        "problems": problems,
-        "warnings": warnings,
-        "fast_left_out": left_out,
-        "text": text,
-    }
+    return Verdict(level, tuple(problems), tuple(warnings), left_out, text)
 
 
 def _short(value: float | None) -> str:

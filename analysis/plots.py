@@ -25,6 +25,7 @@ from analysis.metrics import (
 )
 from analysis.readers import History, Resources, Turns
 from analysis.resources import GATEWAY_CPU, GATEWAY_RSS, SATURATED_CPU_PERCENT, gateway_column, gateway_scope
+from analysis.summary import IntentSummary
 from voiceharness import bands, guide
 
 BAND_COLOURS = {0: "#2e7d32", 1: "#9ccc65", 2: "#ffb300", 3: "#e53935"}
@@ -232,22 +233,22 @@ def users_and_failures(history: History | None, turns: Turns | None) -> bytes | 
     return _png(figure)
 
 
-def intent_per_utterance(intent: dict, limit: int = 40) -> bytes | None:
+def intent_per_utterance(intent: IntentSummary, limit: int = 40) -> bytes | None:
     """Accuracy of the utterances below 100 %, worst first (at most ``limit`` bars); None when none is.
 
     Forty full bars say nothing a line of text does not (:func:`intent_summary_line`).
     """
-    rows = [r for r in intent.get("per_utterance") or [] if r["accuracy"] < 1.0]
+    rows = [r for r in intent.per_utterance if r.accuracy < 1.0]
     if not rows:
         return None
     below = len(rows)
     rows = rows[:limit][::-1]
     figure = _figure(9.0, max(2.2, 0.28 * len(rows) + 1.2))
     axis = figure.add_subplot()
-    accuracy = np.array([r["accuracy"] for r in rows])
+    accuracy = np.array([r.accuracy for r in rows])
     colours = np.where(accuracy >= 0.98, "#43a047", np.where(accuracy >= 0.9, "#ffb300", "#e53935"))
     axis.barh(np.arange(len(rows)), accuracy, color=colours)
-    labels = [f"{r['utterance']} ({r['correct']}/{r['turns']})" for r in rows]
+    labels = [f"{r.utterance} ({r.correct}/{r.turns})" for r in rows]
     axis.set_yticks(np.arange(len(rows)), labels, fontsize=7)
     # Start the axis a little below the worst bar so that 93 % and 97 % look different.
     low = max(0.0, np.floor((float(accuracy.min()) - 0.05) * 10) / 10)
@@ -256,7 +257,7 @@ def intent_per_utterance(intent: dict, limit: int = 40) -> bytes | None:
     axis.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     axis.axvline(0.98, color="#455a64", lw=0.8, ls="--")
     axis.set_xlabel("accuracy (dashed: 98 %" + (f"; the axis starts at {low:.0%})" if low else ")"))
-    total = len(intent["per_utterance"])
+    total = len(intent.per_utterance)
     title = f"Utterances below 100 %: {below} of {total}"
     if below > limit:
         title += f" (worst {limit} drawn)"
@@ -264,14 +265,14 @@ def intent_per_utterance(intent: dict, limit: int = 40) -> bytes | None:
     return _png(figure)
 
 
-def intent_summary_line(intent: dict) -> str:
+def intent_summary_line(intent: IntentSummary) -> str:
     """One line for the utterances that need no bar: how many are at 100 %."""
-    rows = intent.get("per_utterance") or []
-    perfect = [r for r in rows if r["accuracy"] >= 1.0]
+    rows = intent.per_utterance
+    perfect = [r for r in rows if r.accuracy >= 1.0]
     if not rows:
         return "no turn had an expected intent"
     if len(perfect) == len(rows):
-        return f"all {len(rows)} utterances at 100 % ({sum(r['turns'] for r in rows)} judged turns)"
+        return f"all {len(rows)} utterances at 100 % ({sum(r.turns for r in rows)} judged turns)"
     return f"{len(perfect)} of {len(rows)} utterances at 100 %; the others are drawn"
 
 

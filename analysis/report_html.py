@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import jinja2
 
 from analysis import plots
+from analysis.compare import Comparison
+from analysis.gate import Check
 from analysis.metrics import band_ranges, split_turns
 from analysis.readers import Run
+from analysis.summary import RunSummary
 from analysis.terminal import number, percent
 
 TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
@@ -34,7 +38,7 @@ def _plot(id_: str, title: str, png: bytes | None, missing: str) -> Plot:
     return Plot(id_, title, base64.b64encode(png).decode("ascii") if png else None, missing)
 
 
-def draw_plots(run: Run, summary: dict) -> list[Plot]:
+def draw_plots(run: Run, summary: RunSummary) -> list[Plot]:
     """Every plot of one run; a plot the run has no data for carries the reason instead."""
     turns = run.turns
     no_turns = "needs the turns file (Locust's CSVs hold no per-turn values)"
@@ -67,8 +71,8 @@ def draw_plots(run: Run, summary: dict) -> list[Plot]:
         _plot(
             "intent",
             "Intent accuracy per utterance",
-            plots.intent_per_utterance(summary["intent"]),
-            plots.intent_summary_line(summary["intent"]),
+            plots.intent_per_utterance(summary.intent),
+            plots.intent_summary_line(summary.intent),
         ),
         _plot(
             "chunks",
@@ -91,16 +95,15 @@ def draw_plots(run: Run, summary: dict) -> list[Plot]:
     ]
 
 
-def run_title(summary: dict) -> str:
+def run_title(summary: RunSummary) -> str:
     """What a page is about: the run's target (or its files) and when it ran."""
-    run = summary["run"]
-    where = run.get("target") or run["prefix"]
-    start = run.get("start")
+    run = summary.run
+    where = run.target or run.prefix
     when = ""
-    if start:
-        moment = datetime.fromisoformat(start)
+    if run.start:
+        moment = datetime.fromisoformat(run.start)
         when = moment.strftime("%Y-%m-%d %H:%M UTC")
-    dialects = [d for d in run.get("dialects") or [] if d != "reference"]
+    dialects = [d for d in run.dialects if d != "reference"]
     return " ".join(part for part in (where, f"({', '.join(dialects)} dialect)" if dialects else "", when and f"at {when}") if part)
 
 
@@ -119,7 +122,8 @@ def environment() -> jinja2.Environment:
 
 
 def render(
-    runs: list[tuple[Run, dict]], checks: list | None = None, comparisons: list[dict] | None = None
+    runs: Sequence[tuple[Run, RunSummary]], checks: Sequence[Check] | None = None,
+    comparisons: Sequence[Comparison] | None = None,
 ) -> str:
     """The page for one run, or several with their comparisons to the first."""
     sections = [
@@ -131,5 +135,5 @@ def render(
         sections=sections,
         checks=checks or [],
         comparisons=comparisons or [],
-        gate_target=runs[-1][1]["run"]["label"],
+        gate_target=runs[-1][1].run.label,
     )

@@ -20,7 +20,8 @@ import re
 import numpy as np
 
 from analysis.readers import Resources
-from analysis.stats import finite, percentiles
+from analysis.stats import Percentiles, finite, percentiles
+from analysis.summary import GatewayResources, JudgeResources, ResourcesSummary, WorkerResources
 
 # The load generator's CPU share above which its timers slip (as voiceharness/locust/resources.py warns).
 SATURATED_CPU_PERCENT = 70.0
@@ -54,10 +55,10 @@ def gateway_column(resources: Resources, pattern: re.Pattern[str]) -> str | None
     return (trees or names or [None])[0]
 
 
-def summarize_resources(resources: Resources | None) -> dict:
+def summarize_resources(resources: Resources | None) -> ResourcesSummary:
     """Per load generator and for the gateway: samples, CPU p50 and max, RSS max."""
     if resources is None:
-        return {"samples": 0, "workers": [], "gateway": None, "note": "no _resources.csv for this run"}
+        return ResourcesSummary(0, (), None, "no _resources.csv for this run", file_read=False)
     cpu = resources.numbers.get("worker_cpu_percent", np.empty(0))
     rss = resources.numbers.get("worker_rss_mb", np.empty(0))
     workers = []
@@ -65,46 +66,49 @@ def summarize_resources(resources: Resources | None) -> dict:
         mine = resources.worker == name
         cpu_stats, rss_stats = percentiles(cpu[mine]), percentiles(rss[mine])
         workers.append(
-            {
-                "worker": str(name),
-                "samples": int(mine.sum()),
-                "cpu_p50_percent": cpu_stats["p50"],
-                "cpu_max_percent": cpu_stats["max"],
-                "rss_max_mb": rss_stats["max"],
-                "saturated": (cpu_stats["max"] or 0.0) > SATURATED_CPU_PERCENT,
-            }
+            WorkerResources(
+                worker=str(name),
+                samples=int(mine.sum()),
+                cpu_p50_percent=cpu_stats.p50,
+                cpu_max_percent=cpu_stats.max,
+                rss_max_mb=rss_stats.max,
+                saturated=(cpu_stats.max or 0.0) > SATURATED_CPU_PERCENT,
+            )
         )
     gateway = None
     cpu_column = gateway_column(resources, GATEWAY_CPU)
     rss_column = gateway_column(resources, GATEWAY_RSS)
     if cpu_column or rss_column:
-        gateway_cpu = percentiles(resources.numbers[cpu_column]) if cpu_column else percentiles(np.empty(0))
-        gateway_rss = percentiles(resources.numbers[rss_column]) if rss_column else percentiles(np.empty(0))
+        gateway_cpu = percentiles(resources.numbers[cpu_column]) if cpu_column else Percentiles()
+        gateway_rss = percentiles(resources.numbers[rss_column]) if rss_column else Percentiles()
         scope = gateway_scope(resources, cpu_column or rss_column)
-        gateway = {
-            "cpu_column": cpu_column,
-            "rss_column": rss_column,
-            "scope": scope,
-            "counted": SCOPE_NOTES.get(scope, f"{scope} (the samples changed scope during the run)"),
-            "cpu_p50_percent": gateway_cpu["p50"],
-            "cpu_max_percent": gateway_cpu["max"],
-            "rss_max_mb": gateway_rss["max"],
-        }
+        gateway = GatewayResources(
+            cpu_column=cpu_column,
+            rss_column=rss_column,
+            scope=scope,
+            counted=SCOPE_NOTES.get(scope, f"{scope} (the samples changed scope during the run)"),
+            cpu_p50_percent=gateway_cpu.p50,
+            cpu_max_percent=gateway_cpu.max,
+            rss_max_mb=gateway_rss.max,
+        )
     judge = None
     judge_cpu = resources.numbers.get("judge_cpu_percent")
     if judge_cpu is not None and len(finite(judge_cpu)):
         judge_stats = percentiles(judge_cpu)
-        judge = {"cpu_p50_percent": judge_stats["p50"], "cpu_max_percent": judge_stats["max"],
-                 "counted": "the reply judge's own processes (speech recognition of reply audio), summed over "
-                            "the load generators; not in their CPU"}
-    result = {
-        "samples": len(resources.timestamp),
-        "workers": workers,
-        "gateway": gateway,
-        "judge": judge,
-        "saturated_percent": SATURATED_CPU_PERCENT,
-        "note": "" if len(resources.timestamp) else "the file holds no sample yet (a run shorter than 2 s)",
-    }
+        judge = JudgeResources(
+            judge_stats.p50,
+            judge_stats.max,
+            "the reply judge's own processes (speech recognition of reply audio), summed over "
+            "the load generators; not in their CPU",
+        )
+    note = "" if len(resources.timestamp) else "the file holds no sample yet (a run shorter than 2 s)"
     if gateway is None and len(resources.timestamp):
-        result["note"] = "no gateway figures: the gateway was not on this machine or its /metrics was unreachable"
-    return result
+        note = "no gateway figures: the gateway was not on this machine or its /metrics was unreachable"
+    return ResourcesSummary(
+        samples=len(resources.timestamp),
+        workers=tuple(workers),
+        gateway=gateway,
+        note=note,
+        judge=judge,
+        saturated_percent=SATURATED_CPU_PERCENT,
+    )

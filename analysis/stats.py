@@ -6,10 +6,32 @@ counts use the observed value at or above the rank, so a percentile of whole num
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
+
 import numpy as np
 
 PERCENTILES = (50, 90, 95, 99)
 STAT_NAMES = ("p50", "p90", "p95", "p99", "max")
+
+
+@dataclass(frozen=True)
+class Percentiles:
+    """p50/p90/p95/p99, max, min and mean of some values; None where nothing was observed."""
+
+    p50: float | None = None
+    p90: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+    max: float | None = None
+    min: float | None = None
+    mean: float | None = None
+
+    def stat(self, name: str) -> float | None:
+        """The statistic called ``name`` (``p95``, ``max``...)."""
+        return getattr(self, name)  # type: ignore[no-any-return]
+
+    def to_json(self) -> dict[str, float | None]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def finite(values: np.ndarray) -> np.ndarray:
@@ -17,15 +39,13 @@ def finite(values: np.ndarray) -> np.ndarray:
     return values[~np.isnan(values)]
 
 
-def percentiles(values: np.ndarray, *, counts: bool = False) -> dict[str, float | None]:
-    """p50/p90/p95/p99, min, max, mean of the non-NaN ``values`` (all None when there are none)."""
+def percentiles(values: np.ndarray, *, counts: bool = False) -> Percentiles:
+    """p50/p90/p95/p99, max, min, mean of the non-NaN ``values`` (all None when there are none)."""
     data = finite(values)
     if not len(data):
-        return {"p50": None, "p90": None, "p95": None, "p99": None, "max": None, "min": None, "mean": None}
-    points = np.percentile(data, PERCENTILES, method="higher" if counts else "linear")
-    result: dict[str, float | None] = {f"p{q}": float(v) for q, v in zip(PERCENTILES, points)}
-    result.update(max=float(data.max()), min=float(data.min()), mean=float(data.mean()))
-    return result
+        return Percentiles()
+    p50, p90, p95, p99 = (float(v) for v in np.percentile(data, PERCENTILES, method="higher" if counts else "linear"))
+    return Percentiles(p50, p90, p95, p99, max=float(data.max()), min=float(data.min()), mean=float(data.mean()))
 
 
 def share(part: int, whole: int) -> float | None:

@@ -9,12 +9,33 @@ the load generator kept up and the link carried the audio, and the one-line verd
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from analysis.compare import Comparison
+from analysis.gate import Check
 from analysis.metrics import band_ranges
+from analysis.summary import (
+    Audible,
+    Diagnosis,
+    FastTurns,
+    HarnessErrors,
+    IntentSources,
+    IntentSummary,
+    JudgeAgreement,
+    LocustSummary,
+    MetricSummary,
+    ReplyAudio,
+    ResourcesSummary,
+    RunInfo,
+    RunSummary,
+    SendLateness,
+    Timing,
+    UplinkBacklog,
+)
 
 MAX_UTTERANCES = 15
 MAX_ROWS = 10
+STATS = ("p50", "p90", "p95", "p99", "max")  # the statistics a table shows
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], indent: str = "  ") -> str:
@@ -56,191 +77,178 @@ def percent(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}%}"
 
 
-def render(summary: dict, *, all_rows: bool = False) -> str:
-    metrics = summary["metrics"]
+def render(summary: RunSummary, *, all_rows: bool = False) -> str:
     sections = [
-        _run(summary["run"]),
+        _run(summary.run),
         *(
-            _metric(name, entry) + (_audible(summary.get("audible") or {}) if name == "roundtrip" else "")
-            for name, entry in metrics.items()
+            _metric(name, entry) + (_audible(summary.audible) if name == "roundtrip" else "")
+            for name, entry in summary.metrics.items()
         ),
-        _timings(summary["timings"]),
-        _fast(summary.get("fast") or {}),
-        _intent(summary["intent"], all_rows),
-        _intent_sources(summary.get("intent_sources") or {}, summary["intent"]),
-        _judge(summary.get("judge") or {}),
-        _replies(summary.get("replies")),
-        _diagnoses(summary["diagnoses"]),
-        _harness_errors(summary.get("harness_errors") or {}),
-        _locust(summary["locust"]),
-        _resources(summary.get("resources") or {}),
-        _lateness(summary["send_lateness"]),
-        _uplink(summary.get("uplink_backlog", {})),
-        "verdict: " + summary["verdict"]["text"],
+        _timings(summary.timings),
+        _fast(summary.fast),
+        _intent(summary.intent, all_rows),
+        _intent_sources(summary.intent_sources, summary.intent),
+        _judge(summary.judge),
+        _replies(summary.replies),
+        _diagnoses(summary.diagnoses),
+        _harness_errors(summary.harness_errors),
+        _locust(summary.locust),
+        _resources(summary.resources),
+        _lateness(summary.send_lateness),
+        _uplink(summary.uplink_backlog),
+        "verdict: " + summary.verdict.text,
     ]
     return "\n\n".join(s for s in sections if s) + "\n"
 
 
-def _run(run: dict) -> str:
-    lines = [f"Run {run['prefix']}"]
-    if run.get("target"):
-        lines[0] += f" against {run['target']}"
-    if run["mode"] == "turns":
-        duration = run.get("duration_s") or 0
-        rate = run.get("turns_per_s")
+def _run(run: RunInfo) -> str:
+    lines = [f"Run {run.prefix}"]
+    if run.target:
+        lines[0] += f" against {run.target}"
+    if run.by_turns:
+        duration = run.duration_s or 0
+        rate = run.turns_per_s
         lines.append(
-            f"  {run['turns']} turns ({run['succeeded']} ok, {run['failed']} failed, {percent(run['failure_rate'])}), "
-            f"{run['workers']} worker(s), {run['users']} user(s), {duration:.1f} s"
+            f"  {run.turns} turns ({run.succeeded} ok, {run.failed} failed, {percent(run.failure_rate)}), "
+            f"{run.workers} worker(s), {run.users} user(s), {duration:.1f} s"
             + (f", {rate:.1f} turns/s" if rate else "")
         )
-        realtime, fast = run.get("realtime") or {}, run.get("fast") or {}
-        if fast.get("turns"):
+        realtime, fast = run.realtime, run.fast
+        if fast is not None and fast.turns and realtime is not None:
             lines.append(
-                f"  {realtime['turns']} real-time ({realtime['failed']} failed), {fast['turns']} fast-paced "
-                f"({fast['failed']} failed): every figure below is over the real-time turns; fast-paced turns "
+                f"  {realtime.turns} real-time ({realtime.failed} failed), {fast.turns} fast-paced "
+                f"({fast.failed} failed): every figure below is over the real-time turns; fast-paced turns "
                 "are shown apart"
             )
-        if run.get("dialects") and run["dialects"] != ["reference"]:
-            lines.append(f"  dialect: {', '.join(run['dialects'])}")
+        if run.dialects and list(run.dialects) != ["reference"]:
+            lines.append(f"  dialect: {', '.join(run.dialects)}")
     else:
+        lines.append(f"  {run.requests} Locust requests, {run.failed} failed ({percent(run.failure_rate)})")
+    if run.start:
         lines.append(
-            f"  {run['requests']} Locust requests, {run['failed']} failed ({percent(run['failure_rate'])})"
+            f"  from {run.start} to {run.end}" + (f", peak {run.peak_users} users" if run.peak_users else "")
         )
-    if run.get("start"):
+    lines.append(f"  percentiles: {run.percentile_source}")
+    if run.cut_short_note:
+        lines.append(f"  {run.cut_short_note}")
+    if run.harness_errors:
         lines.append(
-            f"  from {run['start']} to {run['end']}"
-            + (f", peak {run['peak_users']} users" if run.get("peak_users") else "")
-        )
-    lines.append(f"  percentiles: {run['percentile_source']}")
-    if run.get("cut_short_note"):
-        lines.append(f"  {run['cut_short_note']}")
-    if run.get("harness_errors"):
-        lines.append(
-            f"  {run['harness_errors']} turn(s) ended in harness_error (a bug in the harness): not counted as the "
+            f"  {run.harness_errors} turn(s) ended in harness_error (a bug in the harness): not counted as the "
             "gateway's; see Harness errors"
         )
-    if run["missing"]:
-        lines.append("  not found: " + ", ".join(run["missing"]))
+    if run.missing:
+        lines.append("  not found: " + ", ".join(run.missing))
     return "\n".join(lines)
 
 
-def _metric(name: str, entry: dict) -> str:
-    unit = entry["unit"]
-    if entry["source"] is None:
-        return f"{entry['title']}: {entry['definition']}\n  {entry['note']}"
-    band = entry["band"] or "-"
-    head = f"{entry['title']}: {band.upper()} (band of the {entry['band_basis']}); {entry['definition']}"
+def _metric(name: str, entry: MetricSummary) -> str:
+    unit = entry.unit
+    if entry.source is None:
+        return f"{entry.title}: {entry.definition}\n  {entry.note}"
+    band = entry.band or "-"
+    head = f"{entry.title}: {band.upper()} (band of the {entry.band_basis}); {entry.definition}"
     ranges = band_ranges(name)
-    per = entry["per"]
-    rows = [[row["band"], ranges[row["band"]], row["count"], percent(row["share"])] for row in entry["bands"]]
+    per = entry.per
+    rows = [[row.band, ranges[row.band], row.count, percent(row.share)] for row in entry.bands]
     lines = [head, table(["band", "range", per, "share"], rows)]
-    p = entry["percentiles"]
+    p = entry.percentiles
     lines.append(
         "  "
-        + "  ".join(f"{k} {number(p[k])}" for k in ("p50", "p90", "p95", "p99", "max"))
+        + "  ".join(f"{k} {number(p.stat(k))}" for k in STATS)
         + (f" {unit}" if unit and unit != "chunks" else "")
-        + f"  ({entry['count']} {per})"
+        + f"  ({entry.count} {per})"
     )
-    if "received" in entry and entry["received"]["p50"] is not None:
-        r = entry["received"]
-        lines.append(
-            f"  received per turn: p50 {number(r['p50'])}  p95 {number(r['p95'])}  max {number(r['max'])}"
-        )
-    if entry["note"]:
-        lines.append(f"  note: {entry['note']}")
+    if entry.received is not None and entry.received.p50 is not None:
+        r = entry.received
+        lines.append(f"  received per turn: p50 {number(r.p50)}  p95 {number(r.p95)}  max {number(r.max)}")
+    if entry.note:
+        lines.append(f"  note: {entry.note}")
     return "\n".join(lines)
 
 
-def _audible(audible: dict) -> str:
+def _audible(audible: Audible) -> str:
     """The time to an audible reply, printed under the roundtrip's band table."""
-    if not audible.get("count"):
+    if not audible.count:
         return ""
-    p, lead = audible["percentiles"], audible["lead"]
+    p, lead = audible.percentiles, audible.lead
     return (
         "\n  audible reply: "
-        + "  ".join(f"{k} {number(p[k])}" for k in ("p50", "p90", "p95", "p99", "max"))
-        + f" ms  ({audible['count']} turns; {audible['definition']})"
-        + f"\n  audible - roundtrip: p50 {number(lead['p50'])} ms, p95 {number(lead['p95'])} ms, "
-        f"max {number(lead['max'])} ms (leading silence of the reply; not banded)"
+        + "  ".join(f"{k} {number(p.stat(k))}" for k in STATS)
+        + f" ms  ({audible.count} turns; {audible.definition})"
+        + f"\n  audible - roundtrip: p50 {number(lead.p50)} ms, p95 {number(lead.p95)} ms, "
+        f"max {number(lead.max)} ms (leading silence of the reply; not banded)"
     )
 
 
-def _timings(timings: dict) -> str:
-    shown = [entry for entry in timings.values() if entry.get("count", 1)]
+def _timing_row(title: str, timing: Timing) -> list[object]:
+    return [title, *(number(timing.percentiles.stat(k)) for k in STATS)]
+
+
+def _timings(timings: Mapping[str, Timing]) -> str:
+    shown = [entry for entry in timings.values() if entry.count]
     if not shown:
         return ""
-    rows = [
-        [entry["title"], *(number(entry[k]) for k in ("p50", "p90", "p95", "p99", "max"))]
-        for entry in shown
-    ]
-    return "Other timings (ms, no documented bands; real-time turns)\n" + table(
-        ["timing", "p50", "p90", "p95", "p99", "max"], rows
-    )
+    rows = [_timing_row(entry.title, entry) for entry in shown]
+    return "Other timings (ms, no documented bands; real-time turns)\n" + table(["timing", *STATS], rows)
 
 
-def _fast(fast: dict) -> str:
-    if not fast.get("turns"):
+def _fast(fast: FastTurns) -> str:
+    if not fast.turns:
         return ""
     lines = [
         (
-            f"Fast-paced turns, apart: {fast['turns']} ({fast['succeeded']} ok, {fast['failed']} failed, "
-            f"{percent(fast['failure_rate'])})"
+            f"Fast-paced turns, apart: {fast.turns} ({fast.succeeded} ok, {fast.failed} failed, "
+            f"{percent(fast.failure_rate)})"
         ),
-        f"  {fast['note']}",
+        f"  {fast.note}",
     ]
-    rows = [["roundtrip", *(number(fast["roundtrip"][k]) for k in ("p50", "p90", "p95", "p99", "max"))]]
-    for entry in fast["timings"].values():
-        if entry.get("count", 1):
-            rows.append([entry["title"], *(number(entry[k]) for k in ("p50", "p90", "p95", "p99", "max"))])
-    lines.append(table(["timing (ms)", "p50", "p90", "p95", "p99", "max"], rows))
-    intent = fast["intent"]
-    if intent["turns"]:
+    rows = [["roundtrip", *(number(fast.roundtrip.stat(k)) for k in STATS)]]
+    rows += [_timing_row(entry.title, entry) for entry in fast.timings.values() if entry.count]
+    lines.append(table(["timing (ms)", *STATS], rows))
+    intent = fast.intent
+    if intent is not None and intent.turns:
+        not_judged = intent.not_judged.turns if intent.not_judged is not None else 0
         lines.append(
-            f"  intent accuracy {percent(intent['accuracy'], 2)} ({intent['correct']}/{intent['turns']} judged turns"
-            + (f"; {intent['not_judged']['turns']} not judged" if intent["not_judged"]["turns"] else "")
+            f"  intent accuracy {percent(intent.accuracy, 2)} ({intent.correct}/{intent.turns} judged turns"
+            + (f"; {not_judged} not judged" if not_judged else "")
             + ")"
         )
-    for d in fast["diagnoses"]:
-        lines.append(f"  {d['count']:>7}  {d['code']}: {d['headline']}: {d['finding']}")
+    for d in fast.diagnoses:
+        lines.append(f"  {d.count:>7}  {d.code}: {d.headline}: {d.finding}")
     return "\n".join(lines)
 
 
-def _intent(intent: dict, all_rows: bool) -> str:
-    if not intent.get("turns"):
+def _intent(intent: IntentSummary, all_rows: bool) -> str:
+    if not intent.turns:
         return "Intent accuracy\n  no turns with an expected intent"
-    judged = " judged" if "not_judged" in intent else ""
-    lines = [
-        f"Intent accuracy: {percent(intent['accuracy'], 2)} ({intent['correct']}/{intent['turns']}{judged} turns)"
-    ]
-    left_out = intent.get("not_judged") or {}
-    if left_out.get("turns"):
-        reasons = ", ".join(f"{r['turns']} {r['reason']}" for r in left_out["reasons"])
-        lines.append(f"  not judged, so not counted: {left_out['turns']} turn(s) ({reasons})")
-    if intent.get("note"):
-        lines.append(f"  note: {intent['note']}")
-    if intent["per_intent"]:
-        rows = [
-            [r["intent"], r["turns"], r["correct"], percent(r["accuracy"]), percent(r["precision"])]
-            for r in intent["per_intent"]
-        ]
+    judged = " judged" if intent.not_judged is not None else ""
+    lines = [f"Intent accuracy: {percent(intent.accuracy, 2)} ({intent.correct}/{intent.turns}{judged} turns)"]
+    left_out = intent.not_judged
+    if left_out is not None and left_out.turns:
+        reasons = ", ".join(f"{r.turns} {r.reason}" for r in left_out.reasons)
+        lines.append(f"  not judged, so not counted: {left_out.turns} turn(s) ({reasons})")
+    if intent.note:
+        lines.append(f"  note: {intent.note}")
+    if intent.per_intent:
+        rows = [[r.intent, r.turns, r.correct, percent(r.accuracy), percent(r.precision)] for r in intent.per_intent]
         lines += [
             "  per expected intent",
             table(["intent", "turns", "correct", "accuracy", "precision"], rows, "    "),
         ]
-    every = intent["per_utterance"]
+    every = intent.per_utterance
     # Rows at 100 % say nothing a count does not (--all prints them).
-    utterances = every if all_rows else [r for r in every if r["accuracy"] < 1.0]
-    perfect = sum(r["accuracy"] >= 1.0 for r in every)
+    utterances = list(every) if all_rows else [r for r in every if r.accuracy < 1.0]
+    perfect = sum(r.accuracy >= 1.0 for r in every)
     if perfect and not all_rows:
         lines.append(f"  {perfect} of {len(every)} utterances at 100 %" + ("" if utterances else " (all of them)"))
     shown = utterances if all_rows else utterances[:MAX_UTTERANCES]
     rows = [
         [
-            r["utterance"],
-            r["expected"] or "-",
-            r["turns"],
-            percent(r["accuracy"]),
-            f"{r['top_wrong']} x{r['top_wrong_count']}" if r["top_wrong"] else "-",
+            r.utterance,
+            r.expected or "-",
+            r.turns,
+            percent(r.accuracy),
+            f"{r.top_wrong} x{r.top_wrong_count}" if r.top_wrong else "-",
         ]
         for r in shown
     ]
@@ -251,138 +259,127 @@ def _intent(intent: dict, all_rows: bool) -> str:
         ]
     if len(shown) < len(utterances):
         lines.append(f"    ... {len(utterances) - len(shown)} more (--all, or the HTML report)")
-    confusion = intent["confusion"]
-    if confusion["expected"]:
-        headers = ["expected \\ got", *confusion["recognised"]]
-        rows = [[e, *counts] for e, counts in zip(confusion["expected"], confusion["counts"])]
+    confusion = intent.confusion
+    if confusion.expected:
+        headers = ["expected \\ got", *confusion.recognised]
+        rows = [[e, *counts] for e, counts in zip(confusion.expected, confusion.counts)]
         lines += ["  confusion matrix (rows: expected, columns: recognised)", table(headers, rows, "    ")]
     return "\n".join(lines)
 
 
-def _intent_sources(sources: dict, intent: dict) -> str:
-    if not sources.get("rows"):
+def _intent_sources(sources: IntentSources, intent: IntentSummary) -> str:
+    if not sources.rows:
         return ""
-    rows = [[r["title"], r["turns"], percent(r["share"])] for r in sources["rows"]]
+    rows = [[r.title, r.turns, percent(r.share)] for r in sources.rows]
     lines = ["Intent source (where each turn's intent came from)", table(["source", "turns", "share"], rows)]
-    by_source = intent.get("by_source") or []
+    by_source = intent.by_source or ()
     if len(by_source) > 1:
-        rows = [[r["title"], r["turns"], r["correct"], percent(r["accuracy"], 2)] for r in by_source]
+        rows = [[r.title, r.turns, r.correct, percent(r.accuracy, 2)] for r in by_source]
         lines += ["  accuracy per source", table(["source", "turns", "correct", "accuracy"], rows, "    ")]
-    if sources.get("note"):
-        lines.append(f"  note: {sources['note']}")
+    if sources.note:
+        lines.append(f"  note: {sources.note}")
     return "\n".join(lines)
 
 
-def _judge(judged: dict) -> str:
-    if not judged.get("turns"):
+def _judge(judged: JudgeAgreement) -> str:
+    if not judged.turns:
         return ""
     lines = [
         (
-            f"Reply judge against the metadata: agrees on {percent(judged['agreement'], 2)} "
-            f"({judged['agreed']}/{judged['turns']} turns judged both ways)"
+            f"Reply judge against the metadata: agrees on {percent(judged.agreement, 2)} "
+            f"({judged.agreed}/{judged.turns} turns judged both ways)"
         )
     ]
-    confusion = judged["confusion"]
-    headers = ["metadata \\ audio", *confusion["audio"]]
-    rows = [[m, *counts] for m, counts in zip(confusion["metadata"], confusion["counts"])]
+    confusion = judged.confusion
+    headers = ["metadata \\ audio", *confusion.audio]
+    rows = [[m, *counts] for m, counts in zip(confusion.metadata, confusion.counts)]
     lines += ["  confusion matrix (rows: metadata intent, columns: intent heard in the reply audio)",
               table(headers, rows, "    ")]
     return "\n".join(lines)
 
 
-def _replies(replies: dict | None) -> str:
+def _replies(replies: ReplyAudio | None) -> str:
     if not replies:
         return ""
     lines = []
-    if replies["formats"]:
-        lines.append("  formats: " + ", ".join(f"{r['format']} {r['turns']}" for r in replies["formats"]))
-    if replies["sample_rates"]:
+    if replies.formats:
+        lines.append("  formats: " + ", ".join(f"{r.format} {r.turns}" for r in replies.formats))
+    if replies.sample_rates:
+        lines.append("  sample rates: " + ", ".join(f"{r.sample_rate_hz} Hz {r.turns}" for r in replies.sample_rates))
+    if replies.audio_count:
+        p = replies.audio_ms
+        lines.append(f"  audio duration: p50 {number(p.p50)} ms, p95 {number(p.p95)} ms, max {number(p.max)} ms")
+    stalls = replies.playback_stalls
+    if stalls.turns:
         lines.append(
-            "  sample rates: " + ", ".join(f"{r['sample_rate_hz']} Hz {r['turns']}" for r in replies["sample_rates"])
-        )
-    if replies["audio_count"]:
-        p = replies["audio_ms"]
-        lines.append(
-            f"  audio duration: p50 {number(p['p50'])} ms, p95 {number(p['p95'])} ms, max {number(p['max'])} ms"
-        )
-    stalls = replies["playback_stalls"]
-    if stalls["turns"]:
-        lines.append(
-            f"  playback stalls (audio would have run out if played as it arrived): {stalls['stalled_turns']} of "
-            f"{stalls['turns']} streamed replies ({percent(stalls['share'])}), {stalls['total']} stalls, "
-            f"most in one reply {stalls['max']}"
+            f"  playback stalls (audio would have run out if played as it arrived): {stalls.stalled_turns} of "
+            f"{stalls.turns} streamed replies ({percent(stalls.share)}), {stalls.total} stalls, "
+            f"most in one reply {stalls.max}"
         )
     return "Replies (real-time turns)\n" + "\n".join(lines) if lines else ""
 
 
-def _harness_errors(errors: dict) -> str:
-    if not errors.get("count"):
+def _harness_errors(errors: HarnessErrors) -> str:
+    if not errors.count:
         return ""
     lines = [
-        f"Harness errors: {errors['count']} turn(s), counted apart (not the gateway's failures)",
-        f"  {errors['headline']}: {errors['finding']}",
-        f"  {errors['advice']}",
+        f"Harness errors: {errors.count} turn(s), counted apart (not the gateway's failures)",
+        f"  {errors.headline}: {errors.finding}",
+        f"  {errors.advice}",
     ]
-    lines += [f"  e.g. {example}" for example in errors["examples"]]
+    lines += [f"  e.g. {example}" for example in errors.examples]
     return "\n".join(lines)
 
 
-def _resources(resources: dict) -> str:
-    if not resources.get("samples"):
+def _resources(resources: ResourcesSummary) -> str:
+    if not resources.samples:
         return ""
     rows = [
-        [w["worker"], w["samples"], number(w["cpu_p50_percent"]), number(w["cpu_max_percent"]),
-         number(w["rss_max_mb"]), "SATURATED" if w["saturated"] else ""]
-        for w in resources["workers"]
-    ]
-    gateway = resources.get("gateway")
+        [w.worker, w.samples, number(w.cpu_p50_percent), number(w.cpu_max_percent),
+         number(w.rss_max_mb), "SATURATED" if w.saturated else ""]
+        for w in resources.workers
+    ]  # fmt: skip
+    gateway = resources.gateway
     if gateway:
-        rows.append(["gateway", "", number(gateway["cpu_p50_percent"]), number(gateway["cpu_max_percent"]),
-                     number(gateway["rss_max_mb"]), ""])
-    judge = resources.get("judge")
+        rows.append(["gateway", "", number(gateway.cpu_p50_percent), number(gateway.cpu_max_percent),
+                     number(gateway.rss_max_mb), ""])  # fmt: skip
+    judge = resources.judge
     if judge:
-        rows.append(["reply judge", "", number(judge["cpu_p50_percent"]), number(judge["cpu_max_percent"]), "",
-                     "apart"])
+        rows.append(["reply judge", "", number(judge.cpu_p50_percent), number(judge.cpu_max_percent), "", "apart"])
     lines = [
         "CPU and memory (_resources.csv)",
         table(["process", "samples", "CPU p50 %", "CPU max %", "RSS max MB", "note"], rows),
     ]
     if gateway:
-        lines.append(f"  gateway CPU: {gateway['counted']}")
+        lines.append(f"  gateway CPU: {gateway.counted}")
     if judge:
-        lines.append(f"  reply judge CPU: {judge['counted']}")
-    if any(w["saturated"] for w in resources["workers"]):
-        lines.append(
-            f"  a load generator above {resources['saturated_percent']:g}% CPU sends late: add workers"
-        )
-    if resources.get("note"):
-        lines.append(f"  note: {resources['note']}")
+        lines.append(f"  reply judge CPU: {judge.counted}")
+    if any(w.saturated for w in resources.workers):
+        lines.append(f"  a load generator above {resources.saturated_percent:g}% CPU sends late: add workers")
+    if resources.note:
+        lines.append(f"  note: {resources.note}")
     return "\n".join(lines)
 
 
-def _diagnoses(diagnoses: list[dict]) -> str:
+def _diagnoses(diagnoses: Sequence[Diagnosis]) -> str:
     if not diagnoses:
         return "Diagnoses: none (no failed turns)"
     lines = ["Diagnoses"]
     for d in diagnoses:
-        lines.append(
-            f"  {d['count']:>7} {percent(d['share']):>6}  {d['code']}: {d['headline']}: {d['finding']}"
-        )
-        if d["causes"]:
-            lines.append(f"                  likely causes: {'; '.join(d['causes'])}")
-        lines.append(f"                  fix: {'; '.join(d['fixes'])}")
+        lines.append(f"  {d.count:>7} {percent(d.share):>6}  {d.code}: {d.headline}: {d.finding}")
+        if d.causes:
+            lines.append(f"                  likely causes: {'; '.join(d.causes)}")
+        lines.append(f"                  fix: {'; '.join(d.fixes)}")
     return "\n".join(lines)
 
 
-def _locust(locust: dict) -> str:
+def _locust(locust: LocustSummary) -> str:
     lines = []
-    if locust["failures"]:
-        rows = [
-            [f["occurrences"], f["kind"], f["name"], f["error"][:70]] for f in locust["failures"][:MAX_ROWS]
-        ]
+    if locust.failures:
+        rows = [[f.occurrences, f.kind, f.name, f.error[:70]] for f in locust.failures[:MAX_ROWS]]
         lines += ["Locust failures (_failures.csv)", table(["count", "type", "name", "error"], rows)]
-    if locust["exceptions"]:
-        rows = [[e["count"], e["message"][:90]] for e in locust["exceptions"][:MAX_ROWS]]
+    if locust.exceptions:
+        rows = [[e.count, e.message[:90]] for e in locust.exceptions[:MAX_ROWS]]
         lines += [
             "Exceptions in user code (_exceptions.csv): bugs in the load test, not the gateway",
             table(["count", "message"], rows),
@@ -390,54 +387,54 @@ def _locust(locust: dict) -> str:
     return "\n".join(lines)
 
 
-def _lateness(lateness: dict) -> str:
-    if not lateness.get("turns"):
-        return f"Send lateness: unknown ({lateness.get('note', '')})"
+def _lateness(lateness: SendLateness) -> str:
+    if not lateness.turns:
+        return f"Send lateness: unknown ({lateness.note})"
     lines = [
-        f"Send lateness (frame sent - frame due): {lateness['status'].upper()}",
+        f"Send lateness (frame sent - frame due): {lateness.status.upper()}",
         (
-            f"  over turns of {lateness['per_turn']}: p50 {number(lateness['turn_max_p50_ms'])} ms, "
-            f"p99 {number(lateness['turn_max_p99_ms'])} ms; worst frame {number(lateness['max_ms'])} ms; "
-            f"{lateness['late_turns']} turn(s) with a frame over {lateness['warn_ms']:g} ms "
-            f"({percent(lateness['late_share'])})"
+            f"  over turns of {lateness.per_turn}: p50 {number(lateness.turn_max_p50_ms)} ms, "
+            f"p99 {number(lateness.turn_max_p99_ms)} ms; worst frame {number(lateness.max_ms)} ms; "
+            f"{lateness.late_turns} turn(s) with a frame over {lateness.warn_ms:g} ms "
+            f"({percent(lateness.late_share)})"
         ),
-        f"  judged by: {lateness['judged_by']}",
-        f"  {lateness['explanation']}",
+        f"  judged by: {lateness.judged_by}",
+        f"  {lateness.explanation}",
     ]
-    for name, figures in lateness.get("frame_level", {}).items():
+    for name, figures in lateness.frame_level.items():
         lines.insert(
             1,
-            f"  every frame of {name}: {figures['frames']} frames, p50 {number(figures['p50_ms'])} ms, "
-            f"p99 {number(figures['p99_ms'])} ms, max {number(figures['max_ms'])} ms",
+            f"  every frame of {name}: {figures.frames} frames, p50 {number(figures.p50_ms)} ms, "
+            f"p99 {number(figures.p99_ms)} ms, max {number(figures.max_ms)} ms",
         )
-    if len(lateness["per_worker"]) > 1:
+    if len(lateness.per_worker) > 1:
         rows = [
-            [w["worker"], w["turns"], number(w["frame_p99_ms"]), number(w["turn_max_p99_ms"]), number(w["max_ms"])]
-            for w in lateness["per_worker"][:MAX_ROWS]
+            [w.worker, w.turns, number(w.frame_p99_ms), number(w.turn_max_p99_ms), number(w.max_ms)]
+            for w in lateness.per_worker[:MAX_ROWS]
         ]
         lines.append(table(["worker", "turns", "every frame p99 ms", "turns' latest frame p99 ms", "max ms"], rows))
     return "\n".join(lines)
 
 
-def _uplink(backlog: dict) -> str:
-    if not backlog.get("turns"):
+def _uplink(backlog: UplinkBacklog) -> str:
+    if not backlog.turns:
         # older turns files have no such column: nothing to say, unless fast turns queued audio
-        return f"Uplink (audio unsent at end of speech): {backlog['fast_note']}" if backlog.get("fast_note") else ""
+        return f"Uplink (audio unsent at end of speech): {backlog.fast_note}" if backlog.fast_note else ""
     figures = (
-        f"  p50 {number(backlog['p50_ms'])} ms, p95 {number(backlog['p95_ms'])} ms, max {number(backlog['max_ms'])} ms; "
-        f"{backlog['backlogged_turns']} turn(s) over {backlog['warn_ms']:g} ms"
+        f"  p50 {number(backlog.p50_ms)} ms, p95 {number(backlog.p95_ms)} ms, max {number(backlog.max_ms)} ms; "
+        f"{backlog.backlogged_turns} turn(s) over {backlog.warn_ms:g} ms"
     )
     lines = [
-        f"Uplink (audio unsent at end of speech, real-time turns): {backlog['status'].upper()}",
+        f"Uplink (audio unsent at end of speech, real-time turns): {backlog.status.upper()}",
         figures,
-        f"  {backlog['explanation']}",
+        f"  {backlog.explanation}",
     ]
-    if backlog.get("fast_note"):
-        lines.append(f"  {backlog['fast_note']}")
+    if backlog.fast_note:
+        lines.append(f"  {backlog.fast_note}")
     return "\n".join(lines)
 
 
-def render_checks(checks: list) -> str:
+def render_checks(checks: Sequence[Check]) -> str:
     if not checks:
         return ""
     failed = [c for c in checks if not c.passed]
@@ -446,60 +443,45 @@ def render_checks(checks: list) -> str:
     return "\n".join(lines)
 
 
-def render_comparison(comparison: dict) -> str:
-    lines = [
-        f"Comparison: baseline {comparison['baseline_prefix']} -> candidate {comparison['candidate_prefix']}"
-    ]
-    if not comparison["exact"]:
+def render_comparison(comparison: Comparison) -> str:
+    lines = [f"Comparison: baseline {comparison.baseline_prefix} -> candidate {comparison.candidate_prefix}"]
+    if not comparison.exact:
         lines.append("  note: at least one run has no turns file; its percentiles are Locust's rounded ones")
-    left_out = comparison.get("fast_left_out") or {}
-    if left_out.get("baseline") or left_out.get("candidate"):
+    left_out = comparison.fast_left_out
+    if left_out.baseline or left_out.candidate:
         lines.append(
-            f"  real-time turns compared; fast-paced turns left out: baseline {left_out['baseline']}, "
-            f"candidate {left_out['candidate']}"
+            f"  real-time turns compared; fast-paced turns left out: baseline {left_out.baseline}, "
+            f"candidate {left_out.candidate}"
         )
     rows = []
-    for r in comparison["rows"]:
-        delta = "-" if r["delta"] is None else f"{r['delta']:+.1f}"
-        pct = "-" if r["delta_pct"] is None else f"{r['delta_pct']:+.1f}%"
+    for r in comparison.rows:
+        delta = "-" if r.delta is None else f"{r.delta:+.1f}"
+        pct = "-" if r.delta_pct is None else f"{r.delta_pct:+.1f}%"
         band = (
             "-"
-            if r["baseline_band"] is None
-            else (
-                r["baseline_band"]
-                if r["baseline_band"] == r["candidate_band"]
-                else f"{r['baseline_band']} -> {r['candidate_band']}"
-            )
+            if r.baseline_band is None
+            else (r.baseline_band if r.baseline_band == r.candidate_band else f"{r.baseline_band} -> {r.candidate_band}")
         )
         rows.append(
-            [
-                f"{r['metric']}.{r['stat']}",
-                number(r["baseline"]),
-                number(r["candidate"]),
-                delta,
-                pct,
-                band,
-                (r["direction"] + (" *" if r["moved"] else "")),
-            ]
-        )
+            [f"{r.metric}.{r.stat}", number(r.baseline), number(r.candidate), delta, pct, band,
+             r.direction + (" *" if r.moved else "")]
+        )  # fmt: skip
     lines.append(table(["metric", "baseline", "candidate", "delta", "delta %", "band", "change"], rows))
-    rows = [
-        [b["metric"], b["baseline"] or "-", b["candidate"] or "-", b["change"]] for b in comparison["bands"]
-    ]
+    rows = [[b.metric, b.baseline or "-", b.candidate or "-", b.change] for b in comparison.bands]
     lines += ["  overall bands", table(["metric", "baseline", "candidate", "change"], rows, "    ")]
     rows = [
         [
-            s["name"],
-            percent(s["baseline"], 2),
-            percent(s["candidate"], 2),
-            "-" if s["delta"] is None else f"{s['delta'] * 100:+.2f} pt",
-            s["direction"] + (" *" if s["moved"] else ""),
+            s.name,
+            percent(s.baseline, 2),
+            percent(s.candidate, 2),
+            "-" if s.delta is None else f"{s.delta * 100:+.2f} pt",
+            s.direction + (" *" if s.moved else ""),
         ]
-        for s in comparison["scalars"]
+        for s in comparison.scalars
     ]
     lines.append(table(["", "baseline", "candidate", "delta", "change"], rows))
-    moved = ", ".join(comparison["moved"]) or "nothing"
-    lines.append(f"  * moved (>= {comparison['moved_pct']:g}% or across a band edge): {moved}")
-    if comparison["worse"]:
-        lines.append(f"  worse: {', '.join(comparison['worse'])}")
+    moved = ", ".join(comparison.moved) or "nothing"
+    lines.append(f"  * moved (>= {comparison.moved_pct:g}% or across a band edge): {moved}")
+    if comparison.worse:
+        lines.append(f"  worse: {', '.join(comparison.worse)}")
     return "\n".join(lines)

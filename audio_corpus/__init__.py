@@ -34,49 +34,37 @@ API::
     speech_cache_root() -> Path        # $VOICE_HARNESS_CACHE, $XDG_CACHE_HOME/voice-harness, ~/.cache/...
     build_from_text(phrases_csv, out_dir, voices, rates, *, quiet=False) -> list[Spec]
     build_from_dir(recordings_dir, labels_csv, out_dir=None, *, quiet=False) -> Corpus
-    check_reply(utterance, intent, reply_text) -> str | None
     check_intent_name(intent, *, standard_only=False) -> str | None
     find_speech(samples, sample_rate_hz) -> tuple[int, int]     # voiceharness.vad's
     write_manifest(path, rows) -> None
 
+Whether a reply says what an utterance expects (its intent, and its ``reply_check`` clause)
+is judging, not corpus logic: :func:`voiceharness.reply_check.check_reply`.
+
 Errors are :class:`voiceharness.errors.CorpusError` (one line naming the file, line or text and
 what to do); conversions and other things worth knowing are :class:`CorpusWarning`.
 This package imports neither Locust nor gevent.
+
+The modules, each one concept, leaves first: ``specs`` (what a build makes, where the bundled
+corpus lives), ``selection`` (the selection language), ``intents`` (intent names), ``riff``
+(WAV structure checks), ``model`` (Utterance, Corpus), ``audio_file`` (reading one file),
+``manifest`` (reading and writing a manifest), ``synthesis`` and ``speech_cache`` (espeak-ng
+speech, cached on disk), ``resolve`` (an utterance from anything a scenario names), ``tables``
+(the CSVs of one's own corpora), ``recipe`` (the bundled corpus), ``phrases`` and
+``recordings`` (corpora of one's own), and ``build``, the command line.
 """
 
 from voiceharness.vad import find_speech
 
-from .loader import (
-    DEFAULT_MANIFEST,
-    KINDS,
-    MANIFEST_COLUMNS,
-    Corpus,
-    CorpusWarning,
-    Utterance,
-    check_intent_name,
-    check_reply,
-    load_corpus,
-    load_utterance_file,
-    parse_reply_check,
-    write_manifest,
-)
+from .audio_file import load_utterance_file
+from .intents import check_intent_name
+from .manifest import MANIFEST_COLUMNS, load_corpus, write_manifest
+from .model import KINDS, Corpus, CorpusWarning, Utterance
+from .phrases import build_from_text
+from .recordings import build_from_dir
 from .resolve import bundled_corpus, resolve_utterance, text_utterance, text_utterance_id
+from .specs import DEFAULT_MANIFEST
 from .speech_cache import cache_root as speech_cache_root
-
-
-def __getattr__(name: str):
-    # The builders import audio_corpus.build; importing it here would make
-    # `python -m audio_corpus.build` find the module loaded twice (runpy's RuntimeWarning).
-    if name == "build_from_text":
-        from .phrases import build_from_text
-
-        return build_from_text
-    if name == "build_from_dir":
-        from .recordings import build_from_dir
-
-        return build_from_dir
-    raise AttributeError(f"module 'audio_corpus' has no attribute {name!r}")
-
 
 __all__ = [
     "DEFAULT_MANIFEST",
@@ -89,11 +77,9 @@ __all__ = [
     "build_from_text",
     "bundled_corpus",
     "check_intent_name",
-    "check_reply",
     "find_speech",
     "load_corpus",
     "load_utterance_file",
-    "parse_reply_check",
     "resolve_utterance",
     "speech_cache_root",
     "text_utterance",

@@ -40,16 +40,12 @@ from typing import TypeVar
 import numpy as np
 
 from voiceharness.errors import CorpusError
+from voiceharness.reply_check import parse_reply_check
 
-from .build import BUILD_INFO, PACKAGE_DIR, Spec, manifest_rows, text_slug
-from .loader import (
-    CorpusWarning,
-    check_intent_name,
-    load_corpus,
-    near_standard_intent,
-    parse_reply_check,
-    write_manifest,
-)
+from .intents import check_intent_name, near_standard_intent
+from .manifest import load_corpus, write_manifest
+from .model import CorpusWarning
+from .specs import BUILD_INFO, PACKAGE_DIR, Spec, manifest_rows, text_slug
 from .synthesis import check_rate, check_voice, espeak_version, synthesise, to_wav_bytes
 from .tables import prepare_output, raise_problems, read_table
 

@@ -41,20 +41,13 @@ from pathlib import Path
 
 from voiceharness.errors import CorpusError
 from voiceharness.guide import SAMPLE_RATE_HZ
+from voiceharness.reply_check import parse_reply_check
 
-from .build import BUILD_INFO, PACKAGE_DIR
-from .loader import (
-    Corpus,
-    CorpusWarning,
-    Utterance,
-    check_intent_name,
-    load_corpus,
-    load_utterance_file,
-    near_standard_intent,
-    parse_reply_check,
-    pcm16_wav_bytes,
-    write_manifest,
-)
+from .audio_file import load_utterance_file, pcm16_wav_bytes
+from .intents import check_intent_name, near_standard_intent
+from .manifest import load_corpus, write_manifest
+from .model import Corpus, CorpusWarning, Utterance
+from .specs import BUILD_INFO, PACKAGE_DIR
 from .tables import prepare_output, raise_problems, read_table
 
 LABEL_COLUMNS = ("file", "expected_intent", "text", "reply_check")

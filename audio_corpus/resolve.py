@@ -51,8 +51,12 @@ import threading
 from pathlib import Path
 
 from voiceharness.errors import CorpusError
+from voiceharness.reply_check import parse_reply_check
 
-from .loader import Corpus, Utterance, check_intent_name, load_corpus, load_utterance_file, parse_reply_check
+from .audio_file import load_utterance_file
+from .intents import check_intent_name
+from .manifest import load_corpus
+from .model import Corpus, Utterance
 from .speech_cache import cached_speech
 from .synthesis import check_rate, check_voice
 

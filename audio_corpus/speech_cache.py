@@ -47,7 +47,8 @@ import soundfile
 from voiceharness.errors import CorpusError
 from voiceharness.guide import SAMPLE_RATE_HZ
 
-from .loader import CorpusWarning, Utterance, load_utterance_file
+from .audio_file import load_utterance_file
+from .model import CorpusWarning, Utterance
 from .synthesis import SYNTHESIS_RECIPE, espeak_version, synthesise, to_wav_bytes
 
 CACHE_ENV = "VOICE_HARNESS_CACHE"

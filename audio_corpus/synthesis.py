@@ -34,7 +34,7 @@ from voiceharness.errors import CorpusError
 from voiceharness.guide import SAMPLE_RATE_HZ
 from voiceharness.vad import find_speech
 
-from .loader import pcm16_wav_bytes
+from .audio_file import pcm16_wav_bytes
 
 LEADING_SILENCE_MS = 300  # a microphone stream starts before the speaker does
 TRAILING_SILENCE_MS = 200  # trailing silence lets a VAD gateway detect the end of speech

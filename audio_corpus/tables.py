@@ -22,7 +22,7 @@ from pathlib import Path
 
 from voiceharness.errors import CorpusError
 
-from .loader import MANIFEST_COLUMNS
+from .manifest import MANIFEST_COLUMNS
 
 _SHOWN_PROBLEMS = 20
 

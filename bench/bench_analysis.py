@@ -171,8 +171,8 @@ def _timed(prefix: str, workdir: str) -> dict:
         "html_s": html_s,
         "cli_total_s": cli_s,
         "html_kb": round(len(page) / 1e3, 1),
-        "roundtrip_p95_ms": summary["metrics"]["roundtrip"]["percentiles"]["p95"],
-        "intent_accuracy": summary["intent"]["accuracy"],
+        "roundtrip_p95_ms": summary.metrics["roundtrip"].percentiles.p95,
+        "intent_accuracy": summary.intent.accuracy,
     }
 
 

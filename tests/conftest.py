@@ -222,10 +222,34 @@ def _machine_share(config: pytest.Config, exclusive: bool) -> Iterator[None]:
                 fcntl.flock(gate, fcntl.LOCK_UN)
 
 
+# Tests on the virtual audio device (marked ``audio``: tests/test_audio_probe_*.py) take turns as
+# well. Each worker runs its own PulseAudio, but two duplex streams at once on a loaded 2-core
+# machine starve each other of whole blocks, and a loopback that lost a block finds no chirp
+# (correlation 0.45 where a whole one reads 1.0). One more lock file of the run, held by an audio
+# test from its setup to its teardown.
+
+
+@contextlib.contextmanager
+def _audio_device_turn(config: pytest.Config, audio: bool) -> Iterator[None]:
+    paths = _run_lock_files(config)
+    if paths is None or not audio:
+        yield
+        return
+    with open(paths[0].with_name("audio"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     # Setup, call and teardown: a module fixture's work happens in its first test's setup.
-    with _machine_share(item.config, exclusive=item.get_closest_marker("exclusive") is not None):
+    with (
+        _machine_share(item.config, exclusive=item.get_closest_marker("exclusive") is not None),
+        _audio_device_turn(item.config, audio=item.get_closest_marker("audio") is not None),
+    ):
         return (yield)
 
 
@@ -370,6 +394,15 @@ def shared_gateway(tmp_path_factory) -> Iterator[Gateway]:
         yield gateway.start()
     finally:
         gateway.stop()
+
+
+@pytest.fixture(scope="session")
+def virtual_audio(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """The PulseAudio null-sink loopback of scripts/virtual-audio.sh, started once per test process
+    for the audio_probe tests (tests/virtual_audio.py)."""
+    from virtual_audio import virtual_audio_session  # it imports this module: not at the top
+
+    yield from virtual_audio_session(tmp_path_factory)
 
 
 @dataclass

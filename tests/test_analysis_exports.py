@@ -22,7 +22,7 @@ def test_json_holds_summary_checks_and_is_strict_json(summary):
     data = json.loads(exports.to_json([summary], checks))
     run = data["runs"][0]
     assert run["metrics"]["roundtrip"]["percentiles"]["p95"] == pytest.approx(
-        summary["metrics"]["roundtrip"]["percentiles"]["p95"]
+        summary.metrics["roundtrip"].percentiles.p95
     )
     assert run["intent"]["confusion"]["counts"] and run["diagnoses"] and run["send_lateness"]["status"]
     assert data["gate"]["passed"] is False
@@ -56,15 +56,15 @@ def test_json_and_junit_show_fast_turns_and_harness_errors_apart(tmp_path):
     data = json.loads(exports.to_json([summary]))
     run = data["runs"][0]
     assert data["schema_version"] == 2
-    assert run["fast"]["turns"] == summary["fast"]["turns"] > 0 and run["fast"]["roundtrip"]["p95"] is not None
-    assert run["harness_errors"]["count"] == summary["harness_errors"]["count"] > 0
+    assert run["fast"]["turns"] == summary.fast.turns > 0 and run["fast"]["roundtrip"]["p95"] is not None
+    assert run["harness_errors"]["count"] == summary.harness_errors.count > 0
     assert run["send_lateness"]["per_turn"] == "each turn's latest frame"
     for checks in ([], gate.evaluate(gate.parse_all(["harness_errors.count<=0"]), summary)):
         suite = ET.fromstring(exports.to_junit([summary], checks)).find("testsuite")
         properties = {p.get("name"): p.get("value") for p in suite.find("properties")}
-        assert properties["run.fast_turns"] == str(summary["fast"]["turns"])
-        assert properties["run.realtime_turns"] == str(summary["run"]["realtime"]["turns"])
-        assert properties["run.harness_errors"] == str(summary["harness_errors"]["count"])
+        assert properties["run.fast_turns"] == str(summary.fast.turns)
+        assert properties["run.realtime_turns"] == str(summary.run.realtime.turns)
+        assert properties["run.harness_errors"] == str(summary.harness_errors.count)
         out = suite.find("system-out").text
         assert "fast-paced turns, apart: " in out and "(not banded)" in out
         assert "harness errors, apart: " in out and "read the traceback" in out

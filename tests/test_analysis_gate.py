@@ -6,6 +6,7 @@ import pytest
 from analysis_fixtures import make_records, write_turns
 
 from analysis import gate, metrics, readers
+from analysis.stats import Percentiles
 from voiceharness.errors import UsageError
 
 
@@ -99,16 +100,8 @@ def test_every_known_name_has_a_measurement(summary):
 
 
 def test_a_value_the_run_did_not_measure_fails_and_says_so(summary):
-    missing = {
-        **summary,
-        "metrics": {
-            **summary["metrics"],
-            "chunks": {
-                **summary["metrics"]["chunks"],
-                "percentiles": {k: None for k in summary["metrics"]["chunks"]["percentiles"]},
-            },
-        },
-    }
+    chunks = replace(summary.metrics["chunks"], percentiles=Percentiles())  # nothing observed
+    missing = replace(summary, metrics={**summary.metrics, "chunks": chunks})
     (check,) = gate.evaluate([gate.parse("chunks.p95<300")], missing)
     assert not check.passed and "not measured" in check.message
 
@@ -121,7 +114,7 @@ def test_the_uplink_backlog_can_gate_a_run(tmp_path):
     summary = metrics.summarize(readers.read_run(prefix))
     checks = gate.evaluate(gate.parse_all(["uplink_backlog.p50<64", "uplink_backlog.p95<100ms"]), summary)
     assert [c.passed for c in checks] == [True, False]
-    assert "300 ms" in gate.format_value("uplink_backlog.p95", summary["uplink_backlog"]["p95_ms"])
+    assert "300 ms" in gate.format_value("uplink_backlog.p95", summary.uplink_backlog.p95_ms)
 
 
 @pytest.mark.parametrize(

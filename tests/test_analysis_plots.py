@@ -7,6 +7,7 @@ import pytest
 from analysis_fixtures import make_records, shared_locust_run, write_turns
 
 from analysis import metrics, plots, readers
+from analysis.summary import IntentSummary, UtteranceAccuracy
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -27,7 +28,7 @@ def test_every_plot_is_a_png(run, tmp_path_factory):
         plots.latency_distribution(run.turns.numbers["ping_ms"]),
         plots.users_and_failures(history, None),
         plots.users_and_failures(None, run.turns),
-        plots.intent_per_utterance(summary["intent"]),
+        plots.intent_per_utterance(summary.intent),
         plots.chunks_distribution(run.turns),
         plots.reconnections_distribution(run.turns),
     ]
@@ -38,7 +39,7 @@ def test_every_plot_is_a_png(run, tmp_path_factory):
 def test_nothing_to_draw_gives_none(run):
     assert plots.latency_distribution(np.array([np.nan])) is None
     assert plots.users_and_failures(None, None) is None
-    assert plots.intent_per_utterance({"per_utterance": []}) is None
+    assert plots.intent_per_utterance(IntentSummary("turns", 0, 0, None, per_utterance=())) is None
 
 
 # --- the plots as a reader sees them: axes scaled to the data, lines that differ -----------------
@@ -73,10 +74,15 @@ def test_roundtrip_over_time_has_distinct_percentile_lines_the_slowest_turn_and_
 
 
 def test_intent_per_utterance_draws_only_the_utterances_below_100_percent():
-    perfect = {"per_utterance": [{"utterance": f"u{i}", "turns": 9, "correct": 9, "accuracy": 1.0} for i in range(40)]}
+    def utterances(*rows):  # (utterance, turns, correct, accuracy)
+        return IntentSummary("turns", 0, 0, None, per_utterance=tuple(
+            UtteranceAccuracy(name, None, turns, correct, accuracy, None, 0) for name, turns, correct, accuracy in rows
+        ))  # fmt: skip
+
+    perfect = utterances(*((f"u{i}", 9, 9, 1.0) for i in range(40)))
     assert plots.intent_per_utterance(perfect) is None
     assert plots.intent_summary_line(perfect) == "all 40 utterances at 100 % (360 judged turns)"
-    some = {"per_utterance": [{"utterance": "bad", "turns": 10, "correct": 7, "accuracy": 0.7}] + perfect["per_utterance"]}
+    some = utterances(("bad", 10, 7, 0.7), *((f"u{i}", 9, 9, 1.0) for i in range(40)))
     image = plots.intent_per_utterance(some)
     assert image is not None and image.startswith(PNG)
     assert plots.intent_summary_line(some) == "40 of 41 utterances at 100 %; the others are drawn"

@@ -117,7 +117,7 @@ def test_without_a_recorded_target_the_title_names_the_run_files_and_the_time(tm
 
 def test_fast_turns_harness_errors_judge_sources_audible_and_resources_have_their_sections(report):
     _, page, summary = report
-    fast = summary["fast"]["turns"]
+    fast = summary.fast.turns
     assert f"Fast-paced turns, apart: {fast} (" in page and 'id="fast-1"' in page
     assert f"{fast} fast-paced turn(s) left out" in page
     assert 'id="harness-1"' in page and "read the traceback" in page
@@ -166,7 +166,7 @@ def test_report_in_headless_chromium_reads_well(report, tmp_path):
         for alt, complete, width, height, shown in plots:
             assert complete and width > 100 and height > 100 and 100 < shown <= 1100, alt
         verdict = driver.find_element("css selector", ".verdict").text
-        assert verdict.startswith("run: ") and f"{summary['fast']['turns']} fast-paced turn(s) left out" in verdict
+        assert verdict.startswith("run: ") and f"{summary.fast.turns} fast-paced turn(s) left out" in verdict
         fast = driver.find_element("id", "fast-1")
         assert fast.is_displayed() and "not banded" in fast.text
         assert driver.find_element("id", "harness-1").is_displayed()

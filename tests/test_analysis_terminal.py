@@ -25,7 +25,7 @@ def test_every_documented_metric_has_a_band_table(summary):
 
 def test_exact_percentiles_are_printed(summary):
     text = terminal.render(summary)
-    p95 = summary["metrics"]["roundtrip"]["percentiles"]["p95"]
+    p95 = summary.metrics["roundtrip"].percentiles.p95
     assert f"p95 {terminal.number(p95)}" in text and "per-turn records (exact)" in text
 
 

@@ -256,7 +256,7 @@ def test_text_ids_are_readable_stable_and_keep_texts_apart():
     assert text_utterance_id("hello jarvis", "en-us", 160) == text_utterance_id("hello jarvis", "en-us", 160)
     assert text_utterance_id("Hello, Jarvis!", "en-us", 160) != text_utterance_id("hello jarvis", "en-us", 160)
     assert text_utterance_id("你好", "cmn", 160).startswith("text_cmn_160_")
-    assert audio_corpus.loader._ID_PATTERN.match(text_utterance_id("'quoted' & odd", "en+m3", 80))
+    assert audio_corpus.manifest.ID_PATTERN.match(text_utterance_id("'quoted' & odd", "en+m3", 80))
 
 
 def test_text_utterance_says_what_would_look_like_a_path(fresh_cache):

@@ -206,8 +206,8 @@ def test_bandwidth_below_real_time_shows_as_a_backlog_with_bounded_memory(runs):
     # loaded machine's timings)
     assert backlog_ms < roundtrip_rise + 300, (backlog_ms, roundtrip_rise)
     summary = metrics.summarize(readers.read_run(str(run.prefix)))
-    assert summary["uplink_backlog"]["status"] == "backlogged", summary["uplink_backlog"]
-    assert any(text.startswith("uplink slower") for text in summary["verdict"]["warnings"])
+    assert summary.uplink_backlog.status == "backlogged", summary.uplink_backlog
+    assert any(text.startswith("uplink slower") for text in summary.verdict.warnings)
     worst_ms = max(float(row["send_lateness_max_ms"]) for row in rows if row["send_lateness_max_ms"])
     assert run.max_rss_mb < base.max_rss_mb + 15, (run.max_rss_mb, base.max_rss_mb)
     print(f"\nbandwidth: turns {len(rows)}, roundtrip +{roundtrip_rise:.0f} ms, uplink backlog median "

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from audio_corpus import check_reply, load_corpus
+from audio_corpus import load_corpus
 from gateway.pipeline import VoicePipeline
+from voiceharness.reply_check import check_reply
 
 pytestmark = pytest.mark.requires("espeak-ng")
 

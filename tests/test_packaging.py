@@ -34,7 +34,7 @@ CONSOLE_SCRIPTS = {
     "voice-options": "voiceharness.locust.options:print_help",
     "voice-locust": "voiceharness.locust.__main__:main",
 }
-PACKAGES = ("voiceharness", "audio_corpus", "gateway", "analysis")
+PACKAGES = ("voiceharness", "audio_corpus", "gateway", "analysis", "audio_probe")
 # What of the packages' folders an install needs: code and the data the code reads.
 INSTALLED_SUFFIXES = (".py", ".wav", ".csv", ".json", ".jsgf", ".gram", ".j2")
 
@@ -159,9 +159,9 @@ def test_a_path_install_gives_the_files_and_commands_of_the_wheel(wheel, tmp_pat
 
 
 def test_the_install_imports_its_own_files_not_the_checkout(venv, elsewhere):
-    script = ("import json, voiceharness, voiceharness.locust, audio_corpus, gateway, analysis, mic_probe\n"
+    script = ("import json, voiceharness, voiceharness.locust, audio_corpus, gateway, analysis, audio_probe, mic_probe\n"
               "print(json.dumps({m.__name__: m.__file__ for m in (voiceharness, voiceharness.locust, audio_corpus,"
-              " gateway, analysis, mic_probe)}))")
+              " gateway, analysis, audio_probe, mic_probe)}))")
     completed = subprocess.run([str(venv / "bin" / "python"), "-c", script], cwd=elsewhere, capture_output=True,
                                text=True, timeout=120, env=_clean_env(), check=False)
     assert completed.returncode == 0, completed.stderr[-3000:]

@@ -547,7 +547,7 @@ class BlockingTransport:
         for index, frame in microphone.frames(plan, frames, silence, time.monotonic):
             due = start + index * plan.frame_s
             if realtime or index >= len(frames):
-                self._read_until(due)  # the gateway may answer while we speak
+                self.read_until(due)  # the gateway may answer while we speak
             self.connection.send_frame(frame)
             now = time.monotonic()
             if realtime:
@@ -556,22 +556,6 @@ class BlockingTransport:
                 session.speech_ended(now)
             sent += 1
         return StreamReport(sent, late_max_s * 1000 if realtime else math.nan)
-
-    def stream_live(self, chunks, microphone: Microphone, *, chunk_samples: int) -> StreamReport:
-        """Send audio as it is captured (mic_probe's acoustic turn): each chunk of ``chunks`` (an
-        iterable of PCM16 bytes that blocks until the next is captured, ``(pcm, speech_over)``) is
-        one frame, sent as it comes; the frame after which ``speech_over`` is true ends the speech."""
-        session = self.session
-        sent = 0
-        for pcm, speech_over in chunks:
-            self._read_until(time.monotonic())
-            if session.mic is protocol.Mic.TRAILING and not microphone.wants_audio(time.monotonic()):
-                break
-            self.connection.send_frame(framing.client_frame(bytes(pcm), self.connection.mask_key))
-            sent += 1
-            if speech_over and session.mic is protocol.Mic.SPEAKING:
-                session.speech_ended(time.monotonic())
-        return StreamReport(sent)
 
     def send_text(self, text: str) -> None:
         self.connection.send_frame(framing.client_frame(text, self.connection.mask_key))
@@ -584,9 +568,9 @@ class BlockingTransport:
 
     # -- receiving
     def wait(self, until: float) -> None:
-        self._read_until(until, stop_on_events=True)
+        self.read_until(until, stop_on_events=True)
 
-    def _read_until(self, until: float, *, stop_on_events: bool = False) -> None:
+    def read_until(self, until: float, *, stop_on_events: bool = False) -> None:
         """Read what arrives until ``until`` (monotonic s), feeding the session."""
         connection = self.connection
         while connection.sock is not None and not connection.closed:
@@ -609,5 +593,5 @@ class BlockingTransport:
         connection.send_close(code, reason)
         deadline = time.monotonic() + 1.0
         while not connection.closed and time.monotonic() < deadline:
-            self._read_until(deadline, stop_on_events=True)
+            self.read_until(deadline, stop_on_events=True)
         self.events.deliver(connection.lost(code, reason))

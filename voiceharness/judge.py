@@ -35,12 +35,12 @@ listener's result is passed in.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from voiceharness.protocol import Metadata, TurnEnded
+from voiceharness.reply_check import check_reply_text
 
 RUN_STOPPED = "run_stopped"
 HARNESS_ERROR = "harness_error"
@@ -67,7 +67,7 @@ class Expectation:
     """What a turn should come back with.
 
     ``intent``: the expected intent ("" = any). ``reply_check``: the corpus's reply-check
-    mini-language applied to the reply text (see :func:`check_reply_text`).
+    mini-language applied to the reply text (:mod:`voiceharness.reply_check`).
     ``request_text``: what was said (the listener needs it for an ECHO reply).
     ``check``: the scenario's own check, called with the finished turn; it returns None or
     True when the turn is right, or a message (or False) when it is not.
@@ -229,38 +229,3 @@ def interrupted_while_judging(error: BaseException) -> Verdict:
     if isinstance(error, Exception):
         return Verdict(False, HARNESS_ERROR, f"while judging: {type(error).__name__}: {error}")
     return Verdict(False, RUN_STOPPED, "the run ended while the reply was being judged")
-
-
-def check_reply_text(reply_check: str, reply_text: str) -> str | None:
-    """What is wrong with ``reply_text`` under the corpus's ``reply_check`` mini-language, or None.
-
-    ``contains:WORDS`` (the words, in order), ``any:A|B``, ``regex:PATTERN`` (re.search, any
-    case), ``nonempty``; matching ignores case, punctuation and repeated spaces.
-    """
-    from audio_corpus import parse_reply_check
-
-    operation, argument = parse_reply_check(reply_check)
-    if not operation:
-        return None
-    reply = normalise_words(reply_text)
-    if not reply:
-        return f"no reply text to check (expected {reply_check})"
-    if operation == "nonempty":
-        return None
-    if operation == "contains":
-        if f" {normalise_words(argument)} " in f" {reply} ":
-            return None
-        return f"reply {reply_text!r} does not contain {argument!r}"
-    if operation == "any":
-        if any(f" {normalise_words(a)} " in f" {reply} " for a in argument.split("|")):
-            return None
-        return f"reply {reply_text!r} contains none of {argument!r}"
-    if re.search(argument, reply_text, flags=re.IGNORECASE):
-        return None
-    return f"reply {reply_text!r} does not match /{argument}/"
-
-
-def normalise_words(text: str) -> str:
-    """Lower case, punctuation dropped (apostrophes too: "what's" -> "whats"), single spaces."""
-    text = re.sub(r"['\u2019]", "", text.lower())
-    return " ".join(re.sub(r"[^\w]+", " ", text).split())
