@@ -362,6 +362,8 @@ class _Session:
         self.session_key = ""  # the header's whole sessionId: replies are routed by it
         self.correlation_id: str | None = None
         self.last_audio_at = time.monotonic()  # of the last audio message: voice_roundtrip_ms starts here
+        self.end_marker_at = math.nan  # when the latest end marker arrived
+        self.reply_sent_at = math.nan  # when the latest reply's first message went out
         self.frames = 0
         self.dropped = 0
         self.turns = 0
@@ -457,6 +459,7 @@ class _Session:
                         await self._fault_close()
                         return
                 elif isinstance(event, EndMarker):
+                    self.end_marker_at = time.monotonic()
                     self.queue.put(_END)
                 elif isinstance(event, ProtocolError):
                     self._event(logging.WARNING, "protocol_error", code=event.close_code, reason=event.reason)
@@ -482,6 +485,9 @@ class _Session:
             self._event(logging.WARNING, "reply_undelivered", reason="no open connection has this sessionId")
             return None
         try:
+            # Stamped as the reply is handed over: a stamp taken after the await would also count
+            # whatever else this event loop ran before it came back here.
+            self.reply_sent_at = time.monotonic()
             await target.ws.send(messages[0])
             roundtrip_ms = (time.monotonic() - self.last_audio_at) * 1000.0
             for message in messages[1:]:
@@ -536,6 +542,8 @@ class _Session:
         self.turns += 1
         turn = self.turns
         started = time.perf_counter()
+        # The utterance ended when its end marker arrived, or when the endpointer heard enough silence (now).
+        ended_at = self.end_marker_at if utterance.reason == "marker" else time.monotonic()
         self.metrics.utterances.labels(utterance.reason).inc()
         self._event(
             logging.DEBUG,
@@ -608,6 +616,9 @@ class _Session:
             transcript=f"<{len(result.transcript)} chars>" if redact else result.transcript,
             reply_audio_ms=round(len(audio) / 2 * 1000 / rate_hz),
             voice_roundtrip_ms=round(roundtrip_ms, 1) if roundtrip_ms is not None else "-",
+            # The gateway's own part of the harness's roundtrip: the utterance's end (its marker's
+            # arrival, or the endpointer's decision) -> the reply's first message handed over.
+            end_to_reply_ms=round((self.reply_sent_at - ended_at) * 1000.0, 1) if roundtrip_ms is not None else "-",
             recognize_ms=round(result.recognize_ms, 1),
             nlu_ms=round(result.nlu_ms, 1),
             synth_ms=round(result.synth_ms, 1),

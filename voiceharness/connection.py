@@ -343,9 +343,12 @@ class Connection:
         self.session.frame_received(time.monotonic())
 
     # -- writing
-    def send_frame(self, frame: bytes | memoryview, *, already_written: int = 0, lock_held: bool = False) -> None:
+    def send_frame(self, frame: bytes | memoryview, *, already_written: int = 0, lock_held: bool = False,
+                   control: bool = False) -> None:
         """Write one whole frame (or what is left of it after ``already_written`` bytes; ``lock_held``:
-        the caller took the send lock when it cut the frame short). Raises ConnectionError when closed."""
+        the caller took the send lock when it cut the frame short). Raises ConnectionError when closed.
+        A data frame (audio, the end marker) sets :attr:`last_sent_at`; a ``control`` frame (ping,
+        pong, close) does not: the turn's split counts from the utterance's last frame."""
         sock = self.sock
         if sock is None or self.closed:
             if lock_held:
@@ -356,7 +359,8 @@ class Connection:
             self.send_lock.acquire()
         try:
             sock.sendall(rest)
-            self.last_sent_at = time.monotonic()
+            if not control:
+                self.last_sent_at = time.monotonic()
         finally:
             self.send_lock.release()
 
@@ -371,7 +375,7 @@ class Connection:
         return (-1 if isinstance(sock, ssl.SSLSocket) else sock.fileno()), self.send_lock
 
     def ping(self, payload: bytes) -> None:
-        self.send_frame(framing.client_frame(payload, self.mask_key, OPCODE_PING))
+        self.send_frame(framing.client_frame(payload, self.mask_key, OPCODE_PING), control=True)
 
     def unsent_bytes(self) -> int | None:
         """Bytes written that the kernel has not yet sent (see :mod:`voiceharness.uplink`)."""
@@ -432,7 +436,7 @@ class Connection:
                     events += session.receive(payload, now)
                 elif opcode == OPCODE_PING:
                     session.frame_received(now)
-                    self.send_frame(framing.client_frame(payload, self.mask_key, OPCODE_PONG))
+                    self.send_frame(framing.client_frame(payload, self.mask_key, OPCODE_PONG), control=True)
                 elif opcode == OPCODE_PONG:
                     measured = session.pong_received(payload, now)
                     if measured is not None:
@@ -458,7 +462,7 @@ class Connection:
             return
         self._close_sent = True
         try:
-            self.send_frame(close_frame(code, reason, self.mask_key))
+            self.send_frame(close_frame(code, reason, self.mask_key), control=True)
         except OSError:
             pass
 
