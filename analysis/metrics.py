@@ -100,6 +100,8 @@ METRICS: dict[str, MetricSpec] = {
 }
 TIMINGS = {
     "audible_ms": "time to audible reply",
+    "client_tail_ms": "roundtrip, the client's part",
+    "gateway_response_ms": "roundtrip, the gateway's part",
     "intent_ms": "time to intent",
     "reply_ms": "full reply",
     "connect_ms": "connect",

@@ -91,6 +91,8 @@ TURNS_OPTIONAL_NUMBER_COLUMNS = (
     "confidence",
     "uplink_backlog_ms",
     "audible_ms",
+    "client_tail_ms",
+    "gateway_response_ms",
     "reply_audio_ms",
     "reply_sample_rate_hz",
     "playback_stalls",

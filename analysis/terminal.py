@@ -81,7 +81,7 @@ def render(summary: RunSummary, *, all_rows: bool = False) -> str:
     sections = [
         _run(summary.run),
         *(
-            _metric(name, entry) + (_audible(summary.audible) if name == "roundtrip" else "")
+            _metric(name, entry) + (_audible(summary.audible) + _split(summary.timings) if name == "roundtrip" else "")
             for name, entry in summary.metrics.items()
         ),
         _timings(summary.timings),
@@ -177,6 +177,20 @@ def _audible(audible: Audible) -> str:
         + f" ms  ({audible.count} turns; {audible.definition})"
         + f"\n  audible - roundtrip: p50 {number(lead.p50)} ms, p95 {number(lead.p95)} ms, "
         f"max {number(lead.max)} ms (leading silence of the reply; not banded)"
+    )
+
+
+def _split(timings: Mapping[str, Timing]) -> str:
+    """The roundtrip in two, printed under its band table: the client's part and the gateway's."""
+    client, gateway = timings.get("client_tail_ms"), timings.get("gateway_response_ms")
+    if client is None or gateway is None or not gateway.count:
+        return ""
+    return (
+        "\n  the roundtrip in two: the client's part (end of speech -> its last frame or end marker sent) "
+        + "  ".join(f"{k} {number(client.percentiles.stat(k))}" for k in ("p50", "p95"))
+        + " ms; the gateway's part (-> first reply audio) "
+        + "  ".join(f"{k} {number(gateway.percentiles.stat(k))}" for k in ("p50", "p95", "p99"))
+        + " ms"
     )
 
 

@@ -134,7 +134,8 @@ TURNS_RUN_KEYS = {
     ),
     "timings": (
         "audible_ms audible_ms.title audible_ms.unit audible_ms.count audible_ms.p50 audible_ms.p90 "
-        "audible_ms.p95 audible_ms.p99 audible_ms.max audible_ms.min audible_ms.mean intent_ms "
+        "audible_ms.p95 audible_ms.p99 audible_ms.max audible_ms.min audible_ms.mean "
+        "client_tail_ms client_tail_ms.title client_tail_ms.unit client_tail_ms.count client_tail_ms.p50 client_tail_ms.p90 client_tail_ms.p95 client_tail_ms.p99 client_tail_ms.max client_tail_ms.min client_tail_ms.mean gateway_response_ms gateway_response_ms.title gateway_response_ms.unit gateway_response_ms.count gateway_response_ms.p50 gateway_response_ms.p90 gateway_response_ms.p95 gateway_response_ms.p99 gateway_response_ms.max gateway_response_ms.min gateway_response_ms.mean intent_ms "
         "intent_ms.title intent_ms.unit intent_ms.count intent_ms.p50 intent_ms.p90 intent_ms.p95 "
         "intent_ms.p99 intent_ms.max intent_ms.min intent_ms.mean reply_ms reply_ms.title reply_ms.unit "
         "reply_ms.count reply_ms.p50 reply_ms.p90 reply_ms.p95 reply_ms.p99 reply_ms.max reply_ms.min "
@@ -172,7 +173,8 @@ TURNS_RUN_KEYS = {
         "latency.p95 latency.p99 latency.max latency.min latency.mean timings timings.audible_ms "
         "timings.audible_ms.title timings.audible_ms.unit timings.audible_ms.count timings.audible_ms.p50 "
         "timings.audible_ms.p90 timings.audible_ms.p95 timings.audible_ms.p99 timings.audible_ms.max "
-        "timings.audible_ms.min timings.audible_ms.mean timings.intent_ms timings.intent_ms.title "
+        "timings.audible_ms.min timings.audible_ms.mean "
+        "timings.client_tail_ms timings.client_tail_ms.title timings.client_tail_ms.unit timings.client_tail_ms.count timings.client_tail_ms.p50 timings.client_tail_ms.p90 timings.client_tail_ms.p95 timings.client_tail_ms.p99 timings.client_tail_ms.max timings.client_tail_ms.min timings.client_tail_ms.mean timings.gateway_response_ms timings.gateway_response_ms.title timings.gateway_response_ms.unit timings.gateway_response_ms.count timings.gateway_response_ms.p50 timings.gateway_response_ms.p90 timings.gateway_response_ms.p95 timings.gateway_response_ms.p99 timings.gateway_response_ms.max timings.gateway_response_ms.min timings.gateway_response_ms.mean timings.intent_ms timings.intent_ms.title "
         "timings.intent_ms.unit timings.intent_ms.count timings.intent_ms.p50 timings.intent_ms.p90 "
         "timings.intent_ms.p95 timings.intent_ms.p99 timings.intent_ms.max timings.intent_ms.min "
         "timings.intent_ms.mean timings.reply_ms timings.reply_ms.title timings.reply_ms.unit "
