@@ -32,7 +32,21 @@ The layers, each importable without Locust:
 * :mod:`analysis.cli`         the command line that ties them together
 """
 
-from analysis.metrics import summarize
-from analysis.readers import Run, read_run
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = ["Run", "read_run", "summarize"]
+
+_PUBLIC = {"Run": "analysis.readers", "read_run": "analysis.readers", "summarize": "analysis.metrics"}
+
+
+def __getattr__(name: str) -> Any:
+    """The public API, imported on first use: a process that only needs the verdict
+    (:mod:`analysis.verdict`, the web UI's Voice quality tab) does not load pandas."""
+    if name not in _PUBLIC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    globals()[name] = value
+    return value

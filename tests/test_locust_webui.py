@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import shutil
 import signal
@@ -30,6 +31,8 @@ from pathlib import Path
 import pytest
 from browser import console_entries, headless_chrome, severe_console_errors
 from conftest import LOCUST, LOCUSTFILE, ROOT, free_port
+
+from voiceharness import bands
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -328,7 +331,7 @@ def test_voice_tab_shows_bands_and_turn_records_of_a_run_started_from_the_form(s
             "the run to stop",
         )
         quality = json.loads(web_ui.get("/voice/quality.json")[2])
-        assert quality[0]["item"] == "succeeded / ended"
+        assert quality[0]["section"] == "Headline" and any(row["item"] == "succeeded / ended" for row in quality)
         console = console_entries(driver)
 
     # A broken extension shows in the console as a failed /stats/requests poll, a 404/500 on
@@ -338,6 +341,63 @@ def test_voice_tab_shows_bands_and_turn_records_of_a_run_started_from_the_form(s
     errors = severe_console_errors(console, ignore=UNRELATED_CONSOLE_ERRORS)
     assert not errors, errors
     assert "Traceback" not in web_ui.log_text()
+
+
+def _headline(table: list[list[str]]) -> dict[str, list[str]]:
+    return {row[1].strip(): row for row in voice_rows(table).get("Headline", [])}
+
+
+def _exact(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(math.ceil(q / 100 * len(ordered)), 1) - 1]
+
+
+def test_the_voice_tab_opens_with_the_headline_and_a_live_roundtrip_chart(start_web_ui, tmp_path):
+    """The first question first: the verdict, the roundtrip's percentiles and its split, accuracy
+    and whether the generator kept up head the tab, above a live chart of the roundtrip's
+    percentiles; read during a run, and after it stops checked against its turns file."""
+    web_ui = start_web_ui("--tags", "corpus", "--utterances", "GREETING", "--autostart", "-u", "3", "-r", "3")
+    with headless_chrome(tmp_path) as driver:
+        driver.set_window_size(1400, 1000)
+        driver.get(web_ui.url + "/?tab=voice-quality")
+        table = wait_for(driver, lambda: table_with_successes(driver, 5), 60, "five turns in the Voice quality tab")
+        headline = _headline(table)
+        assert list(headline) == ["verdict (the analysis's, on the turns so far)", "roundtrip p50 / p95 / p99",
+                                  "the client's part / the gateway's part", "audible reply p50 / p95 / p99",
+                                  "intent accuracy", "load generator"]
+        assert table[1][0] == "Headline"  # the tab opens with it
+        points = wait_for(driver, lambda: driver.execute_script(
+            "var c = document.getElementById('voice-roundtrip-chart');"
+            "return c && Array.from(c.querySelectorAll('polyline')).map("
+            "  p => [p.dataset.series, p.getAttribute('points').split(' ').filter(Boolean).length]);")
+            if driver.execute_script("var p = document.querySelector('#voice-roundtrip-chart polyline');"
+                                     "return p && p.getAttribute('points').split(' ').length >= 2") else None,
+            30, "two points on the live roundtrip chart")
+        assert [series for series, _ in points] == ["p99", "p95", "p50"] and all(n >= 2 for _, n in points)
+        chart = json.loads(web_ui.get("/voice/chart.json")[2])
+        assert set(chart) == {"t", "p50", "p95", "p99"} and len(chart["t"]) >= 2
+        assert all(a <= b <= c for a, b, c in zip(chart["p50"], chart["p95"], chart["p99"], strict=True))
+
+        button_named(driver, "stop").click()
+        wait_for(driver, lambda: json.loads(web_ui.get("/stats/requests")[2])["state"] == "stopped", 30,
+                 "the run to stop")
+        time.sleep(3)  # one more refresh of the tab, after the last turn's record
+        headline = _headline(read_table(driver))
+        rows = [row for row in read_turns_csv(web_ui) if row["failure"] not in ("run_stopped", "harness_error")]
+    roundtrips = [float(row["roundtrip_ms"]) for row in rows if row["roundtrip_ms"]]
+    shown = headline["roundtrip p50 / p95 / p99"]
+    assert int(shown[2]) == len(roundtrips) >= 5
+    p50, p95, p99 = (float(value) for value in shown[4].split(" ms")[0].split(" / "))
+    for shown_ms, q in ((p50, 50), (p95, 95), (p99, 99)):  # the tab's histogram keeps 10 ms bins
+        assert abs(shown_ms - _exact(roundtrips, q)) <= 10, (q, shown_ms, sorted(roundtrips))
+    band = bands.band_of(bands.ROUNDTRIP, _exact(roundtrips, 95))
+    assert shown[3] == band
+    verdict = headline["verdict (the analysis's, on the turns so far)"]
+    assert int(verdict[2]) == len(rows) and verdict[3] in ("OK", "WARNING", "PROBLEM")
+    assert f"roundtrip {band}" in verdict[4] or verdict[3] != "OK"
+    correct = sum(row["intent"] == row["expected_intent"] for row in rows)
+    assert headline["intent accuracy"][2].replace("\n", " ") == f"{correct} / {len(rows)}"
+    assert headline["load generator"][3] in ("kept up", "strained", "bottleneck")
 
 
 def test_voice_option_chosen_in_the_form_is_used_by_the_run(start_web_ui, tmp_path):

@@ -5,6 +5,13 @@ it keeps per-band counts of the four documented metrics, intent accuracy per utt
 where each intent came from, the time to an audible reply, and the diagnoses seen. It keeps
 counts and fixed-size histograms, not records, so a long run costs no memory.
 
+The tab opens with a **headline** (:meth:`LiveStats.headline`): the verdict the analysis would
+give on the turns so far (:func:`analysis.verdict.verdict`, the same function), the roundtrip's
+p50/p95/p99 and its split into the client's and the gateway's part, the time to an audible
+reply, intent accuracy with where the intents came from, and whether the load generators kept
+up; and a **chart** of the roundtrip's percentiles over time (:class:`RollingPercentiles`:
+every 2 s, over the turns that ended in the last 10 s, as Locust's own Charts tab does).
+
 As in the analysis, the bands, accuracy and diagnoses are those of real-time turns: a
 fast-paced turn (streamed as fast as the socket takes) is not a user's experience, so fast
 turns get rows of their own. Turns cut short by the end of the run (``run_stopped``) and turns
@@ -14,8 +21,9 @@ the harness itself broke (``harness_error``) are neither successes nor gateway f
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
-from collections.abc import Mapping
+import time
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from voiceharness import bands, diagnoses
@@ -93,6 +101,62 @@ class MsHistogram:
             f"p50 {self.percentile(50):.0f} ms, p95 {self.percentile(95):.0f} ms, max {self.max_ms:.0f} ms"
         )
 
+    def three(self) -> str:
+        """``p50 / p95 / p99 ms`` (or ``-``)."""
+        if not self.n:
+            return "-"
+        return " / ".join(f"{self.percentile(q):.0f}" for q in (50, 95, 99)) + " ms"
+
+    def percentiles(self):
+        """As the analysis's :class:`analysis.stats.Percentiles` (within a bin of the exact figures)."""
+        from analysis.stats import Percentiles
+
+        if not self.n:
+            return Percentiles()
+        return Percentiles(p50=self.percentile(50), p90=self.percentile(90), p95=self.percentile(95),
+                           p99=self.percentile(99), max=self.max_ms)
+
+
+class RollingPercentiles:
+    """The chart's points: every ``every_s``, p50/p95/p99 of the values that arrived in the last
+    ``window_s`` (no point while nothing did), at most ``points`` of them (the oldest dropped)."""
+
+    def __init__(self, *, window_s: float = 10.0, every_s: float = 2.0, points: int = 1800,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.window_s, self.every_s, self.clock = window_s, every_s, clock
+        self.values: deque[tuple[float, float]] = deque()
+        self.points: deque[tuple[float, float, float, float]] = deque(maxlen=points)
+        self._next = 0.0
+
+    def add(self, value_ms: float) -> None:
+        if math.isnan(value_ms):
+            return
+        now = self.clock()
+        self._advance(now)
+        self.values.append((now, value_ms))
+
+    def _advance(self, now: float) -> None:
+        if not self._next:
+            self._next = now + self.every_s
+        while now >= self._next:
+            at = self._next
+            self._next += self.every_s
+            while self.values and self.values[0][0] <= at - self.window_s:
+                self.values.popleft()
+            recent = sorted(v for t, v in self.values if t <= at)
+            if recent:
+                self.points.append((round(at, 3), *(_rank(recent, q) for q in (50, 95, 99))))
+
+    def chart(self) -> dict[str, list[float]]:
+        """``{"t": [...], "p50": [...], "p95": [...], "p99": [...]}``, ``t`` in epoch seconds."""
+        self._advance(self.clock())
+        columns = list(zip(*self.points, strict=True)) if self.points else [[], [], [], []]
+        return {name: list(column) for name, column in zip(("t", "p50", "p95", "p99"), columns, strict=True)}
+
+
+def _rank(ordered: list[float], q: float) -> float:
+    return round(ordered[max(math.ceil(q / 100.0 * len(ordered)), 1) - 1], 1)
+
 
 class _PaceTally:
     """What one pace's turns came to: ended, succeeded, failures by code."""
@@ -130,6 +194,13 @@ class LiveStats:
         self.stalled = 0
         self.diagnoses: Counter[str] = Counter()
         self.last_detail: dict[str, str] = {}
+        self.ping = MsHistogram()
+        self.client_tail = MsHistogram()
+        self.gateway_response = MsHistogram()
+        self.reconnections: dict[tuple[str, str], float] = {}  # (worker, user) -> their latest count
+        self.judged_by_source: Counter[str] = Counter()
+        self.correct_by_source: Counter[str] = Counter()
+        self.chart = RollingPercentiles()
 
     @property
     def succeeded(self) -> int:
@@ -160,6 +231,17 @@ class LiveStats:
             tally.correct += int(intent == expected)
         if fast:
             return
+        roundtrip = _number(record.get("roundtrip_ms"))
+        self.chart.add(roundtrip)
+        self.ping.add(_number(record.get("ping_ms")))
+        self.client_tail.add(_number(record.get("client_tail_ms")))
+        self.gateway_response.add(_number(record.get("gateway_response_ms")))
+        reconnections = _number(record.get("reconnections"))
+        if not math.isnan(reconnections):
+            self.reconnections[(str(record.get("worker") or ""), str(record.get("user") or ""))] = reconnections
+        if source and expected:
+            self.judged_by_source[source] += 1
+            self.correct_by_source[source] += int(intent == expected)
         if failure:
             self.diagnoses[failure] += 1
             self.last_detail[failure] = str(record.get("failure_detail") or "")
@@ -193,6 +275,64 @@ class LiveStats:
             tally_u[1] += 1
             tally_u[0] += int(intent == expected)
             self.expected_intent[utterance] = expected
+
+    # -- the headline
+    def verdict(self, *, lateness_p99_ms: float | None = None, exceptions: int = 0):
+        """The verdict the analysis would give on the real-time turns so far
+        (:func:`analysis.verdict.verdict`, fed with these tallies)."""
+        from analysis.summary import Diagnosis, FastTurns, PaceCounts
+        from analysis.verdict import lateness_status, verdict
+
+        realtime = self.realtime
+        failed = realtime.ended - realtime.succeeded
+        paced = PaceCounts(realtime.ended, realtime.succeeded, failed,
+                           failed / realtime.ended if realtime.ended else None)
+        reconnections = MsHistogram()
+        for count in self.reconnections.values():
+            reconnections.add(count)
+        metrics = {
+            bands.ROUNDTRIP: _Banded.of(bands.ROUNDTRIP, realtime.roundtrip, "ms"),
+            bands.LATENCY: _Banded.of(bands.LATENCY, self.ping, "ms"),
+            bands.RECONNECTIONS: _Banded.of(bands.RECONNECTIONS, reconnections, ""),
+        }
+        top = [Diagnosis(code, count, None, True, "", "", (), ()) for code, count in self.diagnoses.most_common(1)]
+        judged = sum(self.judged_by_source.values())
+        accuracy = sum(self.correct_by_source.values()) / judged if judged else None
+        lateness = lateness_status(lateness_p99_ms) if lateness_p99_ms is not None else "unknown"
+        fast = FastTurns(self.fast.ended, "", self.fast.succeeded, self.fast.ended - self.fast.succeeded)
+        return verdict(metrics, paced, diagnoses=top, accuracy=accuracy, lateness=lateness, exceptions=exceptions,
+                       harness_errors=self.harness_errors, fast=fast)
+
+    def headline(self, *, lateness_p99_ms: float | None = None, exceptions: int = 0) -> list[dict[str, Any]]:
+        """The first rows of the tab: the answer to "is the voice loop fast, right and measured truly?"."""
+        realtime = self.realtime
+        judged = sum(self.judged_by_source.values())
+        correct = sum(self.correct_by_source.values())
+        sources = ", ".join(f"{dict(_SOURCES).get(source, source)} {n}" for source, n in self.judged_by_source.most_common())
+        verdict = self.verdict(lateness_p99_ms=lateness_p99_ms, exceptions=exceptions)
+        if lateness_p99_ms is None:
+            lateness = ("-", "no frame sent yet")
+        else:
+            from analysis.verdict import lateness_status
+
+            lateness = (lateness_status(lateness_p99_ms),
+                        (f"p99 {lateness_p99_ms:.1f} ms, the latest samples of the worst load generator "
+                         "(frame sent - frame due; under 10 ms: the timings measure the gateway)"))
+        band = bands.band_of(bands.ROUNDTRIP, realtime.roundtrip.percentile(95)) if realtime.roundtrip.n else "-"
+        return [
+            {"section": "Headline", "item": "verdict (the analysis's, on the turns so far)",
+             "turns": realtime.ended, "share": verdict.level.upper(), "detail": verdict.text},
+            {"section": "Headline", "item": "roundtrip p50 / p95 / p99", "turns": realtime.roundtrip.n,
+             "share": band, "detail": f"{realtime.roundtrip.three()}: end of speech -> first reply audio"},
+            {"section": "Headline", "item": "  the client's part / the gateway's part", "turns": self.gateway_response.n,
+             "share": "", "detail": f"client {self.client_tail.three()} (end of speech -> last frame or end marker "
+                                    f"sent); gateway {self.gateway_response.three()} (-> first reply audio)"},
+            {"section": "Headline", "item": "audible reply p50 / p95 / p99", "turns": self.audible.n, "share": "",
+             "detail": f"{self.audible.three()}: end of speech -> first audible reply sample"},
+            {"section": "Headline", "item": "intent accuracy", "turns": f"{correct} / {judged}",
+             "share": _share(correct, judged), "detail": f"judged by: {sources}" if sources else "nothing judged yet"},
+            {"section": "Headline", "item": "load generator", "turns": "", "share": lateness[0], "detail": lateness[1]},
+        ]
 
     def rows(self) -> list[dict[str, Any]]:
         """Rows for one table: section, item, turns, share, detail."""
@@ -330,6 +470,18 @@ class LiveStats:
                 }
             )
         return rows
+
+
+class _Banded:
+    """A documented metric as the verdict reads it (band, the statistic it is of, percentiles)."""
+
+    def __init__(self, band: str | None, band_basis: str, unit: str, percentiles) -> None:
+        self.band, self.band_basis, self.unit, self.percentiles = band, band_basis, unit, percentiles
+
+    @classmethod
+    def of(cls, metric: str, histogram: MsHistogram, unit: str) -> _Banded:
+        p95 = histogram.percentile(95)
+        return cls(bands.band_of(metric, p95) if p95 is not None else None, "p95", unit, histogram.percentiles())
 
 
 def _share(part: int, whole: int) -> str:

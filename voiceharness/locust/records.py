@@ -75,10 +75,11 @@ class TurnSink:
         """Call ``callback(row)`` with every record row this sink accepts from now on."""
         self.listeners.append(callback)
 
-    def install(self, hooks, runner, web_ui=None, extra_rows=None) -> None:
+    def install(self, hooks, runner, web_ui=None, extra_rows=None, headline_inputs=None) -> None:
         """Open the turns file (where records are written), register the master's and workers'
         messages, and the Voice quality tab when there is a web UI. ``extra_rows()`` returns more
-        rows for the tab (the resource samples)."""
+        rows for the tab (the resource samples); ``headline_inputs()`` the worst load generator's
+        latest p99 send lateness (or None) and the count of exceptions in user code."""
         if not self.is_worker:
             turns_file = self.turns_file
             if not turns_file:
@@ -96,7 +97,7 @@ class TurnSink:
         elif isinstance(runner, WorkerRunner):
             runner.register_message(FLUSH_REQUEST, self._on_flush_request, concurrent=True)
         if web_ui is not None:
-            _install_tab(web_ui, self, extra_rows or list)
+            _install_tab(web_ui, self, extra_rows or list, headline_inputs or (lambda: (None, 0)))
 
     def add(self, record: turns.TurnRecord) -> None:
         row = turns.record_row(record)
@@ -199,7 +200,15 @@ FLUSHED = "voice_flushed"
 FLUSH_WAIT_EXTRA_S = 10.0  # beyond --stop-timeout, for the last batches to arrive
 
 
-def _install_tab(web_ui, turn_sink: TurnSink, extra_rows) -> None:
+STATIC = os.path.join(os.path.dirname(__file__), "static")
+
+
+def _install_tab(web_ui, turn_sink: TurnSink, extra_rows, headline_inputs) -> None:
+    def tab_rows() -> list[dict[str, Any]]:
+        lateness_p99_ms, exceptions = headline_inputs()
+        live = turn_sink.live
+        return live.headline(lateness_p99_ms=lateness_p99_ms, exceptions=exceptions) + live.rows() + extra_rows()
+
     web_ui.template_args["extended_tabs"] = [{"title": "Voice quality", "key": TAB_KEY}]
     web_ui.template_args["extended_tables"] = [
         {
@@ -219,15 +228,31 @@ def _install_tab(web_ui, turn_sink: TurnSink, extra_rows) -> None:
 
     @web_ui.app.after_request
     def add_voice_stats(response):
-        if request.path != "/stats/requests" or response.status_code != 200:
+        if response.status_code != 200:
+            return response
+        if request.path == "/" and response.mimetype == "text/html":
+            # The tab's live chart: a script of ours on Locust's page (its extended tabs are tables only).
+            page = response.get_data(as_text=True)
+            if "voice-tab.js" not in page and "</body>" in page:
+                response.set_data(page.replace("</body>", '<script src="./voice/voice-tab.js"></script></body>', 1))
+            return response
+        if request.path != "/stats/requests":
             return response
         try:
             data = json.loads(response.get_data())
         except ValueError:
             return response
-        data["extended_stats"] = [{"key": TAB_KEY, "data": turn_sink.live.rows() + extra_rows()}]
+        data["extended_stats"] = [{"key": TAB_KEY, "data": tab_rows()}]
         response.set_data(json.dumps(data))
         return response
+
+    @web_ui.app.route("/voice/voice-tab.js")
+    def voice_tab_js():
+        return send_file(os.path.join(STATIC, "voice-tab.js"), mimetype="text/javascript", max_age=0)
+
+    @web_ui.app.route("/voice/chart.json")
+    def voice_chart_json():
+        return Response(json.dumps(turn_sink.live.chart.chart()), mimetype="application/json")
 
     @web_ui.app.route("/voice/turns.csv")
     def voice_turns_csv():
@@ -243,4 +268,4 @@ def _install_tab(web_ui, turn_sink: TurnSink, extra_rows) -> None:
 
     @web_ui.app.route("/voice/quality.json")
     def voice_quality_json():
-        return Response(json.dumps(turn_sink.live.rows() + extra_rows()), mimetype="application/json")
+        return Response(json.dumps(tab_rows()), mimetype="application/json")

@@ -100,6 +100,7 @@ class ResourceMonitor:
         self.worker_name = worker_name
         self.gateway_url = _gateway_metrics_url(settings)
         self.latest: dict[str, dict[str, Any]] = {}
+        self.lateness_p99_ms: dict[str, float] = {}  # each load generator's latest that sent frames
         self.peak_cpu: dict[str, float] = {}
         self._file = None
         self._writer = None
@@ -173,6 +174,8 @@ class ResourceMonitor:
     def accept(self, sample: dict[str, Any]) -> None:
         worker = str(sample.get("worker"))
         self.latest[worker] = sample
+        if sample.get("send_lateness_p99_ms") not in ("", None):
+            self.lateness_p99_ms[worker] = float(sample["send_lateness_p99_ms"])
         cpu = float(sample.get("worker_cpu_percent") or 0.0)
         self.peak_cpu[worker] = max(self.peak_cpu.get(worker, 0.0), cpu)
         if cpu > SATURATED_CPU_PERCENT:
@@ -189,6 +192,11 @@ class ResourceMonitor:
 
     def on_message(self, environment, msg, **_kwargs) -> None:
         self.accept(dict(msg.data))
+
+    def worst_lateness_p99_ms(self) -> float | None:
+        """The highest p99 send lateness among the load generators' latest samples that sent frames
+        (None before any did)."""
+        return max(self.lateness_p99_ms.values()) if self.lateness_p99_ms else None
 
     def rows(self) -> list[dict[str, Any]]:
         rows = []

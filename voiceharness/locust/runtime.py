@@ -180,7 +180,9 @@ class VoiceRuntime:
             if self.judge.will_listen():
                 self.judge.start()  # replies will be heard: load the model now, not at the first reply
             self.judge.start_saving()
-        self.sink.install(hooks, runner, environment.web_ui, extra_rows=self.monitor.rows)
+        self.sink.install(hooks, runner, environment.web_ui, extra_rows=self.monitor.rows,
+                          headline_inputs=lambda: (self.monitor.worst_lateness_p99_ms(),
+                                                   len(runner.exceptions) if runner is not None else 0))
         self.monitor.install(runner)
         self.run_status.install(hooks, runner)
         if self.metrics_options.port and not self.is_worker:
