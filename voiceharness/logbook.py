@@ -72,8 +72,10 @@ class Logbook:
         return redact_quoted(text) if self.redact else text
 
     def log(self, level: str, message: str, *, echo: bool = True, **fields: object) -> None:
-        message = self.words(redact_text(message))
         self.counts[level] += 1
+        if not echo and self._file is None:
+            return  # nowhere to write it (a line per turn: no redaction pass for nothing)
+        message = self.words(redact_text(message))
         if echo:
             tag = "SUCCESS " if level == "success" else ""
             self.logger.log(_PY_LEVEL[level], "%s%s", tag, message)

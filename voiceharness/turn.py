@@ -176,8 +176,13 @@ class ReplyRecording:
             self._last_message_at = event.at
         if container == "pcm":
             data = event.data
-            usable = len(data) - len(data) % 2
-            self._arrived(np.frombuffer(data[:usable], dtype="<i2"), event.pcm_sample_rate_hz, event.at)
+            count = len(data) // 2
+            if not count:
+                return
+            if self._scanned():
+                self._timeline(count, event.pcm_sample_rate_hz, event.at)
+            else:
+                self._arrived(np.frombuffer(data[: 2 * count], dtype="<i2"), event.pcm_sample_rate_hz, event.at)
             return
         if event.new_file:
             self._wav = bytearray()
@@ -195,10 +200,13 @@ class ReplyRecording:
                 self._wav_decoded = len(samples)
                 self._arrived(new, rate, event.at)
 
-    def _arrived(self, samples: np.ndarray, rate: int, now: float) -> None:
-        count = len(samples)
-        if not count:
-            return
+    def _scanned(self) -> bool:
+        """Nothing more to learn from the samples themselves: the first audible one is placed, the
+        reply is known not to be silence, and they are not kept. From then on a message only counts."""
+        return not self.keep and self.max_abs_sample > vad.DIGITAL_SILENCE_PEAK and self.audible_at == self.audible_at
+
+    def _timeline(self, count: int, rate: int, now: float) -> float:
+        """Place ``count`` samples that arrived at ``now`` on the playback timeline; returns when they start playing."""
         if self.samples == 0:
             self.first_at = now
             self._play_until = now
@@ -206,7 +214,17 @@ class ReplyRecording:
             self.playback_stalls += 1  # the audio received so far would have finished playing
         self.last_at = now
         self.sample_rate_hz = rate
-        start_play = max(now, self._play_until)
+        start_play = max(self._play_until, now)
+        self._play_until = start_play + count / rate
+        self.samples += count
+        self.audio_bytes += 2 * count
+        return start_play
+
+    def _arrived(self, samples: np.ndarray, rate: int, now: float) -> None:
+        count = len(samples)
+        if not count:
+            return
+        start_play = self._timeline(count, rate, now)
         # One pass each for the loudest sample (no int16 overflow of abs(-32768)), and the audible
         # search only while nothing was audible and only if anything here could be (per message, at
         # thousands of replies a second, numpy's per-call overhead is the cost).
@@ -216,9 +234,6 @@ class ReplyRecording:
             index = vad.first_audible_sample(samples, rate)
             if index is not None:
                 self.audible_at = start_play + index / rate
-        self._play_until = start_play + count / rate
-        self.samples += count
-        self.audio_bytes += 2 * count
         if self.keep and self._kept_samples < MAX_KEPT_AUDIO_S * rate:
             self._kept.append(samples if samples.base is None else samples.copy())
             self._kept_samples += count
@@ -271,9 +286,12 @@ class TurnMeter:
     first reply audio).
     """
 
-    def __init__(self, *, keep_reply_audio: bool = False, sent_at: Callable[[], float] | None = None,
+    def __init__(self, *, keep_reply_audio: bool | None = False, sent_at: Callable[[], float] | None = None,
                  ping_ms: float = math.nan) -> None:
-        self.audio = ReplyRecording(keep=keep_reply_audio)
+        # None: keep the reply's samples when its audio comes without metadata before it (they may
+        # have to be heard); True or False: always, never.
+        self.keep_reply_audio = keep_reply_audio
+        self.audio = ReplyRecording(keep=bool(keep_reply_audio))
         self.sent_at = sent_at
         self.metadata: protocol.Metadata | None = None
         self.metadata_at = math.nan
@@ -286,6 +304,8 @@ class TurnMeter:
         kind = type(event)
         if kind is protocol.ReplyAudio:
             first = self.audio.samples == 0
+            if first and self.keep_reply_audio is None and not self.audio.messages:
+                self.audio.keep = self.metadata is None
             self.audio.add(event)
             if first and self.audio.samples and self.sent_at is not None:
                 self.sent_before_reply_at = self.sent_at()
@@ -488,7 +508,7 @@ def run_turn(
     listen: Listen | None = None,
     cross_check: bool = False,
     metadata_only: bool = False,
-    keep_reply_audio: bool = True,
+    keep_reply_audio: bool | None = None,
     what: Any = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Turn:
@@ -497,11 +517,15 @@ def run_turn(
     ``listen(samples, sample_rate_hz, request_text)`` hears a reply's audio (the listener,
     maybe in another process); it returns None when it did not (a turn outside the judge's
     sample, or a judge that fell behind). ``context`` says who said what (the record's identity).
+    ``keep_reply_audio``: keep the reply's samples (for the listener, or to save them): True, False,
+    or None to keep them when the reply's audio comes without metadata (it may have to be heard).
     """
     session = transport.session
     events = transport.events
-    meter = TurnMeter(keep_reply_audio=keep_reply_audio or listen is not None, sent_at=transport.last_sent_at,
-                      ping_ms=session.last_ping_ms)
+    if cross_check and listen is not None:
+        keep_reply_audio = True  # replies with metadata are heard too
+    meter = TurnMeter(keep_reply_audio=keep_reply_audio if listen is not None or keep_reply_audio else False,
+                      sent_at=transport.last_sent_at, ping_ms=session.last_ping_ms)
     events.meter = meter
     events.interrupted = None
     microphone = Microphone(session, meter, events.deliver, open_mic=open_mic)

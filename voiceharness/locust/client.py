@@ -249,6 +249,7 @@ class VoiceClient:
                 send_marker=config.end_marker, open_mic=config.mic_during_reply == "open",
                 listen=self.runtime.judge.listen, cross_check=config.judge_replies,
                 metadata_only=config.reply_format.value == "metadata",
+                keep_reply_audio=True if self.runtime.judge.saver is not None else None,
             )
         except BaseException as error:
             # run_turn ended the turn (harness_error, or run_stopped) before passing this on.
