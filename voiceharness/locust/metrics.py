@@ -29,7 +29,6 @@ from dataclasses import dataclass
 
 import gevent
 from gevent.pywsgi import WSGIServer
-from locust.runners import MasterRunner
 from prometheus_client import disable_created_metrics, make_wsgi_app
 
 from voiceharness.errors import UsageError
@@ -102,6 +101,8 @@ def add_metrics_options(parser) -> None:
 
 def serve(environment, options: MetricsOptions) -> MetricsServer:
     """Start serving this process's voice metrics (the caller feeds them records and samples)."""
+    from locust.runners import MasterRunner
+
     runner = environment.runner
     # Each counter's *_created sample would be one more series per label set, which no panel reads.
     disable_created_metrics()
