@@ -46,13 +46,13 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from voiceharness.errors import UsageError
-from voiceharness.expectations import Expectations, load_expectations
+from voiceharness.expectations import Expectations, Verdict, load_expectations
 from voiceharness.guide import SAMPLE_RATE_HZ
 from voiceharness.vad import find_speech
 
 __all__ = ["DEFAULT_METHOD", "METHODS", "Heard", "ReplyListener", "load_expectations", "to_listener_samples"]
 
-METHODS = ("lm", "grammar", "kws")
+METHODS = ("lm", "grammar", "hybrid", "kws")
 DEFAULT_METHOD = "grammar"
 
 # Below this RMS (-60 dBFS) a reply is silence and is not decoded.
@@ -73,6 +73,8 @@ LEAD_WORDS = ("sorry", "hi", "hey", "hello", "there", "well", "okay", "oh", "so"
 # KWS method: detection threshold per keyphrase, by its length in phones (longer phrases
 # accumulate more acoustic score, so they take a lower threshold). Tuned on espeak-ng only.
 KWS_THRESHOLD_PER_PHONE = 1e-4
+# Hybrid method: the grammar's verdict stands at this score or above (tuned on the tuning set).
+HYBRID_TRUST_SCORE = 0.9
 _CACHED_SEARCHES = 32  # grammar/kws searches kept per listener (one per request text)
 
 # The acoustic model's 39 phones, as garbage "words".
@@ -84,12 +86,23 @@ _GARBAGE = "ph_"
 @dataclass(frozen=True)
 class Heard:
     """What one reply said: the intent it stands for (None: could not tell), its transcript,
-    each intent's evidence (0 to 1), and the CPU time the listening took."""
+    each intent's evidence (0 to 1), the CPU time the listening took, the winner's score and
+    the runner-up with its score (why the verdict is what it is), and the transcription that
+    decided (``"grammar"`` or ``"lm"``; the hybrid method uses either)."""
 
     intent: str | None
     transcript: str
     scores: dict[str, float] = field(default_factory=dict)
     decode_ms: float = 0.0
+    score: float = 0.0
+    runner_up: str = ""
+    runner_up_score: float = 0.0
+    decided_by: str = ""
+
+    @classmethod
+    def from_verdict(cls, verdict: Verdict, transcript: str, decode_ms: float, decided_by: str) -> Heard:
+        return cls(verdict.intent, transcript, verdict.scores, decode_ms, verdict.score, verdict.runner_up,
+                   verdict.runner_up_score, decided_by)
 
 
 def to_listener_samples(pcm: np.ndarray | bytes, sample_rate_hz: int) -> np.ndarray:
@@ -136,6 +149,13 @@ _CONTRACTIONS = {
 }
 
 
+def trusts_grammar(verdict: Verdict) -> bool:
+    """The hybrid method keeps the grammar's verdict when it names an intent with a score of at
+    least :data:`HYBRID_TRUST_SCORE` (an expected phrase heard nearly whole); otherwise the
+    language model hears the reply afresh."""
+    return verdict.intent is not None and verdict.score >= HYBRID_TRUST_SCORE
+
+
 class ReplyListener:
     """Transcribes reply audio and classifies it by intent expectations; one per thread."""
 
@@ -147,6 +167,12 @@ class ReplyListener:
         )
         self.method = method
         self._decoder = None
+        # The hybrid method: the grammar first, the language model when the grammar's verdict
+        # is not one to trust (two decoders, one per search).
+        self._stages: tuple[ReplyListener, ReplyListener] | None = None
+        if method == "hybrid":
+            self._stages = (ReplyListener(self.expectations, method="grammar"),
+                            ReplyListener(self.expectations, method="lm"))
         self._searches: OrderedDict[str, str] = OrderedDict()  # request text -> search name
         self._search_count = 0
         self._active_search: str | None = None
@@ -172,6 +198,8 @@ class ReplyListener:
 
     def decoder(self):
         """This listener's pocketsphinx decoder, built on first use (~0.3 s, tens of MB)."""
+        if self._stages is not None:
+            raise UsageError("the hybrid listener has two decoders: use hear()")
         if self._decoder is None:
             self._decoder = self._new_decoder()
         return self._decoder
@@ -335,11 +363,22 @@ class ReplyListener:
             return Heard(None, "", {}, (time.process_time() - started) * 1000)
         samples = _speech_only(samples)
         samples = samples + np.random.default_rng(0).normal(0.0, _DITHER_STD, samples.size).astype(np.float32)
-        transcript = self.transcribe(samples, request_text)
-        scores = self.expectations.score(transcript, request_text)
-        intent = self.expectations.classify(scores)
-        return Heard(intent, transcript, scores, (time.process_time() - started) * 1000)
+        if self._stages is None:
+            transcript = self.transcribe(samples, request_text)
+            verdict = self.expectations.judge(transcript, request_text)
+            return Heard.from_verdict(verdict, transcript, (time.process_time() - started) * 1000, self.method)
+        grammar, lm = self._stages
+        transcript = grammar.transcribe(samples, request_text)
+        verdict = self.expectations.judge(transcript, request_text)
+        decided_by = "grammar"
+        if not trusts_grammar(verdict):
+            transcript = lm.transcribe(samples, request_text)
+            verdict = self.expectations.judge(transcript, request_text)
+            decided_by = "lm"
+        return Heard.from_verdict(verdict, transcript, (time.process_time() - started) * 1000, decided_by)
 
     def warm_up(self) -> None:
-        """Build the decoder and decode once, so the first reply is not slow."""
+        """Build the decoder(s) and decode once, so the first reply is not slow."""
+        for stage in self._stages or ():
+            stage.warm_up()
         self.hear(np.random.default_rng(1).normal(0, 300, 8000).astype(np.int16), SAMPLE_RATE_HZ)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import json
 import queue
 import subprocess
@@ -58,6 +59,7 @@ INDEX_COLUMNS = ("turn_key", "utterance_id", "expected_intent", "request_text", 
 _START_TIMEOUT_S = 60.0
 _STOP_TIMEOUT_S = 5.0
 _CLOSED = object()  # queue sentinel: the driver thread stops
+_HEARD_FIELDS = tuple(f.name for f in dataclasses.fields(Heard))
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,7 @@ class _Worker:
             if answer.get("error"):
                 self.pool._resolve(job, Judgement(None, answer["error"], queued_ms, pid))
             else:
-                heard = Heard(answer["intent"], answer["transcript"], answer["scores"], answer["decode_ms"])
+                heard = Heard(**{name: answer[name] for name in _HEARD_FIELDS if name in answer})
                 self.pool._resolve(job, Judgement(heard, None, queued_ms, pid))
         self._reap()
         self.pool._worker_gone(self)

@@ -12,7 +12,8 @@ The pipe protocol, both directions length-prefixed (big-endian unsigned 32-bit l
                        first, once: {"ready": true, "pid": 1234}  (or {"ready": false, "error": "..."})
                        then one per request, in order:
                        {"id": 7, "intent": "ECHO", "transcript": "...", "scores": {...},
-                        "decode_ms": 41.2}  or  {"id": 7, "error": "..."}
+                        "decode_ms": 41.2, "score": 0.98, "runner_up": "GREETING", ...}
+                       (the fields of voiceharness.listener.Heard)  or  {"id": 7, "error": "..."}
 
 The worker ends when its stdin closes. It writes nothing else to stdout (Python's own
 ``print`` goes to stderr here), so a stray message cannot corrupt the pipe.
@@ -21,6 +22,7 @@ The worker ends when its stdin closes. It writes nothing else to stdout (Python'
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import struct
@@ -98,15 +100,7 @@ def _serve(expectations: str, method: str, requests: BinaryIO, responses: Binary
         except Exception as error:  # noqa: BLE001 - one bad reply must not end the worker
             send({"id": job.get("id"), "error": f"{type(error).__name__}: {error}"})
             continue
-        send(
-            {
-                "id": job.get("id"),
-                "intent": heard.intent,
-                "transcript": heard.transcript,
-                "scores": heard.scores,
-                "decode_ms": heard.decode_ms,
-            }
-        )
+        send({"id": job.get("id"), **dataclasses.asdict(heard)})
 
 
 def main(argv: list[str] | None = None) -> int:
