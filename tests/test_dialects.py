@@ -98,3 +98,28 @@ def test_bad_values_name_the_option():
         dialects.dialect("klingon")
     with pytest.raises(SystemExit):  # argparse refuses an unknown choice on the command line itself
         resolve("--dialect", "klingon")
+
+
+@pytest.mark.parametrize("dialect", ["reference", "smartjarvis"])
+def test_a_malformed_expectations_file_is_refused_at_start_in_every_dialect(tmp_path, dialect):
+    """Even where no reply may need it (the reference gateway sends metadata): never at the first reply."""
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"intents": {"GREETING": {}}}))
+    with pytest.raises(UsageError) as raised:
+        resolve("--dialect", dialect, "--reply-expectations", str(path))
+    message = str(raised.value)
+    assert str(path) in message and "intents.GREETING" in message  # the file and the key
+    assert '"phrases"' in message and '"keywords"' in message  # and the fix
+
+
+def test_a_locust_run_with_a_malformed_expectations_file_stops_at_once_and_says_why(tmp_path):
+    from conftest import LOCUST, LOCUSTFILE, ROOT
+
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"intents": {"GREETING": {}}}))
+    done = subprocess.run([LOCUST, "-f", LOCUSTFILE, "--headless", "-u", "1", "-r", "1", "-t", "30s",
+                           "--host", "ws://127.0.0.1:9", "--dialect", "smartjarvis", "--reply-expectations", str(path)],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT, check=False)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"reply expectations {path}: intents.GREETING: has neither phrases nor keywords" in done.stderr
+    assert "Traceback" not in done.stderr

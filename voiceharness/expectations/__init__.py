@@ -97,7 +97,7 @@ BUILTIN = ("smartjarvis", "reference")
 # MIN_MARGIN, else the reply is unjudged (tuned on bench/judge_sets/tuning.tsv; a wrong intent
 # must be rarer than an unjudged reply: docs/reply-judge.md).
 MIN_SCORE = 0.5
-MIN_MARGIN = 0.2
+MIN_MARGIN = 0.25
 # Cost of a transcript word inside a phrase that the phrase does not have, in word weights.
 INSERTION_COST = 0.3
 # Weight of common function words in a phrase: "the time is" should not be matched by the
@@ -114,13 +114,13 @@ _COMMON_WORDS = _FUNCTION_WORDS | frozenset(
 )
 _TIME_WEIGHT = 2.0
 # Evidence weights (each 0..1, joined as independent evidence).
-WORDS_WEIGHT = 0.7  # words anywhere: one distinctive word -> 0.35, two -> 0.52, three -> 0.61
-KEYWORD_FACTOR = 2.0  # a keyword counts as this many distinctive words
+WORDS_WEIGHT = 0.8  # words anywhere: one distinctive word -> 0.4, a keyword -> 0.7, two keywords -> 0.79
+KEYWORD_FACTOR = 3.0  # a keyword counts as this many distinctive words
 TIME_SLOT_WEIGHT = 0.8  # a clock time heard, for an intent whose phrases say {time}
 ECHO_SLOT_WEIGHT = 0.8  # the request's words said back, for an intent whose phrases say {request}
 # An intent every phrase of which carries {time} (or {request}) scores this share when that
 # slot is not heard.
-MISSING_SLOT_FACTOR = 0.5
+MISSING_SLOT_FACTOR = 0.7
 # A phrase matched by its function words alone ("you ... me" of "you told me") counts this share.
 NO_CONTENT_FACTOR = 0.3
 # A single number word is weak evidence of a clock time ("that one", "for two").
@@ -610,7 +610,8 @@ def _parse(source: str, data: object) -> Expectations:
         if unknown:
             raise _fail(source, f"{key}.{min(unknown)}", "unknown key; an intent has phrases and/or keywords")
         if not spec:
-            raise _fail(source, key, "give phrases and/or keywords")
+            raise _fail(source, key, 'has neither phrases nor keywords: give one or both, e.g. '
+                        '{"phrases": ["hello how can i help you"], "keywords": ["hello"]}, or remove the intent')
         phrases = tuple(
             _parse_phrase(source, f"{key}.phrases[{i}]", text)
             for i, text in enumerate(_string_list(source, f"{key}.phrases", spec["phrases"]) if "phrases" in spec else [])

@@ -187,6 +187,12 @@ def resolve(options) -> VoiceRunConfig:
     turns_file = options.turns_file
     if not turns_file and getattr(options, "csv_prefix", None):
         turns_file = f"{options.csv_prefix}_turns.csv"
+    expectations = options.reply_expectations or dialect.expectations
+    # A bad expectations file fails the run at its start, in any dialect, even when no reply may
+    # need it (a gateway that sends metadata): not at the first reply heard, or never.
+    from voiceharness.expectations import load_expectations
+
+    load_expectations(expectations)
     stats_by = options.stats_by
     if getattr(options, "otel", False):
         stats_by = "intent"  # Locust's OpenTelemetry histogram keeps at most 20 request names
@@ -206,7 +212,7 @@ def resolve(options) -> VoiceRunConfig:
         mic_during_reply=options.mic_during_reply or dialect.mic_during_reply,
         reply_format=ReplyFormat(options.reply_format) if options.reply_format else dialect.reply_format,
         reply_sample_rate_hz=options.reply_sample_rate_hz,
-        expectations=options.reply_expectations or dialect.expectations,
+        expectations=expectations,
         judge_replies=options.judge_replies,
         judge_sample=options.judge_sample,
         judge_method=options.judge_method,
