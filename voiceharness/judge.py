@@ -38,7 +38,8 @@ from voiceharness.turns import TurnRecord
 
 
 class Heard(Protocol):
-    """What the listener made of a reply's audio (see :mod:`voiceharness.listener`)."""
+    """What the listener made of a reply's audio (see :mod:`voiceharness.listener`; it also
+    gives ``score``, ``runner_up``, ``runner_up_score`` and ``expectations``, recorded when present)."""
 
     intent: str | None
     transcript: str
@@ -82,6 +83,10 @@ def judge(record: TurnRecord, audio: replies.ReplyAudio, metadata: replies.Metad
     if heard is not None:
         record.audio_intent = heard.intent or ""
         record.reply_transcript = heard.transcript
+        record.judge_score = getattr(heard, "score", math.nan)
+        record.judge_runner_up = getattr(heard, "runner_up", "")
+        record.judge_runner_up_score = getattr(heard, "runner_up_score", math.nan)
+        record.judge_expectations = getattr(heard, "expectations", "")
     if record.failure:
         record.success = False
         return

@@ -98,11 +98,13 @@ class Heard:
     runner_up: str = ""
     runner_up_score: float = 0.0
     decided_by: str = ""
+    expectations: str = ""  # the expectations file that judged it ("smartjarvis (built in)", a path)
 
     @classmethod
-    def from_verdict(cls, verdict: Verdict, transcript: str, decode_ms: float, decided_by: str) -> Heard:
+    def from_verdict(cls, verdict: Verdict, transcript: str, decode_ms: float, decided_by: str,
+                     expectations: str) -> Heard:
         return cls(verdict.intent, transcript, verdict.scores, decode_ms, verdict.score, verdict.runner_up,
-                   verdict.runner_up_score, decided_by)
+                   verdict.runner_up_score, decided_by, expectations)
 
 
 def to_listener_samples(pcm: np.ndarray | bytes, sample_rate_hz: int) -> np.ndarray:
@@ -360,13 +362,14 @@ class ReplyListener:
         started = time.process_time()
         samples = to_listener_samples(pcm, sample_rate_hz)
         if samples.size < SAMPLE_RATE_HZ // 10 or float(np.sqrt(np.mean(samples**2))) < _SILENCE_RMS:
-            return Heard(None, "", {}, (time.process_time() - started) * 1000)
+            return Heard(None, "", {}, (time.process_time() - started) * 1000, expectations=self.expectations.source)
         samples = _speech_only(samples)
         samples = samples + np.random.default_rng(0).normal(0.0, _DITHER_STD, samples.size).astype(np.float32)
         if self._stages is None:
             transcript = self.transcribe(samples, request_text)
             verdict = self.expectations.judge(transcript, request_text)
-            return Heard.from_verdict(verdict, transcript, (time.process_time() - started) * 1000, self.method)
+            return Heard.from_verdict(verdict, transcript, (time.process_time() - started) * 1000, self.method,
+                                      self.expectations.source)
         grammar, lm = self._stages
         transcript = grammar.transcribe(samples, request_text)
         verdict = self.expectations.judge(transcript, request_text)
@@ -375,7 +378,8 @@ class ReplyListener:
             transcript = lm.transcribe(samples, request_text)
             verdict = self.expectations.judge(transcript, request_text)
             decided_by = "lm"
-        return Heard.from_verdict(verdict, transcript, (time.process_time() - started) * 1000, decided_by)
+        return Heard.from_verdict(verdict, transcript, (time.process_time() - started) * 1000, decided_by,
+                                  self.expectations.source)
 
     def warm_up(self) -> None:
         """Build the decoder(s) and decode once, so the first reply is not slow."""

@@ -75,6 +75,12 @@ class TurnRecord:
     reply_sample_rate_hz: int = 0
     # frame-streamed replies: times the audio would have run out if played as it arrived
     playback_stalls: int | None = None
+    # The reply judge's verdict, when it heard the reply (why it said what it said): the winning
+    # intent's score (0-1), the runner-up intent and its score, and the expectations file it judged by
+    judge_score: float = math.nan
+    judge_runner_up: str = ""
+    judge_runner_up_score: float = math.nan
+    judge_expectations: str = ""
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TurnRecord))
