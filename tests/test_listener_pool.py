@@ -227,3 +227,38 @@ def test_judge_saved_replies_rejects_an_index_without_its_columns(tmp_path):
         judge_saved_replies(tmp_path, "reference")
     with pytest.raises(UsageError, match="no such file"):
         judge_saved_replies(tmp_path / "nowhere", "reference")
+
+
+def test_workers_start_loading_their_model_in_the_constructor_and_say_when_ready():
+    """The judge is loading before the caller does anything else (a Locust run ramps up users
+    meanwhile), and says once how long it took."""
+    import psutil
+
+    messages = []
+    pool = ListenerPool("smartjarvis", workers=2, on_ready=messages.append)
+    try:
+        children = psutil.Process().children()
+        commands = [" ".join(child.cmdline()) for child in children]
+        # Already running, before any wait: started by the constructor itself.
+        assert sum("voiceharness.listener_worker" in c for c in commands) == 2, commands
+        assert pool.wait_ready()
+        deadline = time.monotonic() + 10
+        while not messages and time.monotonic() < deadline:  # the callback follows the ready flags
+            time.sleep(0.05)
+        assert len(messages) == 1
+        assert messages[0].startswith("Reply judge ready: 2 listener process(es) loaded the speech model (grammar) in ")
+        assert pool.stats()["ready_s"] > 0
+    finally:
+        pool.close()
+    assert len(messages) == 1
+
+
+def test_a_worker_that_cannot_start_is_said_so_once(tmp_path):
+    messages = []
+    with ListenerPool("reference", workers=1, method="no-such-method", on_ready=messages.append) as pool:
+        assert not pool.wait_ready()
+        deadline = time.monotonic() + 10
+        while not messages and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert len(messages) == 1 and "1 of 1 listener process(es) failed to start" in messages[0]
+    assert "no-such-method" in messages[0]

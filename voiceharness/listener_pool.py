@@ -24,6 +24,9 @@ pipes are cooperative, so the same code serves a plain program and a Locust proc
 * **A worker that dies** resolves its reply as an error (never lost) and is restarted, up to
   ``max_restarts`` times per worker; after that its share of the queue goes to the others.
 * **Callbacks** run on the worker's driver thread (a greenlet under gevent): keep them short.
+* **Ready before the first reply.** The worker processes start in the constructor and load
+  their model while the caller goes on; ``on_ready(message)`` is called once when all have
+  (or failed to), with how long it took (also ``stats()["ready_s"]``).
 
 :func:`judge_saved_replies` judges replies saved after a run (``--save-replies DIR``).
 """
@@ -120,10 +123,16 @@ class _Worker:
         self.cpu_s_last = 0.0  # last CPU reading of the current process
         self.thread = threading.Thread(target=self._drive, name=f"listener-worker-{index}", daemon=True)
 
-    def _spawn(self) -> bool:
+    def launch(self) -> None:
+        """Start the worker process; it loads its model while the caller goes on (see _spawn)."""
         command = [sys.executable, "-m", "voiceharness.listener_worker", "--expectations", self.pool.expectations]
         command += ["--method", self.pool.method]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+
+    def _spawn(self) -> bool:
+        """Wait for the launched process's hello (its model loaded and warm); launch it first if needed."""
+        if self.process is None:
+            self.launch()
         hello = read_response(self.process.stdout)
         if not hello or not hello.get("ready"):
             self.start_error = (hello or {}).get("error") or f"exited with {self.process.wait()}"
@@ -163,6 +172,7 @@ class _Worker:
     def _drive(self) -> None:
         ok = self._spawn()
         self.ready.set()
+        self.pool._worker_started(self)
         while ok or self.restarts < self.pool.max_restarts:
             if not ok:
                 if self.pool._closed:
@@ -217,6 +227,7 @@ class ListenerPool:
         sample_fraction: float = 1.0,
         method: str = DEFAULT_METHOD,
         max_restarts: int = 1,
+        on_ready: Callable[[str], None] | None = None,
     ) -> None:
         if workers < 1:
             raise UsageError(f"listener workers {workers}: give at least 1")
@@ -241,7 +252,14 @@ class ListenerPool:
         self._closed = False
         self._pending: set[int] = set()  # submitted and not yet resolved
         self._idle = threading.Condition(self._lock)
+        self._on_ready = on_ready
+        self.ready_s: float | None = None  # how long the workers took to load their model (all of them)
+        self._launched = time.monotonic()
         self._workers = [_Worker(self, i) for i in range(workers)]
+        # Every process starts loading its model now, in parallel and whatever the caller does
+        # next (a Locust run ramps its users up meanwhile); the driver threads wait for them.
+        for worker in self._workers:
+            worker.launch()
         for worker in self._workers:
             worker.thread.start()
 
@@ -268,6 +286,26 @@ class ListenerPool:
             job.callback(judgement)
         except Exception as error:  # noqa: BLE001 - a caller's bug must not stop the worker's driver
             print(f"listener pool: callback failed: {type(error).__name__}: {error}", file=sys.stderr)
+
+    def _worker_started(self, worker: _Worker) -> None:
+        """A first start ended (ready or failed): when all have, say how long loading took."""
+        with self._lock:
+            if self.ready_s is not None or not all(w.ready.is_set() for w in self._workers):
+                return
+            self.ready_s = time.monotonic() - self._launched
+        alive = sum(1 for w in self._workers if w.alive)
+        if alive == len(self._workers):
+            message = (f"Reply judge ready: {alive} listener process(es) loaded the speech model ({self.method}) "
+                       f"in {self.ready_s:.1f} s")
+        else:
+            errors = "; ".join(sorted({w.start_error or "?" for w in self._workers if not w.alive}))
+            message = (f"Reply judge: {len(self._workers) - alive} of {len(self._workers)} listener process(es) "
+                       f"failed to start ({errors}) after {self.ready_s:.1f} s")
+        if self._on_ready is not None:
+            try:
+                self._on_ready(message)
+            except Exception as error:  # noqa: BLE001 - a caller's bug must not stop the worker's driver
+                print(f"listener pool: on_ready failed: {type(error).__name__}: {error}", file=sys.stderr)
 
     def _worker_gone(self, worker: _Worker) -> None:
         """A driver stopped: when none is left, fail the replies still queued."""
@@ -353,6 +391,7 @@ class ListenerPool:
             "restarts": counts["restarts"],
             "worker_cpu_s": round(sum(w.cpu_s() for w in self._workers), 3),
             "decode_ms_mean": round(counts["decode_ms_total"] / judged, 1) if judged else None,
+            "ready_s": None if self.ready_s is None else round(self.ready_s, 2),
         }
 
     def close(self, timeout_s: float = _STOP_TIMEOUT_S) -> None:

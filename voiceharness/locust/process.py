@@ -154,7 +154,8 @@ class VoiceProcess:
                 config = self.config
                 assert config is not None
                 self.listener_pool = ListenerPool(config.expectations, workers=config.judge_workers,
-                                                  sample_fraction=config.judge_sample, method=config.judge_method)
+                                                  sample_fraction=config.judge_sample, method=config.judge_method,
+                                                  on_ready=lambda message: self.logbook.info(message, echo=True))
                 self.logbook.info(f"Reply judge: {config.judge_workers} process(es) hearing replies against the "
                                   f"{config.expectations} expectations, {config.judge_sample:.0%} of replies")
         return self.listener_pool
