@@ -27,7 +27,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import os
 import shutil
 import subprocess
@@ -225,14 +224,14 @@ def markdown(result: dict) -> list[str]:
     """The BENCHMARKS.md section of a ``judge-heldout.json`` result."""
     methods = result.get("methods", {})
     lines = ["## Reply judge: intent heard in replies it was never tuned on", "",
-             f"`{result.get('command', '.venv/bin/python -m bench judge')}` ({result.get('when', '?')}; "
+             (f"`{result.get('command', '.venv/bin/python -m bench judge')}` ({result.get('when', '?')}; "
              f"{result.get('elapsed_s', '?')} s). {result.get('sentences')} reply sentences "
              f"({', '.join(f'{k} {v}' for k, v in result.get('per_intent', {}).items())}) from "
              f"`bench/judge_sets/{result.get('set')}.tsv`, written apart from the expectations, each spoken by "
              f"{len(result.get('voices', []))} voices the judge was not tuned on, judged against the "
              f"`{result.get('expectations')}` expectations. Right / wrong intent / unjudged as shares of the "
              "replies; CPU per reply is process time of the judging (resampling included), p50 [p10–p90], on a "
-             "shared 2-core machine.", ""]
+             "shared 2-core machine."), ""]
     if result.get("note"):
         lines[2:2] = [f"> **{result['note']}**", ""]
     lines += ["| method | voice | replies | right | wrong intent | unjudged | CPU ms per reply p50 [p10–p90] |",

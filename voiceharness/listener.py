@@ -243,7 +243,7 @@ class ReplyListener:
         return [
             phrase
             for intent in self.expectations.intents
-            for phrase in self.expectations.phrases_for(intent, request_text)
+            for phrase in self.expectations.phrases_for(intent, request_text, open_request=False)
         ]
 
     def _grammar(self, request_text: str) -> str:

@@ -159,10 +159,11 @@ class ReplayOptions:
 
 
 def replay(url: str, utterances: Iterable, *, options: ReplayOptions | None = None,
-           listen: Callable | None = None) -> list[tuple[object, Turn]]:
+           listen: Callable | None = None, cross_check: bool = False) -> list[tuple[object, Turn]]:
     """Each utterance once, in order, on one connection (reconnecting after a dropped one).
 
-    ``listen(samples, sample_rate_hz, request_text)`` hears replies that come without metadata.
+    ``listen(samples, sample_rate_hz, request_text)`` hears replies that come without metadata,
+    and, with ``cross_check``, those that come with it too (``voice-calibrate`` hears every reply).
     """
     options = options or ReplayOptions()
     results = []
@@ -185,7 +186,8 @@ def replay(url: str, utterances: Iterable, *, options: ReplayOptions | None = No
             expectation = Expectation(intent=utterance.expected_intent, reply_check=utterance.reply_check,
                                       request_text=utterance.text)
             turn = run_turn(transport, plan, expectation, utterance_id=utterance.id, what=utterance,
-                            speech_ms=utterance.duration_ms, send_marker=options.send_marker, listen=listen)
+                            speech_ms=utterance.duration_ms, send_marker=options.send_marker, listen=listen,
+                            cross_check=cross_check)
             results.append((utterance, turn))
             if transport.session.state is protocol.ClientState.CLOSED:
                 transport = None

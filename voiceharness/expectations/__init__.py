@@ -85,6 +85,7 @@ __all__ = [
     "Expectations",
     "IntentExpectation",
     "Verdict",
+    "clock_span",
     "clock_strength",
     "load_expectations",
     "normalize_words",
@@ -255,7 +256,18 @@ def clock_strength(words: list[str], ignore: frozenset[int] | set[int] = frozens
     nine am", "nine thirty", "eight o'clock", "twenty past nine", "a quarter to six", "ten in
     the morning"), :data:`LONE_NUMBER_STRENGTH` for a lone number ("it's nine"), 0 for none
     ("one two three" is no time). Positions in ``ignore`` do not count (an echoed request)."""
-    words = [w if i not in ignore else "" for i, w in enumerate(words)]
+    words = _mended([w if i not in ignore else "" for i, w in enumerate(words)])
+    return max((strength for _, _, strength in _times(words)), default=0.0)
+
+
+def clock_span(words: list[str]) -> tuple[int, int] | None:
+    """Where ``words`` (normalized) say a clock time (start, end), the first one; None when none."""
+    return next(((start, end) for start, end, strength in _times(_mended(words)) if strength >= 1.0), None)
+
+
+def _mended(words: list[str]) -> list[str]:
+    """``words`` with the numbers a recogniser wrote as homophones put back."""
+    words = list(words)
     n = len(words)
     # A recogniser writes a number as its homophone ("it's for thirty", "won fifteen", "nine or
     # nine"): next to a number (other than "one", itself the commonest stray) it is that number.
@@ -267,21 +279,31 @@ def clock_strength(words: list[str], ignore: frozenset[int] | set[int] = frozens
             words[i] = _NUMBER_HOMOPHONES[word]
         elif word == "or" and i and words[i - 1] in _HOURS and i + 1 < n and words[i + 1] in _DIGITS:
             words[i] = "oh"
-    best = 0.0
+    return words
+
+
+def _times(words: list[str]) -> list[tuple[int, int, float]]:
+    """Every clock time or lone number in ``words`` (homophones already mended): (start, end, strength)."""
+    n = len(words)
+    found = []
     for i, word in enumerate(words):
         if word in _HOURS:
             after = i + 1 + _minute_length(words, i + 1)
-            if after > i + 1 or _marker_at(words, after):
-                return 1.0
+            marker = _marker_length(words, after)
+            if after > i + 1 or marker:
+                found.append((i, after + marker, 1.0))
+                continue
         if word in _MINUTES or word in ("quarter", "half"):
             after = i + 1 + (words[i + 1 : i + 2] in (["minutes"], ["minute"]))
             if after < n and words[after] in _CLOCK_RELATIONS and after + 1 < n and words[after + 1] in _HOURS:
-                return 1.0
+                start = i - 1 if i and words[i - 1] == "a" else i
+                found.append((start, after + 2 + _marker_length(words, after + 2), 1.0))
+                continue
         if word in ("noon", "midnight"):
-            best = max(best, 0.6)
+            found.append((i, i + 1, 0.6))
         elif word in CLOCK_NUMBER_WORDS:
-            best = max(best, LONE_NUMBER_STRENGTH)
-    return best
+            found.append((i, i + 1, LONE_NUMBER_STRENGTH))
+    return found
 
 
 def _minute_length(words: list[str], i: int) -> int:
@@ -295,12 +317,15 @@ def _minute_length(words: list[str], i: int) -> int:
     return 1 if words[i] in ("ten", "eleven", "twelve", *_TEENS) else 0
 
 
-def _marker_at(words: list[str], i: int) -> bool:
-    """Does "am", "pm", "o'clock" or "in the morning" (afternoon, evening, at night) follow at ``i``?"""
+def _marker_length(words: list[str], i: int) -> int:
+    """How many words at ``i`` say "am", "pm", "o'clock", "in the morning" (afternoon, evening) or "at night"."""
     if i < len(words) and words[i] in ("am", "pm", "o'clock", "oclock"):
-        return True
-    return words[i : i + 2] in (["in", "the"], ["at", "night"]) and (
-        words[i : i + 2] == ["at", "night"] or words[i + 2 : i + 3] and words[i + 2] in _DAY_PARTS)
+        return 1
+    if words[i : i + 2] == ["at", "night"]:
+        return 2
+    if words[i : i + 2] == ["in", "the"] and words[i + 2 : i + 3] and words[i + 2] in _DAY_PARTS:
+        return 3
+    return 0
 
 
 def request_words(request_text: str, command_words: tuple[tuple[str, ...], ...]) -> list[str]:
@@ -351,11 +376,18 @@ class Expectations:
     command_words: tuple[tuple[str, ...], ...] = ()
     description: str = ""
 
-    def phrases_for(self, intent: str, request_text: str = "") -> list[list[str]]:
-        """The intent's phrases with ``{request}`` filled in (``{words}`` when it is not known)."""
+    def phrases_for(self, intent: str, request_text: str = "", *, open_request: bool = True) -> list[list[str]]:
+        """The intent's phrases with ``{request}`` filled in (``{words}`` when it is not known).
+
+        ``open_request=False`` leaves out a phrase with ``{request}`` when the request is known
+        and has no command word (no echo is expected: "you said <anything>" would fit any reply).
+        """
         request = request_words(request_text, self.command_words) if request_text else []
+        no_echo = not open_request and bool(request_text) and bool(self.command_words) and not request
         filled = []
         for phrase in self.intents[intent].phrases:
+            if no_echo and "{request}" in phrase:
+                continue
             tokens: list[str] = []
             for token in phrase:
                 if token == "{request}":
