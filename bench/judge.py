@@ -186,16 +186,27 @@ def evaluate(method: str, clips: list[Clip], expectations: str = EXPECTATIONS) -
     return {"per_voice": per_voice, "overall": overall, "mistakes": mistakes, "rows": rows}
 
 
-def run(set_name: str = "heldout", methods: tuple[str, ...] = METHODS, voices: tuple[str, ...] | None = None) -> dict:
-    """Build the set's audio and judge it in every method: the result ``bench/results/judge-SET.json`` holds."""
+SMOKE_PER_INTENT = 2
+
+
+def run(set_name: str = "heldout", methods: tuple[str, ...] = METHODS, voices: tuple[str, ...] | None = None,
+        *, smoke: bool = False) -> dict:
+    """Build the set's audio and judge it in every method: the result ``bench/results/judge-SET.json`` holds.
+
+    ``smoke``: the first :data:`SMOKE_PER_INTENT` sentences per intent, one voice (proves it runs).
+    """
     sentences = load_set(set_name)
     voices = voices or VOICES[set_name]
+    if smoke:
+        sentences = [s for s in sentences if sum(t.intent == s.intent for t in sentences[: sentences.index(s)])
+                     < SMOKE_PER_INTENT]
+        voices = voices[:1]
     started = time.monotonic()
     clips = build_clips(sentences, voices)
     result: dict = {
         "set": set_name, "expectations": EXPECTATIONS, "voices": list(voices), "sentences": len(sentences),
         "per_intent": dict(Counter(s.intent for s in sentences)), "machine": common.machine(),
-        "when": time.strftime("%Y-%m-%d %H:%M"), "methods": {},
+        "when": time.strftime("%Y-%m-%d %H:%M"), "smoke": smoke, "methods": {},
     }
     for method in methods:
         result["methods"][method] = evaluate(method, clips)
