@@ -424,7 +424,8 @@ def judge_saved_replies(
     load-generator process; columns :data:`INDEX_COLUMNS`) and the WAVs they name.
 
     Returns one row per reply: the index columns plus ``heard_intent`` ("" when unjudged),
-    ``transcript``, ``scores`` (JSON), ``decode_ms``, ``correct`` and ``error`` (a WAV that
+    ``transcript``, ``scores`` (JSON), ``decode_ms``, ``correct``, the verdict's ``score``,
+    ``runner_up``, ``runner_up_score`` and ``expectations``, and ``error`` (a WAV that
     cannot be read, or a decode that failed, is an error row, not an exception). ``workers``
     listener processes decode side by side (1: in this process).
     """
@@ -448,7 +449,8 @@ def judge_saved_replies(
     clips: list[tuple[dict, np.ndarray, int]] = []
     for entry in entries:
         row = {column: entry[column] for column in INDEX_COLUMNS}
-        row.update(heard_intent="", transcript="", scores="{}", decode_ms="", correct="", error="")
+        row.update(heard_intent="", transcript="", scores="{}", decode_ms="", correct="", error="", score="",
+                   runner_up="", runner_up_score="", expectations="")
         rows.append(row)
         path = Path(entry["path"])
         path = path if path.is_absolute() else directory / path
@@ -464,7 +466,9 @@ def judge_saved_replies(
             row["error"] = error
             return
         row.update(heard_intent=heard.intent or "", transcript=heard.transcript, scores=json.dumps(heard.scores),
-                   decode_ms=round(heard.decode_ms, 1), correct=heard.intent == row["expected_intent"])
+                   decode_ms=round(heard.decode_ms, 1), correct=heard.intent == row["expected_intent"],
+                   score=heard.score, runner_up=heard.runner_up, runner_up_score=heard.runner_up_score,
+                   expectations=heard.expectations)
 
     if workers <= 1:
         listener = ReplyListener(expectations, method=method)
