@@ -54,3 +54,13 @@ def test_two_intents_answering_with_the_same_sentence_are_reported_inseparable()
     assert [(a, b) for a, b, _ in calibration.alike] == [("UNKNOWN", "WEATHER_SIMPLE")]
     text = report(calibration)
     assert "WARNING: UNKNOWN and WEATHER_SIMPLE answer alike: both answer 'pardon me say again'" in text
+
+
+def test_a_reply_that_is_the_request_words_alone_is_learned_as_request_and_numbers_are_no_keywords():
+    replies = [HeardReply("ECHO", "echo hello world", "hello world"),
+               HeardReply("ECHO", "echo open the door", "open the door"),
+               HeardReply("WEATHER_SIMPLE", "how is the weather", "sunny and twenty one degrees"),
+               HeardReply("WEATHER_SIMPLE", "how is the weather", "sunny and twenty one degrees")]
+    data = calibrate(replies, command_words=["echo"]).data
+    assert data["intents"]["ECHO"]["phrases"] == ["{request}"]
+    assert set(data["intents"]["WEATHER_SIMPLE"]["keywords"]) == {"sunny", "degrees"}

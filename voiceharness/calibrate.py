@@ -40,6 +40,7 @@ from voiceharness import dialects
 from voiceharness.errors import HarnessError, UsageError
 from voiceharness.expectations import (
     _COMMON_WORDS,
+    CLOCK_NUMBER_WORDS,
     _aligned_span,
     clock_span,
     load_expectations,
@@ -106,7 +107,7 @@ def calibrate(replies: Iterable[HeardReply], *, command_words: Iterable[str] = (
     phrases: dict[str, Counter] = {intent: Counter() for intent in intents}
     for reply in replies:
         phrase = _phrase(reply, commands)
-        if phrase.replace("{time}", "").replace("{request}", "").strip():
+        if phrase:
             phrases[reply.intent][phrase] += 1
     # Keywords: in many of this intent's replies, in none of another's.
     presence: dict[str, Counter] = {intent: Counter() for intent in intents}
@@ -114,7 +115,7 @@ def calibrate(replies: Iterable[HeardReply], *, command_words: Iterable[str] = (
     for reply in replies:
         said_back = set(request_words(reply.request_text, commands))
         words = {w for w in normalize_words(reply.transcript)
-                 if w not in _COMMON_WORDS and w not in said_back and clock_span([w]) is None and len(w) > 2}
+                 if w not in _COMMON_WORDS and w not in said_back and w not in CLOCK_NUMBER_WORDS and len(w) > 2}
         presence[reply.intent].update(words)
     data: dict = {"description": description or "Calibrated from the gateway's replies (voice-calibrate): "
                   "review before use.", "intents": {}}
@@ -164,12 +165,10 @@ def _separation(calibration: Calibration, commands: tuple[tuple[str, ...], ...])
         verdict = _parse("calibration", trimmed).judge(reply.transcript, reply.request_text)
         heard = verdict.intent or NONE
         confusion.setdefault(reply.intent, Counter())[heard] += 1
-        other = heard if heard not in (NONE, reply.intent) else (verdict.runner_up if heard == NONE else "")
-        if other and other != reply.intent and other in data["intents"]:
-            pair = tuple(sorted((reply.intent, other)))
-            why = (f"a {reply.intent} reply {reply.transcript!r} was judged {heard}" if heard != NONE else
-                   f"a {reply.intent} reply {reply.transcript!r} was as much {other} (unjudged)")
-            alike.setdefault(pair, why)
+        # A reply judged as another intent: the two answer alike (an unjudged one shows in the matrix).
+        if heard not in (NONE, reply.intent):
+            pair = tuple(sorted((reply.intent, heard)))
+            alike.setdefault(pair, f"a {reply.intent} reply {reply.transcript!r} was judged {heard}")
     calibration.confusion = {k: dict(v) for k, v in confusion.items()}
     calibration.alike = [(a, b, why) for (a, b), why in sorted(alike.items())]
 
