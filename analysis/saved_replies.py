@@ -26,7 +26,7 @@ from voiceharness.errors import AnalysisError
 
 
 def judge_run(turns: Turns, directory: str, expectations: str, *, workers: int | None = None,
-              method: str = "grammar") -> tuple[Turns, dict]:
+              method: str = "hybrid") -> tuple[Turns, dict]:
     """The turns completed with the verdicts of the replies saved in ``directory``, and a summary."""
     from voiceharness.listener_pool import judge_saved_replies
 

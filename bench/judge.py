@@ -209,7 +209,7 @@ def run(set_name: str = "heldout", methods: tuple[str, ...] = METHODS, voices: t
         "when": time.strftime("%Y-%m-%d %H:%M"), "smoke": smoke, "methods": {},
     }
     for method in methods:
-        result["methods"][method] = evaluate(method, clips)
+        result["methods"][method] = {**evaluate(method, clips), "when": time.strftime("%Y-%m-%d %H:%M")}
         print_method(method, result["methods"][method])
     result["elapsed_s"] = round(time.monotonic() - started, 1)
     return result
@@ -273,8 +273,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", choices=sorted(VOICES), default="heldout")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
     parser.add_argument("--voices", default="", help="comma-separated voices (default: the set's)")
+    parser.add_argument("--keep-others", action="store_true",
+                        help="keep the methods not run from the existing result file (same set and voices)")
     args = parser.parse_args(argv)
     result = run(args.set, tuple(args.methods.split(",")), tuple(args.voices.split(",")) if args.voices else None)
+    previous = common.RESULTS / f"judge-{args.set}.json"
+    if args.keep_others and previous.exists():
+        old = common.read_json(previous)
+        if (old.get("voices"), old.get("sentences")) == (result["voices"], result["sentences"]):
+            result["methods"] = {**{m: f for m, f in old["methods"].items() if m not in result["methods"]},
+                                 **result["methods"]}
+            result["command"] = old.get("command", "")
     print(f"wrote {common.write_result(f'judge-{args.set}', result)}")
     return 0
 

@@ -31,7 +31,7 @@ print(json.dumps({
     "dialect": config.dialect.name, "path": config.settings.path, "end_marker": config.end_marker,
     "trailing_silence_ms": config.trailing_silence_ms, "header_as_binary": config.connect.header_as_binary,
     "mic_during_reply": config.mic_during_reply, "reply_format": config.reply_format.value,
-    "expectations": config.expectations, "stats_by": config.stats_by,
+    "expectations": config.expectations, "stats_by": config.stats_by, "judge_method": config.judge_method,
 }))
 """
 
@@ -55,6 +55,9 @@ def test_reference_is_the_documented_protocol():
     assert config.path == "/ws/audio" and config.end_marker and config.trailing_silence_ms == 0
     assert config.header_as_binary and config.mic_during_reply == "closed"
     assert config.reply_format == ReplyFormat.AUTO.value and config.expectations == "reference"
+    from voiceharness.listener import DEFAULT_METHOD
+
+    assert config.judge_method == DEFAULT_METHOD == "hybrid"  # the judge's default is the listener's
 
 
 def test_smartjarvis_sends_no_marker_enough_silence_and_a_text_header_and_judges_by_its_phrasing():
