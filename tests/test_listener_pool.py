@@ -246,7 +246,7 @@ def test_workers_start_loading_their_model_in_the_constructor_and_say_when_ready
         while not messages and time.monotonic() < deadline:  # the callback follows the ready flags
             time.sleep(0.05)
         assert len(messages) == 1
-        assert messages[0].startswith("Reply judge ready: 2 listener process(es) loaded the speech model (grammar) in ")
+        assert messages[0].startswith("Reply judge ready: 2 listener process(es) loaded the speech model (hybrid) in ")
         assert pool.stats()["ready_s"] > 0
     finally:
         pool.close()
@@ -262,3 +262,18 @@ def test_a_worker_that_cannot_start_is_said_so_once(tmp_path):
             time.sleep(0.05)
     assert len(messages) == 1 and "1 of 1 listener process(es) failed to start" in messages[0]
     assert "no-such-method" in messages[0]
+
+
+def test_a_reply_that_waited_too_long_for_a_worker_is_resolved_unheard_and_counted(greeting):
+    """Workers starved of CPU: a reply queued longer than max_wait_s is not heard (its turn goes
+    on unjudged, never a harness error), and the worker moves on to the replies coming in now."""
+    collected = Collector()
+    with ListenerPool("reference", workers=1, max_queue=10, max_wait_s=0.0) as pool:
+        assert pool.wait_ready()
+        time.sleep(0.01)  # any wait is longer than 0 s
+        assert pool.submit(*greeting, "hello jarvis", collected)
+        assert pool.drain(120)
+        stats = pool.stats()
+    (judgement,) = collected.judgements
+    assert judgement.heard is None and judgement.error is None
+    assert stats["skipped_stale"] == 1 and stats["judged"] == 0 and stats["errors"] == 0

@@ -19,6 +19,9 @@ pipes are cooperative, so the same code serves a plain program and a Locust proc
 * **Falling behind.** Replies wait in one queue of ``max_queue`` entries; when it is full,
   :meth:`ListenerPool.submit` returns False and counts ``skipped_behind``: the load generator
   never waits for the judge, it judges fewer replies (and says so in :meth:`~ListenerPool.stats`).
+* **Stale replies.** With ``max_wait_s`` (the live judge: :data:`LIVE_MAX_WAIT_S`), a reply no
+  worker could take within it (workers starved of CPU) is resolved unheard
+  (``Judgement(heard=None, error=None)``) and counted ``skipped_stale``.
 * **Sampling.** ``sample_fraction`` (``--judge-sample``) judges that share of the replies, spread
   evenly (every other one at 0.5), counting the rest as ``skipped_sampling``.
 * **A worker that dies** resolves its reply as an error (never lost) and is restarted, up to
@@ -55,11 +58,14 @@ from voiceharness.expectations import load_expectations
 from voiceharness.listener import DEFAULT_METHOD, Heard, ReplyListener
 from voiceharness.listener_worker import encode_request, read_response
 
-__all__ = ["INDEX_COLUMNS", "Judgement", "ListenerPool", "judge_saved_replies"]
+__all__ = ["INDEX_COLUMNS", "LIVE_MAX_WAIT_S", "Judgement", "ListenerPool", "judge_saved_replies"]
 
 INDEX_COLUMNS = ("turn_key", "utterance_id", "expected_intent", "request_text", "path")
 # How long a worker may take to load its model and decode once before it counts as failed.
 _START_TIMEOUT_S = 60.0
+# The live judge's max_wait_s: a reply that waited this long in the queue (the workers starved of
+# CPU) is not heard, so that its turn never waits for a verdict past the harness's patience.
+LIVE_MAX_WAIT_S = 10.0
 _STOP_TIMEOUT_S = 5.0
 _CLOSED = object()  # queue sentinel: the driver thread stops
 _HEARD_FIELDS = tuple(f.name for f in dataclasses.fields(Heard))
@@ -186,6 +192,11 @@ class _Worker:
                 break
             queued_ms = (time.monotonic() - job.submitted) * 1000
             self.pool._note_taken()
+            if queued_ms > self.pool.max_wait_s * 1000:
+                # Its turn would wait for the verdict longer than a reply is worth: not heard
+                # (as a skipped reply), so the worker catches up with the replies coming in now.
+                self.pool._resolve(job, Judgement(None, None, queued_ms, None), stale=True)
+                continue
             pid = self.pid
             try:
                 _write_all(self.process.stdin, encode_request(job.job_id, job.pcm, job.sample_rate_hz, job.request_text))
@@ -228,6 +239,7 @@ class ListenerPool:
         method: str = DEFAULT_METHOD,
         max_restarts: int = 1,
         on_ready: Callable[[str], None] | None = None,
+        max_wait_s: float = float("inf"),
     ) -> None:
         if workers < 1:
             raise UsageError(f"listener workers {workers}: give at least 1")
@@ -242,7 +254,7 @@ class ListenerPool:
         self._jobs: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
         self._counts = {
-            "submitted": 0, "judged": 0, "errors": 0, "skipped_behind": 0, "skipped_sampling": 0,
+            "submitted": 0, "judged": 0, "errors": 0, "skipped_behind": 0, "skipped_sampling": 0, "skipped_stale": 0,
             "restarts": 0, "decode_ms_total": 0.0,
         }
         self._waiting = 0  # replies in the queue, not yet taken by a worker
@@ -253,6 +265,7 @@ class ListenerPool:
         self._pending: set[int] = set()  # submitted and not yet resolved
         self._idle = threading.Condition(self._lock)
         self._on_ready = on_ready
+        self.max_wait_s = max_wait_s
         self.ready_s: float | None = None  # how long the workers took to load their model (all of them)
         self._launched = time.monotonic()
         self._workers = [_Worker(self, i) for i in range(workers)]
@@ -273,9 +286,11 @@ class ListenerPool:
         with self._lock:
             self._waiting -= 1
 
-    def _resolve(self, job: _Job, judgement: Judgement) -> None:
+    def _resolve(self, job: _Job, judgement: Judgement, *, stale: bool = False) -> None:
         with self._lock:
-            if judgement.error is None:
+            if stale:
+                self._counts["skipped_stale"] += 1
+            elif judgement.error is None:
                 self._counts["judged"] += 1
                 self._counts["decode_ms_total"] += judgement.heard.decode_ms
             else:
@@ -382,6 +397,7 @@ class ListenerPool:
             "errors": counts["errors"],
             "skipped_behind": counts["skipped_behind"],
             "skipped_sampling": counts["skipped_sampling"],
+            "skipped_stale": counts["skipped_stale"],
             "queue_now": queue_now,
             "queue_max": queue_max,
             "queue_limit": self.max_queue,

@@ -149,13 +149,14 @@ class VoiceProcess:
         """Start the reply judge's processes (once per process; they load the speech model)."""
         with self.listen_lock:
             if self.listener_pool is None:
-                from voiceharness.listener_pool import ListenerPool
+                from voiceharness.listener_pool import LIVE_MAX_WAIT_S, ListenerPool
 
                 config = self.config
                 assert config is not None
                 self.listener_pool = ListenerPool(config.expectations, workers=config.judge_workers,
                                                   sample_fraction=config.judge_sample, method=config.judge_method,
-                                                  on_ready=lambda message: self.logbook.info(message, echo=True))
+                                                  on_ready=lambda message: self.logbook.info(message, echo=True),
+                                                  max_wait_s=LIVE_MAX_WAIT_S)
                 self.logbook.info(f"Reply judge: {config.judge_workers} process(es) hearing replies against the "
                                   f"{config.expectations} expectations, {config.judge_sample:.0%} of replies")
         return self.listener_pool
