@@ -32,7 +32,7 @@ judge`` reproduces them on a held-out set of replies and voices the judge was ne
 The default, :data:`DEFAULT_METHOD`, is ``"hybrid"``: the most accurate on the held-out set
 (86 % right, 0.7 % wrong, the rest unjudged; ``lm`` 85 % / 0.4 %, ``grammar`` 38 % / 29 %) and
 right on every published SmartJARVIS template in the reference gateway's espeak-ng voice, at
-about 0.8 s of CPU per reply. Silence (digital or below -60 dBFS) is not decoded: intent None.
+about 0.8-1.2 s of CPU per reply. Silence (digital or below -60 dBFS) is not decoded: intent None.
 
 A pocketsphinx decoder is not thread-safe and a decode is CPU work (tens of ms per reply),
 so one listener belongs to one thread; :mod:`voiceharness.listener_pool` runs listeners in
