@@ -20,7 +20,8 @@ pipes are cooperative, so the same code serves a plain program and a Locust proc
   :meth:`ListenerPool.submit` returns False and counts ``skipped_behind``: the load generator
   never waits for the judge, it judges fewer replies (and says so in :meth:`~ListenerPool.stats`).
 * **Stale replies.** With ``max_wait_s`` (the live judge: :data:`LIVE_MAX_WAIT_S`), a reply no
-  worker could take within it (workers starved of CPU) is resolved unheard
+  worker could take within it once running (workers starved of CPU; the wait for a worker's
+  model to load does not count) is resolved unheard
   (``Judgement(heard=None, error=None)``) and counted ``skipped_stale``.
 * **Sampling.** ``sample_fraction`` (``--judge-sample``) judges that share of the replies, spread
   evenly (every other one at 0.5), counting the rest as ``skipped_sampling``.
@@ -127,6 +128,7 @@ class _Worker:
         self.start_error: str | None = None
         self.cpu_s_dead = 0.0  # CPU of this slot's earlier (dead) processes
         self.cpu_s_last = 0.0  # last CPU reading of the current process
+        self.ready_at = 0.0  # when the current process had loaded its model
         self.thread = threading.Thread(target=self._drive, name=f"listener-worker-{index}", daemon=True)
 
     def launch(self) -> None:
@@ -147,6 +149,7 @@ class _Worker:
         self.pid = int(hello["pid"])
         self.cpu_s_last = 0.0
         self.alive = True
+        self.ready_at = time.monotonic()
         return True
 
     def _cpu_s(self) -> float:
@@ -192,7 +195,8 @@ class _Worker:
                 break
             queued_ms = (time.monotonic() - job.submitted) * 1000
             self.pool._note_taken()
-            if queued_ms > self.pool.max_wait_s * 1000:
+            # Only the wait behind other replies counts, not the model's loading (replies wait for that).
+            if time.monotonic() - max(job.submitted, self.ready_at) > self.pool.max_wait_s:
                 # Its turn would wait for the verdict longer than a reply is worth: not heard
                 # (as a skipped reply), so the worker catches up with the replies coming in now.
                 self.pool._resolve(job, Judgement(None, None, queued_ms, None), stale=True)
