@@ -49,7 +49,7 @@ misheard or missing, fillers) is still judged:
   :data:`INSERTION_COST`; the best phrase's share of its weight is the evidence.
 * **words anywhere** — every word of the transcript that belongs to an intent's phrases or
   keywords, weighted by how many intents use it (a word of one intent only counts fully, one
-  shared by two counts half) and doubled for keywords: which intent's words dominate.
+  shared by two counts half), a keyword three times: which intent's words dominate.
 * **slots** — a clock time anywhere, in any form a transcript gives it ("nine oh nine a m",
   "9:09", "twenty past nine", "a quarter to six"), for an intent whose phrases say
   ``{time}``; the request's own words said back, for one whose phrases say ``{request}``. An
