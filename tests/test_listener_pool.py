@@ -277,3 +277,27 @@ def test_a_reply_that_waited_too_long_for_a_worker_is_resolved_unheard_and_count
     (judgement,) = collected.judgements
     assert judgement.heard is None and judgement.error is None
     assert stats["skipped_stale"] == 1 and stats["judged"] == 0 and stats["errors"] == 0
+
+
+def test_a_pool_closed_while_its_workers_load_stops_cleanly():
+    """The run ended before the judge was ready (close without waiting: the process is killed
+    microseconds after it started, long before its model loads): no exception in the driver
+    thread, the start error says so, and no process is left."""
+    import psutil
+
+    raised = []
+    previous_hook = threading.excepthook
+    threading.excepthook = raised.append
+    messages = []
+    try:
+        pool = ListenerPool("smartjarvis", workers=1, method="hybrid", on_ready=messages.append)
+        pool.close(timeout_s=0)
+        assert pool.wait_ready(60) is False
+        deadline = time.monotonic() + 30
+        while not messages and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        threading.excepthook = previous_hook
+    assert not raised, [str(r.exc_value) for r in raised]
+    assert len(messages) == 1 and "failed to start (stopped before it was ready)" in messages[0], messages
+    assert not [c for c in psutil.Process().children() if "listener_worker" in " ".join(c.cmdline())]

@@ -405,7 +405,9 @@ class ReplyListener:
 
     def warm_up(self) -> None:
         """Build the decoder(s) and decode once, so the first reply is not slow."""
-        for stage in self._stages or ():
-            stage.warm_up()
         self.expectations.score("hello", "echo hello")  # the scorer's own tables (its homophones)
+        if self._stages is not None:  # each stage decodes once; no need to decode again here
+            for stage in self._stages:
+                stage.warm_up()
+            return
         self.hear(np.random.default_rng(1).normal(0, 300, 8000).astype(np.int16), SAMPLE_RATE_HZ)

@@ -141,9 +141,11 @@ class _Worker:
         """Wait for the launched process's hello (its model loaded and warm); launch it first if needed."""
         if self.process is None:
             self.launch()
-        hello = read_response(self.process.stdout)
+        process = self.process  # close() may reap it while this waits for the hello
+        hello = read_response(process.stdout) if process is not None else None
         if not hello or not hello.get("ready"):
-            self.start_error = (hello or {}).get("error") or f"exited with {self.process.wait()}"
+            exited = "stopped before it was ready" if self.pool._closed else f"exited with {process.wait()}"
+            self.start_error = (hello or {}).get("error") or exited
             self._reap()
             return False
         self.pid = int(hello["pid"])
