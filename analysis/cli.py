@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --judge-replies: smartjarvis, reference or a JSON file (default: the run's dialect's)",
     )
     parser.add_argument("--judge-workers", type=int, metavar="N", help="with --judge-replies: processes (default: cores)")
-    parser.add_argument("--judge-method", choices=["grammar", "lm"], default="grammar",
+    parser.add_argument("--judge-method", choices=["hybrid", "lm", "grammar"], default="hybrid",
                         help="with --judge-replies: how replies are transcribed (see docs/reply-judge.md)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     return parser

@@ -26,7 +26,7 @@ from voiceharness.errors import AnalysisError
 
 
 def judge_run(turns: Turns, directory: str, expectations: str, *, workers: int | None = None,
-              method: str = "grammar") -> tuple[Turns, dict]:
+              method: str = "hybrid") -> tuple[Turns, dict]:
     """The turns completed with the verdicts of the replies saved in ``directory``, and a summary."""
     from voiceharness.listener_pool import judge_saved_replies
 
@@ -48,6 +48,14 @@ def apply_verdicts(turns: Turns, rows: list[dict]) -> tuple[Turns, dict]:
     failure = turns.text("failure").decode().astype(object)
     expected = turns.text("expected_intent").decode()
     success = turns.numbers["success"].copy()
+    # The verdict's why (files written before these columns existed get them here).
+    nan = np.full(len(keys), np.nan)
+    judge_score = turns.numbers.get("judge_score", nan).copy()
+    runner_up_score = turns.numbers.get("judge_runner_up_score", nan).copy()
+    runner_up = (turns.text("judge_runner_up").decode().astype(object) if "judge_runner_up" in turns.texts
+                 else np.full(len(keys), "", dtype=object))
+    judged_by = (turns.text("judge_expectations").decode().astype(object) if "judge_expectations" in turns.texts
+                 else np.full(len(keys), "", dtype=object))
     completed = matched = 0
     for position, key in enumerate(keys):
         row = heard.get(key)
@@ -58,6 +66,10 @@ def apply_verdicts(turns: Turns, rows: list[dict]) -> tuple[Turns, dict]:
         if source[position] or failure[position]:
             continue  # judged already (by metadata or live), or failed for another reason
         completed += 1
+        judge_score[position] = float(row["score"]) if row.get("score") not in (None, "") else np.nan
+        runner_up_score[position] = (float(row["runner_up_score"]) if row.get("runner_up_score") not in (None, "")
+                                     else np.nan)
+        runner_up[position], judged_by[position] = row.get("runner_up", ""), row.get("expectations", "")
         if not row["heard_intent"]:
             failure[position], success[position] = "unjudged", 0.0
             continue
@@ -66,11 +78,12 @@ def apply_verdicts(turns: Turns, rows: list[dict]) -> tuple[Turns, dict]:
             failure[position], success[position] = "wrong_intent", 0.0
     texts = dict(turns.texts)
     for name, values in (("intent", intent), ("intent_source", source), ("audio_intent", audio_intent),
-                         ("failure", failure)):
+                         ("failure", failure), ("judge_runner_up", runner_up), ("judge_expectations", judged_by)):
         labels, codes = np.unique(values.astype(str), return_inverse=True)
         texts[name] = Categorical(codes.astype(np.int32), labels.astype(object))
     numbers = dict(turns.numbers)
     numbers["success"] = success
+    numbers["judge_score"], numbers["judge_runner_up_score"] = judge_score, runner_up_score
     summary = {"saved_replies": len(rows), "unreadable": sum(bool(r["error"]) for r in rows),
                "matched_turns": matched, "judged_after_the_run": completed}
     return Turns(turns.path, numbers, texts), summary

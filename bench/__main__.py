@@ -1,4 +1,4 @@
-"""``python -m bench capacity|processes|truth|analysis|all|report [--smoke]``: run benchmarks, write results and BENCHMARKS.md.
+"""``python -m bench capacity|processes|truth|analysis|judge|all|report [--smoke]``: run benchmarks, write results and BENCHMARKS.md.
 
 Each benchmark writes ``bench/results/NAME.json`` (``NAME-smoke.json`` with ``--smoke``, so CI
 never overwrites real figures) and ``BENCHMARKS.md`` at the repository root is regenerated
@@ -10,6 +10,7 @@ the tables give the median and min-max.
     python -m bench processes --nice -5    # harness on 1 and 2 processes x N 2000-6000 x 5: about 32 min
     python -m bench truth --nice -5        # 12 configurations x 5 repeats: about 21 min
     python -m bench analysis               # 1,000,000 records, 5 timings: 1-3 min
+    python -m bench judge                  # the reply judge on its held-out set, 3 methods x 4 voices: 10-20 min
 
 ``processes`` is the capacity benchmark for the harness alone on 1 and 2 Locust processes
 (``--processes``), at larger N; it writes ``capacity-processes.json``.
@@ -51,7 +52,7 @@ def _without_note(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("benchmark", choices=["capacity", "processes", "truth", "analysis", "all", "report"])
+    parser.add_argument("benchmark", choices=["capacity", "processes", "truth", "analysis", "judge", "all", "report"])
     parser.add_argument("--smoke", action="store_true", help="tiny and quick: proves the benchmark still runs")
     parser.add_argument("--n", default="", help="capacity: comma-separated stream counts (default 1000,2000,3000,4000)")
     parser.add_argument("--clients", default="",
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench " + " ".join(_without_note(argv if argv is not None else sys.argv[1:]))
     suffix = "-smoke" if args.smoke else ""
     status = 0
-    todo = ["capacity", "processes", "truth", "analysis"] if args.benchmark == "all" else [args.benchmark]
+    todo = ["capacity", "processes", "truth", "analysis", "judge"] if args.benchmark == "all" else [args.benchmark]
     for name in todo:
         if name in ("capacity", "processes"):
             from bench import capacity
@@ -110,6 +111,13 @@ def main(argv: list[str] | None = None) -> int:
             result = truth.run(smoke=args.smoke, duration_s=args.duration_s or None, repeat=repeat)
             result.update(command=command, nice=args.nice, note=args.note)
             print(f"wrote {common.write_result('truth' + suffix, result)}")
+        elif name == "judge":
+            from bench import judge
+
+            # Accuracy is a count, not a timing: one pass (CPU per reply is a distribution over the replies).
+            result = judge.run(smoke=args.smoke)
+            result.update(command=command, nice=args.nice, note=args.note)
+            print(f"wrote {common.write_result('judge-heldout' + suffix, result)}")
         elif name == "analysis":
             # bench/bench_analysis.py writes bench/results/analysis[-smoke].json itself.
             command_line = [common.PYTHON, str(common.REPO / "bench" / "bench_analysis.py"), "--repeat", str(repeat)]

@@ -62,6 +62,7 @@ class GatewayConfig:
     json_text_frames: bool = False
     reply_chunk_bytes: int = guide.CHUNK_BYTES
     reply_sample_rate_hz: int | None = None  # None: the dialect's (16000 reference, 22050 smartjarvis)
+    phrasing_seed: int | None = None  # seeds the random choice of a reply's phrasing (None: the OS's)
     # access
     auth_token: str = ""
     faults: Faults = field(default_factory=Faults)
@@ -87,7 +88,8 @@ class GatewayConfig:
     @property
     def pipeline_options(self) -> dict[str, object]:
         """Keyword arguments for the pipeline's factory; a factory gets those it takes."""
-        return {"style": self.wire.nlg_style, "reply_sample_rate_hz": self.reply_rate_hz}
+        return {"style": self.wire.nlg_style, "reply_sample_rate_hz": self.reply_rate_hz,
+                "phrasing_seed": self.phrasing_seed}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -303,6 +305,15 @@ def build_parser() -> argparse.ArgumentParser:
         "dialect, where 22050 needs --reply-wav; 22050 in the smartjarvis dialect)",
     )
     reply.add_argument(
+        "--phrasing-seed",
+        type=int,
+        default=None,
+        metavar="N",
+        help="seed of the random choice among an intent's reply phrasings (the smartjarvis "
+        "dialect has five per intent, picked at random as the published NLG does); "
+        "default: a new choice every run",
+    )
+    reply.add_argument(
         "--reply-leading-silence-ms",
         type=_non_negative_float,
         default=0.0,
@@ -457,6 +468,7 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
         json_text_frames=args.json_text_frames,
         reply_chunk_bytes=args.reply_chunk_bytes or guide.CHUNK_BYTES,
         reply_sample_rate_hz=args.reply_sample_rate_hz,
+        phrasing_seed=args.phrasing_seed,
         auth_token=args.auth_token,
         faults=faults,
         log_json=args.log_json,

@@ -11,12 +11,11 @@ Two styles, one per gateway dialect (:data:`STYLES`):
 
 * ``reference`` — the reference gateway's own sentences, one per intent (echo says the words
   back bare, time says "It is 9:05 AM.").
-* ``smartjarvis`` — sentences in the manner of the published SmartJARVIS NLG service's
-  templates (facts in ``DESIGN.md``; the sentences are ours): GREETING greets and offers help,
-  ECHO repeats the words after a lead-in ("you said"), TIME_NOW says "the time is" with a clock
-  time, WEATHER_SIMPLE says weather information is not available and offers other help,
-  UNKNOWN asks to rephrase. Each intent has a few phrasings, as templates do; ``variant``
-  chooses one (the pipeline counts turns), so a judge that hears the replies meets all of them.
+* ``smartjarvis`` — the published SmartJARVIS NLG service's templates, all of them (five per
+  intent, four for ECHO): the sentences its gateway speaks, "{time}" as en-US ``h:mm AM/PM``,
+  ECHO's "{words}" the request's words after its command word. The published service picks a
+  template at random for every reply; :class:`gateway.pipeline.VoicePipeline` does the same
+  (seeded, so a run can be repeated), and ``variant`` chooses one here.
 """
 
 from __future__ import annotations
@@ -40,22 +39,37 @@ GREETING_TEXT = "Hello! I am Jarvis. How can I help you?"
 WEATHER_TEXT = "Today it is sunny with a few clouds, and the temperature is twenty one degrees."
 UNKNOWN_TEXT = "Sorry, I did not understand. Please try again."
 
-# SmartJARVIS-style phrasings; "{words}" and "{time}" are filled per turn.
+# The published SmartJARVIS NLG service's templates, word for word (punctuation included: the
+# synthesizer phrases by it). "{words}" and "{time}" are filled per turn.
 _SMARTJARVIS: dict[str, tuple[str, ...]] = {
     "GREETING": (
         "Hello! How can I help you today?",
-        "Hi there! What can I do for you?",
-        "Hey! What can I help you with?",
+        "Hi there! What would you like me to do?",
+        "Greetings! I'm here to assist you.",
+        "Hey! What can I do for you?",
+        "Good to see you! How may I help?",
     ),
-    "ECHO": ("You said {words}.", "I heard {words}."),
-    "TIME_NOW": ("The time is {time}.", "It's {time} right now."),
+    "ECHO": ("You said: {words}", "I heard: {words}", "You mentioned: {words}", "You told me: {words}"),
+    "TIME_NOW": (
+        "The current time is {time}",
+        "It's {time} right now",
+        "The time is currently {time}",
+        "Right now it's {time}",
+        "It's {time} at the moment",
+    ),
     "WEATHER_SIMPLE": (
-        "Sorry, weather information is not available right now. Can I help you with something else?",
-        "I don't have weather information at the moment, but I can help you with other things.",
+        "I can't check the weather right now, but I'd be happy to help with other tasks!",
+        "Weather information isn't available at the moment. Is there something else I can assist you with?",
+        "I don't have access to weather data currently. What else can I help you with?",
+        "Weather checking isn't working right now. How else can I be of service?",
+        "I'm unable to get weather info at the moment. What other tasks can I help with?",
     ),
     "UNKNOWN": (
-        "I'm not sure I understood. Could you rephrase that?",
-        "Sorry, I didn't quite catch that. Could you say it another way?",
+        "I'm not sure I understood that. Could you rephrase it?",
+        "I didn't quite catch that. Can you say it differently?",
+        "I'm not certain what you mean. Could you try again?",
+        "That's not clear to me. Can you explain it another way?",
+        "I'm confused by that request. Could you clarify?",
     ),
 }
 

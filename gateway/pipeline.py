@@ -20,7 +20,7 @@ intent whatever was said, ``tts_enabled=False`` returns the reply text with no a
 from __future__ import annotations
 
 import datetime as _dt
-import itertools
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -60,6 +60,8 @@ class VoicePipeline:
 
     ``style`` is the reply wording (:data:`gateway.nlg.STYLES`); ``reply_sample_rate_hz`` the
     rate the reply audio is synthesized at (a given ``synthesizer`` keeps its own).
+    ``phrasing_seed`` seeds the random choice among an intent's phrasings (as the published
+    SmartJARVIS NLG picks a template at random for every reply); None seeds it from the OS.
     """
 
     def __init__(
@@ -70,13 +72,15 @@ class VoicePipeline:
         *,
         style: str = "reference",
         reply_sample_rate_hz: int = SAMPLE_RATE_HZ,
+        phrasing_seed: int | None = None,
     ) -> None:
         reply_text("GREETING", style=style)  # an unknown style fails here, not on the first turn
         self.recognizer = recognizer or _shared_recognizer()
         self.synthesizer = synthesizer or Synthesizer(sample_rate_hz=reply_sample_rate_hz)
         self.style = style
         self._clock = clock
-        self._turns = itertools.count()  # picks each reply's phrasing in turn (next() is atomic)
+        self._phrasing = random.Random(phrasing_seed)  # picks each reply's phrasing
+        self._phrasing_lock = threading.Lock()
 
     def warm_up(self) -> None:
         """Build the calling thread's decoder and fill the reply cache, so the first turn is fast."""
@@ -109,9 +113,9 @@ class VoicePipeline:
         nlu_ms = (time.perf_counter() - started) * 1000
 
         started = time.perf_counter()
-        text = reply_text(
-            meaning.intent, meaning.slots, self._clock(), style=self.style, variant=next(self._turns)
-        )
+        with self._phrasing_lock:  # random.Random is not safe to share between threads
+            variant = self._phrasing.randrange(len(sentences(meaning.intent, self.style)))
+        text = reply_text(meaning.intent, meaning.slots, self._clock(), style=self.style, variant=variant)
         audio = self.synthesizer.speak(text, cache=meaning.intent in CACHED_INTENTS) if tts_enabled else b""
         synth_ms = (time.perf_counter() - started) * 1000
 

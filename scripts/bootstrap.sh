@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 
 DEBIAN_PACKAGES=(
   espeak-ng          # speech synthesis: corpus build and the gateway's replies
-  festival festvox-kallpc16k festvox-us-slt-hts  # a second synthesizer: held-out voices for the reply judge's checks
+  festival festvox-kallpc16k festvox-us-slt-hts festvox-kdlpc16k  # a second synthesizer: held-out voices for the reply judge's checks
+  flite              # a third synthesizer: held-out (awb) and tuning (rms) voices of the reply judge's benchmark
   libsndfile1        # soundfile (reading and writing WAV)
   libportaudio2      # sounddevice (mic_probe.py)
   pulseaudio         # the virtual loopback audio device for mic_probe tests

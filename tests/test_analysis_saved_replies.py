@@ -49,3 +49,19 @@ def test_unjudged_answered_turns_take_the_intent_heard_and_others_keep_theirs():
     assert failure[4] == "recording_stopped"
     assert (source[5], success[5]) == ("", 1.0)  # no saved reply: left as it was
     assert summary == {"saved_replies": 6, "unreadable": 1, "matched_turns": 5, "judged_after_the_run": 3}
+
+
+def test_a_turn_judged_after_the_run_records_why_winner_and_runner_up_with_scores_and_the_file():
+    turns = turns_of([
+        {"worker": "w:1", "user": 0, "turn_index": 0, "expected_intent": "GREETING", "success": 1},
+        {"worker": "w:1", "user": 0, "turn_index": 1, "expected_intent": "TIME_NOW", "success": 1},
+    ])
+    rows = [{**verdict("w:1:0:0", "GREETING"), "score": 0.93, "runner_up": "UNKNOWN", "runner_up_score": 0.2,
+             "expectations": "smartjarvis (built in)"},
+            {**verdict("w:1:0:1", ""), "score": 0.5, "runner_up": "WEATHER_SIMPLE", "runner_up_score": 0.45,
+             "expectations": "mine.json"}]
+    judged, _ = apply_verdicts(turns, rows)
+    assert list(judged.numbers["judge_score"]) == [0.93, 0.5]
+    assert list(judged.numbers["judge_runner_up_score"]) == [0.2, 0.45]
+    assert list(judged.text("judge_runner_up").decode()) == ["UNKNOWN", "WEATHER_SIMPLE"]
+    assert list(judged.text("judge_expectations").decode()) == ["smartjarvis (built in)", "mine.json"]

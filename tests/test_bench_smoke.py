@@ -238,3 +238,20 @@ def test_analysis_smoke_writes_its_result_with_its_spread():
     result = _result("analysis-smoke")
     assert result["records"] == 10_000 and result["load_analyse_s"] > 0
     assert result["spread"]["html_s"]["n"] == result["repeat"] == 1
+
+
+@pytest.mark.slow
+def test_judge_smoke_builds_the_held_out_audio_and_scores_every_method():
+    _run("judge", 600)
+    result = _result("judge-heldout-smoke")
+    assert result["set"] == "heldout" and result["smoke"] and len(result["voices"]) == 1
+    assert result["sentences"] == 10 and result["per_intent"] == dict.fromkeys(
+        ("GREETING", "ECHO", "TIME_NOW", "WEATHER_SIMPLE", "UNKNOWN"), 2)
+    assert set(result["methods"]) == {"grammar", "lm", "hybrid"}
+    for method, figures in result["methods"].items():
+        overall = figures["overall"]
+        # every reply counted once, as right, wrong or unjudged, and in the confusion matrix
+        assert overall["replies"] == 10 == overall["right"] + overall["wrong"] + overall["unjudged"], method
+        assert sum(sum(row.values()) for row in overall["confusion"].values()) == 10, method
+        assert all(ms > 0 for ms in overall["cpu_ms_p10_p50_p90"]), method
+        assert len(figures["rows"]) == 10 and all(r["transcript"] or r["heard"] == "(none)" for r in figures["rows"])

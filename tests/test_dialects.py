@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from types import SimpleNamespace
 
 import pytest
@@ -21,7 +23,7 @@ def resolve(*argv: str) -> SimpleNamespace:
         dialect=config.dialect.name, path=config.settings.path, end_marker=config.end_marker,
         trailing_silence_ms=config.trailing_silence_ms, header_as_binary=config.connect.header_as_binary,
         mic_during_reply=config.mic_during_reply, reply_format=config.reply_format.value,
-        expectations=config.expectations, stats_by=config.stats_by,
+        expectations=config.expectations, stats_by=config.stats_by, judge_method=config.judge_method,
     )
 
 
@@ -31,6 +33,9 @@ def test_reference_is_the_documented_protocol():
     assert config.path == "/ws/audio" and config.end_marker and config.trailing_silence_ms == 0
     assert config.header_as_binary and config.mic_during_reply == "closed"
     assert config.reply_format == ReplyFormat.AUTO.value and config.expectations == "reference"
+    from voiceharness.listener import DEFAULT_METHOD
+
+    assert config.judge_method == DEFAULT_METHOD == "hybrid"  # the judge's default is the listener's
 
 
 def test_smartjarvis_sends_no_marker_enough_silence_and_a_text_header_and_judges_by_its_phrasing():
@@ -74,3 +79,28 @@ def test_bad_values_name_the_option():
         dialects.dialect("klingon")
     with pytest.raises(SystemExit):  # argparse refuses an unknown choice on the command line itself
         resolve("--dialect", "klingon")
+
+
+@pytest.mark.parametrize("dialect", ["reference", "smartjarvis"])
+def test_a_malformed_expectations_file_is_refused_at_start_in_every_dialect(tmp_path, dialect):
+    """Even where no reply may need it (the reference gateway sends metadata): never at the first reply."""
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"intents": {"GREETING": {}}}))
+    with pytest.raises(UsageError) as raised:
+        resolve("--dialect", dialect, "--reply-expectations", str(path))
+    message = str(raised.value)
+    assert str(path) in message and "intents.GREETING" in message  # the file and the key
+    assert '"phrases"' in message and '"keywords"' in message  # and the fix
+
+
+def test_a_locust_run_with_a_malformed_expectations_file_stops_at_once_and_says_why(tmp_path):
+    from conftest import LOCUST, LOCUSTFILE, ROOT
+
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"intents": {"GREETING": {}}}))
+    done = subprocess.run([LOCUST, "-f", LOCUSTFILE, "--headless", "-u", "1", "-r", "1", "-t", "30s",
+                           "--host", "ws://127.0.0.1:9", "--dialect", "smartjarvis", "--reply-expectations", str(path)],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT, check=False)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"reply expectations {path}: intents.GREETING: has neither phrases nor keywords" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -166,7 +166,8 @@ def test_smartjarvis_options_reach_the_config():
     assert config.wire is SMARTJARVIS
     assert config.reply_rate_hz == SJ_RATE
     assert config.ping_interval_s == 5.0 and config.effective_ping_timeout_s is None  # pongs never checked
-    assert config.pipeline_options == {"style": "smartjarvis", "reply_sample_rate_hz": SJ_RATE}
+    assert config.pipeline_options == {"style": "smartjarvis", "reply_sample_rate_hz": SJ_RATE, "phrasing_seed": None}
+    assert parse_args(["--dialect", "smartjarvis", "--phrasing-seed", "3"]).pipeline_options["phrasing_seed"] == 3
     reference = parse_args(
         ["--reply-wav", "--reply-sample-rate-hz", "22050", "--reply-leading-silence-ms", "40"]
     )

@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 
 from voiceharness import judge
 from voiceharness.errors import ConnectionFailed
 from voiceharness.judge import Expectation, Verdict, judge_turn, needs_listening
+from voiceharness.listener import Heard
 from voiceharness.protocol import Abandon, Metadata, ReplyAudio, TurnEnded
 from voiceharness.turn import ReplyRecording
 from voiceharness.turns import TurnContext, TurnRecord, TurnTimings
-
-
-@dataclass
-class Heard:
-    intent: str | None
-    transcript: str
 
 
 def audio_of(samples: np.ndarray | None) -> ReplyRecording:

@@ -227,3 +227,77 @@ def test_judge_saved_replies_rejects_an_index_without_its_columns(tmp_path):
         judge_saved_replies(tmp_path, "reference")
     with pytest.raises(UsageError, match="no such file"):
         judge_saved_replies(tmp_path / "nowhere", "reference")
+
+
+def test_workers_start_loading_their_model_in_the_constructor_and_say_when_ready():
+    """The judge is loading before the caller does anything else (a Locust run ramps up users
+    meanwhile), and says once how long it took."""
+    import psutil
+
+    messages = []
+    pool = ListenerPool("smartjarvis", workers=2, on_ready=messages.append)
+    try:
+        children = psutil.Process().children()
+        commands = [" ".join(child.cmdline()) for child in children]
+        # Already running, before any wait: started by the constructor itself.
+        assert sum("voiceharness.listener_worker" in c for c in commands) == 2, commands
+        assert pool.wait_ready()
+        deadline = time.monotonic() + 10
+        while not messages and time.monotonic() < deadline:  # the callback follows the ready flags
+            time.sleep(0.05)
+        assert len(messages) == 1
+        assert messages[0].startswith("Reply judge ready: 2 listener process(es) loaded the speech model (hybrid) in ")
+        assert pool.stats()["ready_s"] > 0
+    finally:
+        pool.close()
+    assert len(messages) == 1
+
+
+def test_a_worker_that_cannot_start_is_said_so_once(tmp_path):
+    messages = []
+    with ListenerPool("reference", workers=1, method="no-such-method", on_ready=messages.append) as pool:
+        assert not pool.wait_ready()
+        deadline = time.monotonic() + 10
+        while not messages and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert len(messages) == 1 and "1 of 1 listener process(es) failed to start" in messages[0]
+    assert "no-such-method" in messages[0]
+
+
+def test_a_reply_that_waited_too_long_for_a_worker_is_resolved_unheard_and_counted(greeting):
+    """Workers starved of CPU: a reply queued longer than max_wait_s is not heard (its turn goes
+    on unjudged, never a harness error), and the worker moves on to the replies coming in now."""
+    collected = Collector()
+    with ListenerPool("reference", workers=1, max_queue=10, max_wait_s=0.0) as pool:
+        assert pool.wait_ready()
+        time.sleep(0.01)  # any wait is longer than 0 s
+        assert pool.submit(*greeting, "hello jarvis", collected)
+        assert pool.drain(120)
+        stats = pool.stats()
+    (judgement,) = collected.judgements
+    assert judgement.heard is None and judgement.error is None
+    assert stats["skipped_stale"] == 1 and stats["judged"] == 0 and stats["errors"] == 0
+
+
+def test_a_pool_closed_while_its_workers_load_stops_cleanly():
+    """The run ended before the judge was ready (close without waiting: the process is killed
+    microseconds after it started, long before its model loads): no exception in the driver
+    thread, the start error says so, and no process is left."""
+    import psutil
+
+    raised = []
+    previous_hook = threading.excepthook
+    threading.excepthook = raised.append
+    messages = []
+    try:
+        pool = ListenerPool("smartjarvis", workers=1, method="hybrid", on_ready=messages.append)
+        pool.close(timeout_s=0)
+        assert pool.wait_ready(60) is False
+        deadline = time.monotonic() + 30
+        while not messages and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        threading.excepthook = previous_hook
+    assert not raised, [str(r.exc_value) for r in raised]
+    assert len(messages) == 1 and "failed to start (stopped before it was ready)" in messages[0], messages
+    assert not [c for c in psutil.Process().children() if "listener_worker" in " ".join(c.cmdline())]

@@ -91,6 +91,16 @@ def test_the_smartjarvis_gateway_is_judged_by_what_its_replies_say(tmp_path, gat
     heard_live = [row for row in turns if row["intent_source"] == "audio"]
     assert heard_live, "the live judge heard none"
     assert all(row["intent"] == row["expected_intent"] and row["reply_transcript"] for row in heard_live)
+    # Why each verdict: the winner's score clear of the runner-up's, and the file that judged it.
+    from voiceharness.expectations import MIN_MARGIN, MIN_SCORE
+
+    for row in heard_live:
+        assert row["judge_expectations"] == "smartjarvis (built in)", row
+        assert float(row["judge_score"]) >= MIN_SCORE, row
+        assert float(row["judge_score"]) - float(row["judge_runner_up_score"]) >= MIN_MARGIN - 1e-3, row
+        assert row["judge_runner_up"] not in ("", row["intent"]), row
+    # The judge's processes loaded their model while the users ramped up, and said how long it took.
+    assert "Reply judge ready: 1 listener process(es) loaded the speech model" in run.output
     assert all(row["success"] == "1" for row in turns), [row["failure_detail"] for row in turns]
     analysed = subprocess.run(
         [PYTHON, "-m", "analysis", str(tmp_path / "run"), "--judge-replies", str(replies), "--no-files",

@@ -28,6 +28,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 CONSOLE_SCRIPTS = {
     "voice-gateway": "gateway.__main__:main",
     "voice-replay": "voiceharness.replay:main",
+    "voice-calibrate": "voiceharness.calibrate:main",
     "voice-analysis": "analysis.cli:main",
     "voice-mic-probe": "mic_probe:main",
     "voice-corpus-build": "audio_corpus.build:main",

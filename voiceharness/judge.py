@@ -47,10 +47,16 @@ HARNESS_ERROR = "harness_error"
 
 
 class Heard(Protocol):
-    """What the listener made of a reply's audio (see :mod:`voiceharness.listener`)."""
+    """What the listener made of a reply's audio (:class:`voiceharness.listener.Heard`): the
+    intent (None: it could not tell), the transcript, and why (the winner's score, the runner-up
+    and its score, the expectations it judged by)."""
 
     intent: str | None
     transcript: str
+    score: float
+    runner_up: str
+    runner_up_score: float
+    expectations: str
 
 
 class ReplyAudioFigures(Protocol):
@@ -93,12 +99,20 @@ class Verdict:
     reply_text: str = ""  # the reply sentence its metadata gave
     audio_intent: str = ""  # what the listener heard in the reply audio
     reply_transcript: str = ""
+    # Why the listener heard what it heard: its winner's score, the runner-up and its score, and
+    # the expectations file it judged against.
+    judge_score: float = math.nan
+    judge_runner_up: str = ""
+    judge_runner_up_score: float = math.nan
+    judge_expectations: str = ""
 
     def record_fields(self) -> dict[str, Any]:
         return {"success": self.success, "failure": self.failure, "failure_detail": self.failure_detail,
                 "intent": self.intent, "intent_source": self.intent_source, "confidence": self.confidence,
                 "transcript": self.transcript, "reply_text": self.reply_text, "audio_intent": self.audio_intent,
-                "reply_transcript": self.reply_transcript}
+                "reply_transcript": self.reply_transcript, "judge_score": self.judge_score,
+                "judge_runner_up": self.judge_runner_up, "judge_runner_up_score": self.judge_runner_up_score,
+                "judge_expectations": self.judge_expectations}
 
 
 def needs_listening(audio: ReplyAudioFigures, metadata: Metadata | None, ended: TurnEnded, *, cross_check: bool,
@@ -125,7 +139,9 @@ def judge_turn(ended: TurnEnded, audio: ReplyAudioFigures, metadata: Metadata | 
         said = {"intent": metadata.intent, "intent_source": "metadata", "confidence": metadata.confidence,
                 "transcript": metadata.transcript, "reply_text": metadata.reply_text}
     if heard is not None:
-        said.update(audio_intent=heard.intent or "", reply_transcript=heard.transcript)
+        said.update(audio_intent=heard.intent or "", reply_transcript=heard.transcript, judge_score=heard.score,
+                    judge_runner_up=heard.runner_up, judge_runner_up_score=heard.runner_up_score,
+                    judge_expectations=heard.expectations)
     failure = _how_it_ended(ended, audio)
     if failure is not None:
         return Verdict(False, *failure, **said)

@@ -19,11 +19,18 @@ pipes are cooperative, so the same code serves a plain program and a Locust proc
 * **Falling behind.** Replies wait in one queue of ``max_queue`` entries; when it is full,
   :meth:`ListenerPool.submit` returns False and counts ``skipped_behind``: the load generator
   never waits for the judge, it judges fewer replies (and says so in :meth:`~ListenerPool.stats`).
+* **Stale replies.** With ``max_wait_s`` (the live judge: :data:`LIVE_MAX_WAIT_S`), a reply no
+  worker could take within it once running (workers starved of CPU; the wait for a worker's
+  model to load does not count) is resolved unheard
+  (``Judgement(heard=None, error=None)``) and counted ``skipped_stale``.
 * **Sampling.** ``sample_fraction`` (``--judge-sample``) judges that share of the replies, spread
   evenly (every other one at 0.5), counting the rest as ``skipped_sampling``.
 * **A worker that dies** resolves its reply as an error (never lost) and is restarted, up to
   ``max_restarts`` times per worker; after that its share of the queue goes to the others.
 * **Callbacks** run on the worker's driver thread (a greenlet under gevent): keep them short.
+* **Ready before the first reply.** The worker processes start in the constructor and load
+  their model while the caller goes on; ``on_ready(message)`` is called once when all have
+  (or failed to), with how long it took (also ``stats()["ready_s"]``).
 
 :func:`judge_saved_replies` judges replies saved after a run (``--save-replies DIR``).
 """
@@ -32,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import json
 import queue
 import subprocess
@@ -51,13 +59,17 @@ from voiceharness.expectations import load_expectations
 from voiceharness.listener import DEFAULT_METHOD, Heard, ReplyListener
 from voiceharness.listener_worker import encode_request, read_response
 
-__all__ = ["INDEX_COLUMNS", "Judgement", "ListenerPool", "judge_saved_replies"]
+__all__ = ["INDEX_COLUMNS", "LIVE_MAX_WAIT_S", "Judgement", "ListenerPool", "judge_saved_replies"]
 
 INDEX_COLUMNS = ("turn_key", "utterance_id", "expected_intent", "request_text", "path")
 # How long a worker may take to load its model and decode once before it counts as failed.
 _START_TIMEOUT_S = 60.0
+# The live judge's max_wait_s: a reply that waited this long in the queue (the workers starved of
+# CPU) is not heard, so that its turn never waits for a verdict past the harness's patience.
+LIVE_MAX_WAIT_S = 10.0
 _STOP_TIMEOUT_S = 5.0
 _CLOSED = object()  # queue sentinel: the driver thread stops
+_HEARD_FIELDS = tuple(f.name for f in dataclasses.fields(Heard))
 
 
 @dataclass(frozen=True)
@@ -116,20 +128,30 @@ class _Worker:
         self.start_error: str | None = None
         self.cpu_s_dead = 0.0  # CPU of this slot's earlier (dead) processes
         self.cpu_s_last = 0.0  # last CPU reading of the current process
+        self.ready_at = 0.0  # when the current process had loaded its model
         self.thread = threading.Thread(target=self._drive, name=f"listener-worker-{index}", daemon=True)
 
-    def _spawn(self) -> bool:
+    def launch(self) -> None:
+        """Start the worker process; it loads its model while the caller goes on (see _spawn)."""
         command = [sys.executable, "-m", "voiceharness.listener_worker", "--expectations", self.pool.expectations]
         command += ["--method", self.pool.method]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
-        hello = read_response(self.process.stdout)
+
+    def _spawn(self) -> bool:
+        """Wait for the launched process's hello (its model loaded and warm); launch it first if needed."""
+        if self.process is None:
+            self.launch()
+        process = self.process  # close() may reap it while this waits for the hello
+        hello = read_response(process.stdout) if process is not None else None
         if not hello or not hello.get("ready"):
-            self.start_error = (hello or {}).get("error") or f"exited with {self.process.wait()}"
+            exited = "stopped before it was ready" if self.pool._closed else f"exited with {process.wait()}"
+            self.start_error = (hello or {}).get("error") or exited
             self._reap()
             return False
         self.pid = int(hello["pid"])
         self.cpu_s_last = 0.0
         self.alive = True
+        self.ready_at = time.monotonic()
         return True
 
     def _cpu_s(self) -> float:
@@ -161,6 +183,7 @@ class _Worker:
     def _drive(self) -> None:
         ok = self._spawn()
         self.ready.set()
+        self.pool._worker_started(self)
         while ok or self.restarts < self.pool.max_restarts:
             if not ok:
                 if self.pool._closed:
@@ -174,6 +197,12 @@ class _Worker:
                 break
             queued_ms = (time.monotonic() - job.submitted) * 1000
             self.pool._note_taken()
+            # Only the wait behind other replies counts, not the model's loading (replies wait for that).
+            if time.monotonic() - max(job.submitted, self.ready_at) > self.pool.max_wait_s:
+                # Its turn would wait for the verdict longer than a reply is worth: not heard
+                # (as a skipped reply), so the worker catches up with the replies coming in now.
+                self.pool._resolve(job, Judgement(None, None, queued_ms, None), stale=True)
+                continue
             pid = self.pid
             try:
                 _write_all(self.process.stdin, encode_request(job.job_id, job.pcm, job.sample_rate_hz, job.request_text))
@@ -191,7 +220,7 @@ class _Worker:
             if answer.get("error"):
                 self.pool._resolve(job, Judgement(None, answer["error"], queued_ms, pid))
             else:
-                heard = Heard(answer["intent"], answer["transcript"], answer["scores"], answer["decode_ms"])
+                heard = Heard(**{name: answer[name] for name in _HEARD_FIELDS if name in answer})
                 self.pool._resolve(job, Judgement(heard, None, queued_ms, pid))
         self._reap()
         self.pool._worker_gone(self)
@@ -215,6 +244,8 @@ class ListenerPool:
         sample_fraction: float = 1.0,
         method: str = DEFAULT_METHOD,
         max_restarts: int = 1,
+        on_ready: Callable[[str], None] | None = None,
+        max_wait_s: float = float("inf"),
     ) -> None:
         if workers < 1:
             raise UsageError(f"listener workers {workers}: give at least 1")
@@ -229,7 +260,7 @@ class ListenerPool:
         self._jobs: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
         self._counts = {
-            "submitted": 0, "judged": 0, "errors": 0, "skipped_behind": 0, "skipped_sampling": 0,
+            "submitted": 0, "judged": 0, "errors": 0, "skipped_behind": 0, "skipped_sampling": 0, "skipped_stale": 0,
             "restarts": 0, "decode_ms_total": 0.0,
         }
         self._waiting = 0  # replies in the queue, not yet taken by a worker
@@ -239,7 +270,15 @@ class ListenerPool:
         self._closed = False
         self._pending: set[int] = set()  # submitted and not yet resolved
         self._idle = threading.Condition(self._lock)
+        self._on_ready = on_ready
+        self.max_wait_s = max_wait_s
+        self.ready_s: float | None = None  # how long the workers took to load their model (all of them)
+        self._launched = time.monotonic()
         self._workers = [_Worker(self, i) for i in range(workers)]
+        # Every process starts loading its model now, in parallel and whatever the caller does
+        # next (a Locust run ramps its users up meanwhile); the driver threads wait for them.
+        for worker in self._workers:
+            worker.launch()
         for worker in self._workers:
             worker.thread.start()
 
@@ -253,9 +292,11 @@ class ListenerPool:
         with self._lock:
             self._waiting -= 1
 
-    def _resolve(self, job: _Job, judgement: Judgement) -> None:
+    def _resolve(self, job: _Job, judgement: Judgement, *, stale: bool = False) -> None:
         with self._lock:
-            if judgement.error is None:
+            if stale:
+                self._counts["skipped_stale"] += 1
+            elif judgement.error is None:
                 self._counts["judged"] += 1
                 self._counts["decode_ms_total"] += judgement.heard.decode_ms
             else:
@@ -266,6 +307,26 @@ class ListenerPool:
             job.callback(judgement)
         except Exception as error:  # noqa: BLE001 - a caller's bug must not stop the worker's driver
             print(f"listener pool: callback failed: {type(error).__name__}: {error}", file=sys.stderr)
+
+    def _worker_started(self, worker: _Worker) -> None:
+        """A first start ended (ready or failed): when all have, say how long loading took."""
+        with self._lock:
+            if self.ready_s is not None or not all(w.ready.is_set() for w in self._workers):
+                return
+            self.ready_s = time.monotonic() - self._launched
+        alive = sum(1 for w in self._workers if w.alive)
+        if alive == len(self._workers):
+            message = (f"Reply judge ready: {alive} listener process(es) loaded the speech model ({self.method}) "
+                       f"in {self.ready_s:.1f} s")
+        else:
+            errors = "; ".join(sorted({w.start_error or "?" for w in self._workers if not w.alive}))
+            message = (f"Reply judge: {len(self._workers) - alive} of {len(self._workers)} listener process(es) "
+                       f"failed to start ({errors}) after {self.ready_s:.1f} s")
+        if self._on_ready is not None:
+            try:
+                self._on_ready(message)
+            except Exception as error:  # noqa: BLE001 - a caller's bug must not stop the worker's driver
+                print(f"listener pool: on_ready failed: {type(error).__name__}: {error}", file=sys.stderr)
 
     def _worker_gone(self, worker: _Worker) -> None:
         """A driver stopped: when none is left, fail the replies still queued."""
@@ -342,6 +403,7 @@ class ListenerPool:
             "errors": counts["errors"],
             "skipped_behind": counts["skipped_behind"],
             "skipped_sampling": counts["skipped_sampling"],
+            "skipped_stale": counts["skipped_stale"],
             "queue_now": queue_now,
             "queue_max": queue_max,
             "queue_limit": self.max_queue,
@@ -351,6 +413,7 @@ class ListenerPool:
             "restarts": counts["restarts"],
             "worker_cpu_s": round(sum(w.cpu_s() for w in self._workers), 3),
             "decode_ms_mean": round(counts["decode_ms_total"] / judged, 1) if judged else None,
+            "ready_s": None if self.ready_s is None else round(self.ready_s, 2),
         }
 
     def close(self, timeout_s: float = _STOP_TIMEOUT_S) -> None:
@@ -383,7 +446,8 @@ def judge_saved_replies(
     load-generator process; columns :data:`INDEX_COLUMNS`) and the WAVs they name.
 
     Returns one row per reply: the index columns plus ``heard_intent`` ("" when unjudged),
-    ``transcript``, ``scores`` (JSON), ``decode_ms``, ``correct`` and ``error`` (a WAV that
+    ``transcript``, ``scores`` (JSON), ``decode_ms``, ``correct``, the verdict's ``score``,
+    ``runner_up``, ``runner_up_score`` and ``expectations``, and ``error`` (a WAV that
     cannot be read, or a decode that failed, is an error row, not an exception). ``workers``
     listener processes decode side by side (1: in this process).
     """
@@ -407,7 +471,8 @@ def judge_saved_replies(
     clips: list[tuple[dict, np.ndarray, int]] = []
     for entry in entries:
         row = {column: entry[column] for column in INDEX_COLUMNS}
-        row.update(heard_intent="", transcript="", scores="{}", decode_ms="", correct="", error="")
+        row.update(heard_intent="", transcript="", scores="{}", decode_ms="", correct="", error="", score="",
+                   runner_up="", runner_up_score="", expectations="")
         rows.append(row)
         path = Path(entry["path"])
         path = path if path.is_absolute() else directory / path
@@ -423,7 +488,9 @@ def judge_saved_replies(
             row["error"] = error
             return
         row.update(heard_intent=heard.intent or "", transcript=heard.transcript, scores=json.dumps(heard.scores),
-                   decode_ms=round(heard.decode_ms, 1), correct=heard.intent == row["expected_intent"])
+                   decode_ms=round(heard.decode_ms, 1), correct=heard.intent == row["expected_intent"],
+                   score=heard.score, runner_up=heard.runner_up, runner_up_score=heard.runner_up_score,
+                   expectations=heard.expectations)
 
     if workers <= 1:
         listener = ReplyListener(expectations, method=method)

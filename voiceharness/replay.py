@@ -50,10 +50,11 @@ class ReplayOptions:
 
 
 def replay(url: str, utterances: Iterable, *, options: ReplayOptions | None = None,
-           listen: Callable | None = None) -> list[tuple[object, Turn]]:
+           listen: Callable | None = None, cross_check: bool = False) -> list[tuple[object, Turn]]:
     """Each utterance once, in order, on one connection (reconnecting after a dropped one).
 
-    ``listen(samples, sample_rate_hz, request_text)`` hears replies that come without metadata.
+    ``listen(samples, sample_rate_hz, request_text)`` hears replies that come without metadata,
+    and, with ``cross_check``, those that come with it too (``voice-calibrate`` hears every reply).
     """
     options = options or ReplayOptions()
     results = []
@@ -83,7 +84,7 @@ def replay(url: str, utterances: Iterable, *, options: ReplayOptions | None = No
                                   pace=plan.pace)
             turn = run_turn(transport, plan, expectation, context, what=utterance, send_marker=options.send_marker,
                             open_mic=options.mic_during_reply == "open", listen=listen,
-                            keep_reply_audio=listen is not None)
+                            keep_reply_audio=listen is not None, cross_check=cross_check)
             results.append((utterance, turn))
             if transport.session.closed:
                 transport = None

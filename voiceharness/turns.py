@@ -137,6 +137,13 @@ class TurnRecord:
     # ... and from then -> the first reply audio (the gateway's part)
     gateway_response_ms: float = math.nan
 
+    # The reply judge's verdict, when it heard the reply (why it said what it said): the winning
+    # intent's score (0-1), the runner-up intent and its score, and the expectations file it judged by
+    judge_score: float = math.nan
+    judge_runner_up: str = ""
+    judge_runner_up_score: float = math.nan
+    judge_expectations: str = ""
+
     @classmethod
     def build(cls, context: TurnContext, timings: TurnTimings, verdict: Any) -> TurnRecord:
         """The record of a turn that is over: its context, what it measured, and the verdict

@@ -34,17 +34,35 @@ two that ship)::
   - ``{time}`` — a spoken clock time ("nine oh five a m", "ten thirty", "four o'clock").
   - ``{words}`` — any words (they neither count for nor against the phrase).
 
-* A *keyword* is a word (or words) whose mere presence is evidence for the intent, weaker
-  than a phrase: one keyword scores 0.5, two 0.75, three 0.875.
+* A *keyword* is a word (or words) whose mere presence is evidence for the intent: a word
+  that tells this intent's replies from the others' (the words of every phrase count too,
+  less).
 
-Scoring: each phrase is aligned to the transcript (the phrase as a whole, the transcript
-locally, so a reply may say more than the phrase). A heard phrase word gains its weight
-(1, or 0.5 for common function words such as "the", "is", "you"), a missed one gains nothing,
-and a transcript word inserted inside the phrase costs :data:`INSERTION_COST`. An intent's
-score is its best phrase's (or its keywords') share of the achievable weight, 0 to 1.
-:meth:`Expectations.classify` picks the best intent when it scores at least
-:data:`MIN_SCORE` and leads the runner-up by :data:`MIN_MARGIN`; otherwise None (the harness's
-``unjudged``). docs/reply-judge.md has the measurements behind these numbers.
+Scoring (:meth:`Expectations.judge`) weighs the evidence a person reading the transcript would
+use, so that a reply worded otherwise than the phrases (another template, a paraphrase, a word
+misheard or missing, fillers) is still judged:
+
+* **phrases, whole or in part** — each phrase is aligned to the transcript (the phrase as a
+  whole, the transcript locally, so a reply may say more than the phrase). A heard phrase word
+  gains its weight (1, or 0.5 for common function words such as "the", "is", "you"), a missed
+  one gains nothing, and a transcript word inserted inside the phrase costs
+  :data:`INSERTION_COST`; the best phrase's share of its weight is the evidence.
+* **words anywhere** — every word of the transcript that belongs to an intent's phrases or
+  keywords, weighted by how many intents use it (a word of one intent only counts fully, one
+  shared by two counts half), a keyword three times: which intent's words dominate.
+* **slots** — a clock time anywhere, in any form a transcript gives it ("nine oh nine a m",
+  "9:09", "twenty past nine", "a quarter to six"), for an intent whose phrases say
+  ``{time}``; the request's own words said back, for one whose phrases say ``{request}``. An
+  intent every phrase of which carries the slot is weak when the slot is not heard: a reply
+  with no clock time in it is hardly the time. Words said back from the request count for
+  ECHO only ("you said what is the weather" is no weather reply).
+
+The three are combined per intent (each a probability-like 0..1, joined as independent
+evidence: 1 - (1 - a)(1 - b)...) into a score from 0 to 1. The best intent is the verdict when
+it scores at least :data:`MIN_SCORE` and leads the runner-up by :data:`MIN_MARGIN`; otherwise
+the reply is unjudged (None) — a reply that names two intents, or too little of any, is not
+guessed. Thresholds and weights were tuned on the tuning set of ``bench/judge_sets/`` and are
+reported on its held-out set (docs/reply-judge.md).
 """
 
 from __future__ import annotations
@@ -66,6 +84,9 @@ __all__ = [
     "MIN_SCORE",
     "Expectations",
     "IntentExpectation",
+    "Verdict",
+    "clock_span",
+    "clock_strength",
     "load_expectations",
     "normalize_words",
     "request_words",
@@ -73,10 +94,11 @@ __all__ = [
 
 BUILTIN = ("smartjarvis", "reference")
 
-# classify(): the best intent must score at least MIN_SCORE and lead the runner-up by
-# MIN_MARGIN (measured on the espeak-ng tuning set, docs/reply-judge.md).
+# The verdict: the best intent must score at least MIN_SCORE and lead the runner-up by
+# MIN_MARGIN, else the reply is unjudged (tuned on bench/judge_sets/tuning.tsv; a wrong intent
+# must be rarer than an unjudged reply: docs/reply-judge.md).
 MIN_SCORE = 0.5
-MIN_MARGIN = 0.1
+MIN_MARGIN = 0.25
 # Cost of a transcript word inside a phrase that the phrase does not have, in word weights.
 INSERTION_COST = 0.3
 # Weight of common function words in a phrase: "the time is" should not be matched by the
@@ -85,8 +107,27 @@ FUNCTION_WORD_WEIGHT = 0.5
 _FUNCTION_WORDS = frozenset(
     ["a", "an", "the", "is", "are", "am", "be", "it", "i", "you", "me", "my", "your", "to", "of", "for", "with", "and", "or", "that", "this", "what", "can", "do", "did", "not", "in", "on", "at", "so"]
 )
+# Words too common to tell intents apart when heard anywhere (they still count inside a phrase).
+_COMMON_WORDS = _FUNCTION_WORDS | frozenset(
+    ["there", "here", "how", "would", "could", "will", "have", "has", "was", "were", "by", "but", "if", "we",
+     "us", "our", "some", "something", "just", "now", "right", "get", "got", "let", "like", "want", "may",
+     "please", "sorry", "okay", "ok", "well", "sure", "oh", "um", "uh", "hmm", "no", "yes", "all", "any"]
+)
 _TIME_WEIGHT = 2.0
-_KEYWORD_BASE = 0.5  # keyword score = 1 - (1 - base) ** hits
+# Evidence weights (each 0..1, joined as independent evidence).
+WORDS_WEIGHT = 0.8  # words anywhere: one distinctive word -> 0.4, a keyword -> 0.7, two keywords -> 0.79
+KEYWORD_FACTOR = 3.0  # a keyword counts as this many distinctive words
+TIME_SLOT_WEIGHT = 0.8  # a clock time heard, for an intent whose phrases say {time}
+ECHO_SLOT_WEIGHT = 0.8  # the request's words said back, for an intent whose phrases say {request}
+# An intent every phrase of which carries {time} (or {request}) scores this share when that
+# slot is not heard.
+MISSING_SLOT_FACTOR = 0.7
+# A phrase matched by its function words alone ("you ... me" of "you told me") counts this share.
+NO_CONTENT_FACTOR = 0.3
+# A single number word is weak evidence of a clock time ("that one", "for two").
+LONE_NUMBER_STRENGTH = 0.3
+# The request's words count as said back when this share of them is heard in order.
+ECHO_HEARD_SHARE = 0.6
 
 _ONES = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"]
 _TEENS = ["thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
@@ -94,6 +135,15 @@ _TENS = ["twenty", "thirty", "forty", "fifty"]
 # A {time} slot starts with one of these and runs on over any clock word.
 CLOCK_NUMBER_WORDS = frozenset(_ONES + _TEENS + _TENS + ["noon", "midnight"])
 _CLOCK_WORDS = CLOCK_NUMBER_WORDS | {"oh", "o'clock", "oclock", "a", "p", "m", "am", "pm", "half", "quarter", "past"}
+# What a clock time is made of, anywhere in a transcript ("five minutes past one", "a quarter
+# to six", "nine oh nine a m", "ten in the morning").
+_CLOCK_MARKERS = frozenset(["o'clock", "oclock", "am", "pm", "noon", "midnight"])
+_CLOCK_RELATIONS = frozenset(["past", "to", "half", "quarter", "after", "before"])
+_DIGITS = frozenset(_ONES[:9])
+_HOURS = frozenset(_ONES)
+_MINUTES = frozenset(_ONES + _TEENS + _TENS)
+_NUMBER_HOMOPHONES = {"for": "four", "to": "two", "too": "two", "won": "one", "ate": "eight"}
+_DAY_PARTS = frozenset(["morning", "afternoon", "evening", "night"])
 
 _SLOTS = ("request", "time", "words")
 _SLOT_RE = re.compile(r"\{([^{}]*)\}")
@@ -102,11 +152,40 @@ _CONTRACTIONS = {"can't": "can not", "cannot": "can not", "won't": "will not", "
 _SUFFIXES = (("n't", " not"), ("'m", " am"), ("'re", " are"), ("'ve", " have"), ("'ll", " will"), ("'d", " would"))
 # "it's", "what's", "that's"... (not o'clock, not a possessive we care about)
 _IS_CONTRACTIONS = frozenset(["it's", "what's", "that's", "there's", "here's", "how's", "who's", "where's", "he's", "she's"])
+_CLOCK_DIGITS_RE = re.compile(r"\b(\d{1,2}):(\d{2})\b")
+_NUMBER_RE = re.compile(r"\b\d+\b")
+_AM_PM_RE = re.compile(r"\b([ap])\.?\s?m\b\.?")
+
+
+def _number_words(number: int) -> list[str]:
+    """0-99 as words ("forty five"); larger numbers digit by digit."""
+    if 1 <= number <= 12:
+        return [_ONES[number - 1]]
+    if 13 <= number <= 19:
+        return [_TEENS[number - 13]]
+    if 20 <= number <= 59 or 60 <= number <= 99:
+        tens = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"][number // 10 - 2]
+        return [tens] + ([_ONES[number % 10 - 1]] if number % 10 else [])
+    if number == 0:
+        return ["zero"]
+    return [w for digit in str(number) for w in _number_words(int(digit))]
+
+
+def _clock_words(match: re.Match) -> str:
+    hour, minute = int(match.group(1)), int(match.group(2))
+    if minute == 0:
+        return " ".join([*_number_words(hour), "o'clock"])
+    minutes = ["oh", *_number_words(minute)] if minute < 10 else _number_words(minute)
+    return " ".join(_number_words(hour) + minutes)
 
 
 def normalize_words(text: str) -> list[str]:
-    """Lower-case words without punctuation, contractions expanded ("it's" -> "it is")."""
+    """Lower-case words without punctuation, contractions expanded ("it's" -> "it is"), numbers
+    and clock times in digits as a voice says them ("9:09 AM" -> nine oh nine am)."""
     text = text.lower().replace("\u2019", "'")
+    text = _CLOCK_DIGITS_RE.sub(_clock_words, text)
+    text = _AM_PM_RE.sub(lambda m: f" {m.group(1)}m ", text)
+    text = _NUMBER_RE.sub(lambda m: " ".join(_number_words(int(m.group()))), text)
     text = re.sub(r"[^a-z0-9' ]+", " ", text)
     words: list[str] = []
     for word in text.split():
@@ -125,7 +204,128 @@ def normalize_words(text: str) -> list[str]:
                 break
         else:
             words.append(word)
+    # "a m" / "p m" (a voice's, or a recogniser's, spelling of AM/PM) as one word
+    merged: list[str] = []
+    for word in words:
+        if word == "m" and merged and merged[-1] in ("a", "p"):
+            merged[-1] += "m"
+        else:
+            merged.append(word)
+    return merged
+
+
+_HOMOPHONE_CACHE: dict[frozenset[str], dict[str, str]] = {}
+
+
+def _homophones(vocabulary: frozenset[str]) -> dict[str, str]:
+    """word -> the vocabulary word it sounds exactly like ("whether" -> "weather", "high" -> "hi"),
+    from the pronunciation dictionary of pocketsphinx's en-us model; a recogniser writes either.
+    Empty when the dictionary is not installed."""
+    cached = _HOMOPHONE_CACHE.get(vocabulary)
+    if cached is not None:
+        return cached
+    mapping: dict[str, str] = {}
+    try:
+        from pocketsphinx import get_model_path
+
+        lines = Path(get_model_path("en-us/cmudict-en-us.dict")).read_text(encoding="utf-8").splitlines()
+    except (ImportError, OSError):
+        lines = []
+    entries = []
+    for line in lines:
+        word, _, phones = line.partition(" ")
+        entries.append((word.split("(")[0], phones.strip()))
+    sounds = {phones: word for word, phones in entries if word in vocabulary}
+    for word, phones in entries:
+        if word not in vocabulary and phones in sounds and word not in CLOCK_NUMBER_WORDS:
+            mapping.setdefault(word, sounds[phones])
+    _HOMOPHONE_CACHE[vocabulary] = mapping
+    return mapping
+
+
+def _stem(word: str) -> str:
+    """A light stem for matching words anywhere: checking/checked/checks -> check."""
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 4:
+            return word[: -len(suffix)]
+    return word
+
+
+def clock_strength(words: list[str], ignore: frozenset[int] | set[int] = frozenset()) -> float:
+    """How surely ``words`` (normalized) say a clock time: 1 for a time a voice says ("nine oh
+    nine am", "nine thirty", "eight o'clock", "twenty past nine", "a quarter to six", "ten in
+    the morning"), :data:`LONE_NUMBER_STRENGTH` for a lone number ("it's nine"), 0 for none
+    ("one two three" is no time). Positions in ``ignore`` do not count (an echoed request)."""
+    words = _mended([w if i not in ignore else "" for i, w in enumerate(words)])
+    return max((strength for _, _, strength in _times(words)), default=0.0)
+
+
+def clock_span(words: list[str]) -> tuple[int, int] | None:
+    """Where ``words`` (normalized) say a clock time (start, end), the first one; None when none."""
+    return next(((start, end) for start, end, strength in _times(_mended(words)) if strength >= 1.0), None)
+
+
+def _mended(words: list[str]) -> list[str]:
+    """``words`` with the numbers a recogniser wrote as homophones put back."""
+    words = list(words)
+    n = len(words)
+    # A recogniser writes a number as its homophone ("it's for thirty", "won fifteen", "nine or
+    # nine"): next to a number (other than "one", itself the commonest stray) it is that number.
+    for i, word in enumerate(words):
+        neighbours = [words[j] for j in (i - 1, i + 1) if 0 <= j < n]
+        relation = word == "to" and i and words[i - 1] in (_MINUTES | {"quarter", "half", "minutes", "minute"})
+        if word in _NUMBER_HOMOPHONES and not relation and any(
+                w in CLOCK_NUMBER_WORDS and w != "one" for w in neighbours):
+            words[i] = _NUMBER_HOMOPHONES[word]
+        elif word == "or" and i and words[i - 1] in _HOURS and i + 1 < n and words[i + 1] in _DIGITS:
+            words[i] = "oh"
     return words
+
+
+def _times(words: list[str]) -> list[tuple[int, int, float]]:
+    """Every clock time or lone number in ``words`` (homophones already mended): (start, end, strength)."""
+    n = len(words)
+    found = []
+    for i, word in enumerate(words):
+        if word in _HOURS:
+            after = i + 1 + _minute_length(words, i + 1)
+            marker = _marker_length(words, after)
+            if after > i + 1 or marker:
+                found.append((i, after + marker, 1.0))
+                continue
+        if word in _MINUTES or word in ("quarter", "half"):
+            after = i + 1 + (words[i + 1 : i + 2] in (["minutes"], ["minute"]))
+            if after < n and words[after] in _CLOCK_RELATIONS and after + 1 < n and words[after + 1] in _HOURS:
+                start = i - 1 if i and words[i - 1] == "a" else i
+                found.append((start, after + 2 + _marker_length(words, after + 2), 1.0))
+                continue
+        if word in ("noon", "midnight"):
+            found.append((i, i + 1, 0.6))
+        elif word in CLOCK_NUMBER_WORDS:
+            found.append((i, i + 1, LONE_NUMBER_STRENGTH))
+    return found
+
+
+def _minute_length(words: list[str], i: int) -> int:
+    """How many words at ``i`` say the minutes of a clock time ("oh nine", "thirty", "forty five"), or 0."""
+    if i >= len(words):
+        return 0
+    if words[i] == "oh" and words[i + 1 : i + 2] and words[i + 1] in _DIGITS:
+        return 2
+    if words[i] in _TENS:
+        return 2 if words[i + 1 : i + 2] and words[i + 1] in _DIGITS else 1
+    return 1 if words[i] in ("ten", "eleven", "twelve", *_TEENS) else 0
+
+
+def _marker_length(words: list[str], i: int) -> int:
+    """How many words at ``i`` say "am", "pm", "o'clock", "in the morning" (afternoon, evening) or "at night"."""
+    if i < len(words) and words[i] in ("am", "pm", "o'clock", "oclock"):
+        return 1
+    if words[i : i + 2] == ["at", "night"]:
+        return 2
+    if words[i : i + 2] == ["in", "the"] and words[i + 2 : i + 3] and words[i + 2] in _DAY_PARTS:
+        return 3
+    return 0
 
 
 def request_words(request_text: str, command_words: tuple[tuple[str, ...], ...]) -> list[str]:
@@ -148,6 +348,24 @@ class IntentExpectation:
     phrases: tuple[tuple[str, ...], ...]
     keywords: tuple[tuple[str, ...], ...]
 
+    def says_in_every_phrase(self, slot: str) -> bool:
+        return bool(self.phrases) and all(slot in phrase for phrase in self.phrases)
+
+    def says(self, slot: str) -> bool:
+        return any(slot in phrase for phrase in self.phrases)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a transcript says: ``intent`` (None: unjudged), its score, the runner-up and its
+    score (so a reader sees why), and every intent's score."""
+
+    intent: str | None
+    score: float
+    runner_up: str
+    runner_up_score: float
+    scores: dict[str, float]
+
 
 @dataclass(frozen=True)
 class Expectations:
@@ -158,11 +376,18 @@ class Expectations:
     command_words: tuple[tuple[str, ...], ...] = ()
     description: str = ""
 
-    def phrases_for(self, intent: str, request_text: str = "") -> list[list[str]]:
-        """The intent's phrases with ``{request}`` filled in (``{words}`` when it is not known)."""
+    def phrases_for(self, intent: str, request_text: str = "", *, open_request: bool = True) -> list[list[str]]:
+        """The intent's phrases with ``{request}`` filled in (``{words}`` when it is not known).
+
+        ``open_request=False`` leaves out a phrase with ``{request}`` when the request is known
+        and has no command word (no echo is expected: "you said <anything>" would fit any reply).
+        """
         request = request_words(request_text, self.command_words) if request_text else []
+        no_echo = not open_request and bool(request_text) and bool(self.command_words) and not request
         filled = []
         for phrase in self.intents[intent].phrases:
+            if no_echo and "{request}" in phrase:
+                continue
             tokens: list[str] = []
             for token in phrase:
                 if token == "{request}":
@@ -179,25 +404,138 @@ class Expectations:
         words |= {" ".join(k) for spec in self.intents.values() for k in spec.keywords}
         return {w for w in words if not w.startswith("{") and " " not in w}
 
+    def _distinctive_words(self) -> frozenset[str]:
+        """The phrases' and keywords' words that are not function words, slots or clock words."""
+        words = {t for spec in self.intents.values() for p in spec.phrases for t in p}
+        words |= {t for spec in self.intents.values() for k in spec.keywords for t in k}
+        return frozenset(w for w in words if not w.startswith("{") and w not in _FUNCTION_WORDS
+                         and w not in _CLOCK_WORDS)
+
+    def _word_weights(self) -> dict[str, dict[str, float]]:
+        """intent -> {stemmed distinctive word: its weight}: 1 / (intents using it), x KEYWORD_FACTOR
+        for a keyword (cached on the instance)."""
+        cached = self.__dict__.get("_weights")
+        if cached is not None:
+            return cached
+        uses: dict[str, dict[str, bool]] = {}
+        for intent, spec in self.intents.items():
+            for phrase in spec.phrases:
+                for token in phrase:
+                    if not token.startswith("{") and token not in _COMMON_WORDS:
+                        uses.setdefault(_stem(token), {}).setdefault(intent, False)
+            for keyword in spec.keywords:
+                if len(keyword) == 1 and keyword[0] not in _FUNCTION_WORDS:
+                    uses.setdefault(_stem(keyword[0]), {})[intent] = True
+        weights: dict[str, dict[str, float]] = {intent: {} for intent in self.intents}
+        for word, intents in uses.items():
+            for intent, is_keyword in intents.items():
+                weights[intent][word] = (KEYWORD_FACTOR if is_keyword else 1.0) / len(intents)
+        object.__setattr__(self, "_weights", weights)  # frozen dataclass: a private cache
+        return weights
+
     def score(self, transcript: str, request_text: str = "") -> dict[str, float]:
-        """Each intent's evidence in ``transcript``, 0 (none) to 1 (a whole phrase heard)."""
+        """Each intent's evidence in ``transcript``, 0 (none) to 1 (see the module docstring)."""
         heard = normalize_words(transcript)
+        if not heard:
+            return {intent: 0.0 for intent in self.intents}
+        request = request_words(request_text, self.command_words) if request_text else []
+        sounds_like = _homophones(self._distinctive_words())
+        heard = [sounds_like.get(word, word) for word in heard]
+        echoed, echo_share = _echoed_span(heard, request)
+        time_heard = clock_strength(heard, echoed)
+        stems = [_stem(w) for w in heard]
+        heard_set = set(heard)
+        weights = self._word_weights()
         scores = {}
         for intent, spec in self.intents.items():
-            best = max((_phrase_score(p, heard) for p in self.phrases_for(intent, request_text)), default=0.0)
-            hits = sum(1 for keyword in spec.keywords if _contains(heard, keyword))
-            keyword_score = 1.0 - (1.0 - _KEYWORD_BASE) ** hits if hits else 0.0
-            scores[intent] = round(max(best, keyword_score), 3)
+            says_request = spec.says("{request}")
+            phrase = max((_phrase_evidence(p, heard, heard_set) for p in self.phrases_for(intent, request_text)),
+                         default=0.0)
+            # Words anywhere: each distinct distinctive word once; an echoed request's words
+            # are evidence of the echo only.
+            mine = weights[intent]
+            seen = {stem for position, stem in enumerate(stems) if says_request or position not in echoed}
+            words = sum(mine.get(stem, 0.0) for stem in seen)
+            words += sum(KEYWORD_FACTOR for k in spec.keywords if len(k) > 1 and _contains(heard, k))
+            evidence = [phrase, WORDS_WEIGHT * (1.0 - 0.5**words)]
+            if spec.says("{time}"):
+                evidence.append(TIME_SLOT_WEIGHT * time_heard)
+            # The request said back without a lead-in counts when it is more than a word or two.
+            if says_request and sum(1 for w in request if w not in _COMMON_WORDS) >= 2:
+                evidence.append(ECHO_SLOT_WEIGHT * echo_share)
+            missing = 1.0
+            total = 1.0
+            for value in evidence:
+                missing *= 1.0 - max(0.0, min(1.0, value))
+            total = 1.0 - missing
+            if spec.says_in_every_phrase("{time}") and time_heard < 0.5:
+                total *= MISSING_SLOT_FACTOR
+            if request and spec.says_in_every_phrase("{request}") and echo_share < ECHO_HEARD_SHARE:
+                total *= MISSING_SLOT_FACTOR
+            scores[intent] = round(total, 3)
         return scores
 
     def classify(self, scores: Mapping[str, float]) -> str | None:
         """The intent the scores point to, or None when none is clear enough."""
+        return self.verdict(scores).intent
+
+    @staticmethod
+    def verdict(scores: Mapping[str, float]) -> Verdict:
+        """The verdict from each intent's score: the best when it is sure enough and clear of the runner-up."""
         ranked = sorted(scores.items(), key=lambda item: item[1], reverse=True)
-        if not ranked or ranked[0][1] < MIN_SCORE:
-            return None
-        if len(ranked) > 1 and ranked[0][1] - ranked[1][1] < MIN_MARGIN:
-            return None
-        return ranked[0][0]
+        if not ranked:
+            return Verdict(None, 0.0, "", 0.0, {})
+        best, best_score = ranked[0]
+        runner_up, runner_up_score = ranked[1] if len(ranked) > 1 else ("", 0.0)
+        sure = best_score >= MIN_SCORE and best_score - runner_up_score >= MIN_MARGIN - 1e-9
+        return Verdict(best if sure else None, best_score, runner_up, runner_up_score, dict(scores))
+
+    def judge(self, transcript: str, request_text: str = "") -> Verdict:
+        """Score ``transcript`` and decide: :class:`Verdict`."""
+        return self.verdict(self.score(transcript, request_text))
+
+
+def _phrase_evidence(phrase: list[str], heard: list[str], heard_set: set[str]) -> float:
+    """A phrase's alignment share; a phrase none of whose own words (beyond function words and
+    slots) was heard is weak evidence ("you like me" is not "you told me")."""
+    share = _phrase_score(phrase, heard)
+    content = [t for t in phrase if not t.startswith("{") and t not in _FUNCTION_WORDS]
+    if content and not any(t in heard_set for t in content):
+        share *= NO_CONTENT_FACTOR
+    return share
+
+
+def _echoed_span(heard: list[str], request: list[str]) -> tuple[frozenset[int], float]:
+    """Where the request's words are said back in ``heard`` (positions), and the share heard.
+
+    The request aligned locally (``_phrase_score``'s rules); its span counts only when at least
+    :data:`ECHO_HEARD_SHARE` of it is heard.
+    """
+    if not request or not heard:
+        return frozenset(), 0.0
+    share, start, end = _aligned_span(request, heard)
+    if share < ECHO_HEARD_SHARE:
+        return frozenset(), share
+    return frozenset(range(start, end)), share
+
+
+def _aligned_span(phrase: list[str], heard: list[str]) -> tuple[float, int, int]:
+    """Best local alignment of a literal ``phrase`` in ``heard``: (share of its weight, start, end),
+    the span the shortest that scores the share."""
+    share = _phrase_score(phrase, heard)
+    if share <= 0:
+        return 0.0, 0, 0
+    best: tuple[int, int] | None = None
+    for start in range(len(heard)):
+        if heard[start] not in phrase:
+            continue
+        for end in range(start + 1, len(heard) + 1):
+            if best is not None and end - start >= best[1] - best[0]:
+                break
+            if _phrase_score(phrase, heard[start:end]) >= share - 1e-9:
+                best = (start, end)
+                break
+    return (share, *best) if best else (share, 0, len(heard))
 
 
 def _contains(words: list[str], phrase: tuple[str, ...]) -> bool:
@@ -304,7 +642,8 @@ def _parse(source: str, data: object) -> Expectations:
         if unknown:
             raise _fail(source, f"{key}.{min(unknown)}", "unknown key; an intent has phrases and/or keywords")
         if not spec:
-            raise _fail(source, key, "give phrases and/or keywords")
+            raise _fail(source, key, 'has neither phrases nor keywords: give one or both, e.g. '
+                        '{"phrases": ["hello how can i help you"], "keywords": ["hello"]}, or remove the intent')
         phrases = tuple(
             _parse_phrase(source, f"{key}.phrases[{i}]", text)
             for i, text in enumerate(_string_list(source, f"{key}.phrases", spec["phrases"]) if "phrases" in spec else [])

@@ -64,11 +64,13 @@ class ReplyJudge:
         """Start the reply judge's processes (once; they load the speech model)."""
         with self._lock:
             if self.pool is None:
-                from voiceharness.listener_pool import ListenerPool
+                from voiceharness.listener_pool import LIVE_MAX_WAIT_S, ListenerPool
 
                 config = self.config
                 self.pool = ListenerPool(config.expectations, workers=config.judge_workers,
-                                         sample_fraction=config.judge_sample, method=config.judge_method)
+                                         sample_fraction=config.judge_sample, method=config.judge_method,
+                                         on_ready=lambda message: self.logbook.info(message, echo=True),
+                                         max_wait_s=LIVE_MAX_WAIT_S)
                 self.logbook.info(f"Reply judge: {config.judge_workers} process(es) hearing replies against the "
                                   f"{config.expectations} expectations, {config.judge_sample:.0%} of replies")
         return self.pool

@@ -66,10 +66,12 @@ def add_voice_options(parser) -> None:
     group.add_argument("--judge-sample", type=float, default=1.0, include_in_web_ui=True,
                        help="Share of replies to hear, 0-1 (default 1: all, up to what the judge's processes keep up with; "
                             "a reply it cannot take in time is left unjudged and counted)")
-    group.add_argument("--judge-method", choices=["grammar", "lm"], default="grammar", include_in_web_ui=False,
-                       help="How the judge transcribes replies: grammar (the expected phrases with a garbage model; "
-                            "0.1-0.3 s of CPU a reply) or lm (pocketsphinx's full language model: better on natural "
-                            "voices it was not tuned on, 4-6x the CPU; see docs/reply-judge.md). Default: grammar")
+    group.add_argument("--judge-method", choices=["hybrid", "lm", "grammar"], default="hybrid",
+                       include_in_web_ui=False,
+                       help="How the judge transcribes replies: hybrid (the full language model, and the expected "
+                            "phrases' grammar when it cannot decide; about 0.8 s of CPU a reply), lm (the language "
+                            "model alone) or grammar (the expected phrases only: 0.2 s, but deaf to other wordings). "
+                            "See docs/reply-judge.md. Default: hybrid")
     group.add_argument("--judge-workers", type=int, default=1, include_in_web_ui=False,
                        help="Processes that hear replies (speech recognition, off the load generator; default 1)")
     group.add_argument("--save-replies", default="", include_in_web_ui=False,
@@ -192,6 +194,12 @@ def resolve(options) -> VoiceRunConfig:
     turns_file = options.turns_file
     if not turns_file and getattr(options, "csv_prefix", None):
         turns_file = f"{options.csv_prefix}_turns.csv"
+    expectations = options.reply_expectations or dialect.expectations
+    # A bad expectations file fails the run at its start, in any dialect, even when no reply may
+    # need it (a gateway that sends metadata): not at the first reply heard, or never.
+    from voiceharness.expectations import load_expectations
+
+    load_expectations(expectations)
     stats_by = options.stats_by
     if getattr(options, "otel", False):
         stats_by = "intent"  # Locust's OpenTelemetry histogram keeps at most 20 request names
@@ -211,7 +219,7 @@ def resolve(options) -> VoiceRunConfig:
         mic_during_reply=options.mic_during_reply or dialect.mic_during_reply,
         reply_format=ReplyFormat(options.reply_format) if options.reply_format else dialect.reply_format,
         reply_sample_rate_hz=options.reply_sample_rate_hz,
-        expectations=options.reply_expectations or dialect.expectations,
+        expectations=expectations,
         judge_replies=options.judge_replies,
         judge_sample=options.judge_sample,
         judge_method=options.judge_method,
