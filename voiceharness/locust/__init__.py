@@ -19,7 +19,7 @@ Importing this package registers the harness's command-line options and its Locu
 (records, resources, run status). Modules: :mod:`.client` (``VoiceClient``), :mod:`.user`
 (``VoiceUser``), :mod:`.scenarios` (the guide's scenarios), :mod:`.transport` (the gevent
 WebSocket), :mod:`.pacer` (the process-wide real-time sender), :mod:`.options`,
-:mod:`.process`, :mod:`.records`, :mod:`.resources`, :mod:`.run_status`, :mod:`.collector`,
+:mod:`.process`, :mod:`.records`, :mod:`.resources`, :mod:`.run_status`, :mod:`.collector`, :mod:`.locust_csv`,
 :mod:`.metrics` (``--voice-metrics-port``: the run's live metrics for Prometheus).
 Only this package imports Locust and gevent; the rest of ``voiceharness`` imports without them.
 """

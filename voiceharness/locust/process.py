@@ -32,9 +32,9 @@ from locust.runners import MasterRunner
 
 from voiceharness import diagnoses, guide
 from voiceharness.errors import HarnessError
+from voiceharness.locust import locust_csv, records, resources, run_status
 from voiceharness.locust import metrics as _metrics  # noqa: F401 (--voice-metrics-port: its own Locust hooks)
 from voiceharness.locust import options as voice_options
-from voiceharness.locust import records, resources, run_status
 from voiceharness.locust.collector import COLLECTOR
 from voiceharness.locust.pacer import PACER
 from voiceharness.logbook import Logbook
@@ -280,6 +280,7 @@ def _on_init(environment, **_kwargs) -> None:
     run_status.install(environment, csv_prefix=prefix, turns_file=config.turns_file,
                        records=lambda: turn_sink.received, lateness=PACER.stats.summary,
                        worker_name=PROCESS.worker_name, target=config.settings.url, dialect=config.dialect.name)
+    locust_csv.install(environment)  # Locust's --csv files: a last write before Locust closes them (see there)
     if not options.host and not options.voice_config:
         PROCESS.logbook.warning(f"No --host given: using the {options.preset} preset's {config.settings.url}")
     PROCESS.logbook.info(f"Voice harness: {config.settings.describe()}, dialect {config.dialect.name}, pace "
