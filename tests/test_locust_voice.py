@@ -181,7 +181,10 @@ def test_fifty_users_for_sixty_seconds_against_the_real_gateway(tmp_path, shared
                      users=50, spawn_rate=10, run_time="60s", timeout_s=240)
     rows = read_turns(run.file("_turns.csv"))
     judged = [row for row in rows if row["failure"] != "run_stopped"]
-    assert len(judged) > 200
+    # Counts checked against what was started, not against a throughput: all 50 users took turns,
+    # and the run's end cut at most the one turn each user had in progress.
+    assert len({row["user"] for row in rows}) == 50
+    assert judged and len(rows) - len(judged) <= 50
     assert failures(judged) == Counter(), failures(judged)
     kinds = {row["Type"] for row in read_stats(run.file("_stats.csv"))}
     assert {"connect", "roundtrip", "intent", "reply", "ping"} <= kinds
@@ -195,7 +198,13 @@ def test_fifty_users_for_sixty_seconds_against_the_real_gateway(tmp_path, shared
     status = json.loads(run.file("_run.json").read_text())
     assert status["complete"] and status["turns_started"] == len(rows)
     (lateness,) = status["send_lateness"].values()
-    assert lateness["frames"] > 10_000
+    # Every frame the pacer sent belongs to a recorded real-time turn (fast-paced turns do not go
+    # through it): all of a judged turn's frames, and of a turn the run's end cut, no more than
+    # its utterance has (the reference dialect streams no trailing silence; a turn cut mid-stream
+    # records no count of its own).
+    paced = [row for row in rows if row["pace"] == "realtime"]
+    planned = sum(max(int(row["chunks_sent"]), math.ceil(float(row["speech_ms"]) / guide.CHUNK_MS)) for row in paced)
+    assert sum(int(row["chunks_sent"]) for row in paced) <= lateness["frames"] <= planned, (lateness, planned)
     # How late frames left (p99 under 5 ms is the goal) is a speed figure, measured by the
     # capacity benchmark in bench/ against a baseline; on a loaded CI machine it says more about
     # the machine than the harness. Printed here for the record only.
