@@ -47,7 +47,8 @@ def failures(rows) -> Counter:
 
 
 def test_wrong_port_is_diagnosed_as_refused_without_traceback(tmp_path):
-    run = run_locust(tmp_path / "run", f"ws://127.0.0.1:{free_port()}", users=2, run_time="4s")
+    run = run_locust(tmp_path / "run", f"ws://127.0.0.1:{free_port()}", users=2, run_time="60s",
+                     stop_after_turns=2)
     rows = read_turns(run.file("_turns.csv"))
     assert rows and set(failures(rows)) <= {"connection_refused", "connection_gave_up"}
     assert "connection_refused" in failures(rows)
@@ -56,20 +57,22 @@ def test_wrong_port_is_diagnosed_as_refused_without_traceback(tmp_path):
 
 
 def test_users_give_up_after_max_retries(tmp_path):
+    # both users refused, retried once and given up: four turns, and none after them
     run = run_locust(tmp_path / "run", f"ws://127.0.0.1:{free_port()}", "--max-retries", "1",
-                     users=2, run_time="8s")
+                     users=2, run_time="60s", stop_after_turns=4)
     rows = read_turns(run.file("_turns.csv"))
     counts = failures(rows)
     # one refused attempt, then the retry fails and the user gives up: no more turns after that
     assert counts["connection_gave_up"] == 2
     assert counts["connection_refused"] == 2
     assert "gave up after maxRetries" in run.output
+    assert "User 0 stops:" in run.output and "User 1 stops:" in run.output  # StopUser: no turn after that
 
 
 def test_wrong_path_is_http_404(tmp_path, gateway_factory):
     gateway = gateway_factory("--fast-sink")
     run = run_locust(tmp_path / "run", gateway.url, "--ws-path", "/nope", "--max-retries", "0",
-                     users=1, run_time="4s")
+                     users=1, run_time="60s", stop_after_turns=1)
     rows = read_turns(run.file("_turns.csv"))
     assert failures(rows)["connection_http_404"] == 1
     assert "wrong WebSocket path" in run.output
@@ -77,7 +80,8 @@ def test_wrong_path_is_http_404(tmp_path, gateway_factory):
 
 def test_gateway_closing_mid_stream_is_recording_stopped(tmp_path, gateway_factory):
     gateway = gateway_factory("--fast-sink", "--fault-close-after-frames", "5", "--fault-close-code", "1011")
-    run = run_locust(tmp_path / "run", gateway.url, "--tags", "basic", users=2, run_time="6s")
+    # three turns of two users: one user's second, on the connection it reopened, is among them
+    run = run_locust(tmp_path / "run", gateway.url, "--tags", "basic", users=2, run_time="90s", stop_after_turns=3)
     rows = read_turns(run.file("_turns.csv"))
     stopped = [row for row in rows if row["failure"] == "recording_stopped"]
     assert stopped, failures(rows)
@@ -89,7 +93,7 @@ def test_gateway_closing_mid_stream_is_recording_stopped(tmp_path, gateway_facto
 
 def test_tts_off_is_no_audio_response(tmp_path, gateway_factory):
     gateway = gateway_factory("--fast-sink", "--fault-no-audio")
-    run = run_locust(tmp_path / "run", gateway.url, "--tags", "basic", users=2, run_time="5s")
+    run = run_locust(tmp_path / "run", gateway.url, "--tags", "basic", users=2, run_time="60s", stop_after_turns=2)
     rows = read_turns(run.file("_turns.csv"))
     judged = [row for row in rows if row["failure"] != "run_stopped"]
     assert judged and all(row["failure"] == "no_audio_tts" for row in judged)
