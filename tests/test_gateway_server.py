@@ -869,6 +869,7 @@ async def _realtime_session(port: int, index: int, speech: bytes, results: list[
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive  # 50 real-time sessions on the real recognizer need the CPU (shared, the gateway stopped answering)
 @pytest.mark.requires("espeak-ng")
 def test_fifty_realtime_sessions_all_get_their_intent_and_recognition_never_blocks_the_loop():
     """No turn lost among 50 real-time sessions, and recognition stays off the event loop.
