@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
 # The demo (called by `make demo` after bootstrap): start the reference gateway on
 # 127.0.0.1:7090, run a short headless Locust load over the audio corpus, and end with
-# the band report of the analysis package. Tunables: USERS, SPAWN_RATE, RUN_TIME, PORT.
+# the band report of the analysis package and what to try next. Tunables: USERS,
+# SPAWN_RATE, RUN_TIME, PORT, GATEWAY_NICE.
+#
+# The demo measures the gateway, so the load generator gets the CPU first: in a real test
+# they run on different machines, here they share one (two cores, maybe busy with other
+# work). The gateway runs at a lower scheduling priority (nice GATEWAY_NICE); without it,
+# its speech recognition took the CPU the load generator needed to send audio on time, and
+# the verdict depended on what else the machine was doing. The load is one the bundled
+# gateway serves within the guide's good band on two cores, also with one core busy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 USERS=${USERS:-20}
+GATEWAY_NICE=${GATEWAY_NICE:-10}
 SPAWN_RATE=${SPAWN_RATE:-5}
 RUN_TIME=${RUN_TIME:-45s}
 PORT=${PORT:-7090}
@@ -16,8 +25,9 @@ if curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; then
   echo "demo: something already listens on port $PORT; stop it or run PORT=7091 make demo" >&2
   exit 2
 fi
-echo "demo: starting the reference gateway on 127.0.0.1:$PORT (log: $OUT/gateway.log)"
-$PY -m gateway --host 127.0.0.1 --port "$PORT" >"$OUT/gateway.log" 2>&1 &
+echo "demo: starting the reference gateway on 127.0.0.1:$PORT at a lower scheduling priority (nice $GATEWAY_NICE)," \
+  "so that the load generator gets the CPU first, as on a machine of its own (log: $OUT/gateway.log)"
+nice -n "$GATEWAY_NICE" $PY -m gateway --host 127.0.0.1 --port "$PORT" >"$OUT/gateway.log" 2>&1 &
 gateway_pid=$!
 trap 'kill $gateway_pid 2>/dev/null; wait $gateway_pid 2>/dev/null || true' EXIT
 for _ in $(seq 1 120); do
@@ -48,3 +58,15 @@ fi
 
 echo
 $PY -m analysis "$OUT/run" --html "$OUT/report.html" --json "$OUT/report.json" --junit "$OUT/junit.xml"
+
+cat <<NEXT
+
+Try next (the demo's files are in $OUT/; report.html has the plots):
+  the Locust web UI, with the Voice quality tab, against a gateway you start:
+    nice -n $GATEWAY_NICE $PY -m gateway --port $PORT &
+    .venv/bin/locust -f locustfiles/voice.py --host ws://127.0.0.1:$PORT        # then open http://localhost:8089
+  a gateway that speaks the published SmartJARVIS dialect (start it with --dialect smartjarvis):
+    .venv/bin/locust -f locustfiles/voice.py --host ws://127.0.0.1:$PORT --dialect smartjarvis
+  your own gateway:  --host ws://your-gateway:port (wss:// with --tls-ca FILE; options: .venv/bin/voice-options)
+  your own scenario: .venv/bin/locust -f examples/dialogue.py --host ws://127.0.0.1:$PORT  (README: "Write your own scenario")
+NEXT
