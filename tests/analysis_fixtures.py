@@ -141,38 +141,79 @@ def write_turns(prefix: str | os.PathLike[str], records: list[TurnRecord]) -> st
     return path
 
 
+# A plain Locust run (no harness) whose CSV files hold what the locust-only tests read, for sure:
+# every 10th turn a wrong intent, every 50th an exception in user code; the run ends itself once
+# TURNS turns were fired and Locust's CSV writer has rewritten its files three times since (each
+# pass also adds a stats-history row, with all 4 users running). A fixed --run-time made this a
+# race on a busy machine: gevent's timer for it counts from a clock last read before the imports,
+# so the run could end before Locust had written a single row.
 LOCUSTFILE = textwrap.dedent(
     """
+    import os
     import random
-    from locust import User, constant, task
+
+    import gevent
+    from locust import User, constant, events, task
 
     UTTERANCES = ["greeting_hello_jarvis_en-us_160", "echo_hello_world_en-us_160"]
+    TURNS = 400
+    WRITER_PASSES = 3
+    fired = 0
+
 
     class Voice(User):
         wait_time = constant(0.02)
 
         @task
         def turn(self):
+            global fired
+            fired += 1
+            number = fired
             fire = self.environment.events.request.fire
             name = random.choice(UTTERANCES)
             fire(request_type="connect", name=name, response_time=random.uniform(1, 20),
                  response_length=0, exception=None, context={})
             fire(request_type="roundtrip", name=name, response_time=random.lognormvariate(5, 0.5),
                  response_length=2048, exception=None, context={})
-            wrong = random.random() < 0.1
+            wrong = number % 10 == 0
             fire(request_type="intent", name=name, response_time=random.uniform(50, 300), response_length=0,
                  exception=Exception("wrong_intent: expected GREETING, got UNKNOWN") if wrong else None,
                  context={})
             fire(request_type="ping", name="ping", response_time=random.uniform(1, 90),
                  response_length=0, exception=None, context={})
-            if random.random() < 0.02:
+            if number % 50 == 0:
                 raise ValueError("boom in user code")
+
+
+    def modified_ns(path):
+        try:
+            return os.stat(path).st_mtime_ns
+        except OSError:
+            return -1
+
+
+    @events.init.add_listener
+    def end_once_written(environment, **_kwargs):
+        stats_path = environment.parsed_options.csv_prefix + "_stats.csv"
+
+        def watch():
+            while fired < TURNS:
+                gevent.sleep(0.05)
+            passes, seen = 0, modified_ns(stats_path)
+            while passes < WRITER_PASSES:
+                gevent.sleep(0.02)
+                if modified_ns(stats_path) != seen:
+                    passes, seen = passes + 1, modified_ns(stats_path)
+            environment.runner.quit()
+
+        gevent.spawn(watch)
     """
 )
 
 
-def run_locust(directory: Path, name: str = "run", seconds: int = 3) -> str:
-    """Run real Locust headless for a few seconds; returns the --csv prefix it wrote."""
+def run_locust(directory: Path, name: str = "run", guard_s: int = 120) -> str:
+    """Run real Locust headless on the tiny locustfile until it has written what the tests read
+    (it ends itself; ``guard_s`` is --run-time, against a hang); returns the --csv prefix."""
     directory.mkdir(parents=True, exist_ok=True)
     locustfile = directory / "tiny_locustfile.py"
     locustfile.write_text(LOCUSTFILE)
@@ -190,7 +231,7 @@ def run_locust(directory: Path, name: str = "run", seconds: int = 3) -> str:
             "-r",
             "4",
             "-t",
-            f"{seconds}s",
+            f"{guard_s}s",
             "--csv",
             str(prefix),
             "--only-summary",
@@ -203,7 +244,7 @@ def run_locust(directory: Path, name: str = "run", seconds: int = 3) -> str:
         capture_output=True,
         text=True,
         check=False,
-        timeout=120,
+        timeout=guard_s + 60,
     )
     if result.returncode != 0 or not Path(f"{prefix}_stats.csv").exists():
         raise RuntimeError(f"locust failed ({result.returncode}): {result.stderr[-2000:]}")

@@ -415,20 +415,38 @@ class LocustRun:
         return Path(f"{self.prefix}{suffix}")
 
 
+STOP_AFTER_TURNS = Path(__file__).with_name("locust_stop_after_turns.py")
+
+
+def stop_after_turns_env(turns: int, where: str = "", each_user: bool = False) -> dict[str, str]:
+    """The environment of tests/locust_stop_after_turns.py: end the run after ``turns`` turns."""
+    if not turns:
+        return {}
+    return {"VOICE_TEST_STOP_AFTER_TURNS": str(turns), "VOICE_TEST_STOP_AFTER_TURNS_WHERE": where,
+            "VOICE_TEST_STOP_AFTER_TURNS_EACH_USER": "1" if each_user else ""}
+
+
 def run_locust(prefix: Path | None, host: str, *args: str, users: int = 5, spawn_rate: float = 5,
                run_time: str = "8s", timeout_s: float = 180, env: dict | None = None,
-               locustfile: str | Path = LOCUSTFILE) -> LocustRun:
+               locustfile: str | Path = LOCUSTFILE, stop_after_turns: int = 0, stop_where: str = "",
+               stop_each_user: bool = False) -> LocustRun:
     """A real headless Locust run of the voice locustfile (or another); returns its output and files.
 
-    ``prefix=None`` runs without ``--csv``."""
+    ``prefix=None`` runs without ``--csv``. ``stop_after_turns=N`` ends the run once N turns
+    have ended by themselves (tests/locust_stop_after_turns.py; ``stop_where="column=value"``:
+    N turns with that value in their record; ``stop_each_user``: N turns of every user): a test
+    that needs N turns, or a case that N turns make certain, gets them on a slow machine too;
+    ``run_time`` is then a guard against a hang, to be set generously."""
+    locustfiles = f"{locustfile},{STOP_AFTER_TURNS}" if stop_after_turns else str(locustfile)
+    env = {**(env or {}), **stop_after_turns_env(stop_after_turns, stop_where, stop_each_user)}
     command = [
-        LOCUST, "-f", str(locustfile), "--host", host, "--headless", "-u", str(users), "-r", str(spawn_rate),
+        LOCUST, "-f", locustfiles, "--host", host, "--headless", "-u", str(users), "-r", str(spawn_rate),
         "-t", run_time, *(["--csv", str(prefix)] if prefix is not None else []), "--only-summary",
         # Short test runs want many turns, not people pausing between them (the default is 1-3 s).
         "--think-time-ms", "200-600", *args,
     ]
     completed = subprocess.run(
         command, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s,
-        env={**os.environ, **(env or {})}, check=False,  # the caller judges the exit code
+        env={**os.environ, **env}, check=False,  # the caller judges the exit code
     )
     return LocustRun(completed.returncode, completed.stdout + completed.stderr, prefix)

@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import LOCUST, LOCUSTFILE, ROOT
+from conftest import LOCUST, LOCUSTFILE, ROOT, STOP_AFTER_TURNS, stop_after_turns_env
 
 from voiceharness import diagnoses
 
@@ -39,17 +39,23 @@ class FaultRun:
 
 
 def start_locust(prefix: Path, host: str, *args: str, users: int = 1, spawn_rate: float = 10,
-                 run_time: str = "6s", env: dict | None = None, command: list[str] | None = None):
-    """Start a headless run of the voice locustfile; its output goes to PREFIX.out."""
+                 run_time: str = "6s", env: dict | None = None, command: list[str] | None = None,
+                 stop_after_turns: int = 0):
+    """Start a headless run of the voice locustfile; its output goes to PREFIX.out.
+
+    ``stop_after_turns=N``: the run ends once N turns ended by themselves (conftest.run_locust's
+    option of the same name); ``run_time`` then only guards against a hang."""
+    env = {**(env or {}), **stop_after_turns_env(stop_after_turns)}
+    locustfiles = f"{LOCUSTFILE},{STOP_AFTER_TURNS}" if stop_after_turns else LOCUSTFILE
     command = command or [
-        LOCUST, "-f", LOCUSTFILE, "--host", host, "--headless", "-u", str(users), "-r", str(spawn_rate),
+        LOCUST, "-f", locustfiles, "--host", host, "--headless", "-u", str(users), "-r", str(spawn_rate),
         "-t", run_time, "--csv", str(prefix), "--only-summary",
         # Fault tests want turns in flight when the fault strikes, not people pausing between them.
         "--think-time-ms", "100-300", *args,
     ]
     with open(f"{prefix}.out", "w", encoding="utf-8") as out:  # the child keeps its own descriptor
         process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-                                   env={**os.environ, **(env or {})})
+                                   env={**os.environ, **env})
     process.started_at = time.monotonic()  # type: ignore[attr-defined]
     process.prefix = prefix  # type: ignore[attr-defined]
     return process

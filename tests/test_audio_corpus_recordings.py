@@ -177,8 +177,9 @@ def test_converted_recordings_run_in_locust(tmp_path, shared_gateway, speech):
     table = labels(tmp_path / "labels.csv", "hello44k.wav,GREETING,hello jarvis\ntime.flac,TIME_NOW\n")
     with pytest.warns(CorpusWarning, match="hello44k.wav: 44100 Hz resampled"):
         build_from_dir(folder, table, quiet=True)
+    # each user says its two-utterance corpus round from a random start: two turns say both
     run = run_locust(tmp_path / "run", shared_gateway.url, "--corpus-manifest", str(folder / "manifest.csv"),
-                     "--tags", "corpus", users=2, run_time="8s")  # fmt: skip
+                     "--tags", "corpus", users=2, run_time="120s", stop_after_turns=2, stop_each_user=True)  # fmt: skip
     turns = run.file("_turns.csv")
     assert turns.exists(), run.output[-3000:]
     with turns.open(newline="", encoding="utf-8") as file:

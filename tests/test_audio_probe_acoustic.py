@@ -7,6 +7,7 @@ import pytest
 from virtual_audio import VirtualAudio, probe_json
 
 
+@pytest.mark.exclusive  # real-time audio through PulseAudio: starved of the CPU, the loopback loses samples
 @pytest.mark.audio
 @pytest.mark.slow
 def test_acoustic_gets_greeting_back_for_hello_jarvis(virtual_audio: VirtualAudio, shared_gateway):

@@ -52,6 +52,7 @@ def test_devices_lists_the_virtual_device_with_defaults_marked(virtual_audio: Vi
     assert any(line.strip().startswith("*") and "default" in line for line in text.splitlines())
 
 
+@pytest.mark.exclusive  # real-time audio through PulseAudio: starved of the CPU, the loopback loses samples
 @pytest.mark.audio
 def test_loopback_finds_the_chirp_and_the_440_hz_tone(virtual_audio: VirtualAudio):
     code, data, stderr = probe_json("loopback", "--attempts", "3", env=virtual_audio.env)
@@ -109,6 +110,7 @@ def test_mic_level_bars_react_to_a_tone_played_meanwhile(virtual_audio: VirtualA
     assert done.returncode == 0
 
 
+@pytest.mark.exclusive  # real-time audio through PulseAudio: starved of the CPU, the loopback loses samples
 @pytest.mark.audio
 def test_speaker_tone_is_confirmed_by_the_monitor_source(virtual_audio: VirtualAudio):
     code, data, _ = probe_json("speaker", "--duration", "1.5", "--attempts", "3", env=virtual_audio.env)

@@ -37,8 +37,10 @@ def test_the_dialogue_example_runs_headless_every_turn_named_no_failure_turns_in
     # Locust's final counts come from --json-file: its _stats.csv is a snapshot taken every second,
     # without the turns that end as the run stops.
     prefix = tmp_path / "dialogue"
+    # The run ends once every user has said the whole dialogue (120 s only guards against a hang).
     run = run_locust(prefix, shared_gateway.url, "--json-file", f"{prefix}_final", users=3, spawn_rate=3,
-                     run_time="30s", locustfile=str(EXAMPLE))
+                     run_time="120s", timeout_s=240, locustfile=str(EXAMPLE), stop_after_turns=len(DIALOGUE),
+                     stop_each_user=True)
     assert run.returncode == 0, run.output[-3000:]
 
     stats = json.loads(run.file("_final.json").read_text())

@@ -47,7 +47,8 @@ def failures(rows) -> Counter:
 
 
 def test_wrong_port_is_diagnosed_as_refused_without_traceback(tmp_path):
-    run = run_locust(tmp_path / "run", f"ws://127.0.0.1:{free_port()}", users=2, run_time="4s")
+    run = run_locust(tmp_path / "run", f"ws://127.0.0.1:{free_port()}", users=2, run_time="60s",
+                     stop_after_turns=2)
     rows = read_turns(run.file("_turns.csv"))
     assert rows and set(failures(rows)) <= {"connection_refused", "connection_gave_up"}
     assert "connection_refused" in failures(rows)
@@ -56,20 +57,22 @@ def test_wrong_port_is_diagnosed_as_refused_without_traceback(tmp_path):
 
 
 def test_users_give_up_after_max_retries(tmp_path):
+    # both users refused, retried once and given up: four turns, and none after them
     run = run_locust(tmp_path / "run", f"ws://127.0.0.1:{free_port()}", "--max-retries", "1",
-                     users=2, run_time="8s")
+                     users=2, run_time="60s", stop_after_turns=4)
     rows = read_turns(run.file("_turns.csv"))
     counts = failures(rows)
     # one refused attempt, then the retry fails and the user gives up: no more turns after that
     assert counts["connection_gave_up"] == 2
     assert counts["connection_refused"] == 2
     assert "gave up after maxRetries" in run.output
+    assert "User 0 stops:" in run.output and "User 1 stops:" in run.output  # StopUser: no turn after that
 
 
 def test_wrong_path_is_http_404(tmp_path, gateway_factory):
     gateway = gateway_factory("--fast-sink")
     run = run_locust(tmp_path / "run", gateway.url, "--ws-path", "/nope", "--max-retries", "0",
-                     users=1, run_time="4s")
+                     users=1, run_time="60s", stop_after_turns=1)
     rows = read_turns(run.file("_turns.csv"))
     assert failures(rows)["connection_http_404"] == 1
     assert "wrong WebSocket path" in run.output
@@ -77,7 +80,8 @@ def test_wrong_path_is_http_404(tmp_path, gateway_factory):
 
 def test_gateway_closing_mid_stream_is_recording_stopped(tmp_path, gateway_factory):
     gateway = gateway_factory("--fast-sink", "--fault-close-after-frames", "5", "--fault-close-code", "1011")
-    run = run_locust(tmp_path / "run", gateway.url, "--tags", "basic", users=2, run_time="6s")
+    # three turns of two users: one user's second, on the connection it reopened, is among them
+    run = run_locust(tmp_path / "run", gateway.url, "--tags", "basic", users=2, run_time="90s", stop_after_turns=3)
     rows = read_turns(run.file("_turns.csv"))
     stopped = [row for row in rows if row["failure"] == "recording_stopped"]
     assert stopped, failures(rows)
@@ -89,7 +93,7 @@ def test_gateway_closing_mid_stream_is_recording_stopped(tmp_path, gateway_facto
 
 def test_tts_off_is_no_audio_response(tmp_path, gateway_factory):
     gateway = gateway_factory("--fast-sink", "--fault-no-audio")
-    run = run_locust(tmp_path / "run", gateway.url, "--tags", "basic", users=2, run_time="5s")
+    run = run_locust(tmp_path / "run", gateway.url, "--tags", "basic", users=2, run_time="60s", stop_after_turns=2)
     rows = read_turns(run.file("_turns.csv"))
     judged = [row for row in rows if row["failure"] != "run_stopped"]
     assert judged and all(row["failure"] == "no_audio_tts" for row in judged)
@@ -181,7 +185,10 @@ def test_fifty_users_for_sixty_seconds_against_the_real_gateway(tmp_path, shared
                      users=50, spawn_rate=10, run_time="60s", timeout_s=240)
     rows = read_turns(run.file("_turns.csv"))
     judged = [row for row in rows if row["failure"] != "run_stopped"]
-    assert len(judged) > 200
+    # Counts checked against what was started, not against a throughput: all 50 users took turns,
+    # and the run's end cut at most the one turn each user had in progress.
+    assert len({row["user"] for row in rows}) == 50
+    assert judged and len(rows) - len(judged) <= 50
     assert failures(judged) == Counter(), failures(judged)
     kinds = {row["Type"] for row in read_stats(run.file("_stats.csv"))}
     assert {"connect", "roundtrip", "intent", "reply", "ping"} <= kinds
@@ -195,7 +202,13 @@ def test_fifty_users_for_sixty_seconds_against_the_real_gateway(tmp_path, shared
     status = json.loads(run.file("_run.json").read_text())
     assert status["complete"] and status["turns_started"] == len(rows)
     (lateness,) = status["send_lateness"].values()
-    assert lateness["frames"] > 10_000
+    # Every frame the pacer sent belongs to a recorded real-time turn (fast-paced turns do not go
+    # through it): all of a judged turn's frames, and of a turn the run's end cut, no more than
+    # its utterance has (the reference dialect streams no trailing silence; a turn cut mid-stream
+    # records no count of its own).
+    paced = [row for row in rows if row["pace"] == "realtime"]
+    planned = sum(max(int(row["chunks_sent"]), math.ceil(float(row["speech_ms"]) / guide.CHUNK_MS)) for row in paced)
+    assert sum(int(row["chunks_sent"]) for row in paced) <= lateness["frames"] <= planned, (lateness, planned)
     # How late frames left (p99 under 5 ms is the goal) is a speed figure, measured by the
     # capacity benchmark in bench/ against a baseline; on a loaded CI machine it says more about
     # the machine than the harness. Printed here for the record only.

@@ -21,7 +21,7 @@ Locust runs a locustfile, or by :func:`attach` when Locust runs as a library. Mo
 :mod:`.runtime` (the runtime and its hooks), :mod:`.client` (``VoiceClient``), :mod:`.user`
 (``VoiceUser``), :mod:`.scenarios` (the guide's scenarios), :mod:`.transport` (the gevent
 WebSocket), :mod:`.pacer` (the real-time sender of every stream of a process), :mod:`.options`,
-:mod:`.records`, :mod:`.resources`, :mod:`.run_status`, :mod:`.collector`, :mod:`.judging`,
+:mod:`.records`, :mod:`.resources`, :mod:`.run_status`, :mod:`.collector`, :mod:`.judging`, :mod:`.locust_csv`,
 :mod:`.metrics` (``--voice-metrics-port``: the run's live metrics for Prometheus).
 Only this package imports Locust and gevent; the rest of ``voiceharness`` imports without them.
 """

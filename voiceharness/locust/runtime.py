@@ -54,7 +54,7 @@ from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRu
 
 from voiceharness import diagnoses
 from voiceharness.errors import HarnessError, UsageError
-from voiceharness.locust import metrics, records, resources, run_status
+from voiceharness.locust import locust_csv, metrics, records, resources, run_status
 from voiceharness.locust import options as voice_options
 from voiceharness.locust.collector import Collector
 from voiceharness.locust.judging import ReplyJudge
@@ -185,6 +185,9 @@ class VoiceRuntime:
                                                    len(runner.exceptions) if runner is not None else 0))
         self.monitor.install(runner)
         self.run_status.install(hooks, runner)
+        locust_prefix = getattr(environment.parsed_options, "csv_prefix", None)  # Locust's own --csv writer
+        if locust_prefix and not self.is_worker:
+            locust_csv.install(hooks, f"{locust_prefix}_stats.csv")  # a last write before Locust closes it
         if self.metrics_options.port and not self.is_worker:
             self.metrics_server = metrics.serve(environment, self.metrics_options)
             self.sink.add_listener(self.metrics_server.metrics.observe_turn)
