@@ -9,7 +9,7 @@ the manifests name must exist in the project: each container's program, module o
 (Locust reads it), every port (the program's own, and the one the Services and probes name),
 every probe path (the gateway or the web UI serves it), and the hosts the master and workers
 dial (Services of the same rendering). The 20,000-voice overlay is checked against the
-capacity per worker process that the README states.
+capacity per worker process that docs/operations.md states.
 """
 
 from __future__ import annotations
@@ -228,5 +228,5 @@ def test_the_20000_voice_overlay_stays_within_the_measured_capacity_per_worker_p
     requests = container["resources"]["requests"]
     assert float(requests["cpu"]) >= processes
     assert "cpu" not in container["resources"].get("limits", {}), "a CPU limit throttles senders: late audio"
-    readme = (ROOT / "README.md").read_text()
-    assert f"{VOICES_PER_WORKER_PROCESS:,} real-time voices per worker process" in readme
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    assert f"{VOICES_PER_WORKER_PROCESS:,} real-time voices per worker process" in operations
