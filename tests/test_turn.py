@@ -19,6 +19,7 @@ import soundfile
 
 from voiceharness import guide, protocol
 from voiceharness.judge import Expectation
+from voiceharness.listener import Heard
 from voiceharness.protocol import Mic, Reply, ReplyAudio
 from voiceharness.turn import Microphone, ReplyRecording, StreamPlan, StreamReport, TransportEvents, run_turn
 from voiceharness.turns import TurnContext
@@ -27,12 +28,6 @@ SPEECH_FRAME = np.full(guide.CHUNK_SAMPLES, 3000, dtype=np.int16).tobytes()
 SILENCE = bytes(guide.CHUNK_BYTES)
 FRAME_S = guide.CHUNK_MS / 1000
 REPLY_AUDIO = np.full(8000, 2000, dtype=np.int16).tobytes()  # 500 ms
-
-
-@dataclass
-class Heard:
-    intent: str | None
-    transcript: str
 
 
 @dataclass
@@ -184,7 +179,8 @@ def test_the_smartjarvis_shape_is_judged_by_ear():
 
     def listen(samples, rate_hz, request_text):
         heard_calls.append((len(samples), rate_hz, request_text))
-        return Heard("GREETING", "hello how can i help you")
+        return Heard("GREETING", "hello how can i help you", score=0.9, runner_up="TIME_NOW", runner_up_score=0.2,
+                     expectations="smartjarvis (built in)")
 
     transport = link(shape="wav")
     turn = turn_on(transport, plan(silence_frames=16), Expectation(intent="GREETING", request_text="hello jarvis"),
@@ -192,6 +188,9 @@ def test_the_smartjarvis_shape_is_judged_by_ear():
     assert turn.ok and turn.intent_source == "audio" and turn.ended_by == "wav"
     assert heard_calls == [(8000, 22_050, "hello jarvis")]
     assert turn.record.reply_sample_rate_hz == 22_050 and turn.reply_transcript == "hello how can i help you"
+    record = turn.record  # why the judge decided so, in the turns file
+    assert (record.judge_score, record.judge_runner_up, record.judge_runner_up_score) == (0.9, "TIME_NOW", 0.2)
+    assert record.judge_expectations == "smartjarvis (built in)"
 
 
 def test_replies_with_metadata_are_not_heard_unless_cross_checked():
