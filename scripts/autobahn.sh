@@ -5,7 +5,7 @@
 #   scripts/autobahn.sh server    wstest -m fuzzingclient against the reference gateway
 #                                 (python -m gateway --conformance-echo: echo after the framing layer)
 #   scripts/autobahn.sh client    wstest -m fuzzingserver against tests/autobahn_client.py
-#                                 (the harness's websocket-client stack from voiceharness/locust/transport.py)
+#                                 (the harness's own client, voiceharness/connection.py, under gevent)
 #   scripts/autobahn.sh [all]     install, server, client; exit 1 if either gate fails
 #
 # Reports: $AUTOBAHN_OUT (default results/autobahn)/{servers,clients}/index.html, index.json and
