@@ -56,3 +56,22 @@ def test_a_short_window_looked_up_by_second_equals_a_pass_over_the_run():
     for first, last in ((120, 121), (150, 150), (195, 260), (90, 110)):
         assert stats.summary(first, last) == window_summary(document, first, last), (first, last)
     assert stats.summary(0, 10**6) == stats.summary()
+
+
+def test_a_long_run_keeps_its_recent_seconds_and_folds_the_rest_without_losing_a_frame():
+    """Memory that does not grow with run time: a day of seconds holds ``retain_s`` rows; the
+    whole run's figures are the same as if every second had been kept."""
+    folded = LatenessStats(retain_s=10)
+    kept = LatenessStats(retain_s=10_000)
+    for second in range(1_000, 1_200):
+        for k in range(20):
+            late_s = ((second * 7 + k * 13) % 400) / 100_000  # 0 .. 4 ms, every second different
+            folded.add(second + k / 20, late_s)
+            kept.add(second + k / 20, late_s)
+    assert len(folded.seconds) == 10 and min(folded.seconds) == 1_190
+    assert folded.folded_through == 1_189
+    assert folded.summary() == kept.summary()
+    assert folded.summary(1_195, 1_199) == kept.summary(1_195, 1_199)
+    document = folded.to_json()
+    assert len(document["seconds"]) == 10
+    assert document["folded"]["frames"] + sum(row["frames"] for row in document["seconds"].values()) == 200 * 20

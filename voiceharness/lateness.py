@@ -1,7 +1,7 @@
 """Send lateness of every audio frame a process sends, kept cheaply: a histogram per second.
 
 A load generator is only trustworthy while it sends on time. The pacer (and the baseline
-clients in ``bench/``) call :meth:`LatenessStats.add` once per frame — a few list operations,
+clients in ``bench/``) call :meth:`LatenessStats.add` once per frame — a few array operations,
 no allocation — and the run's percentiles come from the histograms afterwards, for any
 window of whole seconds (warm-up apart from steady state). Bins are 0.1 ms wide up to
 100 ms; a percentile is reported as the upper edge of its bin, the maximum exactly.
@@ -14,28 +14,39 @@ from __future__ import annotations
 
 import math
 import os
+from array import array
 from collections.abc import Iterable, Mapping, Sequence
 
 BIN_MS = 0.1
 BINS = 1000  # 0 .. 100 ms in 0.1 ms bins; the last bin holds everything later
 
 
-class LatenessStats:
-    """Send lateness of every frame, as a 0.1 ms histogram per whole second of monotonic time."""
+RETAIN_S = 300  # seconds of per-second detail kept (every benchmark window fits); older ones are folded
+_ZERO_ROW = array("I", bytes(4 * (BINS + 2)))
 
-    def __init__(self) -> None:
-        self.seconds: dict[int, list[int]] = {}  # second -> [bins..., frames, max lateness in µs]
+
+class LatenessStats:
+    """Send lateness of every frame, as a 0.1 ms histogram per whole second of monotonic time.
+
+    A row is an ``array`` of ``BINS`` counts, the frame count and the maximum lateness in µs
+    (4 KB, no Python int objects). The last ``retain_s`` seconds keep their own rows, for windows
+    such as the resource monitor's last few seconds; an older second is folded into
+    :attr:`folded`, so a day-long run holds the same 1.2 MB as a five-minute one.
+    """
+
+    def __init__(self, retain_s: int = RETAIN_S) -> None:
+        self.retain_s = retain_s
+        self.seconds: dict[int, array] = {}  # second -> [bins..., frames, max lateness in µs]
+        self.folded = array("I", _ZERO_ROW)  # every second older than the retained ones
+        self.folded_through = -1  # the newest second folded
         self._second = -1
-        self._row: list[int] = []
+        self._row: array = array("I")
         self.streams_max = 0
 
     def add(self, now: float, late_s: float) -> None:
         second = int(now)
         if second != self._second:
-            row = self.seconds.get(second)
-            if row is None:
-                row = self.seconds[second] = [0] * (BINS + 2)
-            self._row, self._second = row, second
+            self._row, self._second = self.row_for(second), second
         row = self._row
         late_us = int(late_s * 1e6)
         index = late_us // 100 if late_us > 0 else 0
@@ -44,16 +55,38 @@ class LatenessStats:
         if late_us > row[BINS + 1]:  # noqa: PLR1730 (once per frame: a compare is cheaper than max())
             row[BINS + 1] = late_us
 
-    def row_for(self, second: int) -> list[int]:
+    def row_for(self, second: int) -> array:
         """The histogram row of one whole second, for a caller that books frames inline
-        (the pacer's hot loop does :meth:`add`'s work itself: a method call per frame counts)."""
+        (the pacer's hot loop does :meth:`add`'s work itself: a method call per frame counts).
+        A new second folds the seconds that have left the retained window."""
         row = self.seconds.get(second)
         if row is None:
-            row = self.seconds[second] = [0] * (BINS + 2)
+            if second <= self.folded_through:  # a frame stamped in a second already folded
+                return self.folded
+            row = self.seconds[second] = array("I", _ZERO_ROW)
+            self._fold_before(second - self.retain_s + 1)
         return row
 
+    def _fold_before(self, first_kept: int) -> None:
+        old = [second for second in self.seconds if second < first_kept]
+        folded = self.folded
+        for second in old:
+            row = self.seconds.pop(second)
+            for index, value in enumerate(row[:BINS]):
+                if value:
+                    folded[index] += value
+            folded[BINS] += row[BINS]
+            if row[BINS + 1] > folded[BINS + 1]:  # noqa: PLR1730
+                folded[BINS + 1] = row[BINS + 1]
+            self.folded_through = max(self.folded_through, second)
+        if old and self._second in old:
+            self._second = -1  # add() must not book into a row that is gone
+
     def summary(self, first_second: int | None = None, last_second: int | None = None) -> dict[str, float]:
-        """frames, p50/p99/max lateness in ms over whole seconds [first, last] (all when None)."""
+        """frames, p50/p99/max lateness in ms over whole seconds [first, last] (all when None).
+
+        The seconds folded into :attr:`folded` count only in a window that reaches back to the
+        run's start (``first_second`` None): a window that starts among them sees the retained ones."""
         hist = [0] * BINS
         frames = 0
         max_us = 0
@@ -66,6 +99,8 @@ class LatenessStats:
             rows = [row for second, row in self.seconds.items()
                     if (first_second is None or second >= first_second)
                     and (last_second is None or second <= last_second)]
+        if first_second is None and self.folded[BINS]:
+            rows.append(self.folded)
         for row in rows:
             for index, value in enumerate(row[:BINS]):
                 if value:
@@ -91,6 +126,13 @@ class LatenessStats:
                     "hist": {str(i): v for i, v in enumerate(row[:BINS]) if v},
                 }
                 for second, row in sorted(self.seconds.items())
+            },
+            # the seconds before those above, folded into one histogram (a run longer than retain_s)
+            "folded": {
+                "through_second": self.folded_through,
+                "frames": self.folded[BINS],
+                "max_ms": self.folded[BINS + 1] / 1000.0,
+                "hist": {str(i): v for i, v in enumerate(self.folded[:BINS]) if v},
             },
         }
 
