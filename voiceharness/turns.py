@@ -197,22 +197,27 @@ isnan = math.isnan
 _BOOL = bool
 
 
+def record_cells(record: TurnRecord) -> list[Any]:
+    """A record's CSV cells in :data:`COLUMNS` order, each formatted once (the turns file's row)."""
+    cells: list[Any] = []
+    append = cells.append
+    for value in _FIELDS(record):  # every field is a scalar: no need for asdict's deep copy
+        kind = type(value)
+        if kind is _FLOAT:
+            append("" if isnan(value) else round(value, 3))
+        elif kind is _BOOL:
+            append(int(value))
+        elif value is None:
+            append("")
+        else:
+            append(value)
+    return cells
+
+
 def record_row(record: TurnRecord | Mapping[str, Any]) -> dict[str, Any]:
     """The CSV row of a record (or of a dict of its fields, as sent between processes)."""
-    if isinstance(record, TurnRecord):  # every field is a scalar: no need for asdict's deep copy
-        cells = []
-        append = cells.append
-        for value in _FIELDS(record):
-            kind = type(value)
-            if kind is _FLOAT:
-                append("" if isnan(value) else round(value, 3))
-            elif kind is _BOOL:
-                append(int(value))
-            elif value is None:
-                append("")
-            else:
-                append(value)
-        return dict(zip(COLUMNS, cells, strict=True))
+    if isinstance(record, TurnRecord):
+        return dict(zip(COLUMNS, record_cells(record), strict=True))
     return {name: _cell(record.get(name)) for name in COLUMNS}
 
 
@@ -247,6 +252,13 @@ class TurnWriter:
             writerow([row.get(name, "") for name in COLUMNS])
             written += 1
         self.count += written
+        if flush:
+            self._file.flush()
+
+    def write_cells(self, rows: list[list[Any]], *, flush: bool = True) -> None:
+        """Append rows of cells in :data:`COLUMNS` order (:func:`record_cells`), in one call."""
+        self._row_writer.writerows(rows)
+        self.count += len(rows)
         if flush:
             self._file.flush()
 
