@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -64,7 +63,10 @@ def run(minutes: float, users: int, sample_s: float, settle_min: float, tracemal
         locust.wait()
     finally:
         gateway.stop()
-    turns = sum(1 for _ in open(work / "run_turns.csv", encoding="utf-8")) - 1 if (work / "run_turns.csv").exists() else 0
+    turns = 0
+    if (work / "run_turns.csv").exists():
+        with open(work / "run_turns.csv", encoding="utf-8") as file:
+            turns = sum(1 for _ in file) - 1
     settled = [(t, rss) for t, rss in samples if t >= settle_min * 60]
     # The last samples fall in Locust's shutdown: leave out the stop-timeout's worth.
     running = [(t, rss) for t, rss in settled if t <= minutes * 60]
