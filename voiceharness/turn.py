@@ -42,11 +42,13 @@ import numpy as np
 from voiceharness import judge, protocol, uplink, vad
 from voiceharness.judge import Expectation, Heard, Verdict
 from voiceharness.protocol import Abandon, Mic, Reply
-from voiceharness.turns import TurnContext, TurnRecord, TurnTimings
+from voiceharness.turns import EMPTY_RECORD, TurnContext, TurnRecord, TurnTimings
 
 PACES = ("realtime", "fast")
 # A reply longer than this is not kept whole for judging (its figures are still counted).
 MAX_KEPT_AUDIO_S = 60.0
+NO_SAMPLES = np.zeros(0, dtype=np.int16)  # a reply without kept samples (read-only: shared by every turn)
+NO_SAMPLES.flags.writeable = False
 _MIN_WAV_BYTES = 44
 
 
@@ -255,7 +257,7 @@ class ReplyRecording:
     def kept_samples(self) -> np.ndarray:
         """The samples kept so far (empty unless ``keep``), at :attr:`sample_rate_hz`."""
         if not self._kept:
-            return np.zeros(0, dtype=np.int16)
+            return NO_SAMPLES
         if len(self._kept) > 1:
             self._kept = [np.concatenate(self._kept)]
         return self._kept[0]
@@ -576,7 +578,7 @@ def _finish(session: protocol.ClientSession, meter: TurnMeter, report: StreamRep
     """The turn's verdict (unless given) and its record, built once."""
     ended, audio = meter.ended, meter.audio
     assert ended is not None
-    turn = Turn(TurnRecord(), what=what, context=context, ended_by=ended.ended_by,
+    turn = Turn(EMPTY_RECORD, what=what, context=context, ended_by=ended.ended_by,
                 reply_samples=audio.kept_samples(), reply_sample_rate_hz=audio.sample_rate_hz)
     if verdict is None:
         verdict = judge.judge_turn(ended, audio, meter.metadata, expectation, heard=heard,

@@ -41,7 +41,6 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
 
@@ -56,7 +55,7 @@ from voiceharness.locust.runtime import runtime_of
 from voiceharness.locust.transport import VoiceConnection
 from voiceharness.settings import backoff_ms
 from voiceharness.turn import StreamPlan, Turn, interrupted_turn, run_turn
-from voiceharness.turns import TurnContext, TurnRecord
+from voiceharness.turns import TurnContext, TurnRecord, evolve
 
 
 class VoiceFailure(Exception):
@@ -288,8 +287,8 @@ class VoiceClient:
     def _connected(self, context: TurnContext, connection: VoiceConnection) -> TurnContext:
         # The connect time goes with the first turn on a connection only (it is counted once).
         connect_ms, self.pending_connect_ms = self.pending_connect_ms, math.nan
-        return replace(context, connection_id=connection.session.header.session_id, reconnections=self.reconnections,
-                       connect_ms=connect_ms)
+        return evolve(context, connection_id=connection.session.header.session_id, reconnections=self.reconnections,
+                      connect_ms=connect_ms)
 
     def _connection_failed(self, failure: ConnectionFailed, utterance, context: TurnContext) -> None:
         """Record the turn that could not connect, then stop the user or wait the backoff."""
