@@ -358,9 +358,14 @@ class Connection:
         if not lock_held:
             self.send_lock.acquire()
         try:
+            # Stamped as the frame is handed over, not after: on loopback the peer can read it (and
+            # stamp its arrival) before this call returns and before this process reads its clock
+            # again. A frame the kernel cannot take at once waits in its buffer either way, which
+            # the turn's uplink backlog reports.
+            handed_at = time.monotonic()
             sock.sendall(rest)
             if not control:
-                self.last_sent_at = time.monotonic()
+                self.last_sent_at = handed_at
         finally:
             self.send_lock.release()
 

@@ -284,6 +284,10 @@ class TurnWriter:
 
     def write_cells(self, rows: list[list[Any]], *, flush: bool = True) -> None:
         """Append rows of cells in :data:`COLUMNS` order (:func:`record_cells`), in one call."""
+        if self._file.closed:
+            if rows:
+                raise ValueError(f"{len(rows)} turn records arrived after {self.path} was closed")
+            return
         self._row_writer.writerows(rows)
         self.count += len(rows)
         if flush:

@@ -146,6 +146,8 @@ class TurnSink:
         self._accept(list(msg.data))
 
     def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.kill(block=False)  # a flush due later would find the file closed
         if self.writer is not None:
             self.flush()  # the rows not written yet
             self.writer.close()
