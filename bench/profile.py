@@ -1,10 +1,12 @@
-"""``python -m bench.profile --n 1000``: where the harness's CPU goes, from a sampling profile.
+"""``python -m bench.profile --n 1000 [--client asyncio_fair]``: where a client's CPU goes, from a sampling profile.
 
 Runs the capacity benchmark's harness client (``bench/locustfile_capacity.py``: N real-time
-voices, turns back to back) against ``bench/sink.py``, waits until every user is streaming,
-then samples the Locust process with py-spy (``pip install py-spy``; it reads the process
-from outside, so the figures are the process's own) for ``--seconds``. It prints each stage's
-share of the samples — inclusive (the function and all it calls) and self — for the functions
+voices, turns back to back), or its fair asyncio baseline, against ``bench/sink.py``, waits
+until every voice is streaming, then samples the client's process with py-spy (``pip install
+py-spy``; it reads the process from outside, so the figures are the process's own) for
+``--seconds``, and reads the process's CPU time over the same window. It prints each stage's
+share of the samples and its CPU µs per frame sent (share × CPU time ÷ N × 15.625 frames a
+second × seconds) — inclusive (the function and all it calls) and self — for the functions
 that make up a frame's and a reply's path, and the functions with the most samples of their
 own; the collapsed stacks (py-spy's ``raw`` format, which its and other flame graph tools
 draw) stay in ``--out``.
@@ -24,10 +26,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
+
 from bench import common
 
 # (label, what identifies the frame in py-spy's collapsed stacks: "function (file" prefix)
-STAGES = (
+HARNESS_STAGES = (
     ("pacer: one slot of frames (Pacer._send_slot)", "_send_slot (voiceharness/locust/transport.py"),
     ("reader: a connection's read loop (read_forever)", "read_forever (voiceharness/connection.py"),
     ("  frame reading (FrameReader.next)", "next (voiceharness/connection.py"),
@@ -44,6 +48,18 @@ STAGES = (
     ("gevent's hub (libev loop)", "run (gevent/hub.py"),
 )
 
+FAIR_STAGES = (
+    ("scheduler: frames due, written (Scheduler.tick)", "Scheduler.tick (bench/baseline_asyncio_fair.py"),
+    ("  the frame's write (transport.write)", "write (asyncio/selector_events.py"),
+    ("reader: data_received (parse, replies, turn end)", "data_received (bench/baseline_asyncio_fair.py"),
+    ("  reply parsing (StreamState.feed)", "feed (bench/baseline_stream.py"),
+    ("  the next turn (_next_turn)", "_next_turn (bench/baseline_asyncio_fair.py"),
+    ("the event loop (select, callbacks)", "_run_once (asyncio/base_events.py"),
+    ("  waiting in select", "select (selectors.py"),
+)
+STAGES = {"harness": HARNESS_STAGES, "asyncio_fair": FAIR_STAGES}
+FRAMES_PER_S = 1000.0 / 64  # 1,024-sample frames of 16 kHz audio
+
 
 def parse_collapsed(path: Path) -> tuple[int, list[tuple[list[str], int]]]:
     stacks = []
@@ -57,10 +73,10 @@ def parse_collapsed(path: Path) -> tuple[int, list[tuple[list[str], int]]]:
     return total, stacks
 
 
-def shares(total: int, stacks: list[tuple[list[str], int]]) -> list[tuple[str, float, float]]:
+def shares(total: int, stacks: list[tuple[list[str], int]], stages=HARNESS_STAGES) -> list[tuple[str, float, float]]:
     """Each stage's inclusive and self share (percent of all samples)."""
     rows = []
-    for label, needle in STAGES:
+    for label, needle in stages:
         inclusive = sum(count for frames, count in stacks if any(needle in frame for frame in frames))
         own = sum(count for frames, count in stacks if needle in frames[-1])
         rows.append((label, 100 * inclusive / total, 100 * own / total))
@@ -77,6 +93,7 @@ def top_self(total: int, stacks: list[tuple[list[str], int]], limit: int = 15) -
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=1000, help="real-time voices")
+    parser.add_argument("--client", choices=sorted(STAGES), default="harness")
     parser.add_argument("--seconds", type=float, default=15.0, help="how long to sample")
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--out", type=Path, default=None, help="where the collapsed stacks and logs go")
@@ -90,26 +107,38 @@ def main(argv: list[str] | None = None) -> int:
     sink = common.sink_service(port, out).start()
     ramp_s = max(2.0, args.n / 400)
     run_s = ramp_s + 5 + args.seconds + 5
-    command = [common.LOCUST, "-f", str(common.REPO / "bench" / "locustfile_capacity.py"),
-               "--host", f"ws://127.0.0.1:{port}", "--headless", "-u", str(args.n), "-r", str(args.n / ramp_s),
-               "-t", f"{int(run_s)}s", "--csv", str(out / "run"), "--only-summary", "--utterances", "GREETING",
-               "--stats-by", "intent", "--loglevel", "WARNING"]
+    if args.client == "harness":
+        command = [common.LOCUST, "-f", str(common.REPO / "bench" / "locustfile_capacity.py"),
+                   "--host", f"ws://127.0.0.1:{port}", "--headless", "-u", str(args.n), "-r", str(args.n / ramp_s),
+                   "-t", f"{int(run_s)}s", "--csv", str(out / "run"), "--only-summary", "--utterances", "GREETING",
+                   "--stats-by", "intent", "--loglevel", "WARNING"]
+    else:
+        command = [common.PYTHON, "-m", "bench.baseline_asyncio_fair", "--port", str(port), "--streams", str(args.n),
+                   "--duration-s", str(run_s - ramp_s), "--ramp-s", str(ramp_s), "--stats", str(out / "stats.json")]
+    collapsed = out / "profile.txt"
     try:
-        with open(out / "locust.log", "wb") as log:
-            locust = common.start(command, env=common.python_env(), stdout=log, stderr=subprocess.STDOUT)
+        with open(out / "client.log", "wb") as log:
+            client = common.start(command, env=common.python_env(), stdout=log, stderr=subprocess.STDOUT)
         time.sleep(ramp_s + 5)
-        collapsed = out / "profile.txt"
-        subprocess.run([py_spy, "record", "--pid", str(locust.pid), "--duration", str(int(args.seconds)),
+        process = psutil.Process(client.pid)
+        cpu_before = sum(process.cpu_times()[:2])
+        sampled_at = time.monotonic()
+        subprocess.run([py_spy, "record", "--pid", str(client.pid), "--duration", str(int(args.seconds)),
                         "--rate", str(args.rate), "--nonblocking", "--format", "raw", "--output", str(collapsed)],
                        check=True, capture_output=True)
-        locust.wait(timeout=run_s + 60)
+        cpu_s = sum(process.cpu_times()[:2]) - cpu_before
+        window_s = time.monotonic() - sampled_at
+        client.wait(timeout=run_s + 60)
     finally:
         sink.stop()
     total, stacks = parse_collapsed(collapsed)
-    print(f"{args.n} voices, {total} samples over {args.seconds:.0f} s ({out})")
-    print(f"{'stage':52} {'inclusive':>9} {'self':>6}")
-    for label, inclusive, own in shares(total, stacks):
-        print(f"{label:52} {inclusive:8.1f}% {own:5.1f}%")
+    frames = args.n * FRAMES_PER_S * window_s
+    us_per_frame = cpu_s * 1e6 / frames
+    print(f"{args.client}, {args.n} voices: {total} samples over {window_s:.0f} s, {100 * cpu_s / window_s:.0f} % of a "
+          f"core, {us_per_frame:.1f} µs of CPU per frame ({out})")
+    print(f"{'stage':52} {'inclusive':>9} {'self':>6} {'µs/frame incl.':>15}")
+    for label, inclusive, own in shares(total, stacks, STAGES[args.client]):
+        print(f"{label:52} {inclusive:8.1f}% {own:5.1f}% {inclusive / 100 * us_per_frame:14.1f}")
     print("top self:")
     for frame, share in top_self(total, stacks):
         print(f"  {share:5.1f}%  {frame}")
