@@ -28,7 +28,7 @@ from pathlib import Path
 
 import psutil
 
-from bench import common
+from bench import capacity, common
 
 # (label, what identifies the frame in py-spy's collapsed stacks: "function (file" prefix)
 HARNESS_STAGES = (
@@ -107,18 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     sink = common.sink_service(port, out).start()
     ramp_s = max(2.0, args.n / 400)
     run_s = ramp_s + 5 + args.seconds + 5
-    if args.client == "harness":
-        command = [common.LOCUST, "-f", str(common.REPO / "bench" / "locustfile_capacity.py"),
-                   "--host", f"ws://127.0.0.1:{port}", "--headless", "-u", str(args.n), "-r", str(args.n / ramp_s),
-                   "-t", f"{int(run_s)}s", "--csv", str(out / "run"), "--only-summary", "--utterances", "GREETING",
-                   "--stats-by", "intent", "--loglevel", "WARNING"]
-    else:
-        command = [common.PYTHON, "-m", "bench.baseline_asyncio_fair", "--port", str(port), "--streams", str(args.n),
-                   "--duration-s", str(run_s - ramp_s), "--ramp-s", str(ramp_s), "--stats", str(out / "stats.json")]
+    command, env = capacity._client_command(args.client, args.n, port, run_s - ramp_s, ramp_s, out / "run",
+                                            out / "stats.json", processes=1)
     collapsed = out / "profile.txt"
     try:
         with open(out / "client.log", "wb") as log:
-            client = common.start(command, env=common.python_env(), stdout=log, stderr=subprocess.STDOUT)
+            client = common.start(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         time.sleep(ramp_s + 5)
         process = psutil.Process(client.pid)
         cpu_before = sum(process.cpu_times()[:2])

@@ -241,10 +241,15 @@ def record_cells(record: TurnRecord) -> list[Any]:
     return cells
 
 
+def row_of_cells(cells: list[Any]) -> dict[str, Any]:
+    """The row (column -> cell) of cells that :func:`record_cells` made."""
+    return dict(zip(COLUMNS, cells, strict=True))
+
+
 def record_row(record: TurnRecord | Mapping[str, Any]) -> dict[str, Any]:
     """The CSV row of a record (or of a dict of its fields, as sent between processes)."""
     if isinstance(record, TurnRecord):
-        return dict(zip(COLUMNS, record_cells(record), strict=True))
+        return row_of_cells(record_cells(record))
     return {name: _cell(record.get(name)) for name in COLUMNS}
 
 
@@ -273,14 +278,7 @@ class TurnWriter:
 
         ``flush=False`` leaves them in the file's buffer until the next :meth:`flush`.
         """
-        written = 0
-        writerow = self._row_writer.writerow
-        for row in rows:
-            writerow([row.get(name, "") for name in COLUMNS])
-            written += 1
-        self.count += written
-        if flush:
-            self._file.flush()
+        self.write_cells([[row.get(name, "") for name in COLUMNS] for row in rows], flush=flush)
 
     def write_cells(self, rows: list[list[Any]], *, flush: bool = True) -> None:
         """Append rows of cells in :data:`COLUMNS` order (:func:`record_cells`), in one call."""

@@ -107,7 +107,7 @@ class TurnSink:
         else:  # counted now, written with the others at the next flush (cells formatted once)
             cells = turns.record_cells(record)
             self.unwritten.append(cells)
-            self._accept([dict(zip(turns.COLUMNS, cells, strict=True))], write=False)
+            self._accept([turns.row_of_cells(cells)], write=False)
         if self._flusher is None or self._flusher.dead:
             self._flusher = gevent.spawn_later(FLUSH_INTERVAL_S if self.is_worker else WRITE_INTERVAL_S, self.flush)
 
