@@ -125,3 +125,68 @@ def test_clock_span_is_where_the_time_is():
     assert clock_span(["the", "current", "time", "is", "nine", "oh", "nine", "am", "right", "now"]) == (4, 8)
     assert clock_span(["it", "is", "a", "quarter", "to", "six"]) == (2, 6)
     assert clock_span(["no", "time", "here"]) is None
+
+
+# -- the fallback intent, related words, misheard hours (the second round, after heldout.tsv was read)
+
+
+def _fallback_file(tmp_path, *, fallback: object = True):
+    import json
+
+    path = tmp_path / "fallback.json"
+    path.write_text(json.dumps({"intents": {
+        "WEATHER": {"phrases": ["it is sunny"], "keywords": ["weather", "forecast"]},
+        "UNKNOWN": {"phrases": ["i did not understand"], "related": ["can not help with that", "say that again"],
+                    "fallback": fallback},
+    }}))
+    return path
+
+
+def test_the_fallback_intent_yields_to_a_subject_heard_in_the_same_reply(tmp_path):
+    expectations = load_expectations(_fallback_file(tmp_path))
+    # No subject: the apology is the fallback's.
+    assert judged(expectations, "sorry i can't help with that", "order a pizza") == "UNKNOWN"
+    # The same apology about the weather is the weather's reply.
+    assert judged(expectations, "the weather forecast sorry i can't help with that", "how is the weather") == "WEATHER"
+    # Without the flag the two are a tie: not a guess.
+    plain = load_expectations(_fallback_file(tmp_path, fallback=False))
+    assert judged(plain, "the weather forecast sorry i can't help with that", "how is the weather") is None
+
+
+@pytest.mark.parametrize(("transcript", "request_text", "intent"), [
+    ("sorry i didn't get that", "play some music", "UNKNOWN"),
+    ("pardon please repeat that in other words", "turn off the lights", "UNKNOWN"),
+    ("i don't know how to help with that request", "set an alarm for seven", "UNKNOWN"),
+    ("my weather source is offline so i can't say whether it will rain", "how is the weather", "WEATHER_SIMPLE"),
+    ("let me repeat that for you i love pizza that is exactly what i heard you say", "repeat i love pizza", "ECHO"),
+    ("oh hi what do you need from me", "hi jarvis", "GREETING"),
+])
+def test_the_shipped_related_words_judge_other_wordings(smartjarvis, transcript, request_text, intent):
+    assert judged(smartjarvis, transcript, request_text) == intent
+
+
+def test_related_words_are_evidence_but_not_search_keywords():
+    spec = load_expectations("smartjarvis").intents["UNKNOWN"]
+    assert ("pardon",) in spec.keywords
+    assert ("pardon",) not in spec.search_keywords
+    assert set(spec.search_keywords) <= set(spec.keywords)
+
+
+def test_you_said_is_no_echo_when_the_request_was_no_echo_request(smartjarvis):
+    verdict = smartjarvis.judge("i'm sorry i didn't understand what you just said could you try again",
+                                "set an alarm for seven")
+    assert verdict.intent == "UNKNOWN", verdict
+
+
+def test_minutes_and_a_relation_say_a_clock_time_when_the_hour_is_misheard(smartjarvis):
+    assert clock_strength(normalize_words("it's five minutes past line")) >= 0.5
+    assert clock_strength(normalize_words("five more minutes please")) < 0.5
+    assert judged(smartjarvis, "it's five minutes past line", "what time is it") == "TIME_NOW"
+
+
+@pytest.mark.parametrize(("value", "fragment"), [("yes", "must be true or false"), (None, "must be true or false")])
+def test_a_malformed_fallback_flag_is_refused_naming_the_key(tmp_path, value, fragment):
+    from voiceharness.errors import UsageError
+
+    with pytest.raises(UsageError, match=f"intents.UNKNOWN.fallback: {fragment}"):
+        load_expectations(_fallback_file(tmp_path, fallback=value))

@@ -297,7 +297,7 @@ class ReplyListener:
             if any(p != "<garbage>" for p in parts):
                 phrases.append(" ".join(parts))
         for spec in self.expectations.intents.values():
-            for keyword in spec.keywords:
+            for keyword in spec.search_keywords:
                 known = self._known(list(keyword))
                 if known:
                     phrases.append(" ".join(known))
@@ -341,7 +341,7 @@ class ReplyListener:
                 else:
                     run.append(token)
         for spec in self.expectations.intents.values():
-            runs.update(spec.keywords)
+            runs.update(spec.search_keywords)
         lines = []
         decoder = self.decoder()
         for run in sorted(runs):

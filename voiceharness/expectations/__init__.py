@@ -14,9 +14,11 @@ two that ship)::
       "description": "free text (optional)",
       "command_words": ["echo", "repeat", "say", "tell me"],          (optional)
       "intents": {
-        "GREETING": {"phrases": ["hello how can i help you"], "keywords": ["hello", "hi"]},
+        "GREETING": {"phrases": ["hello how can i help you"], "keywords": ["hello", "hi"],
+                     "related": ["good morning", "what can i do for you"]},
         "ECHO":     {"phrases": ["you said {request}"]},
-        "TIME_NOW": {"phrases": ["the time is {time}", "it is {time} right now"]}
+        "TIME_NOW": {"phrases": ["the time is {time}", "it is {time} right now"]},
+        "UNKNOWN":  {"phrases": ["sorry i did not understand"], "related": ["say that again"], "fallback": true}
       }
     }
 
@@ -37,6 +39,15 @@ two that ship)::
 * A *keyword* is a word (or words) whose mere presence is evidence for the intent: a word
   that tells this intent's replies from the others' (the words of every phrase count too,
   less).
+* ``related`` (optional) — more words and phrases a reply of this intent may say in other
+  wordings than the gateway's ("forecast", "rain" for weather; "say that again" for a request
+  not understood). They count as keywords in a transcript; unlike keywords they are not put
+  into the ``grammar`` method's grammar, which forces any audio into one of its words.
+* ``fallback: true`` (optional, on one intent) — the reply to a request the gateway did not
+  understand. Its words (an apology, "say that again") are said about anything, so they yield
+  to a subject: when another intent's keyword, clock time or echoed request is heard in the
+  same reply, the fallback's score is multiplied by ``1 - FALLBACK_YIELD`` ("sorry, I can't
+  check the weather" is a weather reply).
 
 Scoring (:meth:`Expectations.judge`) weighs the evidence a person reading the transcript would
 use, so that a reply worded otherwise than the phrases (another template, a paraphrase, a word
@@ -124,6 +135,12 @@ ECHO_SLOT_WEIGHT = 0.8  # the request's words said back, for an intent whose phr
 MISSING_SLOT_FACTOR = 0.7
 # A phrase matched by its function words alone ("you ... me" of "you told me") counts this share.
 NO_CONTENT_FACTOR = 0.3
+# A fallback intent (the gateway did not understand) yields to a named subject: when another
+# intent's keyword, its clock time or the request said back is heard, the fallback's score is
+# multiplied by 1 - FALLBACK_YIELD ("sorry, I can't check the weather" is about the weather).
+FALLBACK_YIELD = 0.3
+# "N minutes past/to" with the hour misheard still says a clock time, less surely.
+MINUTES_WITHOUT_HOUR_STRENGTH = 0.8
 # A single number word is weak evidence of a clock time ("that one", "for two").
 LONE_NUMBER_STRENGTH = 0.3
 # The request's words count as said back when this share of them is heard in order.
@@ -299,6 +316,10 @@ def _times(words: list[str]) -> list[tuple[int, int, float]]:
                 start = i - 1 if i and words[i - 1] == "a" else i
                 found.append((start, after + 2 + _marker_length(words, after + 2), 1.0))
                 continue
+            # "five minutes past <a word misheard>": minutes and a relation say a clock time without the hour.
+            if after > i + 1 and after < n and words[after] in _CLOCK_RELATIONS | {"passed"}:
+                found.append((i, after + 1, MINUTES_WITHOUT_HOUR_STRENGTH))
+                continue
         if word in ("noon", "midnight"):
             found.append((i, i + 1, 0.6))
         elif word in CLOCK_NUMBER_WORDS:
@@ -346,7 +367,11 @@ class IntentExpectation:
     """One intent's phrases (as word/slot tokens; a slot is "{time}" etc.) and keywords."""
 
     phrases: tuple[tuple[str, ...], ...]
-    keywords: tuple[tuple[str, ...], ...]
+    keywords: tuple[tuple[str, ...], ...]  # the file's keywords and related words: evidence in a transcript
+    fallback: bool = False
+    # The file's keywords alone: what a decoder's grammar or keyword search is built from
+    # ("related" words left out: a grammar forces any audio into one of its words).
+    search_keywords: tuple[tuple[str, ...], ...] = ()
 
     def says_in_every_phrase(self, slot: str) -> bool:
         return bool(self.phrases) and all(slot in phrase for phrase in self.phrases)
@@ -446,10 +471,17 @@ class Expectations:
         stems = [_stem(w) for w in heard]
         heard_set = set(heard)
         weights = self._word_weights()
+        # What another intent is about, heard: its keyword, the clock time it says, the request said back.
+        echo_heard = echo_share >= ECHO_HEARD_SHARE and sum(1 for w in request if w not in _COMMON_WORDS) >= 2
+        subject_heard = {
+            intent: (self._keyword_heard(spec, heard, set(stems)) or (spec.says("{time}") and time_heard >= 0.5)
+                     or (spec.says("{request}") and echo_heard))
+            for intent, spec in self.intents.items()
+        }
         scores = {}
         for intent, spec in self.intents.items():
             says_request = spec.says("{request}")
-            phrase = max((_phrase_evidence(p, heard, heard_set) for p in self.phrases_for(intent, request_text)),
+            phrase = max((_phrase_evidence(p, heard, heard_set) for p in self.phrases_for(intent, request_text, open_request=False)),
                          default=0.0)
             # Words anywhere: each distinct distinctive word once; an echoed request's words
             # are evidence of the echo only.
@@ -472,8 +504,15 @@ class Expectations:
                 total *= MISSING_SLOT_FACTOR
             if request and spec.says_in_every_phrase("{request}") and echo_share < ECHO_HEARD_SHARE:
                 total *= MISSING_SLOT_FACTOR
+            if spec.fallback and any(subject_heard[other] for other in self.intents if other != intent):
+                total *= 1.0 - FALLBACK_YIELD
             scores[intent] = round(total, 3)
         return scores
+
+    @staticmethod
+    def _keyword_heard(spec: IntentExpectation, heard: list[str], stems: set[str]) -> bool:
+        """Whether one of the intent's keywords is in the transcript (a word by its stem)."""
+        return any(_stem(k[0]) in stems if len(k) == 1 else _contains(heard, k) for k in spec.keywords)
 
     def classify(self, scores: Mapping[str, float]) -> str | None:
         """The intent the scores point to, or None when none is clear enough."""
@@ -638,22 +677,29 @@ def _parse(source: str, data: object) -> Expectations:
             raise _fail(source, key, "intent names are upper case, as the gateway sends them (e.g. GREETING, TIME_NOW)")
         if not isinstance(spec, dict):
             raise _fail(source, key, 'must be an object like {"phrases": ["..."], "keywords": ["..."]}')
-        unknown = set(spec) - {"phrases", "keywords"}
+        unknown = set(spec) - {"phrases", "keywords", "related", "fallback"}
         if unknown:
-            raise _fail(source, f"{key}.{min(unknown)}", "unknown key; an intent has phrases and/or keywords")
-        if not spec:
+            raise _fail(source, f"{key}.{min(unknown)}", "unknown key; an intent has phrases and/or keywords "
+                        "(and related words; fallback: true for the reply to a request the gateway did not understand)")
+        fallback = spec.get("fallback", False)
+        if not isinstance(fallback, bool):
+            raise _fail(source, f"{key}.fallback", f"must be true or false, not {fallback!r}")
+        if not set(spec) - {"fallback", "related"}:
             raise _fail(source, key, 'has neither phrases nor keywords: give one or both, e.g. '
                         '{"phrases": ["hello how can i help you"], "keywords": ["hello"]}, or remove the intent')
         phrases = tuple(
             _parse_phrase(source, f"{key}.phrases[{i}]", text)
             for i, text in enumerate(_string_list(source, f"{key}.phrases", spec["phrases"]) if "phrases" in spec else [])
         )
-        keywords = []
-        for i, text in enumerate(_string_list(source, f"{key}.keywords", spec["keywords"]) if "keywords" in spec else []):
-            if "{" in text:
-                raise _fail(source, f"{key}.keywords[{i}]", f"{text!r}: slots belong in phrases, not keywords")
-            keywords.append(tuple(normalize_words(text)))
-        parsed[name] = IntentExpectation(phrases, tuple(keywords))
+        words = {}
+        for field in ("keywords", "related"):
+            words[field] = []
+            for i, text in enumerate(_string_list(source, f"{key}.{field}", spec[field]) if field in spec else []):
+                if "{" in text:
+                    raise _fail(source, f"{key}.{field}[{i}]", f"{text!r}: slots belong in phrases, not {field}")
+                words[field].append(tuple(normalize_words(text)))
+        keywords = tuple(words["keywords"])
+        parsed[name] = IntentExpectation(phrases, keywords + tuple(words["related"]), fallback, keywords)
     command_words = data.get("command_words", [])
     if command_words:
         command_words = _string_list(source, "command_words", command_words)
