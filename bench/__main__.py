@@ -10,7 +10,7 @@ the tables give the median and min-max.
     python -m bench processes --nice -5    # harness on 1 and 2 processes x N 2000-6000 x 5: about 32 min
     python -m bench truth --nice -5        # 12 configurations x 5 repeats: about 21 min
     python -m bench analysis               # 1,000,000 records, 5 timings: 1-3 min
-    python -m bench judge                  # the reply judge on its held-out set, 3 methods x 4 voices: 10-20 min
+    python -m bench judge                  # the reply judge on its held-out set, 3 methods x 5 voices: 15-25 min
 
 ``processes`` is the capacity benchmark for the harness alone on 1 and 2 Locust processes
 (``--processes``), at larger N; it writes ``capacity-processes.json``.
@@ -115,9 +115,9 @@ def main(argv: list[str] | None = None) -> int:
             from bench import judge
 
             # Accuracy is a count, not a timing: one pass (CPU per reply is a distribution over the replies).
-            result = judge.run(smoke=args.smoke)
+            result = judge.run(judge.CURRENT_HELDOUT, smoke=args.smoke)
             result.update(command=command, nice=args.nice, note=args.note)
-            print(f"wrote {common.write_result('judge-heldout' + suffix, result)}")
+            print(f"wrote {common.write_result(f'judge-{judge.CURRENT_HELDOUT}' + suffix, result)}")
         elif name == "analysis":
             # bench/bench_analysis.py writes bench/results/analysis[-smoke].json itself.
             command_line = [common.PYTHON, str(common.REPO / "bench" / "bench_analysis.py"), "--repeat", str(repeat)]

@@ -6,20 +6,22 @@
     python -m bench judge --set tuning             # the tuning set (what the thresholds were tuned on)
     python -m bench judge --methods lm --voices festival:kal_diphone
 
-The sets are text in ``bench/judge_sets/`` (``heldout.tsv``: reply sentences written apart from
-the expectations files and from ``tuning.tsv``; each row an intent, the request the user said,
-and the reply). This module speaks each sentence with each voice of the set (espeak-ng, festival
+The sets are text in ``bench/judge_sets/`` (``heldout2.tsv``, the held-out set scored now: reply
+sentences written apart from the expectations files and from the other sets; ``heldout.tsv``,
+the first held-out set, read after it was scored and so tuning material since; ``tuning.tsv``;
+each row an intent, the request the user said, and the reply). This module speaks each sentence with each voice of the set (espeak-ng, festival
 and flite: Debian packages, installed by scripts/bootstrap.sh), caches the WAVs in
 ``bench/results/tmp/judge_clips/`` (not in git), judges every clip with
 :class:`voiceharness.listener.ReplyListener` against the smartjarvis expectations in each method,
 and reports per method and voice: intent right, wrong intent, unjudged, CPU per reply (process
 time, resampling included: p10/p50/p90) and a confusion matrix. It writes
-``bench/results/judge-heldout.json`` (``judge-tuning.json``), from which ``python -m bench
+``bench/results/judge-heldout2.json`` (``judge-tuning.json``...), from which ``python -m bench
 report`` puts the table in BENCHMARKS.md.
 
 The voices: the judge's thresholds were tuned on espeak-ng (the reference gateway's voice) and
 flite's ``rms``; the held-out voices are other speakers and other synthesizers (festival's
-``kal_diphone``, ``cmu_us_slt_arctic_hts`` and ``ked_diphone``, flite's ``awb``).
+``kal_diphone``, ``cmu_us_slt_arctic_hts`` and ``ked_diphone``, flite's ``awb``; ``heldout2``
+adds flite's ``slt``).
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ TUNING_VOICES = ("espeak-ng:en-us/170", "espeak-ng:en-us+f3/155", "espeak-ng:en-
 HELDOUT_VOICES = ("festival:kal_diphone", "festival:cmu_us_slt_arctic_hts", "festival:ked_diphone", "flite:awb")
 # The second held-out set (heldout2.tsv) adds a voice never used before, flite's slt.
 VOICES = {"tuning": TUNING_VOICES, "heldout": HELDOUT_VOICES, "heldout2": (*HELDOUT_VOICES, "flite:slt")}
+# The set the judge is scored on: heldout.tsv was read after its first scoring (and the judge
+# changed after that), so it is tuning material now; heldout2.tsv was written before those changes.
+CURRENT_HELDOUT = "heldout2"
 _TOOLS = {"espeak-ng": "espeak-ng", "festival": "text2wave", "flite": "flite"}
 _INSTALL = "apt-get install espeak-ng festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts flite"
 
@@ -199,7 +204,7 @@ def _default_method() -> str:
     return DEFAULT_METHOD
 
 
-def run(set_name: str = "heldout", methods: tuple[str, ...] = METHODS, voices: tuple[str, ...] | None = None,
+def run(set_name: str = CURRENT_HELDOUT, methods: tuple[str, ...] = METHODS, voices: tuple[str, ...] | None = None,
         *, smoke: bool = False) -> dict:
     """Build the set's audio and judge it in every method: the result ``bench/results/judge-SET.json`` holds.
 
@@ -242,7 +247,7 @@ def print_method(method: str, figures: dict) -> None:
 
 
 def markdown(result: dict) -> list[str]:
-    """The BENCHMARKS.md section of a ``judge-heldout.json`` result."""
+    """The BENCHMARKS.md section of a ``judge-heldout2.json`` result."""
     methods = result.get("methods", {})
     lines = ["## Reply judge: intent heard in replies it was never tuned on", "",
              (f"`{result.get('command', '.venv/bin/python -m bench judge')}` ({result.get('when', '?')}; "
@@ -289,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m bench.judge", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--set", choices=sorted(VOICES), default="heldout")
+    parser.add_argument("--set", choices=sorted(VOICES), default=CURRENT_HELDOUT)
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
     parser.add_argument("--voices", default="", help="comma-separated voices (default: the set's)")
     parser.add_argument("--keep-others", action="store_true",

@@ -288,7 +288,9 @@ def write_markdown(path: Path | None = None) -> Path:
     analysis = _load("analysis")
     if analysis:
         lines += analysis_section(analysis)
-    judge = _load("judge-heldout")
+    from bench.judge import CURRENT_HELDOUT
+
+    judge = _load(f"judge-{CURRENT_HELDOUT}")
     if judge:
         from bench import judge as judge_bench
 
