@@ -49,6 +49,8 @@ class TurnContext:
     dialect: str = "reference"
     reconnections: int = 0
     connect_ms: float = math.nan
+    call_id: str = ""  # the open-model call this turn belongs to (voiceharness.locust.calls), else empty
+    offered_rate_per_s: float = math.nan  # the call rate offered when the turn's call was scheduled
     redact: bool = False  # keep the users' and the gateway's words out of the record
 
 
@@ -143,6 +145,11 @@ class TurnRecord:
     judge_runner_up: str = ""
     judge_runner_up_score: float = math.nan
     judge_expectations: str = ""
+
+    # Open-model runs (--call-rate): the call this turn is part of ("" in a closed-loop run), and the
+    # call rate, calls a second over the whole run, offered when that call was scheduled
+    call_id: str = ""
+    offered_rate_per_s: float = math.nan
 
     @classmethod
     def build(cls, context: TurnContext, timings: TurnTimings, verdict: Any) -> TurnRecord:
