@@ -357,26 +357,27 @@ class CallerUser(VoiceUser):
             call.diagnosis = call.diagnosis or "harness_error"
             log.exception("call %s: %s", call.call_id, error)
         finally:
-            if stopped:
-                call.client.on_stop()  # a turn in progress is recorded as run_stopped
-            else:
-                call.client.hangup()
+            # Recorded before the connection is closed: the close handshake yields, and the run's end
+            # may kill this greenlet there (a call that ended by itself must not lose its record).
             if outcome == calls_module.FAILED and not call.diagnosis:
                 call.diagnosis = "harness_error"
             duration_ms = (time.monotonic() - started) * 1000
             self.book.active -= 1
-            record = CallRecord(**{
+            self.book.add(CallRecord(**{
                 **base.__dict__, "started_at": started_at, "start_lateness_ms": lateness_s * 1000,
                 "turns_planned": call.turns_planned, "turns_done": call.turns_done, "setup_ms": call.setup_ms,
                 "duration_ms": duration_ms, "outcome": outcome,
-                "diagnosis": call.diagnosis if outcome == calls_module.FAILED else "", "ended_at": time.time()})
-            self.book.add(record)
+                "diagnosis": call.diagnosis if outcome == calls_module.FAILED else "", "ended_at": time.time()}))
             exception = None
             if outcome == calls_module.FAILED:
                 known = diagnoses.DIAGNOSES.get(call.diagnosis)
                 exception = VoiceFailure(f"{known.headline}: {known.finding}" if known else call.diagnosis)
             self.environment.events.request.fire(request_type="call", name=outcome, response_time=duration_ms,
                                                  response_length=call.turns_done, exception=exception, context={})
+            if stopped:
+                call.client.on_stop()  # a turn that had not reached the gateway is recorded as run_stopped
+            else:
+                call.client.hangup()
 
     def on_stop(self) -> None:
         # The calls in progress end now, each recorded (run_stopped) before the user is gone.
