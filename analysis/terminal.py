@@ -381,14 +381,14 @@ def _calls(calls) -> str:  # analysis.calls.CallsSummary, or None for a closed-l
         return ""
     lines = [
         "Calls (open model, _calls.csv)",
-        f"  offered {calls.offered}, started {calls.started}, completed {calls.completed}, failed {calls.failed}, "
-        f"cut by the run's end {calls.run_stopped}",
-        f"  not started (the load generator's limits, not the gateway's failures): "
-        f"{calls.not_started_on_time} late, {calls.harness_limit} over --max-concurrent-calls",
-        f"  arrivals {number(calls.arrival_rate_per_s)}/s measured; concurrent calls mean "
-        f"{number(calls.concurrent_calls_mean)}, max {calls.concurrent_calls_max}",
-        f"  setup (connect) p50 {number(calls.setup_ms.p50, 'ms')}, p95 {number(calls.setup_ms.p95, 'ms')}, "
-        f"p99 {number(calls.setup_ms.p99, 'ms')}; start lateness p99 {number(calls.start_lateness_ms.p99, 'ms')}",
+        (f"  offered {calls.offered}, started {calls.started}, completed {calls.completed}, failed {calls.failed}, "
+         f"cut by the run's end {calls.run_stopped}"),
+        ("  not started (the load generator's limits, not the gateway's failures): "
+         f"{calls.not_started_on_time} late, {calls.harness_limit} over --max-concurrent-calls"),
+        (f"  arrivals {number(calls.arrival_rate_per_s)}/s measured; concurrent calls mean "
+         f"{number(calls.concurrent_calls_mean)}, max {calls.concurrent_calls_max}"),
+        (f"  setup (connect) p50 {number(calls.setup_ms.p50, 'ms')}, p95 {number(calls.setup_ms.p95, 'ms')}, "
+         f"p99 {number(calls.setup_ms.p99, 'ms')}; start lateness p99 {number(calls.start_lateness_ms.p99, 'ms')}"),
     ]
     if calls.failed_by_diagnosis:
         lines.append("  failed by diagnosis: " + ", ".join(f"{d.diagnosis} {d.calls}" for d in calls.failed_by_diagnosis))

@@ -85,7 +85,7 @@ def test_counts_setup_and_concurrency_of_the_calls_file(tmp_path) -> None:
     assert summary.concurrent_calls_max == 4
     assert summary.steps[0].concurrent_calls_mean == pytest.approx(2.0, abs=0.15)
     assert summary.steps[1].concurrent_calls_mean == pytest.approx(4.0, abs=0.5)
-    times, levels = concurrency_over_time(read_calls(f"{prefix}_calls.csv"))
+    _times, levels = concurrency_over_time(read_calls(f"{prefix}_calls.csv"))
     assert levels[-1] == 0 and levels.min() >= 0
 
 

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 import random
 
 import pytest
 
 from voiceharness import calls
-from voiceharness.calls import CallRecord, CallSchedule, CallWriter, RateStep, parse_call_rate, parse_call_turns
+from voiceharness.calls import (
+    CallRecord,
+    CallSchedule,
+    CallWriter,
+    RateStep,
+    parse_call_rate,
+    parse_call_turns,
+)
 from voiceharness.errors import UsageError
 
 
@@ -68,7 +76,7 @@ def test_streams_sharing_a_rate_superpose_into_one_poisson_process_at_that_rate(
     expected = schedule.expected_calls(0, 2000)
     assert expected == 4000
     assert abs(len(merged) - expected) < 4 * math.sqrt(expected)
-    gaps = [b - a for a, b in zip(merged, merged[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(merged)]
     mean = sum(gaps) / len(gaps)
     sd = math.sqrt(sum((g - mean) ** 2 for g in gaps) / len(gaps))
     assert mean == pytest.approx(0.5, rel=0.05) and sd == pytest.approx(0.5, rel=0.08)

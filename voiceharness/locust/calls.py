@@ -353,9 +353,9 @@ class CallerUser(VoiceUser):
             stopped = True
             outcome = calls_module.RUN_STOPPED
             raise
-        except Exception as error:  # a bug in the harness or a scenario: the call is not the gateway's failure
+        except Exception:  # a bug in the harness or a scenario: the call is not the gateway's failure
             call.diagnosis = call.diagnosis or "harness_error"
-            log.exception("call %s: %s", call.call_id, error)
+            log.exception("call %s ended by an error in the harness or its scenario", call.call_id)
         finally:
             # Recorded before the connection is closed: the close handshake yields, and the run's end
             # may kill this greenlet there (a call that ended by itself must not lose its record).

@@ -23,6 +23,7 @@ log = logging.getLogger("voice")
 
 DEFAULT_MAX_CONCURRENT_CALLS = 5000  # per load-generator process: generous, a guard against a runaway
 DEFAULT_START_TOLERANCE_MS = 1000  # a call started later than this after its arrival is not started
+DEFAULT_CALL_TURNS = calls.CallTurns(3, 3)  # frozen: one shared default is safe
 
 
 def add_voice_options(parser) -> None:
@@ -174,7 +175,7 @@ class VoiceRunConfig:
     think_time_s: tuple[float, float] = (1.0, 3.0)
     # The open model (--call-rate): None in a closed-loop run
     call_schedule: calls.CallSchedule | None = None
-    call_turns: calls.CallTurns = calls.CallTurns(3, 3)
+    call_turns: calls.CallTurns = DEFAULT_CALL_TURNS
     call_seed: int = -1
     max_concurrent_calls: int = DEFAULT_MAX_CONCURRENT_CALLS
     call_start_tolerance_s: float = DEFAULT_START_TOLERANCE_MS / 1000
