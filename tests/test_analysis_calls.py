@@ -97,3 +97,19 @@ def test_the_run_reader_finds_the_calls_file_and_a_broken_one_is_named(tmp_path)
     (tmp_path / "bad_calls.csv").write_text("call_id,outcome\nx,completed\n")
     with pytest.raises(AnalysisError, match="bad_calls.csv: not a calls file"):
         read_calls(str(tmp_path / "bad_calls.csv"))
+
+
+def test_the_gate_checks_the_knee_and_the_calls_of_an_open_model_run(tmp_path) -> None:
+    from analysis import gate
+    from analysis.metrics import summarize
+
+    prefix = tmp_path / "run"
+    _write_run(prefix, [(1.0, [200.0] * 20), (2.0, [300.0] * 20), (3.0, [900.0] * 20)])
+    summary = summarize(read_run(str(prefix)))
+    checks = gate.evaluate(gate.parse_all(["calls.knee>=3", "calls.knee>=4", "calls.not_started<=0",
+                                           "calls.started==60", "calls.setup.p95<10"]), summary)
+    assert [check.passed for check in checks] == [True, False, False, True, True]
+    assert "measured calls.knee = 3 calls/s" in checks[1].message
+    _write_run(tmp_path / "good", [(1.0, [200.0] * 20), (2.0, [300.0] * 20)])
+    (check,) = gate.evaluate(gate.parse_all(["calls.knee>=100"]), summarize(read_run(str(tmp_path / "good"))))
+    assert check.passed and check.measured == math.inf  # not reached: above every rate offered

@@ -361,6 +361,8 @@ class CallerUser(VoiceUser):
             # may kill this greenlet there (a call that ended by itself must not lose its record).
             if outcome == calls_module.FAILED and not call.diagnosis:
                 call.diagnosis = "harness_error"
+            if math.isnan(call.setup_ms) and call.client.connection is not None:
+                call.setup_ms = call.client.connection.connect_ms  # connected, its first turn cut short
             duration_ms = (time.monotonic() - started) * 1000
             self.book.active -= 1
             self.book.add(CallRecord(**{
