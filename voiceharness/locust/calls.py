@@ -102,6 +102,12 @@ class CallBook:
         if isinstance(runner, MasterRunner):
             runner.register_message(MESSAGE_TYPE, self._on_message)
         hooks.test_start.add_listener(self._on_test_start)
+        hooks.reset_stats.add_listener(self._on_reset_stats)
+
+    def _on_reset_stats(self, **_kwargs) -> None:
+        """The web UI's "reset stats": the Voice tab counts calls ending from now on (the file keeps all)."""
+        self.outcomes.clear()
+        self.diagnoses.clear()
 
     def _on_test_start(self, environment, **_kwargs) -> None:
         options = environment.parsed_options
