@@ -34,9 +34,10 @@ import os
 import random
 import re
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
 from voiceharness.errors import UsageError
+from voiceharness.turns import open_run_csv
 
 CALLS_SUFFIX = "_calls.csv"
 
@@ -241,11 +242,7 @@ class CallWriter:
     """Appends call rows to ``PREFIX_calls.csv`` (the header first)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = os.fspath(path)
-        directory = os.path.dirname(self.path)
-        if directory:
-            os.makedirs(directory, exist_ok=True)
-        self._file: IO[str] = open(self.path, "w", newline="", encoding="utf-8")  # noqa: SIM115 (held until close())
+        self.path, self._file = open_run_csv(path)
         self._writer = csv.DictWriter(self._file, fieldnames=COLUMNS, extrasaction="ignore")
         self._writer.writeheader()
         self._file.flush()

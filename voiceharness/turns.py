@@ -260,15 +260,21 @@ def record_row(record: TurnRecord | Mapping[str, Any]) -> dict[str, Any]:
     return {name: _cell(record.get(name)) for name in COLUMNS}
 
 
+def open_run_csv(path: str | os.PathLike[str]) -> tuple[str, IO[str]]:
+    """One of a run's CSV files, opened for writing (its directory made): the path and the file,
+    held open by its writer until it closes it."""
+    path = os.fspath(path)
+    directory = os.path.dirname(path)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    return path, open(path, "w", newline="", encoding="utf-8")
+
+
 class TurnWriter:
     """Appends records to a turns CSV, flushing after every call unless told to wait for :meth:`flush`."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = os.fspath(path)
-        directory = os.path.dirname(self.path)
-        if directory:
-            os.makedirs(directory, exist_ok=True)
-        self._file: IO[str] = open(self.path, "w", newline="", encoding="utf-8")  # noqa: SIM115 (held until close())
+        self.path, self._file = open_run_csv(path)
         self._row_writer = csv.writer(self._file)
         self._row_writer.writerow(COLUMNS)
         self._file.flush()
