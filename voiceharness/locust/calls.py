@@ -61,6 +61,8 @@ log = logging.getLogger("voice.calls")
 
 MESSAGE_TYPE = "voice_calls"
 FLUSH_INTERVAL_S = 0.5  # a worker ships its call rows and its calls in progress this often
+
+
 class CallBook:
     """The calls of one Locust environment (``environment.voice.calls``): the schedule's clock,
     the calls in progress, and where call records go (the calls file, the master, the Voice tab)."""
@@ -70,7 +72,6 @@ class CallBook:
         self.calls_file = calls_file
         self.worker_name = worker_name
         self.is_worker = isinstance(environment.runner, WorkerRunner)
-        self.is_master = isinstance(environment.runner, MasterRunner)
         self.writer: CallWriter | None = None
         self.stream_numbers = itertools.count()
         self.started_monotonic: float | None = None  # the schedule's clock: 0 s at this process's test start
@@ -82,6 +83,7 @@ class CallBook:
         self.active_by_worker: dict[str, int] = {}  # the master's view of its workers' calls in progress
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
         self._shipper: gevent.Greenlet | None = None
+        self._shipped_active = 0  # the calls in progress the master was last told of
 
     # -- the clock
     def clock_s(self) -> float:
@@ -168,12 +170,14 @@ class CallBook:
 
     def flush(self) -> None:
         """A worker: ship the pending call rows and its calls in progress to the master."""
-        if not self.is_worker:
-            return
+        if not self.is_worker or (not self.pending and self.active == self._shipped_active):
+            return  # nothing new (a closed-loop run sends nothing)
         batch, self.pending = self.pending, []
+        active = self.active
         try:
-            self.environment.runner.send_message(MESSAGE_TYPE, {"worker": self.worker_name, "active": self.active,
+            self.environment.runner.send_message(MESSAGE_TYPE, {"worker": self.worker_name, "active": active,
                                                                 "rows": batch})
+            self._shipped_active = active
         except (OSError, RPCError, RPCSendError) as error:
             self.pending[:0] = batch
             log.warning("could not send %d call records to the master: %s", len(batch), error)
