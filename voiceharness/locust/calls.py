@@ -186,6 +186,13 @@ class CallBook:
         if self._shipper is not None:
             self._shipper.kill(block=False)
         self.flush()
+        counts = self.counts()
+        if not self.is_worker and counts["offered"]:
+            not_started = counts["not_started_on_time"] + counts["harness_limit"]
+            log.info("calls: %d offered, %d started, %d completed, %d failed, %d cut by the run's end; %d not started "
+                     "(the load generator's limits)%s", counts["offered"], counts["started"], counts["completed"],
+                     counts["failed"], counts["run_stopped"], not_started,
+                     f"; {self.calls_file}" if self.writer is not None else "")
         if self.writer is not None:
             self.writer.close()
 
