@@ -214,7 +214,7 @@ class CallRecord:
     start_lateness_ms: float = math.nan  # started_at - scheduled_at (the harness's own delay)
     offered_rate_per_s: float = math.nan  # the run's call rate when it arrived
     rate_step: int = 0  # the schedule's step it arrived in (0 for a constant rate)
-    turns_planned: int = 0
+    turns_planned: int = 0  # the --call-turns draw (the default dialogue says that many; one of your own may not)
     turns_done: int = 0  # turns that ended (their records are in the turns file with this call_id)
     setup_ms: float = math.nan  # connect time of the call's connection (TCP + TLS + upgrade)
     duration_ms: float = math.nan  # started -> hung up
