@@ -14,6 +14,9 @@ Grammar of one threshold (spaces allowed around the operator)::
     judge.agreement>=0.98  the reply judge agrees with the gateway's metadata (also judge.turns)
     harness_errors.count<=0  turns the harness itself broke (counted apart from the gateway's failures)
     fast.failures.rate<0.01  fast-paced turns, apart: fast.turns, fast.failures.count, fast.roundtrip.p95
+    calls.knee>=5          an open-model run's calls: the knee in calls/s (inf when not reached), also
+                           calls.offered, calls.started, calls.not_started (the harness's limits),
+                           calls.failures.rate (failed / started), calls.setup.p95 (ms)
 
 Every figure except ``fast.*`` is over real-time turns, as the report shows it: ``failures.*``
 count the real-time turns' failures, ``turns.count`` every counted turn of either pace.
@@ -78,6 +81,12 @@ OTHER_NAMES = (
     "fast.turns",
     "fast.failures.count",
     "fast.failures.rate",
+    "calls.offered",
+    "calls.started",
+    "calls.not_started",
+    "calls.failures.rate",
+    "calls.setup.p95",
+    "calls.knee",
     "fast.roundtrip.p50",
     "fast.roundtrip.p95",
     "fast.roundtrip.p99",
@@ -244,7 +253,24 @@ def measurements(summary: RunSummary) -> dict[str, float | str | None]:
     values["fast.failures.rate"] = fast.failure_rate
     for stat in ("p50", "p95", "p99"):
         values[f"fast.roundtrip.{stat}"] = fast.roundtrip.stat(stat)
+    values.update(_call_measurements(summary.calls))
     return values
+
+
+def _call_measurements(calls) -> dict[str, float | None]:  # analysis.calls.CallsSummary, None without calls
+    if calls is None:
+        return dict.fromkeys(("calls.offered", "calls.started", "calls.not_started", "calls.failures.rate",
+                              "calls.setup.p95", "calls.knee"))
+    judged = any(step.band is not None for step in calls.steps)
+    knee = calls.knee_rate_per_s if calls.knee_rate_per_s is not None else (math.inf if judged else None)
+    return {
+        "calls.offered": calls.offered,
+        "calls.started": calls.started,
+        "calls.not_started": calls.not_started_on_time + calls.harness_limit,
+        "calls.failures.rate": calls.failed / calls.started if calls.started else None,
+        "calls.setup.p95": calls.setup_ms.p95,
+        "calls.knee": knee,  # not reached: above every rate offered
+    }
 
 
 def format_value(name: str, value: float | str | None) -> str:
@@ -256,10 +282,10 @@ def format_value(name: str, value: float | str | None) -> str:
         " ms"
         if (
             name.split(".")[0] in (bands.ROUNDTRIP, bands.LATENCY, "send_lateness", "uplink_backlog", "audible")
-            or name.startswith("fast.roundtrip.")
+            or name.startswith(("fast.roundtrip.", "calls.setup."))
         )
         and not name.endswith(".count")
-        else ""
+        else " calls/s" if name == "calls.knee" else ""
     )
     return f"{value:.6g}{unit}"
 

@@ -362,6 +362,10 @@ def summarize(run: Run) -> RunSummary:
             locust=locust,
             verdict=Verdict("ok", (), (), 0, ""),  # replaced below, from the other sections
         )
+    if run.calls is not None:
+        from analysis.calls import summarize_calls
+
+        summary = replace(summary, calls=summarize_calls(run.calls, turns))
     return replace(summary, verdict=summary_verdict(summary))
 
 

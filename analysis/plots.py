@@ -233,6 +233,41 @@ def users_and_failures(history: History | None, turns: Turns | None) -> bytes | 
     return _png(figure)
 
 
+def calls_over_time(calls, knee_rate_per_s: float | None) -> bytes | None:  # analysis.calls.Calls
+    """Concurrent calls (a step function) and the offered call rate over time, the knee marked."""
+    from analysis.calls import concurrency_over_time
+
+    if calls is None or not len(calls):
+        return None
+    times, levels = concurrency_over_time(calls)
+    scheduled = calls.numbers["scheduled_at"]
+    start = float(np.nanmin(scheduled))
+    figure = _figure()
+    axis = figure.add_subplot()
+    rate_axis = axis.twinx()
+    if len(times):
+        axis.step(np.concatenate([[0.0], times - start]), np.concatenate([[0.0], levels]), where="post",
+                  color="#37474f", lw=1.5, label="concurrent calls")
+    order = np.argsort(scheduled)
+    rate = calls.numbers["offered_rate_per_s"][order]
+    rate_axis.step(scheduled[order] - start, rate, where="post", color="#1e88e5", lw=1.2, label="offered calls/s")
+    if knee_rate_per_s is not None:
+        at = scheduled[order][np.isclose(rate, knee_rate_per_s)]
+        if len(at):
+            axis.axvline(float(at.min()) - start, color="#e53935", lw=1.5, ls="--",
+                         label=f"knee: {knee_rate_per_s:g} calls/s")
+    axis.set_xlabel("seconds since the first call's arrival")
+    axis.set_ylabel("calls in progress")
+    rate_axis.set_ylabel("offered calls per second")
+    rate_axis.set_ylim(bottom=0)
+    axis.set_ylim(bottom=0)
+    axis.set_title("Concurrent calls and the offered rate (open model)")
+    lines = axis.get_legend_handles_labels()
+    more = rate_axis.get_legend_handles_labels()
+    rate_axis.legend(lines[0] + more[0], lines[1] + more[1], loc="upper left", fontsize=8)
+    return _png(figure)
+
+
 def intent_per_utterance(intent: IntentSummary, limit: int = 40) -> bytes | None:
     """Accuracy of the utterances below 100 %, worst first (at most ``limit`` bars); None when none is.
 

@@ -23,6 +23,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,7 +40,9 @@ EXCEPTIONS_SUFFIX = "_exceptions.csv"
 # Longest first, so "run_stats_history.csv" is not read as prefix "run_stats_history".
 RUN_STATUS_SUFFIX = "_run.json"  # written by voiceharness/locust/run_status.py
 RESOURCES_SUFFIX = "_resources.csv"  # written by voiceharness/locust/resources.py
+CALLS_SUFFIX = "_calls.csv"  # written by open-model runs (voiceharness/locust/calls.py)
 SUFFIXES = (
+    CALLS_SUFFIX,
     HISTORY_SUFFIX,
     EXCEPTIONS_SUFFIX,
     FAILURES_SUFFIX,
@@ -96,6 +99,7 @@ TURNS_OPTIONAL_NUMBER_COLUMNS = (
     "reply_audio_ms",
     "reply_sample_rate_hz",
     "playback_stalls",
+    "offered_rate_per_s",
 )
 TURNS_OPTIONAL_TEXT_COLUMNS = (
     "pace",
@@ -104,6 +108,7 @@ TURNS_OPTIONAL_TEXT_COLUMNS = (
     "intent_source",
     "audio_intent",
     "failure_detail",
+    "call_id",
 )
 TURNS_NOT_EMPTY = ("timestamp", "success")
 
@@ -227,6 +232,7 @@ class Run:
     exceptions: list[ExceptionRow] | None = None
     status: dict | None = None  # PREFIX_run.json, when the harness wrote one
     resources: Resources | None = None  # PREFIX_resources.csv, when the harness wrote one
+    calls: Any = None  # PREFIX_calls.csv of an open-model run (analysis.calls.Calls), when there is one
     files: dict[str, str] = field(default_factory=dict)  # kind -> path that was read
     missing: list[str] = field(default_factory=list)  # paths looked for and not found
 
@@ -293,6 +299,12 @@ def read_run(
     if os.path.exists(resources_path):
         run.resources = read_resources(resources_path)
         present["resources"] = resources_path
+    calls_path = prefix + CALLS_SUFFIX
+    if os.path.exists(calls_path):
+        from analysis.calls import read_calls  # it reads the turns' types from this module
+
+        run.calls = read_calls(calls_path)
+        present["calls"] = calls_path
     run.files = present
     return run
 

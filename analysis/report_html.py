@@ -43,7 +43,11 @@ def draw_plots(run: Run, summary: RunSummary) -> list[Plot]:
     turns = run.turns
     no_turns = "needs the turns file (Locust's CSVs hold no per-turn values)"
     counted, realtime, _ = split_turns(turns) if turns is not None else (None, None, None)
-    return [
+    calls = []
+    if run.calls is not None and summary.calls is not None:  # an open-model run
+        calls.append(_plot("calls", "Concurrent calls and the offered rate, the knee marked",
+                           plots.calls_over_time(run.calls, summary.calls.knee_rate_per_s), "no call was offered"))
+    return calls + [
         _plot(
             "roundtrip",
             "Roundtrip over time",

@@ -20,6 +20,8 @@ Its sections, in report.json's order::
     resources       ResourcesSummary CPU and memory of the load generators, the gateway, the reply judge
     locust          LocustSummary    Locust's requests by kind, failures and user-code exceptions
     verdict         Verdict          one level and one line
+    calls           CallsSummary     an open-model run's calls and its knee (analysis.calls; only when
+                                     the run has a PREFIX_calls.csv)
 
 report.json is read by users' CI, so its shape is a contract: :meth:`RunSummary.to_json` writes
 exactly the keys it always had, in the same order, a section's optional keys only where they
@@ -747,10 +749,15 @@ class RunSummary:
     # What --judge-replies did (analysis.saved_replies): saved replies, unreadable, matched and
     # judged turns. None when it was not asked for.
     judged_after_the_run: Mapping[str, int] | None = None
+    # An open-model run's calls (analysis.calls.CallsSummary, from PREFIX_calls.csv); None without one
+    calls: Any = None
 
     def to_json(self) -> dict[str, Any]:
-        """The run's entry in report.json's ``runs``."""
-        out = {f.name: to_json_value(getattr(self, f.name)) for f in fields(self) if f.name != "judged_after_the_run"}
+        """The run's entry in report.json's ``runs`` (``calls`` only for a run that has a calls file)."""
+        optional = ("judged_after_the_run", "calls")
+        out = {f.name: to_json_value(getattr(self, f.name)) for f in fields(self) if f.name not in optional}
         if self.judged_after_the_run is not None:
             out["judged_after_the_run"] = dict(self.judged_after_the_run)
+        if self.calls is not None:
+            out["calls"] = self.calls.to_json()
         return out

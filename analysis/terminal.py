@@ -96,6 +96,7 @@ def render(summary: RunSummary, *, all_rows: bool = False) -> str:
         _resources(summary.resources),
         _lateness(summary.send_lateness),
         _uplink(summary.uplink_backlog),
+        _calls(summary.calls),
         "verdict: " + summary.verdict.text,
     ]
     return "\n\n".join(s for s in sections if s) + "\n"
@@ -372,6 +373,32 @@ def _resources(resources: ResourcesSummary) -> str:
         lines.append(f"  a load generator above {resources.saturated_percent:g}% CPU sends late: add workers")
     if resources.note:
         lines.append(f"  note: {resources.note}")
+    return "\n".join(lines)
+
+
+def _calls(calls) -> str:  # analysis.calls.CallsSummary, or None for a closed-loop run
+    if calls is None:
+        return ""
+    lines = [
+        "Calls (open model, _calls.csv)",
+        (f"  offered {calls.offered}, started {calls.started}, completed {calls.completed}, failed {calls.failed}, "
+         f"cut by the run's end {calls.run_stopped}"),
+        ("  not started (the load generator's limits, not the gateway's failures): "
+         f"{calls.not_started_on_time} late, {calls.harness_limit} over --max-concurrent-calls"),
+        (f"  arrivals {number(calls.arrival_rate_per_s)}/s measured; concurrent calls mean "
+         f"{number(calls.concurrent_calls_mean)}, max {calls.concurrent_calls_max}"),
+        (f"  setup (connect) p50 {number(calls.setup_ms.p50, 'ms')}, p95 {number(calls.setup_ms.p95, 'ms')}, "
+         f"p99 {number(calls.setup_ms.p99, 'ms')}; start lateness p99 {number(calls.start_lateness_ms.p99, 'ms')}"),
+    ]
+    if calls.failed_by_diagnosis:
+        lines.append("  failed by diagnosis: " + ", ".join(f"{d.diagnosis} {d.calls}" for d in calls.failed_by_diagnosis))
+    if len(calls.steps) > 1:
+        rows = [[f"{step.offered_rate_per_s:g}/s", number(step.start_s), step.calls_offered, step.turns,
+                 number(step.roundtrip_p95_ms) if step.roundtrip_p95_ms is not None else
+                 ("no reply" if step.no_reply_turns else "-"), step.band or "-",
+                 number(step.concurrent_calls_mean)] for step in calls.steps]
+        lines.append(table(["rate", "from s", "calls", "turns", "roundtrip p95 ms", "band", "concurrent"], rows))
+    lines.append(f"  knee: {calls.knee_text}")
     return "\n".join(lines)
 
 

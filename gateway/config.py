@@ -330,6 +330,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="added delay before every reply",
     )
+    faults.add_argument(
+        "--fault-delay-per-session-ms",
+        type=_non_negative_float,
+        default=0.0,
+        metavar="N",
+        help="a gateway that slows down with load: every reply delayed N ms for each session open "
+        "when it is answered (10 sessions open: 10 x N ms)",
+    )
     faults.add_argument("--fault-no-audio", action="store_true", help="TTS down: metadata, no reply audio")
     faults.add_argument(
         "--fault-wrong-intent",
@@ -433,6 +441,7 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
         )
     faults = Faults(
         delay_ms=args.fault_delay_ms,
+        delay_per_session_ms=args.fault_delay_per_session_ms,
         no_audio=args.fault_no_audio,
         wrong_intent=args.fault_wrong_intent is not None,
         wrong_intent_forced=forced,

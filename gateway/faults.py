@@ -4,6 +4,8 @@ Each switch maps to one failure the usage guide's troubleshooting section names:
 
 =================================  ==================================================
 ``--fault-delay-ms N``             slow answer (roundtrip bands); fixed delay before the reply
+``--fault-delay-per-session-ms N`` a gateway that slows down with load: each reply is delayed
+                                   N ms for every session open when its turn is answered
 ``--fault-no-audio``               "No audio response", TTS down: metadata, no audio
 ``--fault-wrong-intent [INTENT]``  "No audio response", wrong intent
 ``--fault-close-after-frames N``   "Recording stopped unexpectedly": close after N audio
@@ -43,6 +45,7 @@ def valid_close_code(code: int) -> bool:
 @dataclass(frozen=True)
 class Faults:
     delay_ms: float = 0.0
+    delay_per_session_ms: float = 0.0
     no_audio: bool = False
     wrong_intent: bool = False
     wrong_intent_forced: str = ""  # with --fault-wrong-intent INTENT: ask the pipeline for this intent
@@ -53,6 +56,10 @@ class Faults:
     broker_down: bool = False
     reply_leading_silence_ms: float = 0.0
 
+    def reply_delay_ms(self, sessions_open: int) -> float:
+        """The delay added before a reply: the fixed one, and the one that grows with the sessions open."""
+        return self.delay_ms + self.delay_per_session_ms * sessions_open
+
     @property
     def any(self) -> bool:
         return self != Faults()
@@ -62,6 +69,8 @@ class Faults:
         parts = []
         if self.delay_ms:
             parts.append(f"delay_ms={self.delay_ms:g}")
+        if self.delay_per_session_ms:
+            parts.append(f"delay_per_session_ms={self.delay_per_session_ms:g}")
         if self.no_audio:
             parts.append("no_audio")
         if self.wrong_intent:

@@ -565,8 +565,9 @@ class _Session:
             self.metrics.turn_errors.inc()
             self._event(logging.ERROR, "turn_failed", turn=turn, error=f"{type(error).__name__}: {error}")
             return
-        if faults.delay_ms:
-            await asyncio.sleep(faults.delay_ms / 1000.0)
+        delay_ms = faults.reply_delay_ms(self.gateway.sessions_active)
+        if delay_ms:
+            await asyncio.sleep(delay_ms / 1000.0)
         intent = result.intent
         if faults.wrong_intent and not faults.wrong_intent_forced:
             intent = wrong_intent_for(intent)

@@ -44,3 +44,13 @@ def test_a_silent_reply_with_leading_silence_is_still_all_silence():
     pcm = spoken()
     shaped = shape_reply_audio(pcm, RATE, Faults(silent_reply=True, reply_leading_silence_ms=100))
     assert not any(shaped) and len(shaped) == len(pcm) + 2 * round(100 * RATE / 1000)
+
+
+def test_the_reply_delay_grows_with_the_sessions_open_on_top_of_the_fixed_one():
+    from gateway.config import build_parser, config_from_args
+
+    config = config_from_args(build_parser().parse_args(["--fault-delay-ms", "10", "--fault-delay-per-session-ms", "25"]))
+    faults = config.faults
+    assert [faults.reply_delay_ms(sessions) for sessions in (0, 1, 4)] == [10.0, 35.0, 110.0]
+    assert "delay_per_session_ms=25" in faults.describe()
+    assert Faults().reply_delay_ms(50) == 0.0

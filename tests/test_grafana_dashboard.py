@@ -59,6 +59,7 @@ def harness_exposition() -> set[str]:
                                                success=True, roundtrip_ms=100.0, audible_ms=100.0, intent_ms=90.0,
                                                reply_ms=800.0, ping_ms=1.0, connect_ms=3.0)))
     metrics.observe_turn(record_row(TurnRecord(worker="w:1", expected_intent="ECHO", failure="wrong_intent")))
+    metrics.observe_call({"worker": "w:1", "outcome": "failed", "diagnosis": "wrong_intent"})
     metrics.observe_sample({"worker": "w:1", "users": 1, "worker_cpu_percent": 1.0, "worker_rss_mb": 1.0,
                             "send_lateness_p99_ms": 1.0, "frames_sent": 1})
     return exported_names(generate_latest(metrics.registry).decode())
@@ -96,7 +97,8 @@ def test_every_harness_metric_the_dashboard_names_is_exported():
     for wanted in ("voiceharness_roundtrip_ms_bucket", "voiceharness_audible_ms_bucket", "voiceharness_turns_total",
                    "voiceharness_diagnoses_total", "voiceharness_intent_correct_total",
                    "voiceharness_reconnections_total", "voiceharness_users",
-                   "voiceharness_loadgen_send_lateness_p99_ms", "voiceharness_loadgen_cpu_percent"):
+                   "voiceharness_loadgen_send_lateness_p99_ms", "voiceharness_loadgen_cpu_percent",
+                   "voiceharness_calls_total", "voiceharness_calls_active", "voiceharness_call_failures_total"):
         assert wanted in named, wanted
 
 

@@ -127,7 +127,8 @@ class Scraper:
 
 @pytest.fixture(scope="module")
 def scraped_run(tmp_path_factory):
-    """A 60 s run of 10 users against the reference gateway, scraped every second by Prometheus."""
+    """A 60 s run of 10 users against the reference gateway, scraped every second by Prometheus: the
+    closed-loop scenarios and a caller user (calls arriving at 1/s)."""
     from conftest import Gateway
 
     directory = tmp_path_factory.mktemp("prometheus-run")
@@ -143,7 +144,10 @@ def scraped_run(tmp_path_factory):
         run = run_locust(prefix, gateway.url, "--voice-metrics-port", str(metrics_port),
                          "--voice-metrics-host", "127.0.0.1", "--voice-metrics-linger-s", "4",
                          "--turns-per-connection", "3",  # reconnections to count
-                         users=10, spawn_rate=5, run_time="60s", timeout_s=300)
+                         # and open-model calls beside the closed-loop users, for the Calls panels
+                         "--call-rate", "1/s", "--call-turns", "1-2", "--call-streams", "1",
+                         users=10, spawn_rate=5, run_time="60s", timeout_s=300,
+                         locustfile=f"{LOCUSTFILE},{ROOT / 'locustfiles' / 'calls.py'}")
         ended_at = time.time()
         yield run, prometheus, ended_at
     finally:

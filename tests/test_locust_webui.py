@@ -417,3 +417,39 @@ def test_voice_option_chosen_in_the_form_is_used_by_the_run(start_web_ui, tmp_pa
         button_named(driver, "stop").click()
     paces = {row["pace"] for row in read_turns_csv(web_ui)}
     assert paces == {"fast"}
+
+
+def test_calls_on_their_own_clock_are_started_from_the_form_and_counted_in_the_voice_tab(start_web_ui, tmp_path):
+    """The open model from the browser: --call-rate and --call-turns typed into the start form reach
+    the caller users (none is on the command line), and the Voice quality tab counts the calls."""
+    from selenium.webdriver.common.by import By
+
+    web_ui = start_web_ui("-f", str(ROOT / "locustfiles" / "calls.py"), "--utterances", "GREETING")
+    with headless_chrome(tmp_path) as driver:
+        driver.get(web_ui.url + "/")
+        wait_for(driver, lambda: driver.find_element(By.NAME, "userCount"), 30, "the start form")
+        fill_start_form(driver, users=2, spawn_rate=2)
+        open_custom_parameters(driver)
+        replace_text(driver.find_element(By.NAME, "callRate"), "4/s")
+        replace_text(driver.find_element(By.NAME, "callTurns"), "1")
+        press_start(driver)
+        open_tab(driver, TAB_TITLE)
+
+        def calls_completed(at_least: int):
+            rows = voice_rows(read_table(driver)).get("Calls")
+            if rows and int(rows[1][2]) >= at_least:  # "completed / failed / cut by the run's end": completed
+                return rows
+            return None
+
+        rows = wait_for(driver, lambda: calls_completed(4), 60, "four completed calls in the Voice quality tab")
+        button_named(driver, "stop").click()
+    assert [row[1] for row in rows] == ["offered / started / in progress", "completed / failed / cut by the run's end",
+                                        "not started: late / harness limit"]
+    offered = int(rows[0][2])
+    started, _in_progress = (int(part) for part in rows[0][3].split("/"))
+    assert offered >= started >= int(rows[1][2]) >= 4
+    stats = json.loads(web_ui.get("/stats/requests")[2])
+    completed = [entry for entry in stats["stats"] if entry["method"] == "call" and entry["name"] == "completed"]
+    assert completed and completed[0]["num_requests"] >= 4
+    turns = read_turns_csv(web_ui)
+    assert turns and all(row["call_id"] and float(row["offered_rate_per_s"]) == 4.0 for row in turns)

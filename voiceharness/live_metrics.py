@@ -31,6 +31,10 @@ metric                                          type       what
 ``voiceharness_loadgen_resident_memory_bytes``  gauge      RSS of each load generator
 ``voiceharness_loadgen_send_lateness_p99_ms``   gauge      p99 frame send lateness since its last sample
 ``voiceharness_loadgen_frames_sent_total``      counter    audio frames each load generator sent
+``voiceharness_calls_total``                    counter    open-model calls by ``outcome``: completed, failed,
+                                                           run_stopped, not_started_on_time, harness_limit
+``voiceharness_call_failures_total``            counter    failed calls by the ``diagnosis`` of their failed turn
+``voiceharness_calls_active``                   gauge      open-model calls in progress (all load generators)
 ==============================================  =========  ==============================================
 
 Conventions, the analysis's (:mod:`analysis.metrics`):
@@ -125,7 +129,7 @@ class VoiceMetrics:
     """
 
     def __init__(self, *, users: Callable[[], float] = lambda: 0, workers: Callable[[], float] = lambda: 1,
-                 registry: CollectorRegistry | None = None) -> None:
+                 active_calls: Callable[[], float] = lambda: 0, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.histograms = {
@@ -142,7 +146,11 @@ class VoiceMetrics:
                                       "Judged turns whose recognised intent was the expected one", LABELS, registry=r)
         self.reconnections = Counter(f"{PREFIX}_reconnections", "Reconnects of the users' connections",
                                      ("dialect", "worker"), registry=r)
-        self.load_generators = LoadGenerators(users=users, workers=workers)
+        self.calls = Counter(f"{PREFIX}_calls", "Open-model calls offered, by outcome", ("worker", "outcome"),
+                             registry=r)
+        self.call_failures = Counter(f"{PREFIX}_call_failures", "Failed open-model calls, by the diagnosis of "
+                                     "their failed turn", ("worker", "diagnosis"), registry=r)
+        self.load_generators = LoadGenerators(users=users, workers=workers, active_calls=active_calls)
         r.register(self.load_generators)
         # (worker, user) -> that user's reconnections so far: a record carries the running total
         self._reconnections_seen: dict[tuple[str, str], float] = {}
@@ -180,6 +188,14 @@ class VoiceMetrics:
             counter.inc(total - before)
             self._reconnections_seen[key] = total
 
+    def observe_call(self, row: dict[str, Any]) -> None:
+        """Count one call record (a row of the calls file, :mod:`voiceharness.calls`)."""
+        worker = str(row.get("worker") or "")
+        result = str(row.get("outcome") or "")
+        self.calls.labels(worker, result).inc()
+        if result == "failed":
+            self.call_failures.labels(worker, str(row.get("diagnosis") or UNCLASSIFIED)).inc()
+
     def observe_sample(self, sample: dict[str, Any], *, now: float | None = None) -> None:
         """Take one load generator's resource sample (``now``: when it came, monotonic seconds)."""
         self.load_generators.accept(sample, now=now)
@@ -189,9 +205,11 @@ class LoadGenerators(Collector):
     """Users and load-generator gauges, read at scrape time: the run's user count, and each
     worker's latest resource sample while it keeps sending them."""
 
-    def __init__(self, *, users: Callable[[], float], workers: Callable[[], float]) -> None:
+    def __init__(self, *, users: Callable[[], float], workers: Callable[[], float],
+                 active_calls: Callable[[], float] = lambda: 0) -> None:
         self.users = users
         self.workers = workers
+        self.active_calls = active_calls
         self.latest: dict[str, tuple[float, dict[str, Any]]] = {}  # worker -> (monotonic s received, sample)
         self.frames_sent: dict[str, int] = {}
 
@@ -206,6 +224,8 @@ class LoadGenerators(Collector):
         yield GaugeMetricFamily(f"{PREFIX}_users", "Users running now, on every load generator", value=self.users())
         yield GaugeMetricFamily(f"{PREFIX}_workers", "Load generators connected (1 in a standalone run)",
                                 value=self.workers())
+        yield GaugeMetricFamily(f"{PREFIX}_calls_active", "Open-model calls in progress, on every load generator",
+                                value=self.active_calls())
         now = time.monotonic()
         fresh = sorted((worker, sample) for worker, (received, sample) in self.latest.items()
                        if now - received <= STALE_AFTER_S)

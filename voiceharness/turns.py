@@ -49,6 +49,8 @@ class TurnContext:
     dialect: str = "reference"
     reconnections: int = 0
     connect_ms: float = math.nan
+    call_id: str = ""  # the open-model call this turn belongs to (voiceharness.locust.calls), else empty
+    offered_rate_per_s: float = math.nan  # the call rate offered when the turn's call was scheduled
     redact: bool = False  # keep the users' and the gateway's words out of the record
 
 
@@ -143,6 +145,11 @@ class TurnRecord:
     judge_runner_up: str = ""
     judge_runner_up_score: float = math.nan
     judge_expectations: str = ""
+
+    # Open-model runs (--call-rate): the call this turn is part of ("" in a closed-loop run), and the
+    # call rate, calls a second over the whole run, offered when that call was scheduled
+    call_id: str = ""
+    offered_rate_per_s: float = math.nan
 
     @classmethod
     def build(cls, context: TurnContext, timings: TurnTimings, verdict: Any) -> TurnRecord:
@@ -253,15 +260,21 @@ def record_row(record: TurnRecord | Mapping[str, Any]) -> dict[str, Any]:
     return {name: _cell(record.get(name)) for name in COLUMNS}
 
 
+def open_run_csv(path: str | os.PathLike[str]) -> tuple[str, IO[str]]:
+    """One of a run's CSV files, opened for writing (its directory made): the path and the file,
+    held open by its writer until it closes it."""
+    path = os.fspath(path)
+    directory = os.path.dirname(path)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    return path, open(path, "w", newline="", encoding="utf-8")
+
+
 class TurnWriter:
     """Appends records to a turns CSV, flushing after every call unless told to wait for :meth:`flush`."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = os.fspath(path)
-        directory = os.path.dirname(self.path)
-        if directory:
-            os.makedirs(directory, exist_ok=True)
-        self._file: IO[str] = open(self.path, "w", newline="", encoding="utf-8")  # noqa: SIM115 (held until close())
+        self.path, self._file = open_run_csv(path)
         self._row_writer = csv.writer(self._file)
         self._row_writer.writerow(COLUMNS)
         self._file.flush()

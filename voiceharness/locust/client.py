@@ -97,6 +97,10 @@ class VoiceClient:
         self.pending_connect_ms = math.nan
         self.scenario = getattr(user, "scenario", "") or type(user).__name__
         self._open_turn: tuple[Any, TurnContext] | None = None  # (utterance, context) until recorded
+        # Set by an open-model call (voiceharness.locust.calls) for the turns it makes
+        self.call_id = ""
+        self.offered_rate_per_s = math.nan
+        self.last_record: TurnRecord | None = None  # the latest turn recorded (a call reads its verdict)
 
     @property
     def config(self):
@@ -282,6 +286,7 @@ class VoiceClient:
             scenario=scenario, utterance_id=utterance.id, request_name=self._name(utterance, name),
             expected_intent=utterance.expected_intent, speech_ms=utterance.duration_ms, pace=pace,
             dialect=config.dialect.name, reconnections=self.reconnections, redact=config.redact,
+            call_id=self.call_id, offered_rate_per_s=self.offered_rate_per_s,
         )
 
     def _connected(self, context: TurnContext, connection: VoiceConnection) -> TurnContext:
@@ -325,6 +330,7 @@ class VoiceClient:
         """Report one ended turn: the turns file, the log, Locust's events."""
         self._open_turn = None
         self.turn_index += 1
+        self.last_record = record
         self.runtime.sink.add(record)
         failure = record.failure
         if failure == RUN_STOPPED:

@@ -109,6 +109,7 @@ def serve(environment, options: MetricsOptions) -> MetricsServer:
     metrics = VoiceMetrics(
         users=lambda: runner.user_count if runner is not None else 0,
         workers=lambda: runner.worker_count if isinstance(runner, MasterRunner) else 1,
+        active_calls=lambda: environment.voice.calls.active_calls() if getattr(environment, "voice", None) else 0,
     )
     server = MetricsServer(metrics, options.host, options.port, options.linger_s)
     server.start()

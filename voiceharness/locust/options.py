@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from dataclasses import dataclass, replace
 
-from voiceharness import dialects, guide, protocol
+from voiceharness import calls, dialects, guide, protocol
 from voiceharness import settings as settings_module
 from voiceharness.connection import ConnectOptions
 from voiceharness.errors import UsageError
@@ -19,6 +20,10 @@ from voiceharness.protocol import ReplyFormat
 from voiceharness.settings import Settings
 
 log = logging.getLogger("voice")
+
+DEFAULT_MAX_CONCURRENT_CALLS = 5000  # per load-generator process: generous, a guard against a runaway
+DEFAULT_START_TOLERANCE_MS = 1000  # a call started later than this after its arrival is not started
+DEFAULT_CALL_TURNS = calls.CallTurns(3, 3)  # frozen: one shared default is safe
 
 
 def add_voice_options(parser) -> None:
@@ -116,6 +121,28 @@ def add_voice_options(parser) -> None:
     group.add_argument("--corpus-manifest", default="", include_in_web_ui=False,
                        help="Corpus manifest CSV to load instead of the bundled audio_corpus/manifest.csv; "
                             "every file is checked before any user starts; --utterances defaults to all of it")
+    # The open model (voiceharness.locust.calls): calls that arrive on their own clock.
+    group.add_argument("--call-rate", default="", include_in_web_ui=True,
+                       help="Open model (locustfiles/calls.py, CallerUser): calls arrive as a Poisson process at this "
+                            "rate, whatever the gateway does: 2/s, 120/min, or a stepped ramp FROM:TO:STEP:HOLD, e.g. "
+                            "1/s:10/s:1/s:60s (1/s up to 10/s, each step held 60 s; the analysis reports the knee). "
+                            "Default: none (closed-loop users)")
+    group.add_argument("--call-turns", default="3", include_in_web_ui=True,
+                       help="Turns per open-model call, N or MIN-MAX drawn uniformly (default 3); the think time "
+                            "between them, then the call hangs up")
+    group.add_argument("--call-seed", type=int, default=-1, include_in_web_ui=True,
+                       help="Seed of the call arrivals and turn counts (default -1: a new one every run); the same "
+                            "seed offers the same calls at the same moments")
+    group.add_argument("--max-concurrent-calls", type=int, default=DEFAULT_MAX_CONCURRENT_CALLS, include_in_web_ui=True,
+                       help="Calls in progress at once per load-generator process; a call arriving beyond it is not "
+                            f"started and counted as harness_limit (default {DEFAULT_MAX_CONCURRENT_CALLS})")
+    group.add_argument("--call-start-tolerance-ms", type=int, default=DEFAULT_START_TOLERANCE_MS,
+                       include_in_web_ui=False,
+                       help="A call the load generator cannot start within this long after its arrival is not "
+                            f"started and counted as not_started_on_time (default {DEFAULT_START_TOLERANCE_MS})")
+    group.add_argument("--call-streams", type=int, default=0, include_in_web_ui=False,
+                       help="How many caller users share the call rate (default 0: the run's user count, -u); "
+                            "give it when callers run beside other users")
 
 
 @dataclass(frozen=True)
@@ -146,6 +173,13 @@ class VoiceRunConfig:
     stats_by: str
     corpus_manifest: str = ""
     think_time_s: tuple[float, float] = (1.0, 3.0)
+    # The open model (--call-rate): None in a closed-loop run
+    call_schedule: calls.CallSchedule | None = None
+    call_turns: calls.CallTurns = DEFAULT_CALL_TURNS
+    call_seed: int = -1
+    max_concurrent_calls: int = DEFAULT_MAX_CONCURRENT_CALLS
+    call_start_tolerance_s: float = DEFAULT_START_TOLERANCE_MS / 1000
+    calls_file: str = ""  # PREFIX_calls.csv with --csv PREFIX, beside the turns file
 
     def describe(self) -> str:
         """One line for the log: where, in which dialect, how the utterances end."""
@@ -236,7 +270,30 @@ def resolve(options) -> VoiceRunConfig:
         stats_by=stats_by,
         corpus_manifest=getattr(options, "corpus_manifest", "") or "",
         think_time_s=_think_time(options.think_time_ms),
+        **_call_options(options, turns_file),
     )
+
+
+def _call_options(options, turns_file: str) -> dict:
+    """The open model's fields of the config; raises UsageError naming the bad option."""
+    schedule = calls.parse_call_rate(getattr(options, "call_rate", ""))
+    call_turns = calls.parse_call_turns(getattr(options, "call_turns", "3"))
+    max_calls = getattr(options, "max_concurrent_calls", DEFAULT_MAX_CONCURRENT_CALLS)
+    tolerance_ms = getattr(options, "call_start_tolerance_ms", DEFAULT_START_TOLERANCE_MS)
+    if max_calls < 1:
+        raise UsageError(f"--max-concurrent-calls must be 1 or more, got {max_calls}")
+    if tolerance_ms <= 0:
+        raise UsageError(f"--call-start-tolerance-ms must be positive, got {tolerance_ms}")
+    if getattr(options, "call_streams", 0) < 0:
+        raise UsageError(f"--call-streams must be 0 (the run's user count) or more, got {options.call_streams}")
+    calls_file = ""
+    if turns_file.endswith("_turns.csv"):
+        calls_file = turns_file[: -len("_turns.csv")] + calls.CALLS_SUFFIX
+    elif turns_file:
+        calls_file = os.path.splitext(turns_file)[0] + calls.CALLS_SUFFIX
+    return {"call_schedule": schedule, "call_turns": call_turns, "call_seed": getattr(options, "call_seed", -1),
+            "max_concurrent_calls": max_calls, "call_start_tolerance_s": tolerance_ms / 1000,
+            "calls_file": calls_file}
 
 
 def plain_parser() -> argparse.ArgumentParser:

@@ -16,6 +16,7 @@ attribute        what it is
 ``collector``    when the garbage collector may pause this process (:mod:`.collector`)
 ``judge``        the reply judge's processes and the reply saver (:mod:`.judging`)
 ``logbook``      the guide-style log (:class:`~voiceharness.logbook.Logbook`)
+``calls``        the open model's calls: their clock, those in progress, ``PREFIX_calls.csv`` (:mod:`.calls`)
 ===============  ================================================================================
 
 It is made in one of two ways:
@@ -126,6 +127,9 @@ class VoiceRuntime:
             environment, path=run_status.status_path(csv_prefix, config.turns_file),
             records=lambda: self.sink.received, lateness=self.pacer.stats.summary,
             worker_name=self.worker_name, target=config.settings.url, dialect=config.dialect.name)
+        from voiceharness.locust.calls import CallBook  # it imports the client, which imports this module
+
+        self.calls = CallBook(environment, config.calls_file, self.worker_name)
         self.metrics_options = metrics_options or metrics.MetricsOptions()
         self.metrics_server: metrics.MetricsServer | None = None
         self._explained: set[str] = set()
@@ -180,7 +184,8 @@ class VoiceRuntime:
             if self.judge.will_listen():
                 self.judge.start()  # replies will be heard: load the model now, not at the first reply
             self.judge.start_saving()
-        self.sink.install(hooks, runner, environment.web_ui, extra_rows=self.monitor.rows,
+        self.calls.install(hooks, runner)
+        self.sink.install(hooks, runner, environment.web_ui, extra_rows=lambda: self.calls.rows() + self.monitor.rows(),
                           headline_inputs=lambda: (self.monitor.worst_lateness_p99_ms(),
                                                    len(runner.exceptions) if runner is not None else 0))
         self.monitor.install(runner)
@@ -191,6 +196,7 @@ class VoiceRuntime:
         if self.metrics_options.port and not self.is_worker:
             self.metrics_server = metrics.serve(environment, self.metrics_options)
             self.sink.add_listener(self.metrics_server.metrics.observe_turn)
+            self.calls.add_listener(self.metrics_server.metrics.observe_call)
             self.monitor.add_listener(self.metrics_server.metrics.observe_sample)
         hooks.spawning_complete.add_listener(self._on_spawning_complete)
         hooks.test_start.add_listener(self._on_test_start)
@@ -225,6 +231,7 @@ class VoiceRuntime:
 
     def _on_test_stop(self, **_kwargs) -> None:
         self.collector.release()
+        self.calls.flush()  # a worker's last call records go before it tells the master its turns are sent
         self.sink.flush()
         if self.is_worker:
             self.run_status.send_to_master(final=True)
@@ -255,6 +262,7 @@ class VoiceRuntime:
             self.metrics_server.linger_and_stop()
         self.pacer.report(self.logbook.logger)
         self.monitor.close()
+        self.calls.close()
         self.sink.flush()
         self.sink.close()
         self.judge.close()
