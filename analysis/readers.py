@@ -90,6 +90,7 @@ TURNS_OPTIONAL_NUMBER_COLUMNS = (
     "connect_ms",
     "confidence",
     "uplink_backlog_ms",
+    "uplink_backlog_max_ms",
     "audible_ms",
     "client_tail_ms",
     "gateway_response_ms",
@@ -104,6 +105,7 @@ TURNS_OPTIONAL_TEXT_COLUMNS = (
     "intent_source",
     "audio_intent",
     "failure_detail",
+    "network_profile",
 )
 TURNS_NOT_EMPTY = ("timestamp", "success")
 

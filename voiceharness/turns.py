@@ -49,6 +49,7 @@ class TurnContext:
     dialect: str = "reference"
     reconnections: int = 0
     connect_ms: float = math.nan
+    network_profile: str = ""
     redact: bool = False  # keep the users' and the gateway's words out of the record
 
 
@@ -71,6 +72,7 @@ class TurnTimings:
     reply_complete: bool = False
     send_lateness_max_ms: float = math.nan
     uplink_backlog_ms: float = math.nan
+    uplink_backlog_max_ms: float = math.nan
     reply_format: str = ""
     reply_audio_ms: float = math.nan
     reply_sample_rate_hz: int = 0
@@ -143,6 +145,12 @@ class TurnRecord:
     judge_runner_up: str = ""
     judge_runner_up_score: float = math.nan
     judge_expectations: str = ""
+
+    # The --network profile the turn's user was on (docs/networks.md), "" for the machine's own
+    # link; and the emulated uplink's largest backlog while the turn streamed (ms of audio; NaN
+    # unshaped). On a shaped link uplink_backlog_ms also counts the emulated link's backlog.
+    network_profile: str = ""
+    uplink_backlog_max_ms: float = math.nan
 
     @classmethod
     def build(cls, context: TurnContext, timings: TurnTimings, verdict: Any) -> TurnRecord:

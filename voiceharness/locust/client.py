@@ -128,7 +128,10 @@ class VoiceClient:
             reply_format=config.reply_format,
             pcm_sample_rate_hz=config.reply_sample_rate_hz,
         )
-        connection = VoiceConnection(config.settings, config.connect, session, self._on_event, pacer=self.runtime.pacer)
+        profile = config.network.profile_for(self.number) if config.network is not None else None
+        connection = VoiceConnection(config.settings, config.connect, session, self._on_event, pacer=self.runtime.pacer,
+                                     network=profile, network_seed=f"{self.runtime.worker_name}/{self.number}/"
+                                                                   f"{self.reconnections}")
         fire = self.environment.events.request.fire
         try:
             connection.open()
@@ -282,6 +285,7 @@ class VoiceClient:
             scenario=scenario, utterance_id=utterance.id, request_name=self._name(utterance, name),
             expected_intent=utterance.expected_intent, speech_ms=utterance.duration_ms, pace=pace,
             dialect=config.dialect.name, reconnections=self.reconnections, redact=config.redact,
+            network_profile=config.network.profile_for(self.number).name if config.network is not None else "",
         )
 
     def _connected(self, context: TurnContext, connection: VoiceConnection) -> TurnContext:

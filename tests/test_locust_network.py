@@ -1,0 +1,119 @@
+"""--network on loopback: real Locust runs against the reference gateway (its fast sink, which
+answers the end marker at once), each user's link emulated by the harness, no root.
+
+The 3g profile's uplink (128 kbit/s) is half of what real-time PCM16 needs (257 kbit/s as
+WebSocket frames), so its users' audio queues in the emulated link. What the profile predicts,
+turn by turn, from the turn's own frames (their bytes from the corpus) and the profile's figures:
+
+* the uplink backlog when the stream ends (after its last frame's length): the stream's bytes,
+  minus the token bucket's burst, minus what the rate carried during the stream;
+* the roundtrip: the last byte (the end marker) leaves the uplink at (stream bytes + marker -
+  burst) / rate after the first frame; then the one-way delay up and down, the jitter's mean each
+  way, and the gateway's own response time (measured in an unshaped run on the same gateway).
+
+Tolerances, from what the prediction leaves out: one frame (64 ms of audio, 2,056 bytes) for the
+link moving whole frames (the fluid prediction is up to a frame low) and the bytes it does not
+count (the JSON header of a connection's first turn, pings: a few hundred bytes); 8 ms below it
+for the moment the backlog is read; for the roundtrip also the jitter's spread around its
+mean (up to 20 ms each way: 20 ms) and the baseline's own spread on this machine (a few ms; 16 ms
+allowed). docs/networks.md quotes the numbers this test prints.
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+
+import pytest
+from conftest import run_locust
+
+from audio_corpus.manifest import load_corpus
+from voiceharness import uplink
+from voiceharness.network import PROFILES
+
+pytestmark = [pytest.mark.slow]
+
+FRAME_S = 0.064
+CHUNK = 1024
+FRAME_WIRE_BYTES = 2048 + 8
+MARKER_WIRE_BYTES = len(b'{"type": "end"}') + 2 + 4
+BACKLOG_TOLERANCE_MS = 64.0
+ROUNDTRIP_TOLERANCE_MS = 64.0 + 20.0 + 16.0
+
+
+def _rows(run) -> list[dict]:
+    with open(run.file("_turns.csv"), newline="", encoding="utf-8") as file:
+        return [row for row in csv.DictReader(file) if row["success"] == "1"]
+
+
+def _wire(payload_bytes: int) -> int:
+    return payload_bytes + (2 if payload_bytes < 126 else 4) + 4
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    from conftest import Gateway, free_port
+
+    folder = tmp_path_factory.mktemp("network")
+    gateway = Gateway(free_port(), ("--fast-sink",), folder / "gateway.log").start()
+    common = ("--tags", "basic", "--think-time-ms", "400-600")
+    try:
+        shaped = run_locust(folder / "g3", gateway.url, *common, "--network", "3g", users=2, spawn_rate=2,
+                            run_time="60s", stop_after_turns=6)
+        base = run_locust(folder / "base", gateway.url, *common, users=2, spawn_rate=2, run_time="60s",
+                          stop_after_turns=6)
+        mix = run_locust(folder / "mix", gateway.url, *common, "--network", "wifi:1,3g:1", users=2, spawn_rate=2,
+                         run_time="60s", stop_after_turns=6, stop_each_user=True)
+    finally:
+        gateway.stop()
+    return shaped, base, mix
+
+
+def test_3g_backlog_and_roundtrip_grow_as_the_profile_predicts(runs):
+    shaped, base, _ = runs
+    assert shaped.returncode in (0, 1), shaped.output[-3000:]
+    rows, base_rows = _rows(shaped), _rows(base)
+    assert len(rows) >= 4 and len(base_rows) >= 4, (shaped.output[-2000:], base.output[-2000:])
+    profile = PROFILES["3g"]
+    rate_bytes_per_s = profile.uplink_kbps * 125
+    gateway_ms = statistics.median(float(row["gateway_response_ms"]) for row in base_rows)
+    corpus = {u.id: u for u in load_corpus(select=",".join({row["utterance_id"] for row in rows}))}
+    lines = []
+    for row in rows:
+        assert row["network_profile"] == "3g"
+        frames = corpus[row["utterance_id"]].frames(CHUNK)
+        sent = int(row["chunks_sent"])
+        stream_bytes = sum(_wire(len(frame)) for frame in frames[:sent]) + (sent - len(frames)) * FRAME_WIRE_BYTES
+        predicted_backlog_ms = uplink.backlog_ms(
+            max(0.0, stream_bytes - profile.burst_bytes - rate_bytes_per_s * sent * FRAME_S), CHUNK)
+        backlog_ms = float(row["uplink_backlog_ms"])
+        speech_end_index = sent - round(float(row["client_tail_ms"]) / 1000 / FRAME_S)
+        drain_s = (stream_bytes + MARKER_WIRE_BYTES - profile.burst_bytes) / rate_bytes_per_s - speech_end_index * FRAME_S
+        predicted_roundtrip_ms = (drain_s * 1000 + 2 * profile.one_way_delay_ms + profile.jitter_ms + gateway_ms)
+        roundtrip_ms = float(row["roundtrip_ms"])
+        lines.append(f"{row['utterance_id']}: backlog {backlog_ms:.0f} ms (predicted {predicted_backlog_ms:.0f}), "
+                     f"roundtrip {roundtrip_ms:.0f} ms (predicted {predicted_roundtrip_ms:.0f})")
+        # The prediction is fluid; the link moves whole frames, so the backlog is up to one frame more.
+        assert -8 <= backlog_ms - predicted_backlog_ms <= BACKLOG_TOLERANCE_MS, lines[-1]
+        assert abs(roundtrip_ms - predicted_roundtrip_ms) <= ROUNDTRIP_TOLERANCE_MS, lines[-1]
+        assert float(row["uplink_backlog_max_ms"]) >= backlog_ms - 1e-6
+        # the ping crosses the link both ways: never under the profile's round trip
+        assert float(row["ping_ms"]) >= 2 * profile.one_way_delay_ms, row["ping_ms"]
+    # ... and the unshaped baseline keeps up: its roundtrip is the gateway's and the trailing silence
+    assert all(float(row["uplink_backlog_ms"]) < 64 for row in base_rows)
+    assert statistics.median(float(r["roundtrip_ms"]) for r in rows) > \
+        statistics.median(float(r["roundtrip_ms"]) for r in base_rows) + 1000
+    print("\n3g on loopback, gateway response (unshaped) {:.1f} ms:\n  ".format(gateway_ms) + "\n  ".join(lines))
+
+
+def test_a_mix_puts_each_user_on_its_profile_and_only_the_slow_one_backlogs(runs):
+    _, _, mix = runs
+    rows = _rows(mix)
+    by_user: dict[str, set[str]] = {}
+    for row in rows:
+        by_user.setdefault(row["user"], set()).add(row["network_profile"])
+    assert by_user == {"0": {"wifi"}, "1": {"3g"}}, by_user  # user 0 first: the round robin's order
+    wifi = [float(r["uplink_backlog_ms"]) for r in rows if r["network_profile"] == "wifi"]
+    slow = [float(r["uplink_backlog_ms"]) for r in rows if r["network_profile"] == "3g"]
+    assert max(wifi) < 64, wifi  # 1 Mbit/s carries real time
+    assert min(slow) > 300, slow
