@@ -724,6 +724,20 @@ class Verdict(JsonRecord):
     text: str
 
 
+
+@dataclass(frozen=True)
+class NetworkProfileSummary(JsonRecord):
+    """The real-time turns of one ``--network`` profile (docs/networks.md): each documented metric
+    and its band over them alone, and their uplink backlog (the emulated link's, which the profile
+    predicts). ``profile`` is "" for turns on the machine's own link."""
+
+    profile: str
+    turns: int
+    metrics: Mapping[str, MetricSummary]
+    uplink_backlog: UplinkBacklog
+    uplink_backlog_max_p95_ms: float | None = None
+
+
 @dataclass(frozen=True)
 class RunSummary:
     """Every figure of the analysis of one run (see the module docstring)."""
@@ -747,10 +761,15 @@ class RunSummary:
     # What --judge-replies did (analysis.saved_replies): saved replies, unreadable, matched and
     # judged turns. None when it was not asked for.
     judged_after_the_run: Mapping[str, int] | None = None
+    # Every band again by --network profile, when any turn ran on an emulated link (else empty)
+    by_network: tuple[NetworkProfileSummary, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The run's entry in report.json's ``runs``."""
-        out = {f.name: to_json_value(getattr(self, f.name)) for f in fields(self) if f.name != "judged_after_the_run"}
+        optional = ("judged_after_the_run", "by_network")
+        out = {f.name: to_json_value(getattr(self, f.name)) for f in fields(self) if f.name not in optional}
         if self.judged_after_the_run is not None:
             out["judged_after_the_run"] = dict(self.judged_after_the_run)
+        if self.by_network:  # only a run with --network has it
+            out["by_network"] = to_json_value(self.by_network)
         return out
