@@ -180,3 +180,70 @@ def test_importing_the_transport_the_options_or_the_package_does_not_import_locu
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_a_shaped_link_writes_every_frame_in_order_and_never_before_the_link_delivers_it():
+    """200 kbit/s and 50 ms one way, no jitter: frame k reaches the peer no earlier than the token
+    bucket lets it leave (from its hand-over at its real-time due time) plus the delay, the bytes
+    intact and in order; a ping crosses both directions (at least twice the delay)."""
+    from voiceharness.network import NetworkProfile
+
+    profile = NetworkProfile("test", uplink_kbps=200, one_way_delay_ms=50, burst_bytes=4096)
+    mine, peer = socket.socketpair()
+    session = protocol.ClientSession()
+    pings: list[float] = []
+    voice = VoiceConnection(Settings(host="127.0.0.1", port=9), ConnectOptions(), session,
+                            lambda e: pings.append(e.ping_ms) if isinstance(e, protocol.PingMeasured) else None,
+                            pacer=Pacer(), network=profile, network_seed="t")
+    voice.connection.sock = mine
+    voice.connection.start_link()
+    meter = TurnMeter()
+    voice.events.meter = meter
+    arrivals: list[tuple[float, int]] = []
+    received = bytearray()
+
+    def drain() -> None:
+        while True:
+            data = peer.recv(1 << 20)
+            if not data:
+                return
+            received.extend(data)
+            arrivals.append((time.monotonic(), len(received)))
+
+    drainer = gevent.spawn(drain)
+    payloads = [bytes([k]) * 2048 for k in range(12)]
+    session.begin_turn(time.monotonic())
+    plan = StreamPlan(frames=payloads, speech_end_frame=len(payloads) - 1, chunk_samples=1024)
+    start = time.monotonic()
+    report = voice.stream(plan, Microphone(session, meter, voice.events.deliver, open_mic=False))
+    gevent.sleep(1.5)  # the backlog drains (12 frames at 25,000 B/s: under 1 s)
+    wire, rate, frame_s = 2048 + 8, 25_000, 0.064
+    for k in range(12):
+        handed_at = start + k * frame_s
+        leaves_at = max(handed_at, start + ((k + 1) * wire - 4096) / rate)
+        arrived_at = next(at for at, total in arrivals if total >= (k + 1) * wire)
+        assert arrived_at >= leaves_at + 0.050 - 0.002, k  # never early (2 ms: the timer's resolution)
+    parsed, data = [], bytes(received)
+    while data:
+        _opcode, _fin, length, key, header = framing.parse_frame_header(data)
+        parsed.append(framing.mask(data[header : header + length], key))
+        data = data[header + length :]
+    assert parsed == payloads
+    # the backlog peaked above a frame (hand-overs late by the machine only give the bucket more time)
+    assert 64 <= report.uplink_backlog_max_ms <= 12 * 64
+    # a ping: through the uplink, answered by the peer at once, back through the downlink
+    drainer.kill()
+
+    def answer_ping() -> None:
+        data = peer.recv(1 << 16)
+        _opcode, _fin, length, key, header = framing.parse_frame_header(data)
+        payload = framing.mask(data[header : header + length], key)
+        peer.sendall(bytes([0x8A, len(payload)]) + payload)  # the pong, unmasked as a server sends it
+
+    gevent.spawn(answer_ping)
+    reader = gevent.spawn(voice.connection.read_forever, voice.events.deliver)
+    voice.connection.ping(session.ping_payload(time.monotonic()))
+    gevent.sleep(0.3)
+    assert len(pings) == 1 and pings[0] >= 2 * 50 - 2, pings  # unshaped, a socket pair answers in microseconds
+    reader.kill()
+    voice.events.deliver(voice.connection.lost(None, "test over"))

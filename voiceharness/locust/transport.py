@@ -156,6 +156,7 @@ class VoiceConnection:
         frames = self.pacer.frames_for(plan)
         silence = self.pacer.silence_frame(plan.chunk_samples)
         clock = time.monotonic
+        stats = self.pacer.stats  # the process's send lateness counts the shaped streams' hand-overs too
         start = clock()
         connection.uplink.reset_backlog_max(start)
         late_max_s = 0.0
@@ -167,6 +168,7 @@ class VoiceConnection:
             connection.send_frame(frame)
             now = clock()
             late_max_s = max(late_max_s, now - due)
+            stats.add(now, now - due)
             if index == plan.speech_end_frame:
                 session.speech_ended(now)
             sent += 1
@@ -313,6 +315,10 @@ class ShapedConnection(Connection):
 
     def open(self, *, send_header: bool = True) -> None:
         super().open(send_header=send_header)  # the header waits in the outbox for the sender
+        self.start_link()
+
+    def start_link(self) -> None:
+        """Start the link's sender and pump on the open socket (:meth:`open` does)."""
         self._link_greenlets = [gevent.spawn(self._send_loop), gevent.spawn(self._pump_loop)]
 
     # -- uplink
