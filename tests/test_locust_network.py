@@ -103,7 +103,7 @@ def test_3g_backlog_and_roundtrip_grow_as_the_profile_predicts(runs):
     assert all(float(row["uplink_backlog_ms"]) < 64 for row in base_rows)
     assert statistics.median(float(r["roundtrip_ms"]) for r in rows) > \
         statistics.median(float(r["roundtrip_ms"]) for r in base_rows) + 1000
-    print("\n3g on loopback, gateway response (unshaped) {:.1f} ms:\n  ".format(gateway_ms) + "\n  ".join(lines))
+    print(f"\n3g on loopback, gateway response (unshaped) {gateway_ms:.1f} ms:\n  " + "\n  ".join(lines))
 
 
 def test_a_mix_puts_each_user_on_its_profile_and_only_the_slow_one_backlogs(runs):

@@ -128,20 +128,19 @@ class Link:
         if not every:
             return at
         start = self.stall_phase_s + math.floor((at - self.stall_phase_s) / every) * every
-        return start + self.stall_s if at < start + self.stall_s else at
+        return max(at, start + self.stall_s)
 
     def departure(self, now: float, nbytes: int) -> float:
         """When ``nbytes`` written at ``now`` leave (the rate and the stalls; nothing recorded)."""
-        start = now if now > self._last_departure else self._last_departure
+        start = max(self._last_departure, now)
         rate = self._bytes_per_s
         if rate:
             excess = nbytes - self.burst_bytes
             if excess <= 0:  # leaves once the bucket has room for it
                 earliest = self._tat + excess / rate
             else:  # more than the bucket: when it is full, plus the excess at the rate
-                earliest = (self._tat if self._tat > start else start) + excess / rate
-            if earliest > start:
-                start = earliest
+                earliest = max(start, self._tat) + excess / rate
+            start = max(start, earliest)
         return self._after_stall(start)
 
     def send(self, now: float, nbytes: int) -> float:
@@ -149,19 +148,17 @@ class Link:
         departure = self.departure(now, nbytes)
         rate = self._bytes_per_s
         if rate:  # the bucket's debt grows by the chunk (by at most the bucket: the excess was waited out)
-            self._tat = (departure if departure > self._tat else self._tat) + min(nbytes, self.burst_bytes) / rate
+            self._tat = max(self._tat, departure) + min(nbytes, self.burst_bytes) / rate
         self._last_departure = departure
         if departure > now and nbytes:
             backlog = self.backlog_bytes(now) + nbytes
             self._backlog.append((departure, nbytes))
             self._backlog_bytes = backlog
-            if backlog > self.backlog_max_bytes:  # noqa: PLR1730
-                self.backlog_max_bytes = backlog
+            self.backlog_max_bytes = max(self.backlog_max_bytes, backlog)
         delivery = departure + self.delay_s
         if self.jitter_s:
             delivery += self._rng.uniform(0.0, self.jitter_s)
-        if delivery < self._last_delivery:
-            delivery = self._last_delivery  # behind the chunk before it: a TCP stream keeps its order
+        delivery = max(delivery, self._last_delivery)  # behind the chunk before it: a TCP stream keeps its order
         self._last_delivery = delivery
         return delivery
 
