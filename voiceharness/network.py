@@ -28,7 +28,9 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from voiceharness.errors import UsageError
 
@@ -73,7 +75,7 @@ class NetworkProfile:
 
 # The named profiles. Where a figure is published, its source is named; where none is (jitter,
 # stalls, a congested cell), the figure is ours and says so. docs/networks.md has the table.
-PROFILES: dict[str, NetworkProfile] = {p.name: p for p in (
+PROFILES: Mapping[str, NetworkProfile] = MappingProxyType({p.name: p for p in (
     NetworkProfile("wifi", uplink_kbps=1000, downlink_kbps=5000, one_way_delay_ms=14, jitter_ms=2,
                    source="WebPageTest connectivity profile 'Cable' (5 Mbps down, 1 Mbps up, 28 ms RTT); "
                           "jitter ours"),
@@ -91,10 +93,10 @@ PROFILES: dict[str, NetworkProfile] = {p.name: p for p in (
                    stall_every_s=4, stall_ms=200,
                    source="wifi's rates and delay; a lost segment on TCP costs a retransmission timeout, at least "
                           "200 ms on Linux (TCP_RTO_MIN): a 200 ms stall every 4 s (ours)"),
-)}
+)})
 
-_PROFILE_FIELDS = {"uplink_kbps": float, "downlink_kbps": float, "one_way_delay_ms": float, "jitter_ms": float,
-                   "stall_every_s": float, "stall_ms": float, "burst_bytes": int}
+_PROFILE_FIELDS: Mapping[str, type] = MappingProxyType({"uplink_kbps": float, "downlink_kbps": float, "one_way_delay_ms": float, "jitter_ms": float,
+                   "stall_every_s": float, "stall_ms": float, "burst_bytes": int})
 
 
 class Link:
