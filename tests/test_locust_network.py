@@ -3,20 +3,27 @@ answers the end marker at once), each user's link emulated by the harness, no ro
 
 The 3g profile's uplink (128 kbit/s) is half of what real-time PCM16 needs (257 kbit/s as
 WebSocket frames), so its users' audio queues in the emulated link. What the profile predicts,
-turn by turn, from the turn's own frames (their bytes from the corpus) and the profile's figures:
+turn by turn, from the turn's own frames (their bytes from the corpus), its end-of-speech frame
+s, and the profile's figures (the link is backlogged from the second frame on, so bytes leave at
+the rate from the stream's start t0, the bucket's 4,096 bytes at once):
 
-* the uplink backlog when the stream ends (after its last frame's length): the stream's bytes,
-  minus the token bucket's burst, minus what the rate carried during the stream;
-* the roundtrip: the last byte (the end marker) leaves the uplink at (stream bytes + marker -
-  burst) / rate after the first frame; then the one-way delay up and down, the jitter's mean each
-  way, and the gateway's own response time (measured in an unshaped run on the same gateway).
+* the uplink backlog where it is read, at the end marker's hand-over, t0 + s x 64 ms + the
+  turn's client tail: the stream's bytes - the bucket - rate x that time;
+* the roundtrip: the end marker leaves the uplink at t0 + (stream bytes + marker - bucket) / rate;
+  then the one-way delay up and down, the jitter's mean each way, and the gateway's own response
+  time (measured in an unshaped run on the same gateway); counted from the end of speech,
+  t0 + s x 64 ms.
 
-Tolerances, from what the prediction leaves out: one frame (64 ms of audio, 2,056 bytes) for the
-link moving whole frames (the fluid prediction is up to a frame low) and the bytes it does not
-count (the JSON header of a connection's first turn, pings: a few hundred bytes); 8 ms below it
-for the moment the backlog is read; for the roundtrip also the jitter's spread around its
-mean (up to 20 ms each way: 20 ms) and the baseline's own spread on this machine (a few ms; 16 ms
-allowed). docs/networks.md quotes the numbers this test prints.
+Both read the end of speech's hand-over as on time; it may be late by up to the turn's
+``send_lateness_max_ms`` (a loaded machine), which moves the backlog's reading later (less
+backlog, by rate x that lateness) and the roundtrip's start later (a shorter roundtrip): the
+bounds below widen by it on that side. Tolerances besides, from what the prediction leaves out:
+the backlog is up to one frame (64 ms of audio, 2,056 bytes) above the fluid figure because the
+link moves whole frames, and the bytes not counted (a connection's first turn carries the JSON
+header, pings) add a few hundred bytes: 16 ms more; 8 ms below it for the clock reads. The roundtrip: the
+jitter's spread around its mean (20 ms each way), those uncounted bytes (under 30 ms at 16 kB/s)
+and the baseline gateway's spread on a loaded machine: 84 ms below, 100 ms above.
+docs/networks.md quotes the numbers this test prints.
 """
 
 from __future__ import annotations
@@ -37,8 +44,10 @@ FRAME_S = 0.064
 CHUNK = 1024
 FRAME_WIRE_BYTES = 2048 + 8
 MARKER_WIRE_BYTES = len(b'{"type": "end"}') + 2 + 4
-BACKLOG_TOLERANCE_MS = 64.0
-ROUNDTRIP_TOLERANCE_MS = 64.0 + 20.0 + 16.0
+BACKLOG_ABOVE_MS = 64.0 + 16.0  # a whole frame; the header (~150 bytes framed: 5 ms of audio) and pings
+BACKLOG_BELOW_MS = 8.0
+ROUNDTRIP_BELOW_MS = 84.0
+ROUNDTRIP_ABOVE_MS = 100.0
 
 
 def _rows(run) -> list[dict]:
@@ -79,23 +88,34 @@ def test_3g_backlog_and_roundtrip_grow_as_the_profile_predicts(runs):
     gateway_ms = statistics.median(float(row["gateway_response_ms"]) for row in base_rows)
     corpus = {u.id: u for u in load_corpus(select=",".join({row["utterance_id"] for row in rows}))}
     lines = []
+    audio_bytes_per_ms = FRAME_WIRE_BYTES / (FRAME_S * 1000)
     for row in rows:
         assert row["network_profile"] == "3g"
-        frames = corpus[row["utterance_id"]].frames(CHUNK)
+        utterance = corpus[row["utterance_id"]]
+        frames = utterance.frames(CHUNK)
         sent = int(row["chunks_sent"])
         stream_bytes = sum(_wire(len(frame)) for frame in frames[:sent]) + (sent - len(frames)) * FRAME_WIRE_BYTES
-        predicted_backlog_ms = uplink.backlog_ms(
-            max(0.0, stream_bytes - profile.burst_bytes - rate_bytes_per_s * sent * FRAME_S), CHUNK)
+        speech_end_s = utterance.speech_end_frame(CHUNK) * FRAME_S
+        late_ms = float(row["send_lateness_max_ms"])
+        read_at_s = speech_end_s + float(row["client_tail_ms"]) / 1000
+
+        def backlog_at(t_s: float, stream_bytes=stream_bytes) -> float:
+            return uplink.backlog_ms(max(0.0, stream_bytes - profile.burst_bytes - rate_bytes_per_s * t_s), CHUNK)
+
+        predicted_backlog_ms = backlog_at(read_at_s)
         backlog_ms = float(row["uplink_backlog_ms"])
-        speech_end_index = sent - round(float(row["client_tail_ms"]) / 1000 / FRAME_S)
-        drain_s = (stream_bytes + MARKER_WIRE_BYTES - profile.burst_bytes) / rate_bytes_per_s - speech_end_index * FRAME_S
-        predicted_roundtrip_ms = (drain_s * 1000 + 2 * profile.one_way_delay_ms + profile.jitter_ms + gateway_ms)
+        # the end of speech handed over late by L: the reading is L later, rate x L fewer bytes queued
+        low = predicted_backlog_ms - late_ms * rate_bytes_per_s / 1000 / audio_bytes_per_ms - BACKLOG_BELOW_MS
+        high = predicted_backlog_ms + BACKLOG_ABOVE_MS
+        drain_s = (stream_bytes + MARKER_WIRE_BYTES - profile.burst_bytes) / rate_bytes_per_s - speech_end_s
+        predicted_roundtrip_ms = drain_s * 1000 + 2 * profile.one_way_delay_ms + profile.jitter_ms + gateway_ms
         roundtrip_ms = float(row["roundtrip_ms"])
         lines.append(f"{row['utterance_id']}: backlog {backlog_ms:.0f} ms (predicted {predicted_backlog_ms:.0f}), "
-                     f"roundtrip {roundtrip_ms:.0f} ms (predicted {predicted_roundtrip_ms:.0f})")
-        # The prediction is fluid; the link moves whole frames, so the backlog is up to one frame more.
-        assert -8 <= backlog_ms - predicted_backlog_ms <= BACKLOG_TOLERANCE_MS, lines[-1]
-        assert abs(roundtrip_ms - predicted_roundtrip_ms) <= ROUNDTRIP_TOLERANCE_MS, lines[-1]
+                     f"roundtrip {roundtrip_ms:.0f} ms (predicted {predicted_roundtrip_ms:.0f}), "
+                     f"send lateness max {late_ms:.1f} ms")
+        assert low <= backlog_ms <= high, lines[-1]
+        assert predicted_roundtrip_ms - late_ms - ROUNDTRIP_BELOW_MS <= roundtrip_ms \
+            <= predicted_roundtrip_ms + ROUNDTRIP_ABOVE_MS, lines[-1]
         assert float(row["uplink_backlog_max_ms"]) >= backlog_ms - 1e-6
         # the ping crosses the link both ways: never under the profile's round trip
         assert float(row["ping_ms"]) >= 2 * profile.one_way_delay_ms, row["ping_ms"]

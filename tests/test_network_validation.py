@@ -65,11 +65,11 @@ def _figures(rows: list[dict], rate_bytes_per_s: float) -> list[dict]:
     corpus = {u.id: u for u in load_corpus(select=",".join({row["utterance_id"] for row in rows}))}
     figures = []
     for row in rows:
-        frames = corpus[row["utterance_id"]].frames(CHUNK)
+        utterance = corpus[row["utterance_id"]]
+        frames = utterance.frames(CHUNK)
         sent = int(row["chunks_sent"])
         stream_bytes = sum(_wire(len(f)) for f in frames[:sent]) + (sent - len(frames)) * (2048 + 8)
-        tail_s = float(row["client_tail_ms"]) / 1000
-        speech_end_s = (sent - round(tail_s / FRAME_S)) * FRAME_S
+        speech_end_s = utterance.speech_end_frame(CHUNK) * FRAME_S
         drain_s = (stream_bytes + MARKER_WIRE_BYTES - BURST_BYTES) / rate_bytes_per_s - speech_end_s
         roundtrip_ms = float(row["roundtrip_ms"])
         figures.append({"residual_ms": roundtrip_ms - drain_s * 1000, "roundtrip_ms": roundtrip_ms,
