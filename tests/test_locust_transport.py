@@ -247,3 +247,45 @@ def test_a_shaped_link_writes_every_frame_in_order_and_never_before_the_link_del
     assert len(pings) == 1 and pings[0] >= 2 * 50 - 2, pings  # unshaped, a socket pair answers in microseconds
     reader.kill()
     voice.events.deliver(voice.connection.lost(None, "test over"))
+
+
+def _server_frame(message: bytes | str) -> bytes:
+    """One unmasked frame as a gateway sends it."""
+    payload, opcode = (message.encode(), 0x81) if isinstance(message, str) else (message, 0x82)
+    if len(payload) < 126:
+        return bytes([opcode, len(payload)]) + payload
+    return bytes([opcode, 126]) + len(payload).to_bytes(2, "big") + payload
+
+
+def test_a_shaped_downlink_delivers_a_burst_of_reply_messages_one_by_one_at_the_links_pace():
+    """A gateway that writes a whole reply at once (20 messages, 40 kB) to a 384 kbit/s downlink:
+    the messages reach the session as the link carries them — the first within a segment's time,
+    the last no earlier than the burst's bytes at the rate — not all at once when the last byte came."""
+    from voiceharness.network import NetworkProfile
+
+    profile = NetworkProfile("test", downlink_kbps=384, one_way_delay_ms=20, burst_bytes=4096)
+    mine, peer = socket.socketpair()
+    session = protocol.ClientSession(reply_timeout_s=10.0)
+    seen: list[tuple[float, str]] = []
+    voice = VoiceConnection(Settings(host="127.0.0.1", port=9), ConnectOptions(), session,
+                            lambda e: seen.append((time.monotonic(), type(e).__name__)), pacer=Pacer(),
+                            network=profile, network_seed="t")
+    voice.connection.sock = mine
+    voice.connection.start_link()
+    voice.events.meter = TurnMeter()
+    reader = gevent.spawn(voice.connection.read_forever, voice.events.deliver)
+    session.begin_turn(time.monotonic())
+    session.speech_ended(time.monotonic())
+    burst = b"".join(_server_frame(m) for m in protocol.reply_messages(
+        intent="GREETING", confidence=1, transcript="", slots={}, reply_text="", audio_pcm=b"\x10\x00" * 20_000,
+        chunk_bytes=2000))
+    sent_at = time.monotonic()
+    peer.sendall(burst)
+    gevent.sleep(len(burst) / 48_000 + 0.5)
+    audio = [at - sent_at for at, kind in seen if kind == "ReplyAudio"]
+    assert len(audio) == 20, seen
+    assert audio[0] < 0.020 + 3 * 1448 / 48_000 + 0.05  # the first message: a few segments in, not the burst's end
+    assert audio[-1] >= 0.020 + (len(burst) - 4096) / 48_000 - 0.002  # the last: never before the link carried it
+    assert len(set(audio)) >= 10  # delivered progressively
+    reader.kill()
+    voice.events.deliver(voice.connection.lost(None, "test over"))

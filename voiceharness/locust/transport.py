@@ -281,6 +281,10 @@ class VoiceConnection:
 
 # ----------------------------------------------------------------------------- a shaped link
 
+# A shaped downlink delivers what the socket read in pieces of this size (a TCP segment's payload
+# on a 1,500-byte MTU), each when the emulated link has carried it.
+SEGMENT_BYTES = 1448
+
 
 class ShapedConnection(Connection):
     """A :class:`~voiceharness.connection.Connection` whose bytes cross an emulated link in both
@@ -365,17 +369,25 @@ class ShapedConnection(Connection):
 
     # -- downlink
     def _pump_loop(self) -> None:
-        sock, inbox, ready, clock = self.sock, self._inbox, self._inbox_ready, time.monotonic
+        sock, inbox, ready, clock, downlink = self.sock, self._inbox, self._inbox_ready, time.monotonic, self.downlink
         while sock is not None:
             try:
                 data: bytes | OSError = sock.recv(READ_BYTES)
             except OSError as error:
                 data = error
-            size = len(data) if isinstance(data, bytes) else 0
-            inbox.append((self.downlink.send(clock(), size), data))
-            ready.set()
-            if not size:  # the end of the stream (or its failure) arrives after what came before it
+            now = clock()
+            if not isinstance(data, bytes) or not data:
+                # the end of the stream (or its failure) arrives after what came before it
+                inbox.append((downlink.send(now, 0), data))
+                ready.set()
                 return
+            # A read holds what the kernel had (a whole reply, maybe): cut into segments, each
+            # delivered when the link has carried it, as a real link delivers them one by one (a
+            # read delivered whole would hold its first message back until its last byte came).
+            for offset in range(0, len(data), SEGMENT_BYTES):
+                segment = data[offset : offset + SEGMENT_BYTES] if len(data) > SEGMENT_BYTES else data
+                inbox.append((downlink.send(now, len(segment)), segment))
+            ready.set()
 
     def receive(self) -> list[object]:
         if self.sock is None or self.closed:
@@ -396,13 +408,22 @@ class ShapedConnection(Connection):
             if wait <= 0:
                 break
             gevent.sleep(wait)
-        _delivery, data = inbox.popleft()
+        now = clock()
+        while inbox and inbox[0][0] <= now:  # every segment due, in order
+            data = inbox[0][1]
+            if isinstance(data, OSError) or not data:
+                break
+            inbox.popleft()
+            self.reader.feed(data)
+        else:
+            return self.frames_received(now)
+        events = self.frames_received(now)  # what came before the end, then the end
+        if self.closed:
+            return events
+        inbox.popleft()
         if isinstance(data, OSError):
-            return self.lost(None, f"connection lost: {data or type(data).__name__}")
-        if not data:
-            return self.lost(None, "connection lost: the gateway closed the socket without a close frame")
-        self.reader.feed(data)
-        return self.frames_received(clock())
+            return events + self.lost(None, f"connection lost: {data or type(data).__name__}")
+        return events + self.lost(None, "connection lost: the gateway closed the socket without a close frame")
 
     def lost(self, code: int | None, reason: str, *,
              abandon: tuple[protocol.Abandon, str] | None = None) -> list[object]:
