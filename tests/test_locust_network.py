@@ -137,3 +137,23 @@ def test_a_mix_puts_each_user_on_its_profile_and_only_the_slow_one_backlogs(runs
     slow = [float(r["uplink_backlog_ms"]) for r in rows if r["network_profile"] == "3g"]
     assert max(wifi) < 64, wifi  # 1 Mbit/s carries real time
     assert min(slow) > 300, slow
+
+
+def test_3g_against_the_real_gateway_every_turn_is_understood_and_none_cut_short(shared_gateway, tmp_path):
+    """The reference gateway with real recognition and synthesis, users on 3g: the audio arrives
+    late and in the link's rhythm, the reply arrives at the downlink's pace, and every turn still
+    ends with its intent right — no reply cut short by the reply gap (its rest would land in the
+    next turn as gateway_protocol) and no false timeout."""
+    run = run_locust(tmp_path / "real3g", shared_gateway.url, "--tags", "corpus", "--utterances", "kind:clean",
+                     "--think-time-ms", "400-600", "--network", "3g", users=2, spawn_rate=2, run_time="150s",
+                     timeout_s=240, stop_after_turns=8)
+    with open(run.file("_turns.csv"), newline="", encoding="utf-8") as file:
+        rows = [row for row in csv.DictReader(file) if row["failure"] != "run_stopped"]
+    assert len(rows) >= 8, run.output[-3000:]
+    assert {row["network_profile"] for row in rows} == {"3g"}
+    assert [row["failure"] for row in rows if row["failure"]] == [], [row["failure_detail"] for row in rows]
+    assert all(row["intent"] == row["expected_intent"] for row in rows), [(r["intent"], r["expected_intent"])
+                                                                            for r in rows]
+    # the backlog is there (half of real time gets through), and the roundtrip holds it and both delays
+    assert all(float(row["uplink_backlog_ms"]) > 300 for row in rows)
+    assert all(float(row["roundtrip_ms"]) > float(row["uplink_backlog_ms"]) + 300 for row in rows)
