@@ -157,3 +157,16 @@ def test_a_bad_network_option_says_what_is_wrong_and_what_is_valid(text, says):
         parse_network(text)
     for part in says:
         assert part in str(raised.value), str(raised.value)
+
+
+def test_the_option_reaches_the_runs_configuration_from_the_command_line_and_as_a_library():
+    from voiceharness.locust import options
+
+    config = options.config_from_arguments(network="wifi:3,3g:1")
+    assert config.network.names == ("wifi", "3g") and config.network.weights == (3, 1)
+    assert "network wifi 3/4, 3g 1/4" in config.describe()
+    assert options.config_from_arguments().network is None  # the default: the machine's own link
+    parsed = options.plain_parser().parse_args(["--network", "congested-wifi"])
+    assert options.resolve(parsed).network.profile_for(5).name == "congested-wifi"
+    with pytest.raises(UsageError, match="--network"):
+        options.config_from_arguments(network="4g:1,edge:1")
