@@ -59,6 +59,7 @@ from analysis.summary import (
     LocustFailure,
     LocustSummary,
     MetricSummary,
+    NetworkProfileSummary,
     PaceCounts,
     RunInfo,
     RunSummary,
@@ -317,6 +318,7 @@ def summarize(run: Run) -> RunSummary:
     if turns is not None:
         counted, realtime, fast = split_turns(turns)
         backlog = counted.numbers.get("uplink_backlog_ms")
+        shaped = ~counted.text_is("network_profile", "")
         summary = RunSummary(
             run=info,
             metrics=frozen_mapping({metric: _metric_from_turns(metric, realtime) for metric in METRICS}),
@@ -334,12 +336,13 @@ def summarize(run: Run) -> RunSummary:
                 counted.texts["worker"],
                 frame_level=(run.status or {}).get("send_lateness"),
             ),
-            uplink_backlog=uplink_backlog(
-                np.full(len(counted), np.nan) if backlog is None else backlog, counted.text_is("pace", FAST)
-            ),
+            # A backlog on an emulated --network link is the profile's doing, not the machine's:
+            # the run's uplink status is judged on the other turns, the shaped ones by profile below.
+            uplink_backlog=_machine_uplink(backlog, counted.text_is("pace", FAST), shaped),
             resources=summarize_resources(run.resources),
             locust=locust,
             verdict=Verdict("ok", (), (), 0, ""),  # replaced below, from the other sections
+            by_network=by_network(realtime),
         )
     else:
         stats = run.stats or []
@@ -367,6 +370,37 @@ def summarize(run: Run) -> RunSummary:
 
         summary = replace(summary, calls=summarize_calls(run.calls, turns))
     return replace(summary, verdict=summary_verdict(summary))
+
+
+def _machine_uplink(backlog: np.ndarray | None, fast: np.ndarray, shaped: np.ndarray) -> UplinkBacklog:
+    if backlog is None:
+        return uplink_backlog(np.full(len(fast), np.nan), fast)
+    if len(shaped) and shaped.all():
+        return UplinkBacklog(0, "unknown", 0, "", note="every turn ran on an emulated --network link: "
+                             "its backlog is in the by-profile table")
+    return uplink_backlog(backlog[~shaped], fast[~shaped])
+
+
+def by_network(turns: Turns) -> tuple[NetworkProfileSummary, ...]:
+    """Every metric and its band by ``--network`` profile (real-time turns), when any turn had one."""
+    column = turns.text("network_profile")
+    names = [name for name, _ in label_counts(column.labels, column.codes)]
+    if not any(names):
+        return ()
+    out = []
+    for name in sorted(names, key=lambda n: (n == "", n)):
+        subset = turns.where(turns.text_is("network_profile", name))
+        backlog = subset.numbers.get("uplink_backlog_ms")
+        backlog_max = finite(subset.numbers["uplink_backlog_max_ms"]) if "uplink_backlog_max_ms" in subset.numbers \
+            else np.zeros(0)
+        out.append(NetworkProfileSummary(
+            profile=name,
+            turns=len(subset),
+            metrics=frozen_mapping({metric: _metric_from_turns(metric, subset) for metric in METRICS}),
+            uplink_backlog=uplink_backlog(np.full(len(subset), np.nan) if backlog is None else backlog),
+            uplink_backlog_max_p95_ms=float(np.percentile(backlog_max, 95)) if len(backlog_max) else None,
+        ))
+    return tuple(out)
 
 
 def summary_verdict(summary: RunSummary) -> Verdict:

@@ -93,6 +93,7 @@ TURNS_OPTIONAL_NUMBER_COLUMNS = (
     "connect_ms",
     "confidence",
     "uplink_backlog_ms",
+    "uplink_backlog_max_ms",
     "audible_ms",
     "client_tail_ms",
     "gateway_response_ms",
@@ -109,6 +110,7 @@ TURNS_OPTIONAL_TEXT_COLUMNS = (
     "audio_intent",
     "failure_detail",
     "call_id",
+    "network_profile",
 )
 TURNS_NOT_EMPTY = ("timestamp", "success")
 

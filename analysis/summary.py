@@ -726,6 +726,20 @@ class Verdict(JsonRecord):
     text: str
 
 
+
+@dataclass(frozen=True)
+class NetworkProfileSummary(JsonRecord):
+    """The real-time turns of one ``--network`` profile (docs/networks.md): each documented metric
+    and its band over them alone, and their uplink backlog (the emulated link's, which the profile
+    predicts). ``profile`` is "" for turns on the machine's own link."""
+
+    profile: str
+    turns: int
+    metrics: Mapping[str, MetricSummary]
+    uplink_backlog: UplinkBacklog
+    uplink_backlog_max_p95_ms: float | None = None
+
+
 @dataclass(frozen=True)
 class RunSummary:
     """Every figure of the analysis of one run (see the module docstring)."""
@@ -751,13 +765,18 @@ class RunSummary:
     judged_after_the_run: Mapping[str, int] | None = None
     # An open-model run's calls (analysis.calls.CallsSummary, from PREFIX_calls.csv); None without one
     calls: Any = None
+    # Every band again by --network profile, when any turn ran on an emulated link (else empty)
+    by_network: tuple[NetworkProfileSummary, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        """The run's entry in report.json's ``runs`` (``calls`` only for a run that has a calls file)."""
-        optional = ("judged_after_the_run", "calls")
+        """The run's entry in report.json's ``runs`` (``calls`` only for a run that has a calls file,
+        ``by_network`` only for one that used --network)."""
+        optional = ("judged_after_the_run", "calls", "by_network")
         out = {f.name: to_json_value(getattr(self, f.name)) for f in fields(self) if f.name not in optional}
         if self.judged_after_the_run is not None:
             out["judged_after_the_run"] = dict(self.judged_after_the_run)
         if self.calls is not None:
             out["calls"] = self.calls.to_json()
+        if self.by_network:
+            out["by_network"] = to_json_value(self.by_network)
         return out

@@ -24,6 +24,7 @@ from analysis.summary import (
     JudgeAgreement,
     LocustSummary,
     MetricSummary,
+    NetworkProfileSummary,
     ReplyAudio,
     ResourcesSummary,
     RunInfo,
@@ -97,6 +98,7 @@ def render(summary: RunSummary, *, all_rows: bool = False) -> str:
         _lateness(summary.send_lateness),
         _uplink(summary.uplink_backlog),
         _calls(summary.calls),
+        _by_network(summary.by_network),
         "verdict: " + summary.verdict.text,
     ]
     return "\n\n".join(s for s in sections if s) + "\n"
@@ -473,6 +475,28 @@ def _uplink(backlog: UplinkBacklog) -> str:
     if backlog.fast_note:
         lines.append(f"  {backlog.fast_note}")
     return "\n".join(lines)
+
+
+def _by_network(profiles: Sequence[NetworkProfileSummary]) -> str:
+    """Every metric's band by --network profile: the p50/p95 and the band of each, per profile."""
+    if not profiles:
+        return ""
+    names = list(profiles[0].metrics)
+    headers = ["profile", "turns", *(profiles[0].metrics[name].title for name in names),
+               "backlog p50/p95 ms", "backlog max p95 ms"]
+    rows = []
+    for entry in profiles:
+        cells: list[object] = [entry.profile or "(none)", entry.turns]
+        for name in names:
+            metric = entry.metrics[name]
+            p = metric.percentiles
+            cells.append(f"{number(p.p50)}/{number(p.p95)} {metric.band or '-'}")
+        backlog = entry.uplink_backlog
+        cells.append(f"{number(backlog.p50_ms)}/{number(backlog.p95_ms)}")
+        cells.append(number(entry.uplink_backlog_max_p95_ms))
+        rows.append(cells)
+    return ("By network profile (--network, docs/networks.md): p50/p95 and band of each metric, real-time turns\n"
+            + table(headers, rows))
 
 
 def render_checks(checks: Sequence[Check]) -> str:

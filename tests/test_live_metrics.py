@@ -186,3 +186,19 @@ def test_the_metrics_module_imports_without_locust():
     code = ("import sys, voiceharness.live_metrics; "
             "sys.exit(any(m in sys.modules for m in ('locust', 'gevent')))")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_turns_on_network_profiles_are_counted_by_profile_and_others_are_not():
+    metrics = VoiceMetrics()
+    metrics.observe_turn(row(network_profile="3g", roundtrip_ms=1800.0, uplink_backlog_ms=600.0))
+    metrics.observe_turn(row(network_profile="3g", success=False, failure="run_stopped", roundtrip_ms=math.nan))
+    metrics.observe_turn(row(network_profile="wifi", roundtrip_ms=300.0, uplink_backlog_ms=0.0))
+    metrics.observe_turn(row())  # the machine's own link: no network series
+    assert value(metrics, "voiceharness_network_turns_total", network="3g") == 2
+    assert value(metrics, "voiceharness_network_turns_total", network="3g", outcome="run_stopped") == 1
+    assert value(metrics, "voiceharness_network_roundtrip_ms_count", network="3g") == 1
+    assert value(metrics, "voiceharness_network_roundtrip_ms_bucket", network="3g", le="1500.0") == 0
+    assert value(metrics, "voiceharness_network_roundtrip_ms_bucket", network="3g", le="2000.0") == 1
+    assert value(metrics, "voiceharness_network_uplink_backlog_ms_bucket", network="3g", le="512.0") == 0
+    assert value(metrics, "voiceharness_network_uplink_backlog_ms_bucket", network="3g", le="1000.0") == 1
+    assert value(metrics, "voiceharness_network_turns_total") == 3  # the unshaped turn is in turns_total only

@@ -122,3 +122,21 @@ def test_the_histogram_gives_percentiles_within_ten_milliseconds():
     assert histogram.percentile(100) == 1000.0 and MsHistogram().percentile(50) is None
     histogram.add(45_000.0)  # beyond the last bin: still counted, and the max is exact
     assert histogram.max_ms == 45_000.0 and histogram.percentile(100) == 45_000.0
+
+
+def test_turns_on_network_profiles_get_a_row_per_profile_and_others_none():
+    stats = LiveStats()
+    for i in range(10):
+        slow = i % 2 == 0
+        stats.add({"roundtrip_ms": 1800.0 if slow else 300.0, "ping_ms": 320.0 if slow else 30.0,
+                   "uplink_backlog_ms": 600.0 if slow else 0.0, "network_profile": "3g" if slow else "wifi",
+                   "failure": "gateway_timeout" if i == 0 else "", "chunks_sent": 20, "reconnections": 0})
+    stats.add({"roundtrip_ms": 250.0, "ping_ms": 1.0, "chunks_sent": 20, "reconnections": 0})  # no profile
+    rows = [row for row in stats.rows() if row["section"] == "By network profile"]
+    assert [row["item"] for row in rows] == ["3g", "wifi"]
+    assert rows[0]["turns"] == "4 / 5" and rows[1]["turns"] == "5 / 5"
+    assert "roundtrip p50 1800 ms" in rows[0]["detail"] and "uplink backlog p50 600 ms" in rows[0]["detail"]
+    assert "roundtrip p50 300 ms" in rows[1]["detail"]
+    plain = LiveStats()
+    plain.add({"roundtrip_ms": 250.0, "ping_ms": 1.0})
+    assert not [row for row in plain.rows() if row["section"] == "By network profile"]

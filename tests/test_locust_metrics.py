@@ -128,7 +128,8 @@ class Scraper:
 @pytest.fixture(scope="module")
 def scraped_run(tmp_path_factory):
     """A 60 s run of 10 users against the reference gateway, scraped every second by Prometheus: the
-    closed-loop scenarios and a caller user (calls arriving at 1/s)."""
+    closed-loop scenarios and a caller user (calls arriving at 1/s); 9 users on the wifi network
+    profile, 1 on 4g, so that the dashboard's by-profile panels have data too."""
     from conftest import Gateway
 
     directory = tmp_path_factory.mktemp("prometheus-run")
@@ -146,6 +147,7 @@ def scraped_run(tmp_path_factory):
                          "--turns-per-connection", "3",  # reconnections to count
                          # and open-model calls beside the closed-loop users, for the Calls panels
                          "--call-rate", "1/s", "--call-turns", "1-2", "--call-streams", "1",
+                         "--network", "wifi:9,4g:1",  # the by-profile panels' series (docs/networks.md)
                          users=10, spawn_rate=5, run_time="60s", timeout_s=300,
                          locustfile=f"{LOCUSTFILE},{ROOT / 'locustfiles' / 'calls.py'}")
         ended_at = time.time()

@@ -180,3 +180,112 @@ def test_importing_the_transport_the_options_or_the_package_does_not_import_locu
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_a_shaped_link_writes_every_frame_in_order_and_never_before_the_link_delivers_it():
+    """200 kbit/s and 50 ms one way, no jitter: frame k reaches the peer no earlier than the token
+    bucket lets it leave (from its hand-over at its real-time due time) plus the delay, the bytes
+    intact and in order; a ping crosses both directions (at least twice the delay)."""
+    from voiceharness.network import NetworkProfile
+
+    profile = NetworkProfile("test", uplink_kbps=200, one_way_delay_ms=50, burst_bytes=4096)
+    mine, peer = socket.socketpair()
+    session = protocol.ClientSession()
+    pings: list[float] = []
+    voice = VoiceConnection(Settings(host="127.0.0.1", port=9), ConnectOptions(), session,
+                            lambda e: pings.append(e.ping_ms) if isinstance(e, protocol.PingMeasured) else None,
+                            pacer=Pacer(), network=profile, network_seed="t")
+    voice.connection.sock = mine
+    voice.connection.start_link()
+    meter = TurnMeter()
+    voice.events.meter = meter
+    arrivals: list[tuple[float, int]] = []
+    received = bytearray()
+
+    def drain() -> None:
+        while True:
+            data = peer.recv(1 << 20)
+            if not data:
+                return
+            received.extend(data)
+            arrivals.append((time.monotonic(), len(received)))
+
+    drainer = gevent.spawn(drain)
+    payloads = [bytes([k]) * 2048 for k in range(12)]
+    session.begin_turn(time.monotonic())
+    plan = StreamPlan(frames=payloads, speech_end_frame=len(payloads) - 1, chunk_samples=1024)
+    start = time.monotonic()
+    report = voice.stream(plan, Microphone(session, meter, voice.events.deliver, open_mic=False))
+    gevent.sleep(1.5)  # the backlog drains (12 frames at 25,000 B/s: under 1 s)
+    wire, rate, frame_s = 2048 + 8, 25_000, 0.064
+    for k in range(12):
+        handed_at = start + k * frame_s
+        leaves_at = max(handed_at, start + ((k + 1) * wire - 4096) / rate)
+        arrived_at = next(at for at, total in arrivals if total >= (k + 1) * wire)
+        assert arrived_at >= leaves_at + 0.050 - 0.002, k  # never early (2 ms: the timer's resolution)
+    parsed, data = [], bytes(received)
+    while data:
+        _opcode, _fin, length, key, header = framing.parse_frame_header(data)
+        parsed.append(framing.mask(data[header : header + length], key))
+        data = data[header + length :]
+    assert parsed == payloads
+    # the backlog peaked above a frame (hand-overs late by the machine only give the bucket more time)
+    assert 64 <= report.uplink_backlog_max_ms <= 12 * 64
+    # a ping: through the uplink, answered by the peer at once, back through the downlink
+    drainer.kill()
+
+    def answer_ping() -> None:
+        data = peer.recv(1 << 16)
+        _opcode, _fin, length, key, header = framing.parse_frame_header(data)
+        payload = framing.mask(data[header : header + length], key)
+        peer.sendall(bytes([0x8A, len(payload)]) + payload)  # the pong, unmasked as a server sends it
+
+    gevent.spawn(answer_ping)
+    reader = gevent.spawn(voice.connection.read_forever, voice.events.deliver)
+    voice.connection.ping(session.ping_payload(time.monotonic()))
+    gevent.sleep(0.3)
+    assert len(pings) == 1 and pings[0] >= 2 * 50 - 2, pings  # unshaped, a socket pair answers in microseconds
+    reader.kill()
+    voice.events.deliver(voice.connection.lost(None, "test over"))
+
+
+def _server_frame(message: bytes | str) -> bytes:
+    """One unmasked frame as a gateway sends it."""
+    payload, opcode = (message.encode(), 0x81) if isinstance(message, str) else (message, 0x82)
+    if len(payload) < 126:
+        return bytes([opcode, len(payload)]) + payload
+    return bytes([opcode, 126]) + len(payload).to_bytes(2, "big") + payload
+
+
+def test_a_shaped_downlink_delivers_a_burst_of_reply_messages_one_by_one_at_the_links_pace():
+    """A gateway that writes a whole reply at once (20 messages, 40 kB) to a 384 kbit/s downlink:
+    the messages reach the session as the link carries them — the first within a segment's time,
+    the last no earlier than the burst's bytes at the rate — not all at once when the last byte came."""
+    from voiceharness.network import NetworkProfile
+
+    profile = NetworkProfile("test", downlink_kbps=384, one_way_delay_ms=20, burst_bytes=4096)
+    mine, peer = socket.socketpair()
+    session = protocol.ClientSession(reply_timeout_s=10.0)
+    seen: list[tuple[float, str]] = []
+    voice = VoiceConnection(Settings(host="127.0.0.1", port=9), ConnectOptions(), session,
+                            lambda e: seen.append((time.monotonic(), type(e).__name__)), pacer=Pacer(),
+                            network=profile, network_seed="t")
+    voice.connection.sock = mine
+    voice.connection.start_link()
+    voice.events.meter = TurnMeter()
+    reader = gevent.spawn(voice.connection.read_forever, voice.events.deliver)
+    session.begin_turn(time.monotonic())
+    session.speech_ended(time.monotonic())
+    burst = b"".join(_server_frame(m) for m in protocol.reply_messages(
+        intent="GREETING", confidence=1, transcript="", slots={}, reply_text="", audio_pcm=b"\x10\x00" * 20_000,
+        chunk_bytes=2000))
+    sent_at = time.monotonic()
+    peer.sendall(burst)
+    gevent.sleep(len(burst) / 48_000 + 0.5)
+    audio = [at - sent_at for at, kind in seen if kind == "ReplyAudio"]
+    assert len(audio) == 20, seen
+    assert audio[0] < 0.020 + 3 * 1448 / 48_000 + 0.05  # the first message: a few segments in, not the burst's end
+    assert audio[-1] >= 0.020 + (len(burst) - 4096) / 48_000 - 0.002  # the last: never before the link carried it
+    assert len(set(audio)) >= 10  # delivered progressively
+    reader.kill()
+    voice.events.deliver(voice.connection.lost(None, "test over"))

@@ -401,7 +401,8 @@ def test_the_voice_tab_opens_with_the_headline_and_a_live_roundtrip_chart(start_
 
 
 def test_voice_option_chosen_in_the_form_is_used_by_the_run(start_web_ui, tmp_path):
-    """Pace "fast" picked in the start form reaches the users (the options are re-read at test_start)."""
+    """Pace "fast" and network "3g" picked in the start form reach the users (the options are re-read
+    at test_start)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
@@ -412,11 +413,13 @@ def test_voice_option_chosen_in_the_form_is_used_by_the_run(start_web_ui, tmp_pa
         fill_start_form(driver, users=2, spawn_rate=2)
         open_custom_parameters(driver)
         Select(driver.find_element(By.NAME, "pace")).select_by_value("fast")
+        driver.find_element(By.NAME, "network").send_keys("3g")
         press_start(driver)
         wait_for(driver, lambda: len(read_turns_csv(web_ui)) >= 4, 30, "four turns")
         button_named(driver, "stop").click()
     paces = {row["pace"] for row in read_turns_csv(web_ui)}
     assert paces == {"fast"}
+    assert {row["network_profile"] for row in read_turns_csv(web_ui)} == {"3g"}
 
 
 def test_calls_on_their_own_clock_are_started_from_the_form_and_counted_in_the_voice_tab(start_web_ui, tmp_path):

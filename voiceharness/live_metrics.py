@@ -35,7 +35,13 @@ metric                                          type       what
                                                            run_stopped, not_started_on_time, harness_limit
 ``voiceharness_call_failures_total``            counter    failed calls by the ``diagnosis`` of their failed turn
 ``voiceharness_calls_active``                   gauge      open-model calls in progress (all load generators)
+``voiceharness_network_roundtrip_ms``           histogram  roundtrip by ``network`` profile (``--network`` turns)
+``voiceharness_network_uplink_backlog_ms``      histogram  the emulated uplink's backlog at the stream's end, by profile
+``voiceharness_network_turns_total``            counter    turns by ``network`` profile and ``outcome``
 ==============================================  =========  ==============================================
+
+The ``network_*`` series exist only for turns run on an emulated link (``--network``,
+docs/networks.md), labelled by its profile: a bounded set (the named profiles and ``custom``).
 
 Conventions, the analysis's (:mod:`analysis.metrics`):
 
@@ -92,6 +98,9 @@ HISTOGRAMS: dict[str, tuple[str, str, tuple[float, ...]]] = {
                 PING_BUCKETS_MS),
     "connect_ms": ("connect_ms", "TCP + TLS + WebSocket upgrade, per new connection (ms)", CONNECT_BUCKETS_MS),
 }
+
+# Audio queued in an emulated uplink: a frame (64 ms) to seconds (3g queues ~40 % of a command)
+BACKLOG_BUCKETS_MS = (64, 128, 256, 512, 1000, 2000, 4000, 8000)
 
 # resource-sample key -> (metric name without the prefix, help, scale to the metric's unit)
 LOADGEN_GAUGES: dict[str, tuple[str, str, float]] = {
@@ -150,6 +159,14 @@ class VoiceMetrics:
                              registry=r)
         self.call_failures = Counter(f"{PREFIX}_call_failures", "Failed open-model calls, by the diagnosis of "
                                      "their failed turn", ("worker", "diagnosis"), registry=r)
+        self.network_roundtrip = Histogram(f"{PREFIX}_network_roundtrip_ms",
+                                           "End of speech to the first reply audio, by --network profile (ms)",
+                                           ("network",), buckets=ROUNDTRIP_BUCKETS_MS, registry=r)
+        self.network_backlog = Histogram(f"{PREFIX}_network_uplink_backlog_ms",
+                                         "Audio queued in the emulated uplink at the stream's end, by --network "
+                                         "profile (ms of audio)", ("network",), buckets=BACKLOG_BUCKETS_MS, registry=r)
+        self.network_turns = Counter(f"{PREFIX}_network_turns", "Turns ended, by --network profile and outcome",
+                                     ("network", "outcome"), registry=r)
         self.load_generators = LoadGenerators(users=users, workers=workers, active_calls=active_calls)
         r.register(self.load_generators)
         # (worker, user) -> that user's reconnections so far: a record carries the running total
@@ -163,6 +180,9 @@ class VoiceMetrics:
         result = outcome(row)
         self.turns.labels(*labels, result).inc()
         self._count_reconnections(row, dialect, worker)
+        profile = str(row.get("network_profile") or "")
+        if profile:
+            self._observe_network(row, profile, result)
         if result == RUN_STOPPED:
             return
         if result == "failure":
@@ -176,6 +196,15 @@ class VoiceMetrics:
             correct = self.intent_correct.labels(*labels)  # at 0 until one is right: accuracy 0, not no data
             if row.get("intent") == row.get("expected_intent"):
                 correct.inc()
+
+    def _observe_network(self, row: dict[str, Any], profile: str, result: str) -> None:
+        self.network_turns.labels(profile, result).inc()
+        if result == RUN_STOPPED:
+            return
+        for value, histogram in ((number(row.get("roundtrip_ms")), self.network_roundtrip),
+                                 (number(row.get("uplink_backlog_ms")), self.network_backlog)):
+            if not math.isnan(value):
+                histogram.labels(profile).observe(value)
 
     def _count_reconnections(self, row: dict[str, Any], dialect: str, worker: str) -> None:
         counter = self.reconnections.labels(dialect, worker)  # there, at 0, from a worker's first turn

@@ -170,6 +170,24 @@ class _PaceTally:
         self.roundtrip = MsHistogram()
 
 
+class _NetworkTally:
+    """The real-time turns of one --network profile, for the tab's by-profile rows."""
+
+    def __init__(self) -> None:
+        self.ended = 0
+        self.succeeded = 0
+        self.roundtrip = MsHistogram()
+        self.ping = MsHistogram()
+        self.backlog = MsHistogram()
+
+    def add(self, record: Mapping[str, Any], roundtrip_ms: float, *, succeeded: bool) -> None:
+        self.ended += 1
+        self.succeeded += int(succeeded)
+        self.roundtrip.add(roundtrip_ms)
+        self.ping.add(_number(record.get("ping_ms")))
+        self.backlog.add(_number(record.get("uplink_backlog_ms")))
+
+
 class LiveStats:
     def __init__(self) -> None:
         self.reset()
@@ -201,6 +219,7 @@ class LiveStats:
         self.judged_by_source: Counter[str] = Counter()
         self.correct_by_source: Counter[str] = Counter()
         self.chart = RollingPercentiles()
+        self.by_network: dict[str, _NetworkTally] = {}  # --network profile -> its real-time turns
 
     @property
     def succeeded(self) -> int:
@@ -233,6 +252,12 @@ class LiveStats:
             return
         roundtrip = _number(record.get("roundtrip_ms"))
         self.chart.add(roundtrip)
+        profile = record.get("network_profile")
+        if profile:
+            network = self.by_network.get(profile)
+            if network is None:
+                network = self.by_network[profile] = _NetworkTally()
+            network.add(record, roundtrip, succeeded=not failure)
         self.ping.add(_number(record.get("ping_ms")))
         self.client_tail.add(_number(record.get("client_tail_ms")))
         self.gateway_response.add(_number(record.get("gateway_response_ms")))
@@ -429,6 +454,20 @@ class LiveStats:
                     "turns": f"{right} / {total}",
                     "share": _share(right, total),
                     "detail": f"expected {self.expected_intent.get(utterance, '')}",
+                }
+            )
+        for profile in sorted(self.by_network):
+            network = self.by_network[profile]
+            p95 = network.roundtrip.percentile(95)
+            band = f" ({bands.band_of(bands.ROUNDTRIP, p95)})" if p95 is not None else ""
+            rows.append(
+                {
+                    "section": "By network profile",
+                    "item": profile,
+                    "turns": f"{network.succeeded} / {network.ended}",
+                    "share": _share(network.succeeded, network.ended),
+                    "detail": f"roundtrip {network.roundtrip.describe()}{band}; ping {network.ping.describe()}; "
+                    f"uplink backlog {network.backlog.describe()} (emulated link, docs/networks.md)",
                 }
             )
         if self.stalls_measured:

@@ -83,6 +83,8 @@ class StreamPlan:
 class StreamReport:
     chunks_sent: int
     send_lateness_max_ms: float = math.nan
+    # a shaped link's (voiceharness.network) largest backlog while the turn streamed, as ms of audio
+    uplink_backlog_max_ms: float = math.nan
 
 
 class Microphone:
@@ -353,6 +355,7 @@ class TurnMeter:
             reply_complete=reply_complete,
             send_lateness_max_ms=report.send_lateness_max_ms if report is not None else math.nan,
             uplink_backlog_ms=uplink_backlog_ms,
+            uplink_backlog_max_ms=report.uplink_backlog_max_ms if report is not None else math.nan,
             reply_format="+".join(formats),
             reply_audio_ms=audio.duration_ms if audio.samples else math.nan,
             reply_sample_rate_hz=audio.sample_rate_hz if audio.samples else 0,

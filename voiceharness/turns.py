@@ -51,6 +51,7 @@ class TurnContext:
     connect_ms: float = math.nan
     call_id: str = ""  # the open-model call this turn belongs to (voiceharness.locust.calls), else empty
     offered_rate_per_s: float = math.nan  # the call rate offered when the turn's call was scheduled
+    network_profile: str = ""
     redact: bool = False  # keep the users' and the gateway's words out of the record
 
 
@@ -73,6 +74,7 @@ class TurnTimings:
     reply_complete: bool = False
     send_lateness_max_ms: float = math.nan
     uplink_backlog_ms: float = math.nan
+    uplink_backlog_max_ms: float = math.nan
     reply_format: str = ""
     reply_audio_ms: float = math.nan
     reply_sample_rate_hz: int = 0
@@ -150,6 +152,11 @@ class TurnRecord:
     # call rate, calls a second over the whole run, offered when that call was scheduled
     call_id: str = ""
     offered_rate_per_s: float = math.nan
+    # The --network profile the turn's user was on (docs/networks.md), "" for the machine's own
+    # link; and the emulated uplink's largest backlog while the turn streamed (ms of audio; NaN
+    # unshaped). On a shaped link uplink_backlog_ms also counts the emulated link's backlog.
+    network_profile: str = ""
+    uplink_backlog_max_ms: float = math.nan
 
     @classmethod
     def build(cls, context: TurnContext, timings: TurnTimings, verdict: Any) -> TurnRecord:

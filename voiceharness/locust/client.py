@@ -132,7 +132,10 @@ class VoiceClient:
             reply_format=config.reply_format,
             pcm_sample_rate_hz=config.reply_sample_rate_hz,
         )
-        connection = VoiceConnection(config.settings, config.connect, session, self._on_event, pacer=self.runtime.pacer)
+        profile = config.network.profile_for(self.number) if config.network is not None else None
+        connection = VoiceConnection(config.settings, config.connect, session, self._on_event, pacer=self.runtime.pacer,
+                                     network=profile, network_seed=f"{self.runtime.worker_name}/{self.number}/"
+                                                                   f"{self.reconnections}")
         fire = self.environment.events.request.fire
         try:
             connection.open()
@@ -287,6 +290,7 @@ class VoiceClient:
             expected_intent=utterance.expected_intent, speech_ms=utterance.duration_ms, pace=pace,
             dialect=config.dialect.name, reconnections=self.reconnections, redact=config.redact,
             call_id=self.call_id, offered_rate_per_s=self.offered_rate_per_s,
+            network_profile=config.network.profile_for(self.number).name if config.network is not None else "",
         )
 
     def _connected(self, context: TurnContext, connection: VoiceConnection) -> TurnContext:

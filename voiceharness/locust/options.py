@@ -12,7 +12,7 @@ import logging
 import os
 from dataclasses import dataclass, replace
 
-from voiceharness import calls, dialects, guide, protocol
+from voiceharness import calls, dialects, guide, network, protocol
 from voiceharness import settings as settings_module
 from voiceharness.connection import ConnectOptions
 from voiceharness.errors import UsageError
@@ -118,6 +118,13 @@ def add_voice_options(parser) -> None:
                             "a person waits for the answer before the next command)")
     group.add_argument("--max-retries", type=int, default=-1, include_in_web_ui=True,
                        help="Override the preset's maxRetries")
+    group.add_argument("--network", default="", include_in_web_ui=True,
+                       help="Put each user on an emulated network link, shaped by the harness itself in both "
+                            f"directions (no root): a profile ({', '.join(network.PROFILES)}), a mix of them with "
+                            "whole-number weights (wifi:70,4g:25,3g:5: users are assigned in exactly those proportions), "
+                            "or figures of one's own (uplink_kbps=200,one_way_delay_ms=50). Audio keeps the "
+                            "microphone's pace; a link slower than real time queues it (uplink backlog). Profiles and "
+                            "their sources: docs/networks.md. Default: none (the machine's own link)")
     group.add_argument("--corpus-manifest", default="", include_in_web_ui=False,
                        help="Corpus manifest CSV to load instead of the bundled audio_corpus/manifest.csv; "
                             "every file is checked before any user starts; --utterances defaults to all of it")
@@ -180,12 +187,14 @@ class VoiceRunConfig:
     max_concurrent_calls: int = DEFAULT_MAX_CONCURRENT_CALLS
     call_start_tolerance_s: float = DEFAULT_START_TOLERANCE_MS / 1000
     calls_file: str = ""  # PREFIX_calls.csv with --csv PREFIX, beside the turns file
+    network: network.ProfileMix | None = None  # --network: the users' emulated links (None: not shaped)
 
     def describe(self) -> str:
         """One line for the log: where, in which dialect, how the utterances end."""
         return (f"{self.settings.describe()}, dialect {self.dialect.name}, pace {self.pace}, end marker "
                 f"{'on' if self.end_marker else 'off'}, {self.trailing_silence_ms} ms trailing silence, "
-                f"mic {self.mic_during_reply} during the reply")
+                f"mic {self.mic_during_reply} during the reply"
+                + (f", network {self.network.describe()}" if self.network is not None else ""))
 
 
 def resolve(options) -> VoiceRunConfig:
@@ -271,6 +280,7 @@ def resolve(options) -> VoiceRunConfig:
         corpus_manifest=getattr(options, "corpus_manifest", "") or "",
         think_time_s=_think_time(options.think_time_ms),
         **_call_options(options, turns_file),
+        network=network.parse_network(getattr(options, "network", "") or ""),
     )
 
 

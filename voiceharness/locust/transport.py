@@ -34,6 +34,7 @@ environment it also writes them as JSON (the benchmarks in ``bench/`` read that 
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
@@ -43,15 +44,16 @@ from collections.abc import Callable, Sequence
 import gevent
 import gevent.event
 
-from voiceharness import framing, protocol
-from voiceharness.connection import Connection, ConnectOptions
+from voiceharness import framing, protocol, uplink
+from voiceharness.connection import READ_BYTES, Connection, ConnectOptions
 from voiceharness.lateness import BINS, LatenessStats
 from voiceharness.locust.collector import Collector
+from voiceharness.network import NetworkProfile
 from voiceharness.protocol import Abandon
 from voiceharness.settings import Settings
 from voiceharness.turn import Microphone, StreamPlan, StreamReport, TransportEvents
 
-__all__ = ["ConnectOptions", "Pacer", "VoiceConnection"]
+__all__ = ["ConnectOptions", "Pacer", "ShapedConnection", "VoiceConnection"]
 
 log = logging.getLogger("voice.transport")
 
@@ -84,13 +86,19 @@ class VoiceConnection:
     """
 
     def __init__(self, settings: Settings, options: ConnectOptions, session: protocol.ClientSession,
-                 on_event: Callable[[object], None] | None = None, *, pacer: Pacer | None = None) -> None:
+                 on_event: Callable[[object], None] | None = None, *, pacer: Pacer | None = None,
+                 network: NetworkProfile | None = None, network_seed: str = "") -> None:
         self.settings = settings
         self.options = options
         self.session = session
         self._activity = gevent.event.Event()
         self.events = TransportEvents(on_event, wake=self._activity.set)
-        self.connection = Connection(settings.url, session, options, auth_token=settings.auth_token or None)
+        self.network = network  # None: the machine's own link, and the pacer's path
+        if network is None:
+            self.connection = Connection(settings.url, session, options, auth_token=settings.auth_token or None)
+        else:
+            self.connection = ShapedConnection(settings.url, session, options, auth_token=settings.auth_token or None,
+                                               profile=network, seed=network_seed)
         self._greenlets: list[gevent.Greenlet] = []
         self.pacer = pacer if pacer is not None else Pacer()  # a connection of its own (tests, tools)
 
@@ -134,7 +142,42 @@ class VoiceConnection:
         """Send one turn's audio (see :class:`voiceharness.turn.StreamPlan`); raises ConnectionError."""
         if plan.pace == "fast":
             return self._stream_fast(plan, microphone)
+        if self.network is not None:
+            return self._stream_shaped(plan, microphone)
         return self.pacer.stream(self, plan, microphone)
+
+    def _stream_shaped(self, plan: StreamPlan, microphone: Microphone) -> StreamReport:
+        """Real-time pace on a shaped link: frame k is handed to the link at start + k * frame length
+        (the microphone's pace, as the pacer's), from this user's greenlet: the link queues what it
+        cannot carry yet (:class:`ShapedConnection`), so the pacer's one-write-per-frame path is
+        left to the connections that are not shaped."""
+        session = self.session
+        connection = self.connection
+        frames = self.pacer.frames_for(plan)
+        silence = self.pacer.silence_frame(plan.chunk_samples)
+        clock = time.monotonic
+        stats = self.pacer.stats  # the process's send lateness counts the shaped streams' hand-overs too
+        start = clock()
+        connection.uplink.reset_backlog_max(start)
+        late_max_s = 0.0
+        sent = 0
+        # The microphone is asked for frame k at its due time (after the sleep), as the pacer asks
+        # it: the stream ends, and the end marker goes, one frame length after the last frame.
+        for index, frame in microphone.frames(plan, frames, silence, clock):
+            due = start + index * plan.frame_s
+            connection.send_frame(frame)
+            now = clock()
+            late_max_s = max(late_max_s, now - due)
+            stats.add(now, now - due)
+            if index == plan.speech_end_frame:
+                session.speech_ended(now)
+            sent += 1
+            wait = due + plan.frame_s - clock()
+            if wait > 0:
+                gevent.sleep(wait)
+        return StreamReport(sent, late_max_s * 1000.0,
+                            uplink_backlog_max_ms=uplink.backlog_ms(connection.uplink.backlog_max_bytes,
+                                                                    plan.chunk_samples))
 
     def _stream_fast(self, plan: StreamPlan, microphone: Microphone) -> StreamReport:
         """As fast as the socket takes it: the speech, then the trailing silence; an open
@@ -234,6 +277,164 @@ class VoiceConnection:
                 self.wait(deadline)
         self.events.deliver(connection.lost(code, reason))
         self._stop_greenlets()
+
+
+# ----------------------------------------------------------------------------- a shaped link
+
+# A shaped downlink delivers what the socket read in pieces of this size (a TCP segment's payload
+# on a 1,500-byte MTU), each when the emulated link has carried it.
+SEGMENT_BYTES = 1448
+
+
+class ShapedConnection(Connection):
+    """A :class:`~voiceharness.connection.Connection` whose bytes cross an emulated link in both
+    directions (:mod:`voiceharness.network`, the ``--network`` profiles), without root.
+
+    * **Uplink**: :meth:`send_frame` hands a frame to the uplink :class:`~voiceharness.network.Link`
+      and returns at once — as a real client's application hands audio to its modem. The moment
+      is the frame's ``last_sent_at`` (and the end of speech is stamped then): the roundtrip is
+      what the user on that link experiences, the link's backlog and delay included. A *sender*
+      greenlet writes each frame to the socket at its delivery time, in order; nothing is dropped.
+    * **Downlink**: a *pump* greenlet reads the socket as bytes arrive and queues them with their
+      delivery time on the downlink link; :meth:`receive` (the reader greenlet's) hands them to
+      the frame reader and the session at that time, in order. Pings and pongs cross both links,
+      so the ping shows the profile's roundtrip.
+    * The opening handshake (TCP, the WebSocket upgrade) is not shaped: ``connect_ms`` is the
+      machine's own.
+
+    :meth:`unsent_bytes` adds the uplink link's backlog (bytes not yet left it) to the kernel's.
+    """
+
+    def __init__(self, *args, profile: NetworkProfile, seed: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.profile = profile
+        self.uplink, self.downlink = profile.links(seed)
+        self._outbox: collections.deque[tuple[float, bytes]] = collections.deque()  # (delivery, frame)
+        self._outbox_ready = gevent.event.Event()
+        self._inbox: collections.deque[tuple[float, bytes | OSError]] = collections.deque()  # (delivery, data)
+        self._inbox_ready = gevent.event.Event()
+        self._send_error: OSError | None = None
+        self._link_greenlets: list[gevent.Greenlet] = []
+        self._pumped_after_open = False
+
+    def open(self, *, send_header: bool = True) -> None:
+        super().open(send_header=send_header)  # the header waits in the outbox for the sender
+        self.start_link()
+
+    def start_link(self) -> None:
+        """Start the link's sender and pump on the open socket (:meth:`open` does)."""
+        self._link_greenlets = [gevent.spawn(self._send_loop), gevent.spawn(self._pump_loop)]
+
+    # -- uplink
+    def send_frame(self, frame: bytes | memoryview, *, already_written: int = 0, lock_held: bool = False,
+                   control: bool = False) -> None:
+        """Hand one frame to the uplink link (never blocks). Raises ConnectionError when closed."""
+        assert not already_written and not lock_held, "a shaped connection is never written by the pacer"
+        if self.sock is None or self.closed:
+            raise ConnectionError("connection closed")
+        if self._send_error is not None:
+            raise ConnectionError(f"send failed: {self._send_error}")
+        now = time.monotonic()
+        self._outbox.append((self.uplink.send(now, len(frame)), bytes(frame)))
+        if not control:
+            self.last_sent_at = now
+        self._outbox_ready.set()
+
+    def _send_loop(self) -> None:
+        outbox, ready, clock = self._outbox, self._outbox_ready, time.monotonic
+        while not self.closed:
+            if not outbox:
+                ready.clear()
+                ready.wait()
+                continue
+            delivery, frame = outbox[0]
+            wait = delivery - clock()
+            if wait > 0:
+                gevent.sleep(wait)
+                continue
+            outbox.popleft()
+            try:
+                # control=True: the write stamps nothing; the frame's hand-over was stamped in send_frame.
+                Connection.send_frame(self, frame, control=True)
+            except (OSError, ConnectionError) as error:  # the reader sees the socket fail and reports it
+                self._send_error = error if isinstance(error, OSError) else OSError(str(error))
+                return
+
+    def direct_write_target(self):
+        raise ConnectionError("a shaped connection is written by its link's sender, not the pacer")
+
+    def unsent_bytes(self) -> int | None:
+        kernel = super().unsent_bytes()
+        return (kernel or 0) + self.uplink.backlog_bytes(time.monotonic())
+
+    # -- downlink
+    def _pump_loop(self) -> None:
+        sock, inbox, ready, clock, downlink = self.sock, self._inbox, self._inbox_ready, time.monotonic, self.downlink
+        while sock is not None:
+            try:
+                data: bytes | OSError = sock.recv(READ_BYTES)
+            except OSError as error:
+                data = error
+            now = clock()
+            if not isinstance(data, bytes) or not data:
+                # the end of the stream (or its failure) arrives after what came before it
+                inbox.append((downlink.send(now, 0), data))
+                ready.set()
+                return
+            # A read holds what the kernel had (a whole reply, maybe): cut into segments, each
+            # delivered when the link has carried it, as a real link delivers them one by one (a
+            # read delivered whole would hold its first message back until its last byte came).
+            for offset in range(0, len(data), SEGMENT_BYTES):
+                segment = data[offset : offset + SEGMENT_BYTES] if len(data) > SEGMENT_BYTES else data
+                inbox.append((downlink.send(now, len(segment)), segment))
+            ready.set()
+
+    def receive(self) -> list[object]:
+        if self.sock is None or self.closed:
+            return []
+        if self.reader.buffered and not self._pumped_after_open:  # what came with the upgrade's response
+            self._pumped_after_open = True
+            return self.frames_received(time.monotonic())
+        self._pumped_after_open = True
+        inbox, ready, clock = self._inbox, self._inbox_ready, time.monotonic
+        while True:
+            if self.closed:
+                return []
+            if not inbox:
+                ready.clear()
+                ready.wait()
+                continue
+            wait = inbox[0][0] - clock()
+            if wait <= 0:
+                break
+            gevent.sleep(wait)
+        now = clock()
+        while inbox and inbox[0][0] <= now:  # every segment due, in order
+            data = inbox[0][1]
+            if isinstance(data, OSError) or not data:
+                break
+            inbox.popleft()
+            self.reader.feed(data)
+        else:
+            return self.frames_received(now)
+        events = self.frames_received(now)  # what came before the end, then the end
+        if self.closed:
+            return events
+        inbox.popleft()
+        if isinstance(data, OSError):
+            return events + self.lost(None, f"connection lost: {data or type(data).__name__}")
+        return events + self.lost(None, "connection lost: the gateway closed the socket without a close frame")
+
+    def lost(self, code: int | None, reason: str, *,
+             abandon: tuple[protocol.Abandon, str] | None = None) -> list[object]:
+        events = super().lost(code, reason, abandon=abandon)
+        current = gevent.getcurrent()
+        for greenlet in self._link_greenlets:
+            if greenlet is not current:
+                greenlet.kill(block=False)
+        self._outbox_ready.set()
+        self._inbox_ready.set()
+        return events
 
 
 # ----------------------------------------------------------------------------- the pacer
