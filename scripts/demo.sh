@@ -74,6 +74,10 @@ Try next (the demo's files are in $OUT/; report.html has the plots):
     .venv/bin/locust -f locustfiles/voice.py --host ws://127.0.0.1:$PORT        # then open http://localhost:8089
   a gateway that speaks the published SmartJARVIS dialect (start it with --dialect smartjarvis):
     .venv/bin/locust -f locustfiles/voice.py --host ws://127.0.0.1:$PORT --dialect smartjarvis
+  users on a slow mobile link (emulated by the harness, no root; docs/networks.md):
+    .venv/bin/locust -f locustfiles/voice.py --host ws://127.0.0.1:$PORT --network "wifi:70,4g:25,3g:5"
+  calls arriving on their own clock, and the rate where the gateway slows (docs/open-model.md):
+    .venv/bin/locust -f locustfiles/calls.py --host ws://127.0.0.1:$PORT --headless -u 2 -r 2 -t 300s --call-rate 1/s:5/s:1/s:60s --csv results/calls
   your own gateway:  --host ws://your-gateway:port (wss:// with --tls-ca FILE; options: .venv/bin/voice-options)
   your own scenario: .venv/bin/locust -f examples/dialogue.py --host ws://127.0.0.1:$PORT  (README: "Write your own scenario")
 NEXT
