@@ -190,3 +190,14 @@ def test_a_malformed_fallback_flag_is_refused_naming_the_key(tmp_path, value, fr
 
     with pytest.raises(UsageError, match=f"intents.UNKNOWN.fallback: {fragment}"):
         load_expectations(_fallback_file(tmp_path, fallback=value))
+
+
+def test_a_keyword_inside_the_echoed_request_counts_for_the_echo_only(smartjarvis):
+    # "good morning" is a greeting's related words, but here it is the request said back.
+    assert judged(smartjarvis, "okay good morning everyone", "repeat good morning everyone") == "ECHO"
+    assert judged(smartjarvis, "good morning what can i do for you", "good morning jarvis") == "GREETING"
+
+
+@pytest.mark.parametrize("words", ["it is twenty five passed a", "it's a quarter past the", "half past it"])
+def test_two_word_minutes_or_a_quarter_before_a_relation_say_a_time_without_the_hour(words):
+    assert clock_strength(normalize_words(words)) >= 0.5

@@ -311,13 +311,14 @@ def _times(words: list[str]) -> list[tuple[int, int, float]]:
                 found.append((i, after + marker, 1.0))
                 continue
         if word in _MINUTES or word in ("quarter", "half"):
-            after = i + 1 + (words[i + 1 : i + 2] in (["minutes"], ["minute"]))
+            after = i + 1 + (word in _TENS and words[i + 1 : i + 2] != [] and words[i + 1] in _DIGITS)
+            after += words[after : after + 1] in (["minutes"], ["minute"])
             if after < n and words[after] in _CLOCK_RELATIONS and after + 1 < n and words[after + 1] in _HOURS:
                 start = i - 1 if i and words[i - 1] == "a" else i
                 found.append((start, after + 2 + _marker_length(words, after + 2), 1.0))
                 continue
             # "five minutes past <a word misheard>": minutes and a relation say a clock time without the hour.
-            if after > i + 1 and after < n and words[after] in _CLOCK_RELATIONS | {"passed"}:
+            if (after > i + 1 or word in ("quarter", "half")) and after < n and words[after] in _CLOCK_RELATIONS | {"passed"}:
                 found.append((i, after + 1, MINUTES_WITHOUT_HOUR_STRENGTH))
                 continue
         if word in ("noon", "midnight"):
@@ -473,9 +474,13 @@ class Expectations:
         weights = self._word_weights()
         # What another intent is about, heard: its keyword, the clock time it says, the request said back.
         echo_heard = echo_share >= ECHO_HEARD_SHARE and sum(1 for w in request if w not in _COMMON_WORDS) >= 2
+        # The transcript with the echoed request blanked: its words are evidence of the echo only.
+        not_echoed = [w if i not in echoed else "" for i, w in enumerate(heard)]
+        not_echoed_stems = {_stem(w) for w in not_echoed if w}
         subject_heard = {
-            intent: (self._keyword_heard(spec, heard, set(stems)) or (spec.says("{time}") and time_heard >= 0.5)
-                     or (spec.says("{request}") and echo_heard))
+            intent: ((self._keyword_heard(spec, not_echoed, not_echoed_stems) if not spec.says("{request}")
+                      else self._keyword_heard(spec, heard, set(stems)))
+                     or (spec.says("{time}") and time_heard >= 0.5) or (spec.says("{request}") and echo_heard))
             for intent, spec in self.intents.items()
         }
         scores = {}
@@ -488,7 +493,8 @@ class Expectations:
             mine = weights[intent]
             seen = {stem for position, stem in enumerate(stems) if says_request or position not in echoed}
             words = sum(mine.get(stem, 0.0) for stem in seen)
-            words += sum(KEYWORD_FACTOR for k in spec.keywords if len(k) > 1 and _contains(heard, k))
+            own_words = heard if says_request else not_echoed
+            words += sum(KEYWORD_FACTOR for k in spec.keywords if len(k) > 1 and _contains(own_words, k))
             evidence = [phrase, WORDS_WEIGHT * (1.0 - 0.5**words)]
             if spec.says("{time}"):
                 evidence.append(TIME_SLOT_WEIGHT * time_heard)
