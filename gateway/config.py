@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import time
 import typing
@@ -63,6 +64,7 @@ class GatewayConfig:
     reply_chunk_bytes: int = guide.CHUNK_BYTES
     reply_sample_rate_hz: int | None = None  # None: the dialect's (16000 reference, 22050 smartjarvis)
     phrasing_seed: int | None = None  # seeds the random choice of a reply's phrasing (None: the OS's)
+    fixed_clock: str = ""  # "HH:MM": the time every time reply tells ("": the clock's)
     # access
     auth_token: str = ""
     faults: Faults = field(default_factory=Faults)
@@ -89,7 +91,16 @@ class GatewayConfig:
     def pipeline_options(self) -> dict[str, object]:
         """Keyword arguments for the pipeline's factory; a factory gets those it takes."""
         return {"style": self.wire.nlg_style, "reply_sample_rate_hz": self.reply_rate_hz,
-                "phrasing_seed": self.phrasing_seed}
+                "phrasing_seed": self.phrasing_seed, "fixed_clock": self.fixed_clock}
+
+
+def _clock_hh_mm(text: str) -> str:
+    if not text.strip():
+        return ""  # the default: the clock's own time
+    match = re.fullmatch(r"([01]?[0-9]|2[0-3]):([0-5][0-9])", text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a 24-hour time HH:MM, e.g. 09:05 or 16:30")
+    return f"{int(match.group(1)):02d}:{match.group(2)}"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -305,6 +316,14 @@ def build_parser() -> argparse.ArgumentParser:
         "dialect, where 22050 needs --reply-wav; 22050 in the smartjarvis dialect)",
     )
     reply.add_argument(
+        "--clock",
+        type=_clock_hh_mm,
+        default="",
+        metavar="HH:MM",
+        help="tell this time (24-hour HH:MM) in every time reply instead of the clock's: replies "
+        "that do not depend on when a test or a demo runs",
+    )
+    reply.add_argument(
         "--phrasing-seed",
         type=int,
         default=None,
@@ -478,6 +497,7 @@ def config_from_args(args: argparse.Namespace) -> GatewayConfig:
         reply_chunk_bytes=args.reply_chunk_bytes or guide.CHUNK_BYTES,
         reply_sample_rate_hz=args.reply_sample_rate_hz,
         phrasing_seed=args.phrasing_seed,
+        fixed_clock=args.clock,
         auth_token=args.auth_token,
         faults=faults,
         log_json=args.log_json,

@@ -20,6 +20,7 @@ intent whatever was said, ``tts_enabled=False`` returns the reply text with no a
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import random
 import threading
 import time
@@ -55,6 +56,10 @@ class TurnResult:
     sample_rate_hz: int = SAMPLE_RATE_HZ
 
 
+def _fixed_time(at: _dt.time) -> _dt.datetime:
+    return _dt.datetime.combine(_dt.date.today(), at)
+
+
 class VoicePipeline:
     """Recognizer -> NLU -> NLG + TTS. Build once per process; call :meth:`process` from any thread.
 
@@ -62,6 +67,7 @@ class VoicePipeline:
     rate the reply audio is synthesized at (a given ``synthesizer`` keeps its own).
     ``phrasing_seed`` seeds the random choice among an intent's phrasings (as the published
     SmartJARVIS NLG picks a template at random for every reply); None seeds it from the OS.
+    ``fixed_clock`` ("HH:MM") makes every time reply tell that time instead of the clock's.
     """
 
     def __init__(
@@ -73,8 +79,12 @@ class VoicePipeline:
         style: str = "reference",
         reply_sample_rate_hz: int = SAMPLE_RATE_HZ,
         phrasing_seed: int | None = None,
+        fixed_clock: str = "",
     ) -> None:
         reply_text("GREETING", style=style)  # an unknown style fails here, not on the first turn
+        if fixed_clock:  # "HH:MM": every reply tells this time (a run whose replies do not depend on when it runs)
+            hour, minute = (int(part) for part in fixed_clock.split(":"))
+            clock = functools.partial(_fixed_time, _dt.time(hour, minute))
         self.recognizer = recognizer or _shared_recognizer()
         self.synthesizer = synthesizer or Synthesizer(sample_rate_hz=reply_sample_rate_hz)
         self.style = style

@@ -166,7 +166,8 @@ def test_smartjarvis_options_reach_the_config():
     assert config.wire is SMARTJARVIS
     assert config.reply_rate_hz == SJ_RATE
     assert config.ping_interval_s == 5.0 and config.effective_ping_timeout_s is None  # pongs never checked
-    assert config.pipeline_options == {"style": "smartjarvis", "reply_sample_rate_hz": SJ_RATE, "phrasing_seed": None}
+    assert config.pipeline_options == {"style": "smartjarvis", "reply_sample_rate_hz": SJ_RATE, "phrasing_seed": None,
+                                       "fixed_clock": ""}
     assert parse_args(["--dialect", "smartjarvis", "--phrasing-seed", "3"]).pipeline_options["phrasing_seed"] == 3
     reference = parse_args(
         ["--reply-wav", "--reply-sample-rate-hz", "22050", "--reply-leading-silence-ms", "40"]
@@ -477,3 +478,16 @@ def test_broker_down_keeps_the_socket_open_and_answers_nothing(gateway_factory):
     values = scrape(gateway)
     assert values["voicegw_audio_frames_received_total"] == sent
     assert not any(key.startswith("voicegw_utterances_total") for key in values)
+
+
+def test_a_fixed_clock_is_the_time_every_time_reply_tells():
+    import datetime as dt
+
+    from gateway.pipeline import _fixed_time
+
+    assert parse_args(["--clock", "9:05"]).pipeline_options["fixed_clock"] == "09:05"
+    assert parse_args([]).pipeline_options["fixed_clock"] == ""
+    assert _fixed_time(dt.time(9, 5)).strftime("%H:%M") == "09:05"
+    for bad in ("25:00", "9.05", "noon"):
+        with pytest.raises(SystemExit):
+            parse_args(["--clock", bad])
