@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from voiceharness.errors import UsageError
+from voiceharness.settings import parse_min_max
 from voiceharness.turns import open_run_csv
 
 CALLS_SUFFIX = "_calls.csv"
@@ -191,15 +192,8 @@ class CallTurns:
 
 def parse_call_turns(text: str) -> CallTurns:
     """``--call-turns``: ``3`` or ``2-5`` (uniform). Raises UsageError."""
-    low, _, high = str(text).strip().partition("-")
-    try:
-        low_n = int(low)
-        high_n = int(high) if high else low_n
-    except ValueError:
-        raise UsageError(f"--call-turns {text!r}: give a number of turns per call, N or MIN-MAX, e.g. 3 or 2-5") from None
-    if not 1 <= low_n <= high_n:
-        raise UsageError(f"--call-turns {text!r}: need 1 <= MIN <= MAX, e.g. 3 or 2-5")
-    return CallTurns(low_n, high_n)
+    return CallTurns(*parse_min_max(text, int, option="--call-turns", minimum=1, example=", e.g. 3 or 2-5",
+                                    what="give a number of turns per call, N or MIN-MAX, e.g. 3 or 2-5"))
 
 
 @dataclass(frozen=True)

@@ -162,3 +162,20 @@ def backoff_ms(attempt: int, rng: random.Random | None = None) -> float:
     ceiling = min(guide.BACKOFF_BASE_MS * 2 ** max(0, attempt), guide.BACKOFF_CAP_MS)
     rng = rng or random
     return ceiling * (0.5 + 0.5 * rng.random())
+
+
+def parse_min_max(text: object, number: type, *, option: str, what: str, minimum: float,
+                  example: str = "") -> tuple[Any, Any]:
+    """An option's ``N`` or ``MIN-MAX`` (``--call-turns 2-5``, ``--think-time-ms 1000-3000``) as
+    ``(low, high)`` of ``number``; ``N`` is ``(N, N)``. Raises UsageError naming ``option``: ``what``
+    when it is not numbers, and the bounds when not ``minimum <= MIN <= MAX``."""
+    low, _, high = str(text).strip().partition("-")
+    try:
+        low_value = number(low)
+        high_value = number(high) if high else low_value
+    except ValueError:
+        raise UsageError(f"{option} {text!r}: {what}") from None
+    if not minimum <= low_value <= high_value:
+        raise UsageError(f"{option} {text!r}: need {minimum} <= MIN <= MAX{example}")
+    return low_value, high_value
+

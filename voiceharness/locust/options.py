@@ -349,14 +349,8 @@ def _flag(value, default: bool) -> bool:
 
 def _think_time(text: str) -> tuple[float, float]:
     """'1000-3000' (or '500') ms -> (1.0, 3.0) s."""
-    low, _, high = str(text).partition("-")
-    try:
-        low_ms = float(low)
-        high_ms = float(high) if high else low_ms
-    except ValueError:
-        raise UsageError(f"--think-time-ms {text!r}: give MIN-MAX milliseconds, e.g. 1000-3000") from None
-    if not 0 <= low_ms <= high_ms:
-        raise UsageError(f"--think-time-ms {text!r}: need 0 <= MIN <= MAX")
+    low_ms, high_ms = settings_module.parse_min_max(text, float, option="--think-time-ms", minimum=0,
+                                                    what="give MIN-MAX milliseconds, e.g. 1000-3000")
     return low_ms / 1000, high_ms / 1000
 
 
