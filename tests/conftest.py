@@ -368,6 +368,14 @@ class Gateway:
         return self.log_path.read_text(errors="replace")
 
 
+def master_port_options() -> tuple[str, ...]:
+    """Locust options giving a ``--processes`` run's master and workers a free port of their own:
+    Locust's default, 5557, is shared by every run on the machine, and two at once bind-fail and
+    cross their workers (seen when the open-model and the client tests ran together)."""
+    port = str(free_port())
+    return ("--master-bind-port", port, "--master-port", port)
+
+
 @pytest.fixture
 def gateway_factory(tmp_path) -> Iterator:
     """Start reference gateways with extra command-line options; all stopped afterwards."""

@@ -9,7 +9,7 @@ import math
 from collections import Counter
 
 import pytest
-from conftest import ROOT, run_locust
+from conftest import ROOT, master_port_options, run_locust
 
 from analysis.metrics import summarize
 from analysis.readers import read_run
@@ -58,6 +58,8 @@ def test_open_model_calls_start_at_the_poisson_rate_whatever_the_gateway_while_a
     common = ("--utterances", "GREETING", "--think-time-ms", "200-600")
     open_run = run_locust(tmp_path / "open", gateway.url, *common, "--call-rate", f"{rate_per_s:g}/s",
                           "--call-turns", "1", "--call-seed", "11", "--processes", "2",
+                          # a master port of its own: another test's --processes run binds Locust's default
+                          *master_port_options(),
                           users=4, spawn_rate=4, run_time=f"{run_s:g}s", locustfile=CALLS_LOCUSTFILE)
     call_rows, turn_rows = check_call_invariants(open_run.prefix)
     assert "Traceback" not in open_run.output, open_run.output[-3000:]
@@ -109,3 +111,4 @@ def test_a_stepped_run_finds_the_knee_of_a_gateway_that_slows_with_load_in_the_s
         assert summary.steps[-1].concurrent_calls_mean > summary.steps[0].concurrent_calls_mean
     assert abs(rates.index(first.knee_rate_per_s) - rates.index(second.knee_rate_per_s)) <= 1, \
         (first.knee_text, second.knee_text)
+

@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import run_locust, wait_until
+from conftest import master_port_options, run_locust, wait_until
 
 from voiceharness import diagnoses
 
@@ -169,7 +169,7 @@ def test_processes_2_with_csv_records_every_turn_and_ends_without_a_traceback_ev
     (voiceharness/locust/locust_csv.py); whether that showed depended on the run's timing, so it
     runs three times."""
     for attempt in range(3):
-        run = run_locust(tmp_path / f"run{attempt}", shared_gateway.url, "--processes", "2", users=10,
+        run = run_locust(tmp_path / f"run{attempt}", shared_gateway.url, "--processes", "2", *master_port_options(), users=10,
                          spawn_rate=10, run_time="15s", timeout_s=180)
         check_a_processes_2_run(run, users=10)
 
@@ -197,7 +197,7 @@ def test_processes_2_with_csv_ends_without_a_traceback_however_slow_the_end(tmp_
     locustfile.write_text(SLOW_EXIT_LOCUSTFILE)
     gateway = gateway_factory("--fast-sink", "--fault-delay-ms", "20")
     # --stop-timeout: every turn started is finished, so the intent events to count are all there
-    run = run_locust(tmp_path / "run", gateway.url, "--processes", "2", "--stop-timeout", "30", users=4,
+    run = run_locust(tmp_path / "run", gateway.url, "--processes", "2", *master_port_options(), "--stop-timeout", "30", users=4,
                      spawn_rate=4, run_time="6s", timeout_s=120, locustfile=locustfile)
     turns = check_a_processes_2_run(run, users=4)
     assert [row for row in turns if row["failure"] == "run_stopped"] == []
@@ -231,3 +231,4 @@ def test_stability_pauses_a_think_time_between_its_commands(tmp_path, gateway_fa
     pauses_s = [float(later["timestamp"]) - float(earlier["timestamp"]) - float(earlier["turn_ms"]) / 1000
                 for earlier, later in itertools.pairwise(sorted(turns, key=lambda row: float(row["timestamp"])))]
     assert all(pause_s >= 2.0 - 0.002 for pause_s in pauses_s), pauses_s  # 2 ms: the timestamps' rounding
+
