@@ -267,6 +267,10 @@ class Connection:
         self.last_sent_at = math.nan  # when a frame was last handed to the socket (monotonic s)
         self._close_sent = False
         self._drained_after_open = False
+        # A frame frames_received(hold_sends=True) stopped at: (opcode, payload), or the violation.
+        self.held: tuple[int, object] | ProtocolViolation | None = None
+        # Called once, just before the socket is closed (a watcher on its descriptor must stop first).
+        self.before_socket_close: Callable[[], None] | None = None
 
     # -- opening
     def open(self, *, send_header: bool = True) -> None:
@@ -427,8 +431,13 @@ class Connection:
             deliver(self.lost(None, "closed by the harness"))
             raise
 
-    def frames_received(self, now: float) -> list[object]:
-        """The session's events for the complete frames buffered (pings answered, a close echoed)."""
+    def frames_received(self, now: float, *, hold_sends: bool = False) -> list[object]:
+        """The session's events for the complete frames buffered (pings answered, a close echoed).
+
+        With ``hold_sends`` (a caller that must not block: gevent's loop itself) it stops at the
+        first frame that needs an answer written — a ping, a close, a protocol violation — and
+        keeps it in :attr:`held`; :meth:`release_held`, from a caller that may block, handles it
+        and goes on with the frames after it."""
         session = self.session
         events: list[object] = []
         try:
@@ -439,25 +448,55 @@ class Connection:
                 opcode, payload = frame
                 if opcode == OPCODE_BINARY or opcode == OPCODE_TEXT:
                     events += session.receive(payload, now)
-                elif opcode == OPCODE_PING:
-                    session.frame_received(now)
-                    self.send_frame(framing.client_frame(payload, self.mask_key, OPCODE_PONG), control=True)
                 elif opcode == OPCODE_PONG:
                     measured = session.pong_received(payload, now)
                     if measured is not None:
                         events.append(measured)
-                else:  # a close from the gateway: echo it, then it is over
-                    code, reason = payload
-                    self.send_close(code if code is not None else protocol.CLOSE_NORMAL, "")
-                    return events + self.lost(code, reason or "closed by the gateway")
+                elif hold_sends:
+                    self.held = frame
+                    return events
+                else:
+                    events += self._control_received(opcode, payload, now)
+                    if self.closed:
+                        return events
         except ProtocolViolation as violation:
-            self.send_close(violation.close_code, "protocol error" if violation.close_code == 1002
-                            else "invalid payload" if violation.close_code == 1007 else "message too big")
-            detail = f"WebSocket violation from the gateway (closed {violation.close_code}): {violation}"
-            return events + self.lost(violation.close_code, str(violation), abandon=(protocol.Abandon.GATEWAY_PROTOCOL,
-                                                                                    detail))
+            if hold_sends:
+                self.held = violation
+                return events
+            return events + self._violated(violation)
         except OSError as error:  # a pong or close could not be written: the link is gone
             return events + self.lost(None, f"connection lost: {error or type(error).__name__}")
+
+    def release_held(self, now: float) -> list[object]:
+        """Handle the frame (or violation) :meth:`frames_received` held, then the frames after it.
+        May block: it writes."""
+        held, self.held = self.held, None
+        if held is None or self.closed:
+            return []
+        try:
+            if isinstance(held, ProtocolViolation):
+                return self._violated(held)
+            events = self._control_received(*held, now)
+        except OSError as error:
+            return self.lost(None, f"connection lost: {error or type(error).__name__}")
+        return events if self.closed else events + self.frames_received(now)
+
+    def _control_received(self, opcode: int, payload, now: float) -> list[object]:
+        """A ping (answered with its pong) or a close (echoed, and then the connection is over)."""
+        if opcode == OPCODE_PING:
+            self.session.frame_received(now)
+            self.send_frame(framing.client_frame(payload, self.mask_key, OPCODE_PONG), control=True)
+            return []
+        code, reason = payload
+        self.send_close(code if code is not None else protocol.CLOSE_NORMAL, "")
+        return self.lost(code, reason or "closed by the gateway")
+
+    def _violated(self, violation: ProtocolViolation) -> list[object]:
+        """The gateway broke WebSocket's rules: close with the code RFC 6455 names; the turn is abandoned."""
+        self.send_close(violation.close_code, "protocol error" if violation.close_code == 1002
+                        else "invalid payload" if violation.close_code == 1007 else "message too big")
+        detail = f"WebSocket violation from the gateway (closed {violation.close_code}): {violation}"
+        return self.lost(violation.close_code, str(violation), abandon=(protocol.Abandon.GATEWAY_PROTOCOL, detail))
 
     # -- ending
     def send_close(self, code: int, reason: str) -> None:
@@ -487,6 +526,8 @@ class Connection:
         events += self.session.connection_lost(now, code, reason)
         sock, self.sock = self.sock, None
         if sock is not None:
+            if self.before_socket_close is not None:
+                self.before_socket_close()
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:

@@ -5,11 +5,12 @@ All protocol decisions live in :class:`voiceharness.protocol.ClientSession`, the
 in :func:`voiceharness.turn.run_turn`, the WebSocket itself in
 :class:`voiceharness.connection.Connection`; this module only runs them in greenlets:
 
-* :class:`VoiceConnection` — one user's connection: a *reader* greenlet that reads the socket
-  and hands the session's events to the turn (:meth:`Connection.receive`: pings answered, a
-  close echoed, a WebSocket violation closed with its code), and a *pinger* that measures
-  ping → pong latency and notices a dead link (nothing received, pongs included, for twice the
-  ping interval) without waiting for TCP.
+* :class:`VoiceConnection` — one user's connection. It is read and pinged from gevent's own
+  loop (:mod:`voiceharness.locust.watchers`: the session's events handed to the turn as bytes
+  arrive, pings answered, a close echoed, a WebSocket violation closed with its code; a ping
+  every interval, and a dead link — nothing received, pongs included, for twice the ping
+  interval — noticed without waiting for TCP), with no greenlet of its own; a TLS or shaped
+  connection keeps a reader greenlet (:meth:`Connection.read_forever`).
 * :class:`Pacer` — ONE greenlet per process (``environment.voice.pacer``) keeps a timing wheel
   — a slot per 2 ms tick, each stream in the slot of its next frame's due time — and once per
   tick writes one frame of every stream in the slots that are over: an ``os.write`` of a frame
@@ -47,9 +48,9 @@ import gevent.event
 from voiceharness import framing, protocol, uplink
 from voiceharness.connection import READ_BYTES, Connection, ConnectOptions
 from voiceharness.lateness import BINS, LatenessStats
+from voiceharness.locust import watchers
 from voiceharness.locust.collector import Collector
 from voiceharness.network import NetworkProfile
-from voiceharness.protocol import Abandon
 from voiceharness.settings import Settings
 from voiceharness.turn import Microphone, StreamPlan, StreamReport, TransportEvents
 
@@ -78,8 +79,8 @@ SLOTS = 1024
 class VoiceConnection:
     """One open WebSocket to the gateway with its session: the Locust client's transport.
 
-    Implements :class:`voiceharness.turn.Transport`. The connection's reader
-    (:meth:`Connection.read_forever`, a greenlet), its pinger and the pacer hand the session's
+    Implements :class:`voiceharness.turn.Transport`. The connection's watchers (its reading and
+    pinging, :mod:`.watchers`) and the pacer hand the session's
     events straight to :attr:`events` (the turn's meter folds them; ``events.on_event`` sees
     every one, e.g. ``PingMeasured``), which wakes a turn that waits. Real-time audio goes out
     through the process's pacer; fast-paced audio from the calling greenlet.
@@ -99,7 +100,8 @@ class VoiceConnection:
         else:
             self.connection = ShapedConnection(settings.url, session, options, auth_token=settings.auth_token or None,
                                                profile=network, seed=network_seed)
-        self._greenlets: list[gevent.Greenlet] = []
+        self._greenlets: list[gevent.Greenlet] = []  # a TLS or shaped connection's reader
+        self._watch: watchers.ConnectionWatch | None = None
         self.pacer = pacer if pacer is not None else Pacer()  # a connection of its own (tests, tools)
 
     @property
@@ -132,10 +134,27 @@ class VoiceConnection:
 
     # -- opening
     def open(self) -> None:
-        """Connect, send the header, start the reader and pinger. Raises ConnectionFailed."""
+        """Connect, send the header, start reading and pinging. Raises ConnectionFailed.
+
+        A plain TCP connection is read and pinged from gevent's loop (:mod:`.watchers`: no
+        greenlet of its own); a TLS or shaped one keeps a reader greenlet."""
         self.connection.open()
-        self._greenlets = [gevent.spawn(self.connection.read_forever, self.events.deliver),
-                           gevent.spawn(self._ping_loop)]
+        self.start_reading()
+
+    def start_reading(self) -> None:
+        """Start reading and pinging the open socket (:meth:`open` does)."""
+        connection = self.connection
+        read_in_loop = watchers.can_read_from_loop(connection)
+        self._watch = watchers.ConnectionWatch(connection, self.events, self.options.ping_interval_s, read=read_in_loop)
+        connection.before_socket_close = self._before_socket_close
+        if not read_in_loop:
+            self._greenlets = [gevent.spawn(connection.read_forever, self.events.deliver)]
+        self._watch.start()
+
+    def _before_socket_close(self) -> None:
+        if self._watch is not None:
+            self._watch.stop()
+        self._stop_greenlets()
 
     # -- the turn driver's transport
     def stream(self, plan: StreamPlan, microphone: Microphone) -> StreamReport:
@@ -223,39 +242,6 @@ class VoiceConnection:
         """End the connection now because sending failed (the turn in progress: recording_stopped)."""
         self.events.deliver(self.connection.lost(None, reason))
 
-    # -- the link's liveness
-    def _ping_loop(self) -> None:
-        """Ping every interval; end the connection as a dead link once nothing arrived for 2 intervals.
-
-        The loop wakes at the next ping or at the moment the silence would reach twice the
-        interval, whichever is first, so a dead link is found at 2 intervals, not up to 3.
-        """
-        interval = self.options.ping_interval_s
-        next_ping = time.monotonic()  # the first ping goes out at once: a first turn has a latency too
-        sender: gevent.Greenlet | None = None
-        while not self.connection.closed:
-            now = time.monotonic()
-            silent_s = self.session.link_silent_for(now)
-            if silent_s > 2 * interval:
-                # The link is dead (a cut cable sends no FIN): end it now instead of waiting for TCP.
-                detail = f"dead link: nothing received for {silent_s:.1f} s"
-                self.events.deliver(self.connection.lost(None, detail, abandon=(Abandon.DEAD_LINK, detail)))
-                self._stop_greenlets()
-                return
-            if now >= next_ping:
-                next_ping = now + interval
-                # Sent from a greenlet of its own: a send stuck on a full socket buffer (the link
-                # is down while audio streams) must not stop this loop from seeing the silence.
-                if sender is None or sender.dead:
-                    sender = gevent.spawn(self._send_ping, self.session.ping_payload(now))
-            gevent.sleep(max(0.01, min(next_ping, now + 2 * interval - silent_s + 0.005) - now))
-
-    def _send_ping(self, payload: bytes) -> None:
-        try:
-            self.connection.ping(payload)
-        except OSError:
-            pass  # the reader sees the broken socket and reports it
-
     def _stop_greenlets(self) -> None:
         current = gevent.getcurrent()
         for greenlet in self._greenlets:
@@ -266,8 +252,9 @@ class VoiceConnection:
     def close(self, code: int = protocol.CLOSE_NORMAL, reason: str = "bye") -> None:
         """Close from our side; the turn in progress (if any) must be ended by the caller first.
 
-        Only the reader greenlet reads the socket, so we send the close frame and let the
-        reader see the gateway's answer, waiting at most a second for it.
+        Only the connection's reader (its watcher in gevent's loop, or its reader greenlet) reads
+        the socket, so we send the close frame and let the reader see the gateway's answer,
+        waiting at most a second for it.
         """
         connection = self.connection
         if not connection.closed:
