@@ -32,6 +32,7 @@ from __future__ import annotations
 import codecs
 import logging
 import math
+import os
 import select
 import socket
 import ssl
@@ -367,7 +368,17 @@ class Connection:
             # again. A frame the kernel cannot take at once waits in its buffer either way, which
             # the turn's uplink backlog reports.
             handed_at = time.monotonic()
-            sock.sendall(rest)
+            if already_written or isinstance(sock, ssl.SSLSocket):
+                sock.sendall(rest)
+            else:
+                # One plain write first: a frame the socket takes whole (nearly every one) costs a
+                # system call, not gevent's sendall machinery; what it does not take, sendall finishes.
+                try:
+                    written = os.write(sock.fileno(), frame)
+                except BlockingIOError:
+                    written = 0
+                if written < len(frame):
+                    sock.sendall(memoryview(frame)[written:])
             if not control:
                 self.last_sent_at = handed_at
         finally:

@@ -25,8 +25,6 @@ PerformanceUser     performance fast-paced commands; CPU and memory of the load 
 
 from __future__ import annotations
 
-import itertools
-
 from locust import tag, task
 
 from voiceharness.locust.user import VoiceUser
@@ -36,15 +34,22 @@ RECOVERY_THINK_TIME_S = (0.3, 0.7)  # the recovery scenario's own: an outage is 
 
 
 class _CorpusCycle:
-    """The corpus in a random order of this user's own, round and round."""
+    """The corpus round and round, in the process's one random order, from a place of this
+    user's own: every utterance as often as the others, and no copy of the corpus per user."""
+
+    __slots__ = ("_next", "_order")
 
     def __init__(self, user: VoiceUser) -> None:
-        items = list(user.environment.voice.corpus)
-        user.rng.shuffle(items)
-        self._cycle = itertools.cycle(items)
+        self._order = user.environment.voice.corpus.shuffled(user.rng)
+        self._next = user.rng.randrange(len(self._order)) if self._order else 0
 
     def __next__(self):
-        return next(self._cycle)
+        order = self._order
+        if not order:
+            raise StopIteration
+        utterance = order[self._next]
+        self._next = (self._next + 1) % len(order)
+        return utterance
 
 
 class CorpusUser(VoiceUser):

@@ -35,9 +35,11 @@ class VoiceUser(User):
 
     def __init__(self, environment) -> None:
         super().__init__(environment)
-        self.rng = random.Random()
         self.retry_in_s: float | None = None  # the reconnect backoff, when the last connection failed
         self.client = VoiceClient(self)
+        # The process's random source (environment.voice.rng); a user that needs a stream of its
+        # own (a seeded one, as CallerUser's) sets its own.
+        self.rng: random.Random = self.client.runtime.rng
 
     @property
     def config(self):
