@@ -584,7 +584,7 @@ class Pacer:
         write = os.write
         stats = self.stats
         second, row = -1, None
-        schedule = self._schedule
+        slots = self._slots
         sent_here = 0
         for stream in streams:
             if stream.cancelled:
@@ -654,7 +654,8 @@ class Pacer:
             due = stream.start + index * stream.frame_s
             stream.due = due
             next_tick = int(due / TICK_S)
-            schedule(stream, next_tick if next_tick > tick else tick + 1)
+            # Pacer._schedule, inline: the next tick is always after this one, which is not past.
+            slots[(next_tick if next_tick > tick else tick + 1) % SLOTS].append(stream)
         return sent_here
 
     @staticmethod
