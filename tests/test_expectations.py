@@ -225,3 +225,14 @@ def test_a_short_request_said_back_whole_is_an_echo(smartjarvis):
     assert judged(smartjarvis, "well then", "say well done") != "ECHO"
     # A request that names another intent's subject, said back, is that intent's reply.
     assert judged(smartjarvis, "the time is a quarter to six", "tell me the time") == "TIME_NOW"
+
+
+@pytest.mark.parametrize("words", ["just after nine", "a little past ten", "shortly before six"])
+def test_a_relation_before_an_hour_says_a_clock_time(smartjarvis, words):
+    assert clock_strength(normalize_words(f"it's {words}")) >= 0.5
+    assert judged(smartjarvis, f"it's {words}", "what time is it") == "TIME_NOW"
+
+
+def test_to_before_a_number_is_no_clock_time():
+    # "to" is said before a number about anything ("up to two"): only past, after and before count.
+    assert clock_strength(normalize_words("you can add up to two")) < 0.5

@@ -160,6 +160,7 @@ _CLOCK_WORDS = CLOCK_NUMBER_WORDS | {"oh", "o'clock", "oclock", "a", "p", "m", "
 # to six", "nine oh nine a m", "ten in the morning").
 _CLOCK_MARKERS = frozenset(["o'clock", "oclock", "am", "pm", "noon", "midnight"])
 _CLOCK_RELATIONS = frozenset(["past", "to", "half", "quarter", "after", "before"])
+_HOUR_RELATIONS = frozenset(["past", "after", "before"])
 _DIGITS = frozenset(_ONES[:9])
 _HOURS = frozenset(_ONES)
 _MINUTES = frozenset(_ONES + _TEENS + _TENS)
@@ -325,6 +326,11 @@ def _times(words: list[str]) -> list[tuple[int, int, float]]:
             if (after > i + 1 or word in ("quarter", "half")) and after < n and words[after] in _CLOCK_RELATIONS | {"passed"}:
                 found.append((i, after + 1, MINUTES_WITHOUT_HOUR_STRENGTH))
                 continue
+        # "just after nine", "a little past ten", "shortly before six": the hour said, the minutes
+        # not (the relation before an hour: "to" is left out, "to one" is said about anything).
+        if word in _HOUR_RELATIONS and i + 1 < n and words[i + 1] in _HOURS:
+            found.append((i, i + 2 + _marker_length(words, i + 2), MINUTES_WITHOUT_HOUR_STRENGTH))
+            continue
         if word in ("noon", "midnight"):
             found.append((i, i + 1, 0.6))
         elif word in CLOCK_NUMBER_WORDS:
