@@ -160,6 +160,14 @@ def test_the_fallback_intent_yields_to_a_subject_heard_in_the_same_reply(tmp_pat
     ("my weather source is offline so i can't say whether it will rain", "how is the weather", "WEATHER_SIMPLE"),
     ("let me repeat that for you i love pizza that is exactly what i heard you say", "repeat i love pizza", "ECHO"),
     ("oh hi what do you need from me", "hi jarvis", "GREETING"),
+    # offers a greeting makes (round 3): "what can I help you with" is no weather reply although
+    # the weather templates end in "what else can I help you with"
+    ("so what can i help you with", "good evening jarvis", "GREETING"),
+    ("so what do you want to do now", "hello jarvis", "GREETING"),
+    ("tell me what you need and i will do it", "hi jarvis", "GREETING"),
+    ("my friend what should we do first", "hello jarvis", "GREETING"),
+    ("you can ask me anything", "hey jarvis", "GREETING"),
+    ("sorry i do not know what you want", "play some jazz", "UNKNOWN"),
 ])
 def test_the_shipped_related_words_judge_other_wordings(smartjarvis, transcript, request_text, intent):
     assert judged(smartjarvis, transcript, request_text) == intent
