@@ -192,6 +192,9 @@ def evaluate(method: str, clips: list[Clip], expectations: str = EXPECTATIONS) -
     if method == "hybrid":
         overall["grammar_share"] = (round(sum(r["decided_by"] == "grammar" for r in rows) / len(rows), 4)
                                     if rows else None)
+    if method in ("lm", "hybrid"):  # decided by the language model's next-best transcripts
+        overall["alternatives_share"] = (round(sum(r["decided_by"] == "lm alternatives" for r in rows) / len(rows), 4)
+                                         if rows else None)
     mistakes = [r for r in rows if r["heard"] != r["intent"]]
     return {"per_voice": per_voice, "overall": overall, "mistakes": mistakes, "rows": rows}
 
@@ -282,6 +285,9 @@ def markdown(result: dict) -> list[str]:
     for method, figures in methods.items():
         extra = (f"; the grammar decided {_pct(figures['overall'].get('grammar_share'))} of the replies"
                  if method == "hybrid" and figures["overall"].get("grammar_share") is not None else "")
+        if figures["overall"].get("alternatives_share") is not None:
+            extra += (f"; the language model's next-best transcripts decided "
+                      f"{_pct(figures['overall']['alternatives_share'])}")
         lines += ["", f"{method}, all voices (rows: the reply's intent; columns: the judge's verdict){extra}:", "",
                   "| expected \\ heard | " + " | ".join((*INTENTS, NONE)) + " |",
                   "|---|" + "---|" * (len(INTENTS) + 1)]
