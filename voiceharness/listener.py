@@ -32,7 +32,8 @@ judge`` reproduces them on a held-out set of replies and voices the judge was ne
   the harness's options: far behind the others).
 
 The default, :data:`DEFAULT_METHOD`, is ``"hybrid"``: the most accurate on the held-out set
-(86 % right, 0.7 % wrong, the rest unjudged; ``lm`` 85 % / 0.4 %, ``grammar`` 38 % / 29 %) and
+(heldout4: 78.4 % right, 3.7 % wrong, the rest unjudged; ``lm`` 77.1 % / 2.7 %, ``grammar``
+34.9 % / 28.8 %) and
 right on every published SmartJARVIS template in the reference gateway's espeak-ng voice, at
 about 0.8-1.2 s of CPU per reply. Silence (digital or below -60 dBFS) is not decoded: intent None.
 
