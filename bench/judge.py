@@ -6,23 +6,23 @@
     python -m bench judge --set tuning             # the tuning set (what the thresholds were tuned on)
     python -m bench judge --methods lm --voices festival:kal_diphone
 
-The sets are text in ``bench/judge_sets/`` (``heldout3.tsv``, the held-out set scored now
+The sets are text in ``bench/judge_sets/`` (``heldout4.tsv``, the held-out set scored now
 (:data:`CURRENT_HELDOUT`): reply sentences written apart from the expectations files and from
-the other sets; ``heldout.tsv`` and ``heldout2.tsv``, earlier held-out sets, read after they
-were scored and so tuning material since; ``tuning.tsv``; each row an intent, the request the
+the other sets; ``heldout.tsv``, ``heldout2.tsv`` and ``heldout3.tsv``, earlier held-out sets,
+read after they were scored and so tuning material since; ``tuning.tsv``; each row an intent, the request the
 user said, and the reply). This module speaks each sentence with each voice of the set (espeak-ng, festival
 and flite: Debian packages, installed by scripts/bootstrap.sh), caches the WAVs in
 ``bench/results/tmp/judge_clips/`` (not in git), judges every clip with
 :class:`voiceharness.listener.ReplyListener` against the smartjarvis expectations in each method,
 and reports per method and voice: intent right, wrong intent, unjudged, CPU per reply (process
 time, resampling included: p10/p50/p90) and a confusion matrix. It writes
-``bench/results/judge-heldout3.json`` (``judge-tuning.json``...), from which ``python -m bench
+``bench/results/judge-heldout4.json`` (``judge-tuning.json``...), from which ``python -m bench
 report`` puts the table in BENCHMARKS.md.
 
 The voices: the judge's thresholds were tuned on espeak-ng (the reference gateway's voice) and
 flite's ``rms``; the held-out voices are other speakers and other synthesizers (festival's
-``kal_diphone``, ``cmu_us_slt_arctic_hts`` and ``ked_diphone``, flite's ``awb``; ``heldout2``
-and ``heldout3`` add flite's ``slt``).
+``kal_diphone``, ``cmu_us_slt_arctic_hts`` and ``ked_diphone``, flite's ``awb``; ``heldout2``,
+``heldout3`` and ``heldout4`` add flite's ``slt``).
 """
 
 from __future__ import annotations
@@ -57,11 +57,11 @@ TUNING_VOICES = ("espeak-ng:en-us/170", "espeak-ng:en-us+f3/155", "espeak-ng:en-
 HELDOUT_VOICES = ("festival:kal_diphone", "festival:cmu_us_slt_arctic_hts", "festival:ked_diphone", "flite:awb")
 # The second held-out set (heldout2.tsv) adds a voice never used before, flite's slt.
 VOICES = {"tuning": TUNING_VOICES, "heldout": HELDOUT_VOICES, "heldout2": (*HELDOUT_VOICES, "flite:slt"),
-          "heldout3": (*HELDOUT_VOICES, "flite:slt")}
+          "heldout3": (*HELDOUT_VOICES, "flite:slt"), "heldout4": (*HELDOUT_VOICES, "flite:slt")}
 # The set the judge is scored on: each earlier held-out set was read after it was scored, and the
 # judge changed after that, so it is tuning material now; the current one was written (and
 # committed) before those changes.
-CURRENT_HELDOUT = "heldout3"
+CURRENT_HELDOUT = "heldout4"
 _TOOLS = {"espeak-ng": "espeak-ng", "festival": "text2wave", "flite": "flite"}
 _INSTALL = "apt-get install espeak-ng festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts flite"
 
@@ -192,6 +192,9 @@ def evaluate(method: str, clips: list[Clip], expectations: str = EXPECTATIONS) -
     if method == "hybrid":
         overall["grammar_share"] = (round(sum(r["decided_by"] == "grammar" for r in rows) / len(rows), 4)
                                     if rows else None)
+    if method in ("lm", "hybrid"):  # decided by the language model's next-best transcripts
+        overall["alternatives_share"] = (round(sum(r["decided_by"] == "lm alternatives" for r in rows) / len(rows), 4)
+                                         if rows else None)
     mistakes = [r for r in rows if r["heard"] != r["intent"]]
     return {"per_voice": per_voice, "overall": overall, "mistakes": mistakes, "rows": rows}
 
@@ -250,7 +253,7 @@ def print_method(method: str, figures: dict) -> None:
 
 
 def markdown(result: dict) -> list[str]:
-    """The BENCHMARKS.md section of a held-out result (``judge-heldout3.json``)."""
+    """The BENCHMARKS.md section of a held-out result (``judge-heldout4.json``)."""
     methods = result.get("methods", {})
     lines = ["## Reply judge: intent heard in replies it was never tuned on", "",
              (f"`{result.get('command', '.venv/bin/python -m bench judge')}` ({result.get('when', '?')}; "
@@ -282,6 +285,9 @@ def markdown(result: dict) -> list[str]:
     for method, figures in methods.items():
         extra = (f"; the grammar decided {_pct(figures['overall'].get('grammar_share'))} of the replies"
                  if method == "hybrid" and figures["overall"].get("grammar_share") is not None else "")
+        if figures["overall"].get("alternatives_share") is not None:
+            extra += (f"; the language model's next-best transcripts decided "
+                      f"{_pct(figures['overall']['alternatives_share'])}")
         lines += ["", f"{method}, all voices (rows: the reply's intent; columns: the judge's verdict){extra}:", "",
                   "| expected \\ heard | " + " | ".join((*INTENTS, NONE)) + " |",
                   "|---|" + "---|" * (len(INTENTS) + 1)]

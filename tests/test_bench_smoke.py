@@ -243,8 +243,10 @@ def test_analysis_smoke_writes_its_result_with_its_spread():
 @pytest.mark.slow
 def test_judge_smoke_builds_the_held_out_audio_and_scores_every_method():
     _run("judge", 600)
-    result = _result("judge-heldout3-smoke")
-    assert result["set"] == "heldout3" and result["smoke"] and len(result["voices"]) == 1
+    from bench.judge import CURRENT_HELDOUT
+
+    result = _result(f"judge-{CURRENT_HELDOUT}-smoke")
+    assert result["set"] == CURRENT_HELDOUT and result["smoke"] and len(result["voices"]) == 1
     assert result["sentences"] == 10 and result["per_intent"] == dict.fromkeys(
         ("GREETING", "ECHO", "TIME_NOW", "WEATHER_SIMPLE", "UNKNOWN"), 2)
     assert set(result["methods"]) == {"grammar", "lm", "hybrid"}

@@ -224,3 +224,46 @@ def test_festival_held_out_voice_is_heard(reference):
 def test_a_bad_sample_rate_is_a_usage_error(reference):
     with pytest.raises(UsageError, match="sample rate 0 Hz"):
         reference.hear(np.zeros(100, dtype=np.int16), 0)
+
+
+def flite(text: str, voice: str = "slt") -> tuple[np.ndarray, int]:
+    """flite's voice (held out: never tuned on) as int16 samples."""
+    with tempfile.TemporaryDirectory() as directory:
+        path = f"{directory}/reply.wav"
+        subprocess.run(["flite", "-voice", voice, "-t", text, "-o", path], capture_output=True, check=True)
+        return soundfile.read(path, dtype="int16")
+
+
+def test_the_language_models_alternatives_decide_when_its_best_transcript_cannot():
+    """flite's slt says "Sorry, I can't do that."; the language model's best path is "sorry i can
+    do that" (nothing a person would call a refusal), several of its runner-ups hear "can't"."""
+    samples, rate_hz = flite("Sorry, I can't do that.")
+    lm = ReplyListener("smartjarvis", method="lm")
+    heard = lm.hear(samples, rate_hz, request_text="call a plumber")
+    assert heard.intent == "UNKNOWN" and heard.decided_by == "lm alternatives", heard
+    best = lm.expectations.judge(lm.transcribe(lm_samples(samples, rate_hz)), "call a plumber")
+    assert best.intent is None  # the best transcript alone is unjudged
+    hybrid = ReplyListener("smartjarvis").hear(samples, rate_hz, request_text="call a plumber")
+    assert (hybrid.intent, hybrid.decided_by) == ("UNKNOWN", "lm alternatives"), hybrid
+
+
+def lm_samples(samples: np.ndarray, rate_hz: int) -> np.ndarray:
+    """What hear() decodes: 16 kHz, the speech with its margins, dithered."""
+    from voiceharness.listener import _DITHER_STD, _speech_only, to_listener_samples
+
+    speech = _speech_only(to_listener_samples(samples, rate_hz))
+    return speech + np.random.default_rng(0).normal(0.0, _DITHER_STD, speech.size).astype(np.float32)
+
+
+def test_alternatives_that_disagree_or_are_too_few_decide_nothing():
+    from voiceharness.listener import judge_alternatives
+
+    expectations = load_expectations("smartjarvis")
+    refusals = ["sorry i can't do that", "sorry i can not do that", "sorry i cannot do that"]
+    agreed = judge_alternatives(expectations, ["sorry i can do that", *refusals], "call a plumber", agree=3)
+    assert agreed is not None and agreed[0].intent == "UNKNOWN" and agreed[1] == "sorry i can't do that"
+    # too few agree
+    assert judge_alternatives(expectations, refusals[:2], "call a plumber", agree=3) is None
+    # one dissents: the weather heard in another alternative
+    assert judge_alternatives(expectations, [*refusals, "the weather is not available"], "call a plumber",
+                              agree=3) is None

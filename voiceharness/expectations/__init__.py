@@ -122,7 +122,11 @@ _FUNCTION_WORDS = frozenset(
 _COMMON_WORDS = _FUNCTION_WORDS | frozenset(
     ["there", "here", "how", "would", "could", "will", "have", "has", "was", "were", "by", "but", "if", "we",
      "us", "our", "some", "something", "just", "now", "right", "get", "got", "let", "like", "want", "may",
-     "please", "sorry", "okay", "ok", "well", "sure", "oh", "um", "uh", "hmm", "no", "yes", "all", "any"]
+     "please", "sorry", "okay", "ok", "well", "sure", "oh", "um", "uh", "hmm", "no", "yes", "all", "any",
+     # Said in a reply of any intent: "the weather report is missing today", "all good", "good luck".
+     # A greeting says them inside its phrases and related words ("good morning", "how can I help
+     # you today"), where they still count.
+     "today", "good"]
 )
 _TIME_WEIGHT = 2.0
 # Evidence weights (each 0..1, joined as independent evidence).
@@ -156,6 +160,7 @@ _CLOCK_WORDS = CLOCK_NUMBER_WORDS | {"oh", "o'clock", "oclock", "a", "p", "m", "
 # to six", "nine oh nine a m", "ten in the morning").
 _CLOCK_MARKERS = frozenset(["o'clock", "oclock", "am", "pm", "noon", "midnight"])
 _CLOCK_RELATIONS = frozenset(["past", "to", "half", "quarter", "after", "before"])
+_HOUR_RELATIONS = frozenset(["past", "after", "before"])
 _DIGITS = frozenset(_ONES[:9])
 _HOURS = frozenset(_ONES)
 _MINUTES = frozenset(_ONES + _TEENS + _TENS)
@@ -321,6 +326,11 @@ def _times(words: list[str]) -> list[tuple[int, int, float]]:
             if (after > i + 1 or word in ("quarter", "half")) and after < n and words[after] in _CLOCK_RELATIONS | {"passed"}:
                 found.append((i, after + 1, MINUTES_WITHOUT_HOUR_STRENGTH))
                 continue
+        # "just after nine", "a little past ten", "shortly before six": the hour said, the minutes
+        # not (the relation before an hour: "to" is left out, "to one" is said about anything).
+        if word in _HOUR_RELATIONS and i + 1 < n and words[i + 1] in _HOURS:
+            found.append((i, i + 2 + _marker_length(words, i + 2), MINUTES_WITHOUT_HOUR_STRENGTH))
+            continue
         if word in ("noon", "midnight"):
             found.append((i, i + 1, 0.6))
         elif word in CLOCK_NUMBER_WORDS:
@@ -473,7 +483,8 @@ class Expectations:
         heard_set = set(heard)
         weights = self._word_weights()
         # What another intent is about, heard: its keyword, the clock time it says, the request said back.
-        echo_heard = echo_share >= ECHO_HEARD_SHARE and sum(1 for w in request if w not in _COMMON_WORDS) >= 2
+        echo_telling = self._echo_is_telling(request, echo_share)
+        echo_heard = echo_share >= ECHO_HEARD_SHARE and echo_telling
         # The transcript with the echoed request blanked: its words are evidence of the echo only.
         not_echoed = [w if i not in echoed else "" for i, w in enumerate(heard)]
         not_echoed_stems = {_stem(w) for w in not_echoed if w}
@@ -499,7 +510,7 @@ class Expectations:
             if spec.says("{time}"):
                 evidence.append(TIME_SLOT_WEIGHT * time_heard)
             # The request said back without a lead-in counts when it is more than a word or two.
-            if says_request and sum(1 for w in request if w not in _COMMON_WORDS) >= 2:
+            if says_request and echo_telling:
                 evidence.append(ECHO_SLOT_WEIGHT * echo_share)
             missing = 1.0
             total = 1.0
@@ -514,6 +525,19 @@ class Expectations:
                 total *= 1.0 - FALLBACK_YIELD
             scores[intent] = round(total, 3)
         return scores
+
+    def _echo_is_telling(self, request: list[str], echo_share: float) -> bool:
+        """Whether the request said back tells an echo: it has two words that are not common ones
+        ("the sky is blue"), or it is a short request ("well done", "good luck") heard whole and
+        in order, two words or more that are neither function words nor another intent's
+        keyword. One word ("hello"), or a subject another intent's reply says anyway ("tell me
+        the time" -> "the time is a quarter to six"), could be any reply's."""
+        if sum(1 for w in request if w not in _COMMON_WORDS) >= 2:
+            return True
+        plain = [w for w in request if w not in _FUNCTION_WORDS]
+        subjects = {_stem(k[0]) for spec in self.intents.values() if not spec.says("{request}")
+                    for k in spec.keywords if len(k) == 1}
+        return len(plain) >= 2 and echo_share >= 1.0 - 1e-9 and not any(_stem(w) in subjects for w in plain)
 
     @staticmethod
     def _keyword_heard(spec: IntentExpectation, heard: list[str], stems: set[str]) -> bool:
