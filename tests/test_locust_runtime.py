@@ -93,6 +93,37 @@ def test_two_environments_in_one_process_keep_their_own_runtime(tmp_path):
         b.shutdown()
 
 
+def test_corpus_users_share_one_order_each_from_its_own_place_and_say_every_utterance_alike(tmp_path):
+    """No copy of the corpus per user (issue 27's memory): every CorpusUser walks the process's one
+    shuffled order from a place of its own, so over a whole round each says each utterance once,
+    and the users hold the same tuple, not copies of it."""
+    from collections import Counter
+
+    from locust.env import Environment
+
+    from voiceharness.locust import attach
+    from voiceharness.locust.scenarios import CorpusUser
+
+    environment = Environment(user_classes=[CorpusUser])
+    environment.create_local_runner()
+    runtime = attach(environment, host="ws://127.0.0.1:9", turns_file=str(tmp_path / "t.csv"), utterances="kind:clean")
+    try:
+        runtime.rng.seed(27)  # the starting places are drawn: fixed here, so the test cannot depend on chance
+        users = [CorpusUser(environment) for _ in range(7)]
+        for user in users:
+            user.on_start()
+        size = len(runtime.corpus)
+        assert size >= 5
+        said = [[next(user.utterances) for _ in range(size)] for user in users]
+        for user, theirs in zip(users, said, strict=True):
+            assert Counter(u.id for u in theirs) == Counter(u.id for u in runtime.corpus), user
+            assert user.rng is runtime.rng  # one random source per process
+        assert len({id(user.utterances._order) for user in users}) == 1
+        assert len({theirs[0].id for theirs in said}) > 1  # not all from the same place
+    finally:
+        runtime.shutdown()
+
+
 def test_a_user_in_an_environment_without_a_runtime_is_told_how_to_make_one():
     from locust.env import Environment
 
