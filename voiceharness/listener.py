@@ -32,8 +32,8 @@ judge`` reproduces them on a held-out set of replies and voices the judge was ne
   the harness's options: far behind the others).
 
 The default, :data:`DEFAULT_METHOD`, is ``"hybrid"``: the most accurate on the held-out set
-(heldout4: 78.4 % right, 3.7 % wrong, the rest unjudged; ``lm`` 77.1 % / 2.7 %, ``grammar``
-34.9 % / 28.8 %) and
+(heldout5: 89.1 % right, 2.7 % wrong, the rest unjudged; ``lm`` 88.8 % / 2.1 %, ``grammar``
+29.1 % / 25.9 %) and
 right on every published SmartJARVIS template in the reference gateway's espeak-ng voice, at
 about 0.8-1.2 s of CPU per reply. Silence (digital or below -60 dBFS) is not decoded: intent None.
 

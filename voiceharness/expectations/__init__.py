@@ -33,7 +33,8 @@ two that ship)::
     request that starts with none of them ("hello jarvis") is no echo request, and the slot
     stands for any words, as it does when the request is not known; without
     ``command_words``, the whole request is expected.
-  - ``{time}`` — a spoken clock time ("nine oh five a m", "ten thirty", "four o'clock").
+  - ``{time}`` — a spoken clock time ("nine oh five a m", "ten thirty", "four o'clock", on a
+    24-hour clock "eighteen thirty", "zero nine hundred").
   - ``{words}`` — any words (they neither count for nor against the phrase).
 
 * A *keyword* is a word (or words) whose mere presence is evidence for the intent: a word
@@ -164,6 +165,9 @@ _HOUR_RELATIONS = frozenset(["past", "after", "before"])
 _DIGITS = frozenset(_ONES[:9])
 _HOURS = frozenset(_ONES)
 _MINUTES = frozenset(_ONES + _TEENS + _TENS)
+# The hour of a 24-hour clock time said as words (13-23, "oh nine", "zero nine"): a time only with
+# minutes or "hundred" after it ("eighteen thirty", "twenty two fifteen", "zero nine hundred").
+_HOURS_24 = frozenset(_TEENS)
 _NUMBER_HOMOPHONES = {"for": "four", "to": "two", "too": "two", "won": "one", "ate": "eight"}
 _DAY_PARTS = frozenset(["morning", "afternoon", "evening", "night"])
 
@@ -196,7 +200,8 @@ def _number_words(number: int) -> list[str]:
 def _clock_words(match: re.Match) -> str:
     hour, minute = int(match.group(1)), int(match.group(2))
     if minute == 0:
-        return " ".join([*_number_words(hour), "o'clock"])
+        # "14:00" is said "fourteen hundred" on a 24-hour clock, "2:00" "two o'clock".
+        return " ".join([*_number_words(hour), "hundred" if hour > 12 else "o'clock"])
     minutes = ["oh", *_number_words(minute)] if minute < 10 else _number_words(minute)
     return " ".join(_number_words(hour) + minutes)
 
@@ -276,7 +281,7 @@ def _stem(word: str) -> str:
 def clock_strength(words: list[str], ignore: frozenset[int] | set[int] = frozenset()) -> float:
     """How surely ``words`` (normalized) say a clock time: 1 for a time a voice says ("nine oh
     nine am", "nine thirty", "eight o'clock", "twenty past nine", "a quarter to six", "ten in
-    the morning"), :data:`LONE_NUMBER_STRENGTH` for a lone number ("it's nine"), 0 for none
+    the morning", "eighteen thirty", "fourteen hundred"), :data:`LONE_NUMBER_STRENGTH` for a lone number ("it's nine"), 0 for none
     ("one two three" is no time). Positions in ``ignore`` do not count (an echoed request)."""
     words = _mended([w if i not in ignore else "" for i, w in enumerate(words)])
     return max((strength for _, _, strength in _times(words)), default=0.0)
@@ -309,6 +314,14 @@ def _times(words: list[str]) -> list[tuple[int, int, float]]:
     n = len(words)
     found = []
     for i, word in enumerate(words):
+        hour_24 = _hour_24_length(words, i)
+        if hour_24:
+            after = i + hour_24
+            minutes = _minute_length(words, after) or int(words[after : after + 1] == ["hundred"])
+            if minutes:
+                after += minutes
+                found.append((i, after + (words[after : after + 1] == ["hours"]), 1.0))
+                continue
         if word in _HOURS:
             after = i + 1 + _minute_length(words, i + 1)
             marker = _marker_length(words, after)
@@ -336,6 +349,20 @@ def _times(words: list[str]) -> list[tuple[int, int, float]]:
         elif word in CLOCK_NUMBER_WORDS:
             found.append((i, i + 1, LONE_NUMBER_STRENGTH))
     return found
+
+
+def _hour_24_length(words: list[str], i: int) -> int:
+    """How many words at ``i`` say the hour of a 24-hour clock that a 12-hour one has not
+    ("eighteen", "twenty two", "oh nine", "zero nine"), or 0. "twenty" alone is 20 (hours 21-23
+    are "twenty" and a digit up to three); an hour up to twelve is read by :func:`_times` itself."""
+    word, following = words[i], words[i + 1 : i + 2]
+    if word in _HOURS_24:
+        return 1
+    if word == "twenty":
+        return 2 if following and following[0] in ("one", "two", "three") else 1
+    if word in ("oh", "zero") and following and following[0] in _DIGITS:
+        return 2
+    return 0
 
 
 def _minute_length(words: list[str], i: int) -> int:
