@@ -13,6 +13,7 @@ import inspect
 import json
 import logging
 import pkgutil
+import random
 import re
 import types
 from dataclasses import is_dataclass
@@ -108,7 +109,7 @@ def test_corpus_users_share_one_order_each_from_its_own_place_and_say_every_utte
     environment.create_local_runner()
     runtime = attach(environment, host="ws://127.0.0.1:9", turns_file=str(tmp_path / "t.csv"), utterances="kind:clean")
     try:
-        runtime.rng.seed(27)  # the starting places are drawn: fixed here, so the test cannot depend on chance
+        runtime.rng = random.Random(27)  # the starting places are drawn: fixed here, so the test cannot depend on chance
         users = [CorpusUser(environment) for _ in range(7)]
         for user in users:
             user.on_start()
