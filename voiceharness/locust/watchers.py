@@ -69,11 +69,9 @@ class ConnectionWatch:
         """Hand on what came with the upgrade's response, then watch the socket and the clock."""
         if self._reader is not None:
             connection = self.connection
-            if connection.reader.buffered:
-                self._deliver(connection.frames_received(time.monotonic(), hold_sends=True))
-                if connection.held is not None:
-                    self._release_held()
-            if not self.stopped and connection.held is None:
+            if connection.reader.buffered:  # on the opening greenlet, which may block to answer a ping
+                self._deliver(connection.frames_received(time.monotonic()))
+            if not self.stopped:
                 self._reader.start(self._readable)
         self._arm_ping(0.0)
 
@@ -114,13 +112,10 @@ class ConnectionWatch:
             self._harness_failed(error)
 
     def _release_held(self) -> None:
-        """A greenlet's work: answer the held frame (it may block), the frames after it, then read on."""
+        """A greenlet's work: answer the held frame and any after it (it may block), then read on."""
         connection = self.connection
         try:
             self._deliver(connection.release_held(time.monotonic()))
-            if connection.held is not None and not connection.closed:
-                self._release_held()  # another ping or a close among the frames after it
-                return
         except Exception as error:  # noqa: BLE001
             self._harness_failed(error)
             return
