@@ -50,12 +50,18 @@ _SOURCES = (("metadata", "gateway metadata"), ("audio", "reply audio (the judge)
 
 
 def _number(value: Any) -> float:
+    if type(value) is float:  # the usual cell (a turn's row): no conversion, no comparisons
+        return value
     if value in (None, ""):
         return math.nan
     try:
         return float(value)
     except (TypeError, ValueError):
         return math.nan
+
+
+_BIN_MS = 10.0
+_BINS = 3000
 
 
 class MsHistogram:
@@ -65,8 +71,8 @@ class MsHistogram:
     than one bin from the exact figure (the analysis of the turns file gives the exact ones).
     """
 
-    BIN_MS = 10.0
-    BINS = 3000
+    BIN_MS = _BIN_MS
+    BINS = _BINS
 
     def __init__(self) -> None:
         self.counts = [0] * (self.BINS + 1)
@@ -75,13 +81,19 @@ class MsHistogram:
         self.max_ms = -math.inf
 
     def add(self, value_ms: float) -> None:
-        if math.isnan(value_ms):
+        # A dozen of these per turn: compares instead of isnan(), min() and max() calls.
+        if value_ms != value_ms:  # NaN: not measured
             return
-        index = min(max(int(value_ms // self.BIN_MS), 0), self.BINS)
+        index = int(value_ms // _BIN_MS)
+        if index > _BINS:  # the overflow bin
+            index = _BINS
+        elif index < 0:
+            index = 0
         self.counts[index] += 1
         self.sums[index] += value_ms
         self.n += 1
-        self.max_ms = max(self.max_ms, value_ms)
+        if value_ms > self.max_ms:  # noqa: PLR1730
+            self.max_ms = value_ms
 
     def percentile(self, q: float) -> float | None:
         if not self.n:
@@ -226,72 +238,76 @@ class LiveStats:
         return self.realtime.succeeded
 
     def add(self, record: Mapping[str, Any]) -> None:
+        # Once per turn, on the process that owns the records: each column read once.
         self.turns += 1
-        failure = str(record.get("failure") or "")
+        get = record.get
+        failure = str(get("failure") or "")
         if failure == RUN_STOPPED:
             self.stopped += 1
             return
         if failure == HARNESS_ERROR:
             self.harness_errors += 1
-            self.harness_error_detail = str(record.get("failure_detail") or "")
+            self.harness_error_detail = str(get("failure_detail") or "")
             return
-        fast = record.get("pace") == FAST
+        fast = get("pace") == FAST
         tally = self.fast if fast else self.realtime
         tally.ended += 1
-        tally.roundtrip.add(_number(record.get("roundtrip_ms")))
+        roundtrip = _number(get("roundtrip_ms"))
+        tally.roundtrip.add(roundtrip)
         if not failure:
             tally.succeeded += 1
         else:
             tally.failures[failure] += 1
-        intent, expected = str(record.get("intent") or ""), str(record.get("expected_intent") or "")
-        source = str(record.get("intent_source") or "") or ("metadata" if intent else "")
-        if source and expected:
+        intent, expected = str(get("intent") or ""), str(get("expected_intent") or "")
+        source = str(get("intent_source") or "") or ("metadata" if intent else "")
+        judged = bool(source and expected)
+        if judged:
             tally.judged += 1
             tally.correct += int(intent == expected)
         if fast:
             return
-        roundtrip = _number(record.get("roundtrip_ms"))
         self.chart.add(roundtrip)
-        profile = record.get("network_profile")
+        profile = get("network_profile")
         if profile:
             network = self.by_network.get(profile)
             if network is None:
                 network = self.by_network[profile] = _NetworkTally()
             network.add(record, roundtrip, succeeded=not failure)
-        self.ping.add(_number(record.get("ping_ms")))
-        self.client_tail.add(_number(record.get("client_tail_ms")))
-        self.gateway_response.add(_number(record.get("gateway_response_ms")))
-        reconnections = _number(record.get("reconnections"))
-        if not math.isnan(reconnections):
-            self.reconnections[(str(record.get("worker") or ""), str(record.get("user") or ""))] = reconnections
-        if source and expected:
+        ping = _number(get("ping_ms"))
+        self.ping.add(ping)
+        self.client_tail.add(_number(get("client_tail_ms")))
+        self.gateway_response.add(_number(get("gateway_response_ms")))
+        reconnections = _number(get("reconnections"))
+        if reconnections == reconnections:  # not NaN
+            self.reconnections[(str(get("worker") or ""), str(get("user") or ""))] = reconnections
+        if judged:
             self.judged_by_source[source] += 1
             self.correct_by_source[source] += int(intent == expected)
         if failure:
             self.diagnoses[failure] += 1
-            self.last_detail[failure] = str(record.get("failure_detail") or "")
-        for metric, column in (
-            (bands.ROUNDTRIP, "roundtrip_ms"),
-            (bands.LATENCY, "ping_ms"),
-            (bands.CHUNKS, "chunks_sent"),
-            (bands.RECONNECTIONS, "reconnections"),
+            self.last_detail[failure] = str(get("failure_detail") or "")
+        band_counts = self.band_counts
+        for metric, value in (
+            (bands.ROUNDTRIP, roundtrip),
+            (bands.LATENCY, ping),
+            (bands.CHUNKS, _number(get("chunks_sent"))),
+            (bands.RECONNECTIONS, reconnections),
         ):
-            value = _number(record.get(column))
-            if not math.isnan(value):
-                self.band_counts[metric][bands.band_of(metric, value)] += 1
-        audible = _number(record.get("audible_ms"))
+            if value == value:  # not NaN
+                band_counts[metric][bands.band_of(metric, value)] += 1
+        audible = _number(get("audible_ms"))
         self.audible.add(audible)
-        self.audible_lead.add(audible - _number(record.get("roundtrip_ms")))
-        stalls = _number(record.get("playback_stalls"))
-        if not math.isnan(stalls):
+        self.audible_lead.add(audible - roundtrip)
+        stalls = _number(get("playback_stalls"))
+        if stalls == stalls:
             self.stalls_measured += 1
             self.stalled += int(stalls > 0)
         self.sources[source] += 1
-        audio_intent = str(record.get("audio_intent") or "")
+        audio_intent = str(get("audio_intent") or "")
         if source == "metadata" and audio_intent:
             self.judge_both += 1
             self.judge_agreed += int(audio_intent == intent)
-        utterance = str(record.get("utterance_id") or "")
+        utterance = str(get("utterance_id") or "")
         if utterance and expected:
             if not source:
                 self.not_judged[failure or "not sampled for judging"] += 1

@@ -97,9 +97,10 @@ def first_audible_sample(
     whole = signal.size // window
     if whole:
         windows = signal[: whole * window].reshape(whole, window)
-        loud = np.flatnonzero(np.einsum("ij,ij->i", windows, windows) > threshold_ms * window)
-        if loud.size:
-            return int(loud[0] * window)
+        loud = np.einsum("ij,ij->i", windows, windows) > threshold_ms * window
+        first = int(loud.argmax())  # the first True (argmax of booleans stops at it); 0 when none is
+        if loud[first]:
+            return first * window
     rest = signal[whole * window :]
     if rest.size and float(np.dot(rest, rest)) > threshold_ms * rest.size:
         return whole * window
