@@ -162,6 +162,99 @@ def test_an_open_microphone_streams_silence_until_the_reply_has_played():
     assert user.meter.ended is not None and user.meter.ended.ended_by == "reply_end"
 
 
+def _answer(user: Paired, after_s: float, *, reply_end: bool = True) -> None:
+    """The gateway's side: a reply (metadata, 300 ms of audio, reply_end unless told not) ``after_s``
+    after the stream's end marker arrived at the far end of the socket pair."""
+    marker = protocol.end_marker_message().encode()
+    while marker not in user.payloads():
+        gevent.sleep(0.005)
+    gevent.sleep(after_s)
+    now = time.monotonic()
+    messages = protocol.reply_messages(intent="GREETING", confidence=1, transcript="", slots={}, reply_text="",
+                                       audio_pcm=b"\x10\x00" * 4800)
+    for message in messages if reply_end else messages[:-1]:
+        user.voice.events.deliver(user.session.receive(message, now))
+
+
+def _run_turn(user: Paired, payloads: list[bytes]):
+    from voiceharness.judge import Expectation
+    from voiceharness.turn import run_turn
+    from voiceharness.turns import TurnContext
+
+    plan = StreamPlan(frames=payloads, speech_end_frame=len(payloads) - 1, chunk_samples=320)
+    return run_turn(user.voice, plan, Expectation(intent="GREETING"), TurnContext(expected_intent="GREETING"))
+
+
+def test_the_pacer_sends_the_end_marker_and_closes_the_microphone_where_the_stream_ends():
+    """With close_at_stream_end (run_turn's microphone) the pacer sends the marker after the last
+    frame and closes the microphone itself; the user's greenlet sleeps on in Pacer.stream until
+    its turn is over — it is not woken in between to do it."""
+    pacer = Pacer()
+    user = Paired()
+    gevent.spawn(user.drain)
+    user.microphone = Microphone(user.session, user.meter, user.voice.events.deliver, open_mic=False,
+                                 end_marker=protocol.end_marker_message(), close_at_stream_end=True)
+    gevent.spawn(_answer, user, 0.1)
+    payloads = [b"ab" * 320] * 5
+    report = user.turn(pacer, payloads, 0.02)
+    assert user.microphone.closed and report.chunks_sent == 5
+    assert user.payloads() == [*payloads, protocol.end_marker_message().encode()]  # the marker last, once
+    # Woken once, when the reply was over: the turn had ended when Pacer.stream returned.
+    assert user.meter.ended is not None and user.meter.ended.ended_by == "reply_end" and not user.session.in_turn
+    assert user.voice.last_sent_at() >= user.session.end_of_speech_at
+    assert pacer.active == 0 and user.voice.parked is None
+
+
+def test_a_turn_through_the_pacers_close_ends_in_exactly_one_record():
+    """run_turn on a VoiceConnection: the pacer closes the microphone; the turn is judged and its
+    record built once, the marker sent once."""
+    user = Paired()
+    gevent.spawn(user.drain)
+    gevent.spawn(_answer, user, 0.05)
+    turn = _run_turn(user, [b"ab" * 320] * 5)
+    assert turn.ok and turn.ended_by == "reply_end" and turn.record.chunks_sent == 5
+    assert turn.record.chunks_received >= 1 and turn.record.roundtrip_ms > 0
+    assert user.payloads().count(protocol.end_marker_message().encode()) == 1
+    assert user.voice.parked is None and user.voice.pacer.active == 0
+
+
+def test_a_parked_turn_wakes_at_its_deadline_and_ends_as_one_classified_failure():
+    """No reply: the user's greenlet, asleep after the pacer closed its microphone, wakes at the
+    session's reply deadline (a timer, not a poll) and the turn ends as no_intent."""
+    user = Paired(reply_timeout_s=0.3)
+    gevent.spawn(user.drain)
+    turn = _run_turn(user, [b"ab" * 320] * 3)
+    assert not turn.ok and turn.diagnosis == "no_intent" and turn.ended_by == "deadline"
+    assert turn.record.turn_ms >= 300  # not before its deadline
+    assert user.voice.parked is None
+
+
+def test_a_nearer_deadline_wakes_a_parked_turn():
+    """Reply audio without reply_end: the reply's gap (0.2 s) ends the turn, not the 30 s deadline
+    the user's greenlet was parked for — an event that brings a deadline nearer wakes it."""
+    user = Paired(reply_timeout_s=30.0, reply_gap_s=0.2)
+    gevent.spawn(user.drain)
+    gevent.spawn(_answer, user, 0.05, reply_end=False)
+    turn = _run_turn(user, [b"ab" * 320] * 3)
+    assert turn.ended_by == "gap"
+    assert turn.record.turn_ms < 10_000  # at the gap, not at the 30 s deadline (a loaded machine stays far below)
+
+
+def test_a_user_killed_while_parked_leaves_no_timer_nor_stream_behind():
+    pacer = Pacer()
+    user = Paired(reply_timeout_s=30.0)
+    gevent.spawn(user.drain)
+    user.microphone = Microphone(user.session, user.meter, user.voice.events.deliver, open_mic=False,
+                                 end_marker=None, close_at_stream_end=True)
+    job = gevent.spawn(user.turn, pacer, [b"ab" * 320] * 3, 0.02)
+    while user.voice.parked is None:
+        gevent.sleep(0.01)
+    parked = user.voice.parked
+    assert user.microphone.closed and pacer.active == 0
+    job.kill()
+    assert user.voice.parked is None and parked.timer is None and parked.done.ready()
+
+
 def test_importing_the_transport_the_options_or_the_package_does_not_import_locust():
     """Locust monkey-patches the whole process it is imported in; a tool that imports the transport
     or resolves options must not get that, only a locustfile that imports the public API (which

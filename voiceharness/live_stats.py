@@ -82,7 +82,7 @@ class MsHistogram:
 
     def add(self, value_ms: float) -> None:
         # A dozen of these per turn: compares instead of isnan(), min() and max() calls.
-        if value_ms != value_ms:  # NaN: not measured
+        if value_ms != value_ms:  # noqa: PLR0124 — NaN: not measured
             return
         index = int(value_ms // _BIN_MS)
         if index > _BINS:  # the overflow bin
@@ -278,7 +278,7 @@ class LiveStats:
         self.client_tail.add(_number(get("client_tail_ms")))
         self.gateway_response.add(_number(get("gateway_response_ms")))
         reconnections = _number(get("reconnections"))
-        if reconnections == reconnections:  # not NaN
+        if reconnections == reconnections:  # noqa: PLR0124 — not NaN
             self.reconnections[(str(get("worker") or ""), str(get("user") or ""))] = reconnections
         if judged:
             self.judged_by_source[source] += 1
@@ -293,13 +293,13 @@ class LiveStats:
             (bands.CHUNKS, _number(get("chunks_sent"))),
             (bands.RECONNECTIONS, reconnections),
         ):
-            if value == value:  # not NaN
+            if value == value:  # noqa: PLR0124 — not NaN
                 band_counts[metric][bands.band_of(metric, value)] += 1
         audible = _number(get("audible_ms"))
         self.audible.add(audible)
         self.audible_lead.add(audible - roundtrip)
         stalls = _number(get("playback_stalls"))
-        if stalls == stalls:
+        if stalls == stalls:  # noqa: PLR0124
             self.stalls_measured += 1
             self.stalled += int(stalls > 0)
         self.sources[source] += 1

@@ -95,16 +95,34 @@ class Microphone:
     A closed microphone stops sending once reply audio has arrived (or at the end of the plan's
     trailing silence, whichever is first). Asking applies the session's clock first (the gap or
     the deadline may end the reply), its events going to ``deliver``.
+
+    When the stream is over the microphone is closed, once (:meth:`close`), after the end marker
+    (``end_marker``, None when the turn sends none) was handed to the socket: by :func:`run_turn`,
+    or — with ``close_at_stream_end``, which run_turn sets — by a transport that can do it where
+    the stream ended without blocking (the Locust pacer, which then need not wake the turn's
+    greenlet until its reply is over).
     """
 
-    __slots__ = ("deliver", "meter", "open_mic", "session")
+    __slots__ = ("close_at_stream_end", "closed", "deliver", "end_marker", "meter", "open_mic", "session",
+                 "uplink_backlog_ms")
 
     def __init__(self, session: protocol.ClientSession, meter: TurnMeter, deliver: Callable[[Sequence[object]], None],
-                 *, open_mic: bool) -> None:
+                 *, open_mic: bool, end_marker: str | None = None, close_at_stream_end: bool = False) -> None:
         self.session = session
         self.meter = meter
         self.deliver = deliver
         self.open_mic = open_mic
+        self.end_marker = end_marker
+        self.close_at_stream_end = close_at_stream_end
+        self.closed = False
+        self.uplink_backlog_ms = math.nan  # audio unsent in the kernel when the last frame was handed over
+
+    def close(self, now: float, uplink_backlog_ms: float) -> None:
+        """The stream's last frame (and the end marker, if the turn sends one) is in the socket:
+        the session learns it (a reply that came during the trailing silence may end the turn here)."""
+        self.closed = True
+        self.uplink_backlog_ms = uplink_backlog_ms
+        self.deliver(self.session.close_mic(now))
 
     def wants_audio(self, now: float) -> bool:
         """Should a frame go out now (past the speech)?"""
@@ -377,7 +395,10 @@ class Transport(Protocol):
     def stream(self, plan: StreamPlan, microphone: Microphone) -> StreamReport:
         """Send the plan's frames (telling the session and the meter at the speech's last frame)
         until the plan and the microphone say stop. Raises ``ConnectionError``/``OSError`` when a
-        send fails."""
+        send fails. With ``microphone.close_at_stream_end`` a transport may also send the end
+        marker and close the microphone (:meth:`Microphone.close`) where the stream ended, if it
+        can without blocking, and return only once the turn is over or the session's next
+        deadline has come; otherwise :func:`run_turn` does both."""
 
     def send_text(self, text: str) -> None: ...
 
@@ -533,20 +554,24 @@ def run_turn(
                       sent_at=transport.last_sent_at, ping_ms=session.last_ping_ms)
     events.meter = meter
     events.interrupted = None
-    microphone = Microphone(session, meter, events.deliver, open_mic=open_mic)
+    microphone = Microphone(session, meter, events.deliver, open_mic=open_mic,
+                            end_marker=protocol.end_marker_message() if send_marker else None,
+                            close_at_stream_end=True)
     session.begin_turn(clock())
     report: StreamReport | None = None
     backlog_ms = math.nan
     try:
         try:
             report = transport.stream(plan, microphone)
+            if microphone.closed:  # the transport closed it where the stream ended (the Locust pacer)
+                backlog_ms = microphone.uplink_backlog_ms
             # The connection may have dropped while the microphone streamed: then the turn is
             # already over (recording_stopped), and there is no mic to close nor marker to send.
-            if session.in_turn:
+            elif session.in_turn:
                 backlog_ms = uplink.backlog_ms(transport.unsent_bytes(), plan.chunk_samples)
-                if send_marker and not session.closed:
-                    transport.send_text(protocol.end_marker_message())
-                events.deliver(session.close_mic(clock()))
+                if microphone.end_marker is not None and not session.closed:
+                    transport.send_text(microphone.end_marker)
+                microphone.close(clock(), backlog_ms)
         except (ConnectionError, OSError) as error:  # the socket failed under us while streaming
             transport.abort(f"send failed: {error or type(error).__name__}")
         _await_end(transport, meter, clock)

@@ -38,6 +38,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -93,7 +94,8 @@ class VoiceConnection:
         self.options = options
         self.session = session
         self._activity = gevent.event.Event()
-        self.events = TransportEvents(on_event, wake=self._activity.set)
+        self.events = TransportEvents(on_event, wake=self._on_events)
+        self.parked: _Stream | None = None  # a stream the pacer ended, its user asleep until the turn moves
         self.network = network  # None: the machine's own link, and the pacer's path
         if network is None:
             self.connection = Connection(settings.url, session, options, auth_token=settings.auth_token or None)
@@ -230,6 +232,14 @@ class VoiceConnection:
 
     def unsent_bytes(self) -> int | None:
         return self.connection.unsent_bytes()
+
+    def _on_events(self) -> None:
+        """The session produced events: wake a turn that waits in :meth:`wait`; a turn parked by the
+        pacer (its microphone closed there) only when it is over or its next deadline came nearer."""
+        self._activity.set()
+        parked = self.parked
+        if parked is not None:
+            parked.turn_moved()
 
     def wait(self, until: float) -> None:
         """Sleep until ``until`` (monotonic s) or until the session produced events, whichever is first."""
@@ -428,8 +438,9 @@ class ShapedConnection(Connection):
 
 
 class _Stream:
-    __slots__ = ("cancelled", "conn", "connection", "count", "done", "due", "fd", "frame_s", "frames", "index",
-                 "late_max_s", "lock", "microphone", "open_mic", "sent", "session", "silence", "speech_end", "start")
+    __slots__ = ("cancelled", "chunk_samples", "conn", "connection", "count", "counted", "deadline", "done", "due", "fd",
+                 "frame_s", "frames", "index", "late_max_s", "lock", "microphone", "open_mic", "sent", "session",
+                 "silence", "speech_end", "start", "timer")
 
     def __init__(self, connection: VoiceConnection, frames: Sequence[bytes], plan: StreamPlan, silence: bytes,
                  start: float, microphone: Microphone) -> None:
@@ -451,8 +462,46 @@ class _Stream:
         # Where a frame is written without blocking: the socket's descriptor (-1 on TLS, whose
         # records only the SSL object may write) and the send lock a ping or pong would hold.
         self.fd, self.lock = self.conn.direct_write_target()
+        self.chunk_samples = plan.chunk_samples
         self.done = gevent.event.AsyncResult()
         self.cancelled = False  # its user greenlet was killed (end of the run): drop it
+        self.counted = True  # in the pacer's count of streams in progress (Pacer.active)
+        self.deadline = math.inf  # parked: the session's next deadline when the pacer closed the microphone
+        self.timer = None  # parked: gevent's loop timer for that deadline
+
+    # -- parked: the pacer closed the microphone; the user's greenlet sleeps on in Pacer.stream
+    def park(self, now: float) -> None:
+        """Keep the user's greenlet asleep until its turn is over, or until the session's next
+        deadline (the reply's timeout, or a nearer one an event brings: the reply's gap)."""
+        deadline = self.session.next_deadline()
+        if deadline is None or not self.session.in_turn:
+            self.done.set(None)
+            return
+        self.deadline = deadline
+        self.timer = gevent.get_hub().loop.timer(max(0.0, deadline - now))
+        self.timer.start(self.unpark)
+        self.connection.parked = self
+
+    def turn_moved(self) -> None:
+        """Events came (the connection's wake): wake the user when its turn is over or the session's
+        next deadline is nearer than the one the timer waits for (it runs the turn's wait from there)."""
+        session = self.session
+        if session.in_turn:
+            deadline = session.next_deadline()
+            if deadline is not None and deadline >= self.deadline:
+                return
+        self.unpark()
+
+    def unpark(self) -> None:
+        """Stop waiting for the turn here; wake the user's greenlet (once)."""
+        timer, self.timer = self.timer, None
+        if timer is not None:
+            timer.stop()
+            timer.close()
+        if self.connection.parked is self:
+            self.connection.parked = None
+        if not self.done.ready():
+            self.done.set(None)
 
     def next_frame(self, now: float) -> bytes | None:
         """The frame to send now, or None when the stream is over: past the speech, the
@@ -541,8 +590,10 @@ class Pacer:
         try:
             stream.done.get()
         finally:
-            self.active -= 1
+            if stream.counted:  # (a stream the pacer ended and parked was counted out there)
+                self.active -= 1
             stream.cancelled = True  # no-op when done; else the pacer drops it at its next frame
+            stream.unpark()  # the user was killed while parked: no timer, no wake-up left behind
         return StreamReport(stream.sent, stream.late_max_s * 1000.0)
 
     def _schedule(self, stream: _Stream, tick: int) -> None:
@@ -597,7 +648,7 @@ class Pacer:
                     frame = stream.next_frame(clock())
                     if frame is None:
                         self._streams -= 1
-                        stream.done.set(None)
+                        self._end_stream(stream)
                         continue
                 else:
                     frame = stream.frames[index]
@@ -657,6 +708,57 @@ class Pacer:
             # Pacer._schedule, inline: the next tick is always after this one, which is not past.
             slots[(next_tick if next_tick > tick else tick + 1) % SLOTS].append(stream)
         return sent_here
+
+    def _end_stream(self, stream: _Stream) -> None:
+        """The stream's last frame is out. When the end marker goes into the socket whole without
+        blocking, close the microphone here and let the user's greenlet sleep on until its turn is
+        over (one wake-up a turn instead of two: it has nothing to do in between); otherwise hand
+        the stream back to it, and :func:`voiceharness.turn.run_turn` does both as it always did."""
+        session = stream.session
+        conn = stream.conn
+        microphone = stream.microphone
+        fd = stream.fd
+        if not microphone.close_at_stream_end or not session.in_turn or conn.closed or fd < 0 or stream.lock.locked():
+            stream.done.set(None)
+            return
+        try:
+            backlog_ms = uplink.backlog_ms(conn.unsent_bytes(), stream.chunk_samples)
+            marker = microphone.end_marker
+            if marker is not None:
+                frame = self.preframer.text(marker)
+                handed_at = time.monotonic()  # stamped as handed over, as Connection.send_frame does
+                try:
+                    written = os.write(fd, frame)
+                except OSError:  # full (or broken): the user's greenlet sends it, and sees the error
+                    written = 0
+                if written != len(frame):
+                    if written:  # cut short: finish it under the send lock, then close, from a greenlet
+                        stream.lock.acquire(False)
+                        gevent.spawn(self._end_slowly, stream, frame, written, backlog_ms)
+                    else:
+                        stream.done.set(None)
+                    return
+                conn.last_sent_at = handed_at
+            now = time.monotonic()
+            microphone.close(now, backlog_ms)
+        except Exception as error:  # noqa: BLE001 — a harness bug: its user's turn reports it
+            stream.done.set_exception(error)
+            return
+        self.active -= 1  # no longer streaming (its user may still wait for the reply)
+        stream.counted = False
+        stream.park(now)
+
+    @staticmethod
+    def _end_slowly(stream: _Stream, frame: bytes, written: int, backlog_ms: float) -> None:
+        """The end marker the socket took only in part: the rest with a blocking write, then the
+        microphone closed, and the user's greenlet woken (its turn's wait runs from there)."""
+        try:
+            stream.conn.send_frame(frame, already_written=written, lock_held=True)
+            stream.microphone.close(time.monotonic(), backlog_ms)
+        except Exception as error:  # noqa: BLE001 — handed to the stream's own user greenlet
+            stream.done.set_exception(error)
+            return
+        stream.done.set(None)
 
     @staticmethod
     def _sent(stream: _Stream, now: float, due: float) -> None:
