@@ -584,6 +584,7 @@ def run_turn(
         if meter.ended is not None:
             events.interrupted = _finish(session, meter, report, backlog_ms, expectation, context, what=what,
                                          metadata_only=metadata_only)
+        events.meter = None
         raise
     try:
         heard: Heard | None = None
@@ -598,6 +599,10 @@ def run_turn(
         events.interrupted = _finish(session, meter, report, backlog_ms, expectation, context, what=what,
                                      metadata_only=metadata_only, verdict=judge.interrupted_while_judging(error))
         raise
+    finally:
+        # The record is built: the meter (the reply's recording, its events) is not kept on the
+        # connection until the next turn — a few KB per user between turns.
+        events.meter = None
 
 
 def _finish(session: protocol.ClientSession, meter: TurnMeter, report: StreamReport | None, backlog_ms: float,

@@ -100,7 +100,9 @@ class VoiceClient:
         # Set by an open-model call (voiceharness.locust.calls) for the turns it makes
         self.call_id = ""
         self.offered_rate_per_s = math.nan
-        self.last_record: TurnRecord | None = None  # the latest turn recorded (a call reads its verdict)
+        # The latest turn recorded in an open-model call (the call reads its verdict); None outside
+        # calls: a record is ~2.3 KB, kept per user until the next turn for nothing.
+        self.last_record: TurnRecord | None = None
 
     @property
     def config(self):
@@ -334,7 +336,7 @@ class VoiceClient:
         """Report one ended turn: the turns file, the log, Locust's events."""
         self._open_turn = None
         self.turn_index += 1
-        self.last_record = record
+        self.last_record = record if record.call_id else None
         self.runtime.sink.add(record)
         failure = record.failure
         if failure == RUN_STOPPED:
