@@ -18,7 +18,9 @@ in :func:`voiceharness.turn.run_turn`, the WebSocket itself in
   process and every user sends the same bytes) on the socket's descriptor, non-blocking, when
   no ping or pong holds the connection's send lock. No heap, no per-frame call into the
   connection or the statistics: this loop is where a load generator's CPU goes (bench/NOTES.md).
-  The user greenlet that owns a stream waits until it has been sent.
+  The user greenlet that owns a stream waits until it has been sent — and, for a turn's stream
+  (``Microphone.close_at_stream_end``), until the turn is over: the pacer also writes the end
+  marker and closes the microphone when the stream ends, so the user is woken once a turn.
 
 The frame holding the last speech sample tells the session its time (``session.speech_ended``:
 every reply timing counts from it), and each stream keeps its latest frame's lateness. Past
