@@ -240,6 +240,27 @@ def test_a_nearer_deadline_wakes_a_parked_turn():
     assert turn.record.turn_ms < 10_000  # at the gap, not at the 30 s deadline (a loaded machine stays far below)
 
 
+def test_a_turn_stopped_after_its_reply_but_before_its_greenlet_woke_keeps_what_it_sent():
+    """The run stops the user (Locust kills its greenlet) just as its parked turn ends: the kill
+    reaches the greenlet before the wake-up does. The turn's one record (left for the caller in
+    events.interrupted) still says what was sent — the pacer's report is on the microphone."""
+    user = Paired(reply_timeout_s=30.0)
+    gevent.spawn(user.drain)
+    payloads = [b"ab" * 320] * 4
+    job = gevent.spawn(_run_turn, user, payloads)
+    while user.voice.parked is None:
+        gevent.sleep(0.01)
+    job.kill(block=False)  # queued first: it reaches the greenlet before the wake-up below
+    now = time.monotonic()
+    for message in protocol.reply_messages(intent="GREETING", confidence=1, transcript="", slots={}, reply_text="",
+                                           audio_pcm=b"\x10\x00" * 4800):
+        user.voice.events.deliver(user.session.receive(message, now))
+    job.join()
+    record = user.voice.events.interrupted.record
+    assert record.chunks_sent == len(payloads) and record.success and record.roundtrip_ms > 0
+    assert record.send_lateness_max_ms == record.send_lateness_max_ms  # measured, not NaN
+
+
 def test_a_user_killed_while_parked_leaves_no_timer_nor_stream_behind():
     pacer = Pacer()
     user = Paired(reply_timeout_s=30.0)

@@ -104,7 +104,7 @@ class Microphone:
     """
 
     __slots__ = ("close_at_stream_end", "closed", "deliver", "end_marker", "meter", "open_mic", "session",
-                 "uplink_backlog_ms")
+                 "stream_report", "uplink_backlog_ms")
 
     def __init__(self, session: protocol.ClientSession, meter: TurnMeter, deliver: Callable[[Sequence[object]], None],
                  *, open_mic: bool, end_marker: str | None = None, close_at_stream_end: bool = False) -> None:
@@ -116,12 +116,16 @@ class Microphone:
         self.close_at_stream_end = close_at_stream_end
         self.closed = False
         self.uplink_backlog_ms = math.nan  # audio unsent in the kernel when the last frame was handed over
+        # What the stream sent, when a transport closed the microphone: the turn's record has it even
+        # if the turn's greenlet is stopped before the transport could return it.
+        self.stream_report: StreamReport | None = None
 
-    def close(self, now: float, uplink_backlog_ms: float) -> None:
+    def close(self, now: float, uplink_backlog_ms: float, stream_report: StreamReport | None = None) -> None:
         """The stream's last frame (and the end marker, if the turn sends one) is in the socket:
         the session learns it (a reply that came during the trailing silence may end the turn here)."""
         self.closed = True
         self.uplink_backlog_ms = uplink_backlog_ms
+        self.stream_report = stream_report
         self.deliver(self.session.close_mic(now))
 
     def wants_audio(self, now: float) -> bool:
@@ -580,6 +584,8 @@ def run_turn(
         # one record, left in ``transport.events.interrupted`` for the caller to report.
         cause = Abandon.HARNESS_ERROR if isinstance(error, Exception) else Abandon.RUN_STOPPED
         detail = f"{type(error).__name__}: {error}" if isinstance(error, Exception) else "the run ended during the turn"
+        if report is None and microphone.closed:  # stopped while the transport held it after the stream
+            report, backlog_ms = microphone.stream_report, microphone.uplink_backlog_ms
         events.deliver(session.abandon_turn(clock(), cause, detail))
         if meter.ended is not None:
             events.interrupted = _finish(session, meter, report, backlog_ms, expectation, context, what=what,

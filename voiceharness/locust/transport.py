@@ -742,7 +742,7 @@ class Pacer:
                     return
                 conn.last_sent_at = handed_at
             now = time.monotonic()
-            microphone.close(now, backlog_ms)
+            microphone.close(now, backlog_ms, StreamReport(stream.sent, stream.late_max_s * 1000.0))
         except Exception as error:  # noqa: BLE001 — a harness bug: its user's turn reports it
             stream.done.set_exception(error)
             return
@@ -756,7 +756,7 @@ class Pacer:
         microphone closed, and the user's greenlet woken (its turn's wait runs from there)."""
         try:
             stream.conn.send_frame(frame, already_written=written, lock_held=True)
-            stream.microphone.close(time.monotonic(), backlog_ms)
+            stream.microphone.close(time.monotonic(), backlog_ms, StreamReport(stream.sent, stream.late_max_s * 1000.0))
         except Exception as error:  # noqa: BLE001 — handed to the stream's own user greenlet
             stream.done.set_exception(error)
             return
