@@ -56,6 +56,7 @@ from scipy.signal import resample_poly
 
 from voiceharness.errors import UsageError
 from voiceharness.expectations import Expectations, Verdict, load_expectations
+from voiceharness.expectations.learned import judge_unjudged
 from voiceharness.guide import SAMPLE_RATE_HZ
 from voiceharness.vad import find_speech
 
@@ -214,7 +215,7 @@ class ReplyListener:
     """Transcribes reply audio and classifies it by intent expectations; one per thread."""
 
     def __init__(self, expectations: Expectations | str | Path, *, method: str = DEFAULT_METHOD,
-                 grammar_phone_weight: float = GRAMMAR_PHONE_WEIGHT) -> None:
+                 grammar_phone_weight: float = GRAMMAR_PHONE_WEIGHT, learned_model: bool = True) -> None:
         if method not in METHODS:
             raise UsageError(f"reply listener method {method!r}: use one of {', '.join(METHODS)}")
         self.expectations = (
@@ -222,6 +223,9 @@ class ReplyListener:
         )
         self.method = method
         self.grammar_phone_weight = grammar_phone_weight
+        # lm and hybrid: the learned model decides a transcript the rules and the alternatives
+        # left unjudged, when it is sure (voiceharness/expectations/learned.py; False: rules only).
+        self.learned_model = learned_model
         self._decoder = None
         # The hybrid method: the language model, and the grammar when the language model could
         # not decide (two decoders, one per search).
@@ -440,6 +444,8 @@ class ReplyListener:
                 agreed = judge_alternatives(self.expectations, self.alternatives(), request_text)
                 if agreed is not None:
                     (verdict, transcript), decided_by = agreed, "lm alternatives"
+                else:
+                    verdict, decided_by = self._learned_opinion(verdict, transcript, request_text, decided_by)
             return Heard.from_verdict(verdict, transcript, (time.process_time() - started) * 1000, decided_by,
                                       self.expectations.source)
         grammar, lm = self._stages
@@ -450,6 +456,8 @@ class ReplyListener:
             agreed = judge_alternatives(self.expectations, lm.alternatives(), request_text)
             if agreed is not None:
                 (verdict, transcript), decided_by = agreed, "lm alternatives"
+            else:
+                verdict, decided_by = self._learned_opinion(verdict, transcript, request_text, decided_by)
         if verdict.intent is None:
             heard_by_grammar = grammar.transcribe(samples, request_text)
             grammar_verdict = self.expectations.judge(heard_by_grammar, request_text)
@@ -457,6 +465,16 @@ class ReplyListener:
                 transcript, verdict, decided_by = heard_by_grammar, grammar_verdict, "grammar"
         return Heard.from_verdict(verdict, transcript, (time.process_time() - started) * 1000, decided_by,
                                   self.expectations.source)
+
+    def _learned_opinion(self, verdict: Verdict, transcript: str, request_text: str,
+                         decided_by: str) -> tuple[Verdict, str]:
+        """The learned model's verdict on a language-model transcript the rules left unjudged
+        (:func:`voiceharness.expectations.learned.judge_unjudged`; ``decided_by`` "model"), when
+        ``learned_model`` is on and the model knows these expectations' intents."""
+        if not self.learned_model:
+            return verdict, decided_by
+        decided = judge_unjudged(self.expectations, verdict, transcript, request_text)
+        return (decided, "model") if decided.intent is not None else (verdict, decided_by)
 
     def warm_up(self) -> None:
         """Build the decoder(s) and decode once, so the first reply is not slow."""
