@@ -193,9 +193,10 @@ def evaluate(method: str, clips: list[Clip], expectations: str = EXPECTATIONS) -
     if method == "hybrid":
         overall["grammar_share"] = (round(sum(r["decided_by"] == "grammar" for r in rows) / len(rows), 4)
                                     if rows else None)
-    if method in ("lm", "hybrid"):  # decided by the language model's next-best transcripts
+    if method in ("lm", "hybrid"):  # decided by the language model's next-best transcripts, or the learned model
         overall["alternatives_share"] = (round(sum(r["decided_by"] == "lm alternatives" for r in rows) / len(rows), 4)
                                          if rows else None)
+        overall["model_share"] = round(sum(r["decided_by"] == "model" for r in rows) / len(rows), 4) if rows else None
     mistakes = [r for r in rows if r["heard"] != r["intent"]]
     return {"per_voice": per_voice, "overall": overall, "mistakes": mistakes, "rows": rows}
 
@@ -289,6 +290,8 @@ def markdown(result: dict) -> list[str]:
         if figures["overall"].get("alternatives_share") is not None:
             extra += (f"; the language model's next-best transcripts decided "
                       f"{_pct(figures['overall']['alternatives_share'])}")
+        if figures["overall"].get("model_share") is not None:
+            extra += f"; the learned model decided {_pct(figures['overall']['model_share'])}"
         lines += ["", f"{method}, all voices (rows: the reply's intent; columns: the judge's verdict){extra}:", "",
                   "| expected \\ heard | " + " | ".join((*INTENTS, NONE)) + " |",
                   "|---|" + "---|" * (len(INTENTS) + 1)]
