@@ -21,19 +21,20 @@ judge`` reproduces them on a held-out set of replies and voices the judge was ne
 * ``"lm"`` — pocketsphinx's full en-us language model, free text: hears any wording on a
   natural voice almost word for word; poor on espeak-ng's robotic voice. When its best
   transcript is unjudged, its next-best ones are judged, and an intent several of them agree on
-  (none saying another) decides: :func:`judge_alternatives`.
+  (none saying another) decides: :func:`judge_alternatives`. When neither decides, the learned
+  model (:mod:`voiceharness.expectations.learned`) may, when it is sure.
 * ``"grammar"`` — a JSGF grammar built from the expectations: the expected phrases, a spoken
   clock time, and a garbage path of phones. Exact on replies the expectations hold word for
   word, a third of the CPU; it cannot hear other wordings and forces them into a phrase.
-* ``"hybrid"`` — the language model decides (its alternatives too); when it cannot, the grammar's verdict
+* ``"hybrid"`` — the language model decides (its alternatives and the learned model too); when it cannot, the grammar's verdict
   counts if it heard a phrase nearly whole and agrees with what the language model leaned to
   (or the language model heard next to nothing, as on espeak-ng): :func:`hybrid_takes_grammar`.
 * ``"kws"`` — keyword spotting of each phrase's literal parts and the keywords (not offered by
   the harness's options: far behind the others).
 
-The default, :data:`DEFAULT_METHOD`, is ``"hybrid"``: the most accurate on the held-out set
-(heldout5: 89.1 % right, 2.7 % wrong, the rest unjudged; ``lm`` 88.8 % / 2.1 %, ``grammar``
-29.1 % / 25.9 %) and
+The default, :data:`DEFAULT_METHOD`, is ``"hybrid"``: the most accurate on the held-out sets
+(heldout6: 73.8 % right, 7.0 % wrong, the rest unjudged; ``lm`` 73.5 % / 4.2 %, ``grammar``
+26.8 % / 34.2 %; heldout5: 89.1 % / 2.7 %, ``lm`` 88.8 % / 2.1 %) and
 right on every published SmartJARVIS template in the reference gateway's espeak-ng voice, at
 about 0.8-1.2 s of CPU per reply. Silence (digital or below -60 dBFS) is not decoded: intent None.
 
