@@ -6,9 +6,9 @@
     python -m bench judge --set tuning             # the tuning set (what the thresholds were tuned on)
     python -m bench judge --methods lm --voices festival:kal_diphone
 
-The sets are text in ``bench/judge_sets/`` (``heldout5.tsv``, the held-out set scored now
+The sets are text in ``bench/judge_sets/`` (``heldout6.tsv``, the held-out set scored now
 (:data:`CURRENT_HELDOUT`): reply sentences written apart from the expectations files and from
-the other sets; ``heldout.tsv`` to ``heldout4.tsv``, earlier held-out sets,
+the other sets; ``heldout.tsv`` to ``heldout5.tsv``, earlier held-out sets,
 read after they were scored and so tuning material since; ``tuning.tsv``; each row an intent, the request the
 user said, and the reply). This module speaks each sentence with each voice of the set (espeak-ng, festival
 and flite: Debian packages, installed by scripts/bootstrap.sh), caches the WAVs in
@@ -16,13 +16,13 @@ and flite: Debian packages, installed by scripts/bootstrap.sh), caches the WAVs 
 :class:`voiceharness.listener.ReplyListener` against the smartjarvis expectations in each method,
 and reports per method and voice: intent right, wrong intent, unjudged, CPU per reply (process
 time, resampling included: p10/p50/p90) and a confusion matrix. It writes
-``bench/results/judge-heldout5.json`` (``judge-tuning.json``...), from which ``python -m bench
+``bench/results/judge-heldout6.json`` (``judge-tuning.json``...), from which ``python -m bench
 report`` puts the table in BENCHMARKS.md.
 
 The voices: the judge's thresholds were tuned on espeak-ng (the reference gateway's voice) and
 flite's ``rms``; the held-out voices are other speakers and other synthesizers (festival's
 ``kal_diphone``, ``cmu_us_slt_arctic_hts`` and ``ked_diphone``, flite's ``awb``; ``heldout2``,
-``heldout3``, ``heldout4`` and ``heldout5`` add flite's ``slt``).
+``heldout3`` to ``heldout6`` add flite's ``slt``).
 """
 
 from __future__ import annotations
@@ -58,11 +58,11 @@ HELDOUT_VOICES = ("festival:kal_diphone", "festival:cmu_us_slt_arctic_hts", "fes
 # The second held-out set (heldout2.tsv) adds a voice never used before, flite's slt.
 VOICES = {"tuning": TUNING_VOICES, "heldout": HELDOUT_VOICES, "heldout2": (*HELDOUT_VOICES, "flite:slt"),
           "heldout3": (*HELDOUT_VOICES, "flite:slt"), "heldout4": (*HELDOUT_VOICES, "flite:slt"),
-          "heldout5": (*HELDOUT_VOICES, "flite:slt")}
+          "heldout5": (*HELDOUT_VOICES, "flite:slt"), "heldout6": (*HELDOUT_VOICES, "flite:slt")}
 # The set the judge is scored on: each earlier held-out set was read after it was scored, and the
 # judge changed after that, so it is tuning material now; the current one was written (and
 # committed) before those changes.
-CURRENT_HELDOUT = "heldout5"
+CURRENT_HELDOUT = "heldout6"
 _TOOLS = {"espeak-ng": "espeak-ng", "festival": "text2wave", "flite": "flite"}
 _INSTALL = "apt-get install espeak-ng festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts flite"
 
@@ -193,9 +193,10 @@ def evaluate(method: str, clips: list[Clip], expectations: str = EXPECTATIONS) -
     if method == "hybrid":
         overall["grammar_share"] = (round(sum(r["decided_by"] == "grammar" for r in rows) / len(rows), 4)
                                     if rows else None)
-    if method in ("lm", "hybrid"):  # decided by the language model's next-best transcripts
+    if method in ("lm", "hybrid"):  # decided by the language model's next-best transcripts, or the learned model
         overall["alternatives_share"] = (round(sum(r["decided_by"] == "lm alternatives" for r in rows) / len(rows), 4)
                                          if rows else None)
+        overall["model_share"] = round(sum(r["decided_by"] == "model" for r in rows) / len(rows), 4) if rows else None
     mistakes = [r for r in rows if r["heard"] != r["intent"]]
     return {"per_voice": per_voice, "overall": overall, "mistakes": mistakes, "rows": rows}
 
@@ -254,7 +255,7 @@ def print_method(method: str, figures: dict) -> None:
 
 
 def markdown(result: dict) -> list[str]:
-    """The BENCHMARKS.md section of a held-out result (``judge-heldout5.json``)."""
+    """The BENCHMARKS.md section of a held-out result (``judge-heldout6.json``)."""
     methods = result.get("methods", {})
     lines = ["## Reply judge: intent heard in replies it was never tuned on", "",
              (f"`{result.get('command', '.venv/bin/python -m bench judge')}` ({result.get('when', '?')}; "
@@ -289,6 +290,8 @@ def markdown(result: dict) -> list[str]:
         if figures["overall"].get("alternatives_share") is not None:
             extra += (f"; the language model's next-best transcripts decided "
                       f"{_pct(figures['overall']['alternatives_share'])}")
+        if figures["overall"].get("model_share") is not None:
+            extra += f"; the learned model decided {_pct(figures['overall']['model_share'])}"
         lines += ["", f"{method}, all voices (rows: the reply's intent; columns: the judge's verdict){extra}:", "",
                   "| expected \\ heard | " + " | ".join((*INTENTS, NONE)) + " |",
                   "|---|" + "---|" * (len(INTENTS) + 1)]

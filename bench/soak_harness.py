@@ -32,7 +32,8 @@ from bench import common
 MEMORY_LOCUSTFILE = common.REPO / "bench" / "locustfile_memory.py"
 
 
-def run(minutes: float, users: int, sample_s: float, settle_min: float, tracemalloc: bool) -> dict[str, object]:
+def run(minutes: float, users: int, sample_s: float, settle_min: float, tracemalloc: bool,
+        stats_by: str = "utterance") -> dict[str, object]:
     work = Path(tempfile.mkdtemp(prefix="soak-harness-"))
     port = common.free_port()
     gateway = common.gateway_service(port, work)
@@ -47,7 +48,7 @@ def run(minutes: float, users: int, sample_s: float, settle_min: float, tracemal
     command = [common.LOCUST, "-f", locustfiles, "--host", f"ws://127.0.0.1:{port}", "--headless",
                "-u", str(users), "-r", str(users), "-t", f"{int(minutes * 60)}s", "--stop-timeout", "15",
                "--csv", str(work / "run"), "--only-summary", "--loglevel", "WARNING",
-               "--exit-code-on-error", "0", "CorpusUser"]
+               "--exit-code-on-error", "0", "--stats-by", stats_by, "CorpusUser"]
     samples: list[tuple[float, float]] = []
     try:
         with open(work / "locust.log", "wb") as log:
@@ -84,7 +85,7 @@ def run(minutes: float, users: int, sample_s: float, settle_min: float, tracemal
         })
     top = json.loads(top_path.read_text()) if top_path.exists() else []
     return {"machine": common.machine(), "minutes": minutes, "users": users, "settle_min": settle_min,
-            "tracemalloc": tracemalloc, "summary": summary, "rss_mb": samples, "tracemalloc_top": top}
+            "tracemalloc": tracemalloc, "stats_by": stats_by, "summary": summary, "rss_mb": samples, "tracemalloc_top": top}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,11 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample-s", type=float, default=10.0)
     parser.add_argument("--settle-min", type=float, default=5.0, help="growth is measured from this minute on")
     parser.add_argument("--tracemalloc", action="store_true", help="also print where the memory grew")
+    parser.add_argument("--stats-by", choices=["utterance", "intent"], default="utterance",
+                        help="how the Locust rows are named (the harness's --stats-by): Locust keeps per-second "
+                             "counts and response-time copies per row")
     args = parser.parse_args(argv)
     if args.settle_min >= args.minutes:
         raise SystemExit("bench.soak_harness: --settle-min must be shorter than --minutes")
-    result = run(args.minutes, args.users, args.sample_s, args.settle_min, args.tracemalloc)
-    path = common.write_result("soak-harness" + ("-tracemalloc" if args.tracemalloc else ""), result)
+    result = run(args.minutes, args.users, args.sample_s, args.settle_min, args.tracemalloc, args.stats_by)
+    name = "soak-harness" + ("-by-intent" if args.stats_by == "intent" else "") + ("-tracemalloc" if args.tracemalloc else "")
+    path = common.write_result(name, result)
     summary = result["summary"]
     print(json.dumps(summary, indent=2))
     for entry in result["tracemalloc_top"]:

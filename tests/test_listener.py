@@ -267,3 +267,20 @@ def test_alternatives_that_disagree_or_are_too_few_decide_nothing():
     # one dissents: the weather heard in another alternative
     assert judge_alternatives(expectations, [*refusals, "the weather is not available"], "call a plumber",
                               agree=3) is None
+
+
+def test_the_learned_model_decides_when_the_rules_and_the_alternatives_cannot():
+    """flite's slt says "No idea about the weather, I'm afraid."; the language model hears it word
+    for word, but "no idea" (a request not understood) and "weather" leave the rules unjudged,
+    and no alternatives agree. The learned model hears a weather reply; without it, the lm method
+    leaves the reply unjudged (the hybrid's grammar too)."""
+    samples, rate_hz = flite("No idea about the weather, I'm afraid.")
+    for method in ("lm", "hybrid"):
+        heard = ReplyListener("smartjarvis", method=method).hear(samples, rate_hz, request_text="how is the weather")
+        assert (heard.intent, heard.decided_by) == ("WEATHER_SIMPLE", "model"), heard
+        assert heard.score >= 0.9 and heard.scores["WEATHER_SIMPLE"] < 1.0
+        without = ReplyListener("smartjarvis", method=method, learned_model=False).hear(
+            samples, rate_hz, request_text="how is the weather")
+        assert without.intent is None and without.decided_by != "model", without
+    grammar = ReplyListener("smartjarvis", method="grammar").hear(samples, rate_hz, request_text="how is the weather")
+    assert grammar.decided_by == "grammar"  # the grammar's forced transcripts are not the model's to judge

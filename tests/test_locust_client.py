@@ -75,8 +75,11 @@ def test_with_redact_no_word_of_the_corpus_reaches_any_output_file(tmp_path, gat
         writer.writerows(rows)
     gateway = gateway_factory()
     prefix = tmp_path / "run"
+    # A generous reply deadline: the check below wants every turn to be wrong_reply, and on a loaded
+    # CI machine the gateway's open-vocabulary ECHO decode once took longer than the default 10 s.
     run = run_locust(prefix, gateway.url, "--corpus-manifest", str(manifest), "--redact", "--log-export", "txt",
-                     "CorpusUser", users=2, run_time="150s", timeout_s=240, stop_after_turns=6)
+                     "--reply-timeout-ms", "60000", "CorpusUser", users=2, run_time="150s", timeout_s=240,
+                     stop_after_turns=6)
     turns = read_csv(run.file("_turns.csv"))
     assert sum(row["failure"] != "run_stopped" for row in turns) >= 6, run.output[-3000:]
     assert Counter(row["failure"] for row in turns if row["failure"] != "run_stopped") == Counter(

@@ -74,7 +74,9 @@ evidence: 1 - (1 - a)(1 - b)...) into a score from 0 to 1. The best intent is th
 it scores at least :data:`MIN_SCORE` and leads the runner-up by :data:`MIN_MARGIN`; otherwise
 the reply is unjudged (None) — a reply that names two intents, or too little of any, is not
 guessed. Thresholds and weights were tuned on the tuning set of ``bench/judge_sets/`` and are
-reported on its held-out set (docs/reply-judge.md).
+reported on its held-out set (docs/reply-judge.md). A reply these rules leave unjudged may be
+decided by a model learned from transcripts (:mod:`voiceharness.expectations.learned`; the
+listener asks it).
 """
 
 from __future__ import annotations

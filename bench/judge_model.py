@@ -1,0 +1,115 @@
+"""``python -m bench.judge_model``: build the reply judge's learned model, and choose its threshold.
+
+::
+
+    python -m bench.judge_model --cross-validate   # leave one retired held-out set out at a time
+    python -m bench.judge_model --write            # train on all of them: voiceharness/expectations/reply_intents_model.json
+
+The model (:mod:`voiceharness.expectations.learned`) learns from the language model's
+transcripts of the tuning set and of the retired held-out sets, stored by ``python -m bench
+judge`` in ``bench/results/judge-SET.json`` (the ``lm`` method's rows: each reply sentence in
+each voice, its request and its intent). Never from the current held-out set
+(:data:`bench.judge.CURRENT_HELDOUT`), which measures it.
+
+``--cross-validate`` trains on the tuning set and all retired held-out sets but one, judges the
+left-out set's transcripts with the rules and then, where they leave a reply unjudged, the model
+at each threshold, and prints what the model added (right, wrong) per set and in total:
+the threshold shipped (:data:`voiceharness.expectations.learned.MIN_PROBABILITY`) is read from it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from bench import common
+from bench.judge import CURRENT_HELDOUT
+
+TUNING_SET = "tuning"
+RETIRED_SETS = ("heldout", "heldout2", "heldout3", "heldout4", "heldout5")
+THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
+MODEL_PATH = common.REPO / "voiceharness" / "expectations" / "reply_intents_model.json"
+
+
+def examples(set_name: str) -> list[tuple[str, str, str, str]]:
+    """(transcript, request, intent, sentence id) of the lm rows of ``judge-SET.json``."""
+    if set_name == CURRENT_HELDOUT:
+        raise SystemExit(f"bench judge_model: {set_name} is the current held-out set; it measures the model")
+    result = common.read_json(common.RESULTS / f"judge-{set_name}.json")
+    return [(row["transcript"], row["request"], row["intent"], f"{set_name}|{row['reply']}")
+            for row in result["methods"]["lm"]["rows"]]
+
+
+def build(sets: tuple[str, ...]):
+    from voiceharness.expectations import load_expectations
+    from voiceharness.expectations.learned import train
+
+    expectations = load_expectations("smartjarvis")
+    rows = [row for name in sets for row in examples(name)]
+    return train(rows, expectations, trained_on=", ".join(sets)), expectations
+
+
+def cross_validate() -> dict:
+    """Leave each retired held-out set out in turn: what the model adds to the rules on it, per threshold."""
+    from voiceharness.expectations import load_expectations
+    from voiceharness.expectations.learned import features, fit
+
+    expectations = load_expectations("smartjarvis")
+    intents = tuple(expectations.intents)
+    judged = {}  # set -> [(features, intent, sentence id, rules' verdict, transcript, request)]
+    for name in (TUNING_SET, *RETIRED_SETS):
+        judged[name] = []
+        for transcript, request, intent, sentence in examples(name):
+            verdict = expectations.judge(transcript, request)
+            judged[name].append((features(expectations, transcript, request, verdict.scores), intent, sentence,
+                                 verdict, transcript, request))
+    totals = {t: [0, 0] for t in THRESHOLDS}
+    rules_total = [0, 0, 0, 0]  # replies, right, wrong, unjudged
+    for left_out in RETIRED_SETS:
+        training = [(f, i, s) for name, rows in judged.items() if name != left_out for f, i, s, *_ in rows]
+        model = fit(training, intents)
+        rows = judged[left_out]
+        right = sum(v.intent == i for _, i, _, v, _, _ in rows)
+        wrong = sum(v.intent not in (None, i) for _, i, _, v, _, _ in rows)
+        unjudged = [(i, v, t, r) for _, i, _, v, t, r in rows if v.intent is None]
+        for figure, value in enumerate((len(rows), right, wrong, len(unjudged))):
+            rules_total[figure] += value
+        line = [f"{left_out:9} rules {right}/{len(rows)} right, {wrong} wrong, {len(unjudged)} unjudged; model adds"]
+        best = []
+        for intent, verdict, transcript, request in unjudged:
+            probabilities = model.probabilities(expectations, transcript, request, verdict.scores)
+            heard = max(probabilities, key=probabilities.get)
+            best.append((heard, probabilities[heard], intent))
+        for threshold in THRESHOLDS:
+            gained = sum(h == i and p >= threshold for h, p, i in best)
+            lost = sum(h != i and p >= threshold for h, p, i in best)
+            totals[threshold][0] += gained
+            totals[threshold][1] += lost
+            line.append(f"{threshold}: +{gained}/-{lost}")
+        print(" ".join(line), flush=True)
+    n, right, wrong, unjudged = rules_total
+    print(f"all       rules {right}/{n} right, {wrong} wrong, {unjudged} unjudged; model adds "
+          + " ".join(f"{t}: +{g}/-{w}" for t, (g, w) in totals.items()))
+    return {"rules": rules_total, "model_adds": {str(t): v for t, v in totals.items()}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.judge_model", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cross-validate", action="store_true", help="leave one retired held-out set out at a time")
+    parser.add_argument("--write", action="store_true", help=f"train on every set and write {MODEL_PATH.name}")
+    args = parser.parse_args(argv)
+    if not (args.cross_validate or args.write):
+        parser.error("give --cross-validate and/or --write")
+    if args.cross_validate:
+        cross_validate()
+    if args.write:
+        model, _ = build((TUNING_SET, *RETIRED_SETS))
+        MODEL_PATH.write_text(json.dumps(model.to_json(), indent=0, sort_keys=False) + "\n", encoding="utf-8")
+        print(f"wrote {MODEL_PATH} ({len(model.vocabulary)} features)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
