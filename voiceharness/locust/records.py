@@ -107,11 +107,7 @@ class TurnSink:
         else:  # counted now, written with the others at the next flush (cells formatted once)
             cells = turns.record_cells(record)
             self.unwritten.append(cells)
-            row = dict(zip(turns.COLUMNS, cells))  # record_cells makes one cell per column
-            self.received += 1
-            self.live.add(row)
-            if self.listeners:
-                self._tell_listeners((row,))
+            self._accept([turns.row_of_cells(cells)], write=False)
         if self._flusher is None or self._flusher.dead:
             self._flusher = gevent.spawn_later(FLUSH_INTERVAL_S if self.is_worker else WRITE_INTERVAL_S, self.flush)
 
@@ -121,9 +117,6 @@ class TurnSink:
             self.writer.write_rows(rows)
         for row in rows:
             self.live.add(row)
-        self._tell_listeners(rows)
-
-    def _tell_listeners(self, rows) -> None:
         for listener in self.listeners:
             for row in rows:
                 try:
