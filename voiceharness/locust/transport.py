@@ -471,6 +471,10 @@ class _Stream:
         self.deadline = math.inf  # parked: the session's next deadline when the pacer closed the microphone
         self.timer = None  # parked: gevent's loop timer for that deadline
 
+    def report(self) -> StreamReport:
+        """What the stream sent, and its latest frame's worst lateness."""
+        return StreamReport(self.sent, self.late_max_s * 1000.0)
+
     # -- parked: the pacer closed the microphone; the user's greenlet sleeps on in Pacer.stream
     def park(self, now: float) -> None:
         """Keep the user's greenlet asleep until its turn is over, or until the session's next
@@ -596,7 +600,7 @@ class Pacer:
                 self.active -= 1
             stream.cancelled = True  # no-op when done; else the pacer drops it at its next frame
             stream.unpark()  # the user was killed while parked: no timer, no wake-up left behind
-        return StreamReport(stream.sent, stream.late_max_s * 1000.0)
+        return stream.report()
 
     def _schedule(self, stream: _Stream, tick: int) -> None:
         """Put ``stream`` in the slot of ``tick``, or of the next tick to send when that one is past."""
@@ -742,7 +746,7 @@ class Pacer:
                     return
                 conn.last_sent_at = handed_at
             now = time.monotonic()
-            microphone.close(now, backlog_ms, StreamReport(stream.sent, stream.late_max_s * 1000.0))
+            microphone.close(now, backlog_ms, stream.report())
         except Exception as error:  # noqa: BLE001 — a harness bug: its user's turn reports it
             stream.done.set_exception(error)
             return
@@ -756,7 +760,7 @@ class Pacer:
         microphone closed, and the user's greenlet woken (its turn's wait runs from there)."""
         try:
             stream.conn.send_frame(frame, already_written=written, lock_held=True)
-            stream.microphone.close(time.monotonic(), backlog_ms, StreamReport(stream.sent, stream.late_max_s * 1000.0))
+            stream.microphone.close(time.monotonic(), backlog_ms, stream.report())
         except Exception as error:  # noqa: BLE001 — handed to the stream's own user greenlet
             stream.done.set_exception(error)
             return
