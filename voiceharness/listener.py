@@ -438,27 +438,15 @@ class ReplyListener:
         samples = _speech_only(samples)
         samples = samples + np.random.default_rng(0).normal(0.0, _DITHER_STD, samples.size).astype(np.float32)
         if self._stages is None:
-            transcript = self.transcribe(samples, request_text)
-            verdict = self.expectations.judge(transcript, request_text)
-            decided_by = self.method
-            if verdict.intent is None and self.method == "lm":
-                agreed = judge_alternatives(self.expectations, self.alternatives(), request_text)
-                if agreed is not None:
-                    (verdict, transcript), decided_by = agreed, "lm alternatives"
-                else:
-                    verdict, decided_by = self._learned_opinion(verdict, transcript, request_text, decided_by)
+            if self.method == "lm":
+                transcript, verdict, decided_by = self._language_model_verdict(self, samples, request_text)
+            else:
+                transcript = self.transcribe(samples, request_text)
+                verdict, decided_by = self.expectations.judge(transcript, request_text), self.method
             return Heard.from_verdict(verdict, transcript, (time.process_time() - started) * 1000, decided_by,
                                       self.expectations.source)
         grammar, lm = self._stages
-        transcript = lm.transcribe(samples, request_text)
-        verdict = self.expectations.judge(transcript, request_text)
-        decided_by = "lm"
-        if verdict.intent is None:
-            agreed = judge_alternatives(self.expectations, lm.alternatives(), request_text)
-            if agreed is not None:
-                (verdict, transcript), decided_by = agreed, "lm alternatives"
-            else:
-                verdict, decided_by = self._learned_opinion(verdict, transcript, request_text, decided_by)
+        transcript, verdict, decided_by = self._language_model_verdict(lm, samples, request_text)
         if verdict.intent is None:
             heard_by_grammar = grammar.transcribe(samples, request_text)
             grammar_verdict = self.expectations.judge(heard_by_grammar, request_text)
@@ -467,15 +455,26 @@ class ReplyListener:
         return Heard.from_verdict(verdict, transcript, (time.process_time() - started) * 1000, decided_by,
                                   self.expectations.source)
 
-    def _learned_opinion(self, verdict: Verdict, transcript: str, request_text: str,
-                         decided_by: str) -> tuple[Verdict, str]:
-        """The learned model's verdict on a language-model transcript the rules left unjudged
-        (:func:`voiceharness.expectations.learned.judge_unjudged`; ``decided_by`` "model"), when
-        ``learned_model`` is on and the model knows these expectations' intents."""
-        if not self.learned_model:
-            return verdict, decided_by
-        decided = judge_unjudged(self.expectations, verdict, transcript, request_text)
-        return (decided, "model") if decided.intent is not None else (verdict, decided_by)
+    def _language_model_verdict(self, lm: ReplyListener, samples: np.ndarray,
+                                request_text: str) -> tuple[str, Verdict, str]:
+        """The lm method's transcript, verdict and what decided it (``lm``'s decoder: this
+        listener's own, or the hybrid's lm stage): the best transcript; when the rules leave it
+        unjudged, the alternatives (:func:`judge_alternatives`); when they agree on nothing, the
+        learned model (:func:`voiceharness.expectations.learned.judge_unjudged`; ``decided_by``
+        "model"), if ``learned_model`` is on and the model knows these expectations' intents."""
+        transcript = lm.transcribe(samples, request_text)
+        verdict = self.expectations.judge(transcript, request_text)
+        if verdict.intent is not None:
+            return transcript, verdict, "lm"
+        agreed = judge_alternatives(self.expectations, lm.alternatives(), request_text)
+        if agreed is not None:
+            verdict, transcript = agreed
+            return transcript, verdict, "lm alternatives"
+        if self.learned_model:
+            decided = judge_unjudged(self.expectations, verdict, transcript, request_text)
+            if decided.intent is not None:
+                return transcript, decided, "model"
+        return transcript, verdict, "lm"
 
     def warm_up(self) -> None:
         """Build the decoder(s) and decode once, so the first reply is not slow."""
