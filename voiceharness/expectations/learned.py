@@ -30,6 +30,7 @@ model's (GREETING, ECHO, TIME_NOW, WEATHER_SIMPLE, UNKNOWN), whatever their phra
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Iterable, Mapping
@@ -146,16 +147,11 @@ class IntentModel:
         return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
 
     @classmethod
+    @functools.cache
     def builtin(cls) -> IntentModel:
-        """The model shipped beside this module (cached)."""
-        if _BUILTIN_CACHE:
-            return _BUILTIN_CACHE[0]
+        """The model shipped beside this module (read once)."""
         text = resources.files("voiceharness.expectations").joinpath(MODEL_FILE).read_text(encoding="utf-8")
-        _BUILTIN_CACHE.append(cls.from_json(json.loads(text)))
-        return _BUILTIN_CACHE[0]
-
-
-_BUILTIN_CACHE: list[IntentModel] = []
+        return cls.from_json(json.loads(text))
 
 
 def judge_unjudged(expectations: Expectations, verdict: Verdict, transcript: str, request_text: str = "",
