@@ -28,7 +28,7 @@ from locust import User
 from locust.env import Environment
 
 from bench import sink
-from voiceharness import judge, protocol, turns
+from voiceharness import framing, judge, protocol, turns
 from voiceharness.judge import Expectation
 from voiceharness.locust import attach
 from voiceharness.locust.client import VoiceClient
@@ -45,17 +45,9 @@ def _reply_messages() -> list[bytes]:
     data = sink.reply_bytes()
     messages, position = [], 0
     while position < len(data):
-        length = data[position + 1] & 0x7F
-        header = 2
-        if length == 126:
-            length = int.from_bytes(data[position + 2: position + 4], "big")
-            header = 4
-        elif length == 127:
-            length = int.from_bytes(data[position + 2: position + 10], "big")
-            header = 10
-        opcode = data[position] & 0x0F
+        opcode, _, length, _, header = framing.parse_frame_header(data[position:])
         payload = data[position + header: position + header + length]
-        messages.append(payload.decode() if opcode == 1 else payload)
+        messages.append(payload.decode() if opcode == framing.OPCODE_TEXT else payload)
         position += header + length
     return messages
 
