@@ -26,7 +26,7 @@ from bench import common
 from bench.judge import CURRENT_HELDOUT
 
 TUNING_SET = "tuning"
-RETIRED_SETS = ("heldout", "heldout2", "heldout3", "heldout4", "heldout5")
+RETIRED_SETS = ("heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout6")
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
 MODEL_PATH = common.REPO / "voiceharness" / "expectations" / "reply_intents_model.json"
 
