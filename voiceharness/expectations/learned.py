@@ -45,12 +45,8 @@ from voiceharness.expectations import (
     CLOCK_NUMBER_WORDS,
     Expectations,
     Verdict,
-    _echoed_span,
-    _homophones,
     clock_span,
     clock_strength,
-    normalize_words,
-    request_words,
 )
 
 __all__ = ["MIN_PROBABILITY", "MODEL_FILE", "IntentModel", "features", "judge_unjudged", "train"]
@@ -71,11 +67,7 @@ MIN_SENTENCES = 1
 def _tokens(expectations: Expectations, transcript: str, request_text: str) -> tuple[list[str], float, float]:
     """The transcript's words with the request said back, a clock time and other numbers as
     placeholders; the clock time's strength and the share of the request heard."""
-    heard = normalize_words(transcript)
-    sounds_like = _homophones(expectations._distinctive_words())
-    heard = [sounds_like.get(word, word) for word in heard]
-    request = request_words(request_text, expectations.command_words) if request_text else []
-    echoed, echo_share = _echoed_span(heard, request)
+    heard, _, echoed, echo_share = expectations.words_heard(transcript, request_text)
     blanked = [w if i not in echoed else "" for i, w in enumerate(heard)]
     time_strength = clock_strength(heard, echoed)
     span = clock_span(blanked)
