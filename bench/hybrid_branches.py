@@ -10,12 +10,19 @@ sentence in each voice) and replays :func:`voiceharness.listener.hybrid_takes_gr
 branch: the language model left the reply unjudged and heard next to nothing of any intent (best
 score under ``HYBRID_LM_NOTHING_SCORE``), the grammar heard an expected phrase nearly whole (score
 at least ``HYBRID_TRUST_SCORE``). For each such reply it prints whether the grammar's intent was
-right, and how alike the two transcripts *sound*: 1 minus the edit distance between their phone
-strings (pocketsphinx's own en-us dictionary) over the longer one. A grammar that heard the reply
-(espeak-ng's voice, which the language model turns into other words) sounds like the language
-model's transcript; a grammar that forced an unknown sentence into a template does not. The table
-then counts right and wrong at a few similarity floors. A result file that lacks either method's
-rows is named and skipped.
+right and two measures of whether the grammar heard the reply or forced it into a template:
+
+* ``model``: the learned model's probability (:mod:`voiceharness.expectations.learned`) of the
+  grammar's intent, reading the language model's transcript. The model judging a held-out set's
+  replies is trained *without* that set (the tuning set and the other retired sets), so the figure
+  is what a model that never read those replies says; a file that is not a retired held-out set
+  is judged by a model trained on all of them. The branch takes the grammar when it is at least
+  ``HYBRID_MODEL_AGREES`` (round 6).
+* ``alike``: how alike the two transcripts *sound*: 1 minus the edit distance between their phone
+  strings (pocketsphinx's own en-us dictionary) over the longer one (round 5's trial, not adopted).
+
+The tables then count right and wrong at a few floors of each. A result file that lacks either
+method's rows is named and skipped.
 """
 
 from __future__ import annotations
@@ -23,14 +30,16 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench import common
-from voiceharness.listener import HYBRID_LM_NOTHING_SCORE, HYBRID_TRUST_SCORE
+from voiceharness.listener import HYBRID_LM_NOTHING_SCORE, HYBRID_MODEL_AGREES, HYBRID_TRUST_SCORE
 
 HELD_OUT_FILES = tuple(common.RESULTS / f"judge-{name}.json"
                        for name in ("heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout6"))
 FLOORS = (0.0, 0.2, 0.25, 0.31, 0.35)
+MODEL_FLOORS = (0.0, 0.3, 0.4, HYBRID_MODEL_AGREES, 0.6, 0.8)
 NOT_JUDGED = (None, "", "(none)")
 
 
@@ -64,11 +73,33 @@ def sound_alike(first: str, second: str) -> float:
     return 1 - previous[-1] / max(len(a), len(b))
 
 
-def grammar_only_replies(path: Path) -> list[tuple[bool, float, str, str]] | None:
-    """(right, sound-alike, grammar's transcript, language model's) for each reply the branch decides."""
-    methods = common.read_json(path).get("methods", {})
+@functools.cache
+def _model_without(set_name: str):
+    """The learned model trained on the tuning set and every retired held-out set but ``set_name``
+    (all of them when it is none of them), and the smartjarvis expectations."""
+    from bench.judge_model import RETIRED_SETS, TUNING_SET, build
+
+    return build(tuple(name for name in (TUNING_SET, *RETIRED_SETS) if name != set_name))
+
+
+@dataclass(frozen=True)
+class GrammarReply:
+    """One reply the branch decides: was the grammar right, and the two measures."""
+
+    right: bool
+    model: float
+    alike: float
+    grammar: str
+    lm: str
+
+
+def grammar_only_replies(path: Path) -> list[GrammarReply] | None:
+    """The replies the branch decides in one result file (None: it lacks grammar or lm rows)."""
+    result = common.read_json(path)
+    methods = result.get("methods", {})
     if "lm" not in methods or "grammar" not in methods:
         return None
+    model, expectations = _model_without(result.get("set", ""))
     grammar = {(row["voice"], row["reply"]): row for row in methods["grammar"]["rows"]}
     replies = []
     for row in methods["lm"]["rows"]:
@@ -76,9 +107,19 @@ def grammar_only_replies(path: Path) -> list[tuple[bool, float, str, str]] | Non
         if heard is None or row["heard"] not in NOT_JUDGED or heard["heard"] in NOT_JUDGED:
             continue
         if (heard["score"] or 0) >= HYBRID_TRUST_SCORE and (row["score"] or 0) < HYBRID_LM_NOTHING_SCORE:
-            replies.append((heard["heard"] == heard["intent"], sound_alike(heard["transcript"], row["transcript"]),
-                            heard["transcript"], row["transcript"]))
+            scores = expectations.judge(row["transcript"], row["request"]).scores
+            agrees = model.probabilities(expectations, row["transcript"], row["request"], scores or None)
+            replies.append(GrammarReply(heard["heard"] == heard["intent"], agrees.get(heard["heard"], 0.0),
+                                        sound_alike(heard["transcript"], row["transcript"]),
+                                        heard["transcript"], row["transcript"]))
     return replies
+
+
+def _count(title: str, floors: tuple[float, ...], replies: list[GrammarReply], measure) -> None:
+    print(f"\n{title} floor | right | wrong")
+    for floor in floors:
+        kept = [reply for reply in replies if measure(reply) >= floor]
+        print(f"{floor:{len(title) + 6}.2f} | {sum(r.right for r in kept):5d} | {sum(not r.right for r in kept):5d}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,20 +127,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", nargs="*", type=Path, default=list(HELD_OUT_FILES),
                         help="judge result files (default: the held-out sets' in bench/results)")
     args = parser.parse_args(argv)
-    everything: list[tuple[bool, float, str, str]] = []
+    everything: list[GrammarReply] = []
     for path in args.files:
         replies = grammar_only_replies(path) if path.exists() else None
         if replies is None:
             print(f"{path}: skipped (no such file, or no grammar and lm rows: run python -m bench.judge "
                   f"--set SET --methods grammar,lm)", file=sys.stderr)
             continue
-        for right, alike, grammar, lm in sorted(replies, key=lambda reply: reply[1]):
-            print(f"{path.stem:16} {'right' if right else 'WRONG'} {alike:.2f}  grammar: {grammar[:44]:44}  lm: {lm[:44]}")
+        for reply in sorted(replies, key=lambda reply: reply.model):
+            print(f"{path.stem:16} {'right' if reply.right else 'WRONG'} model {reply.model:.2f} alike {reply.alike:.2f}"
+                  f"  grammar: {reply.grammar[:40]:40}  lm: {reply.lm[:40]}")
         everything += replies
-    print("\nsound-alike floor | right | wrong")
-    for floor in FLOORS:
-        kept = [reply for reply in everything if reply[1] >= floor]
-        print(f"{floor:17.2f} | {sum(r[0] for r in kept):5d} | {sum(not r[0] for r in kept):5d}")
+    _count("learned model agrees", MODEL_FLOORS, everything, lambda reply: reply.model)
+    _count("sound-alike", FLOORS, everything, lambda reply: reply.alike)
     return 0
 
 

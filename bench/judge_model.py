@@ -15,6 +15,8 @@ each voice, its request and its intent). Never from the current held-out set
 left-out set's transcripts with the rules and then, where they leave a reply unjudged, the model
 at each threshold, and prints what the model added (right, wrong) per set and in total:
 the threshold shipped (:data:`voiceharness.expectations.learned.MIN_PROBABILITY`) is read from it.
+It also prints which of the rules' verdicts the model would take away (right, wrong) at each floor
+of its agreement: :data:`voiceharness.expectations.learned.MIN_AGREEMENT` is read from that.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from bench import common
 from bench.judge import CURRENT_HELDOUT
 
 TUNING_SET = "tuning"
-RETIRED_SETS = ("heldout", "heldout2", "heldout3", "heldout4", "heldout5")
+RETIRED_SETS = ("heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout6")
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
+AGREEMENTS = (0.1, 0.2, 0.3, 0.4, 0.5)  # model_disagrees: below this, a rules' verdict goes
 MODEL_PATH = common.REPO / "voiceharness" / "expectations" / "reply_intents_model.json"
 
 
@@ -64,6 +67,7 @@ def cross_validate() -> dict:
             judged[name].append((features(expectations, transcript, request, verdict.scores), intent, sentence,
                                  verdict, transcript, request))
     totals = {t: [0, 0] for t in THRESHOLDS}
+    taken = {a: [0, 0] for a in AGREEMENTS}  # rules' verdicts the model would take away: right, wrong
     rules_total = [0, 0, 0, 0]  # replies, right, wrong, unjudged
     for left_out in RETIRED_SETS:
         training = [(f, i, s) for name, rows in judged.items() if name != left_out for f, i, s, *_ in rows]
@@ -86,11 +90,20 @@ def cross_validate() -> dict:
             totals[threshold][0] += gained
             totals[threshold][1] += lost
             line.append(f"{threshold}: +{gained}/-{lost}")
+        agreement = [(v.intent == i, model.probabilities(expectations, t, r, v.scores)[v.intent])
+                     for _, i, _, v, t, r in rows if v.intent is not None]
+        line.append("; model takes away (right/wrong)")
+        for floor in AGREEMENTS:
+            away = (sum(right and p < floor for right, p in agreement), sum(not right and p < floor for right, p in agreement))
+            taken[floor] = [taken[floor][0] + away[0], taken[floor][1] + away[1]]
+            line.append(f"<{floor}: {away[0]}/{away[1]}")
         print(" ".join(line), flush=True)
     n, right, wrong, unjudged = rules_total
     print(f"all       rules {right}/{n} right, {wrong} wrong, {unjudged} unjudged; model adds "
-          + " ".join(f"{t}: +{g}/-{w}" for t, (g, w) in totals.items()))
-    return {"rules": rules_total, "model_adds": {str(t): v for t, v in totals.items()}}
+          + " ".join(f"{t}: +{g}/-{w}" for t, (g, w) in totals.items())
+          + "; model takes away (right/wrong) " + " ".join(f"<{a}: {r}/{w}" for a, (r, w) in taken.items()))
+    return {"rules": rules_total, "model_adds": {str(t): v for t, v in totals.items()},
+            "model_takes_away": {str(a): v for a, v in taken.items()}}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -419,8 +419,14 @@ class LocustRun:
     output: str
     prefix: Path
 
-    def file(self, suffix: str) -> Path:
-        return Path(f"{self.prefix}{suffix}")
+    def file(self, suffix: str, *, missing_ok: bool = False) -> Path:
+        """The run's file ``PREFIX{suffix}``; a missing one fails with the run's exit code and output
+        (what went wrong), unless ``missing_ok``."""
+        path = Path(f"{self.prefix}{suffix}")
+        if not missing_ok and not path.exists():
+            raise AssertionError(f"the run wrote no {path.name} (exit code {self.returncode}); its output ends:\n"
+                                 f"{self.output[-4000:]}")
+        return path
 
 
 STOP_AFTER_TURNS = Path(__file__).with_name("locust_stop_after_turns.py")

@@ -9,11 +9,13 @@ import pytest
 
 from voiceharness.expectations import load_expectations
 from voiceharness.expectations.learned import (
+    MIN_AGREEMENT,
     MIN_PROBABILITY,
     IntentModel,
     features,
     fit,
     judge_unjudged,
+    model_disagrees,
 )
 
 
@@ -46,6 +48,30 @@ def test_a_verdict_of_the_rules_is_never_changed(smartjarvis):
     rules = smartjarvis.judge("the current time is nine oh five a m", "what time is it")
     assert rules.intent == "TIME_NOW"
     assert judge_unjudged(smartjarvis, rules, "the current time is nine oh five a m", "what time is it") is rules
+
+
+# Language-model transcripts of retired held-out replies that the rules judged as another intent:
+# a greeting ("Oh, hi! Just say the word.", festival's voices) heard as a refusal.
+WRONG_BY_THE_RULES = [
+    ("oh i just say the word", "hi jarvis", "UNKNOWN"),
+    ("but i just say the word", "hi jarvis", "UNKNOWN"),
+]
+
+
+@pytest.mark.parametrize(("transcript", "request_text", "rules_say"), WRONG_BY_THE_RULES)
+def test_a_verdict_of_the_rules_the_model_disagrees_with_goes(smartjarvis, transcript, request_text, rules_say):
+    rules = smartjarvis.judge(transcript, request_text)
+    assert rules.intent == rules_say
+    assert IntentModel.builtin().probabilities(smartjarvis, transcript, request_text)[rules_say] < MIN_AGREEMENT
+    assert model_disagrees(smartjarvis, rules, transcript, request_text)
+
+
+def test_a_verdict_of_the_rules_the_model_agrees_with_stays_and_an_unjudged_one_is_not_its_to_take(smartjarvis):
+    transcript = "the current time is nine oh five a m"
+    rules = smartjarvis.judge(transcript, "what time is it")
+    assert rules.intent == "TIME_NOW" and not model_disagrees(smartjarvis, rules, transcript, "what time is it")
+    unjudged = smartjarvis.judge("sorry", "sing a song")
+    assert unjudged.intent is None and not model_disagrees(smartjarvis, unjudged, "sorry", "sing a song")
 
 
 @pytest.mark.parametrize(("transcript", "request_text"), [

@@ -14,7 +14,8 @@ from scipy.signal import resample_poly
 
 from voiceharness.errors import UsageError
 from voiceharness.expectations import load_expectations, normalize_words, request_words
-from voiceharness.listener import ReplyListener
+from voiceharness.expectations.learned import IntentModel
+from voiceharness.listener import HYBRID_MODEL_AGREES, ReplyListener, hybrid_takes_grammar
 
 
 # The published SmartJARVIS gateway's replies: every template of its NLG (as the reference
@@ -284,3 +285,22 @@ def test_the_learned_model_decides_when_the_rules_and_the_alternatives_cannot():
         assert without.intent is None and without.decided_by != "model", without
     grammar = ReplyListener("smartjarvis", method="grammar").hear(samples, rate_hz, request_text="how is the weather")
     assert grammar.decided_by == "grammar"  # the grammar's forced transcripts are not the model's to judge
+
+
+@pytest.mark.parametrize(("lm_heard", "grammar_heard", "request_text", "takes"), [
+    # A refusal (heldout6, festival's kal) the language model heard word for word; no intent's
+    # words are in it, and the grammar forced it into a clock-time template.
+    ("i'm still learning and that's beyond what i know", "it's eleven ten at the moment", "book a flight", False),
+    # A published template in espeak-ng's voice ("The current time is 9:09 AM"), which the language
+    # model turns into other words: the grammar heard it, and the learned model agrees.
+    ("the tour with like minds you like em", "the current time is nine thirty", "what time is it", True),
+])
+def test_the_hybrid_takes_the_grammar_where_the_language_model_heard_nothing_only_if_the_learned_model_agrees(
+        lm_heard, grammar_heard, request_text, takes):
+    expectations = load_expectations("smartjarvis")
+    lm, grammar = expectations.judge(lm_heard, request_text), expectations.judge(grammar_heard, request_text)
+    assert lm.intent is None and lm.score < 0.3 and grammar.intent == "TIME_NOW" and grammar.score >= 0.9
+    probabilities = IntentModel.builtin().probabilities(expectations, lm_heard, request_text, lm.scores)
+    assert (probabilities["TIME_NOW"] >= HYBRID_MODEL_AGREES) is takes
+    assert hybrid_takes_grammar(lm, grammar, probabilities) is takes
+    assert hybrid_takes_grammar(lm, grammar, None)  # without a model: the grammar's, as before round 6

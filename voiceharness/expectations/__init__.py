@@ -87,6 +87,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 from voiceharness.errors import UsageError
 
@@ -97,6 +98,7 @@ __all__ = [
     "MIN_MARGIN",
     "MIN_SCORE",
     "Expectations",
+    "HeardWords",
     "IntentExpectation",
     "Verdict",
     "clock_span",
@@ -244,6 +246,15 @@ def normalize_words(text: str) -> list[str]:
 
 
 _HOMOPHONE_CACHE: dict[frozenset[str], dict[str, str]] = {}
+
+
+class HeardWords(NamedTuple):
+    """A transcript as the scorer reads it (:meth:`Expectations.words_heard`)."""
+
+    words: list[str]  # normalized, homophones of the expectations' words written as those
+    request: list[str]  # the request's words, its command words left out
+    echoed: frozenset[int]  # positions in ``words`` where the request is said back
+    echo_share: float  # how much of the request is heard there, 0 to 1
 
 
 def _homophones(vocabulary: frozenset[str]) -> dict[str, str]:
@@ -498,15 +509,23 @@ class Expectations:
         object.__setattr__(self, "_weights", weights)  # frozen dataclass: a private cache
         return weights
 
-    def score(self, transcript: str, request_text: str = "") -> dict[str, float]:
-        """Each intent's evidence in ``transcript``, 0 (none) to 1 (see the module docstring)."""
+    def words_heard(self, transcript: str, request_text: str = "") -> HeardWords:
+        """The transcript's words as the scorer reads them: normalized, a word that sounds exactly
+        like one of these expectations' distinctive words written as that word ("whether" ->
+        "weather"), with the request's words and where they are said back."""
         heard = normalize_words(transcript)
-        if not heard:
-            return {intent: 0.0 for intent in self.intents}
         request = request_words(request_text, self.command_words) if request_text else []
+        if not heard:
+            return HeardWords([], request, frozenset(), 0.0)
         sounds_like = _homophones(self._distinctive_words())
         heard = [sounds_like.get(word, word) for word in heard]
-        echoed, echo_share = _echoed_span(heard, request)
+        return HeardWords(heard, request, *_echoed_span(heard, request))
+
+    def score(self, transcript: str, request_text: str = "") -> dict[str, float]:
+        """Each intent's evidence in ``transcript``, 0 (none) to 1 (see the module docstring)."""
+        heard, request, echoed, echo_share = self.words_heard(transcript, request_text)
+        if not heard:
+            return {intent: 0.0 for intent in self.intents}
         time_heard = clock_strength(heard, echoed)
         stems = [_stem(w) for w in heard]
         heard_set = set(heard)
