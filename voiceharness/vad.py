@@ -17,8 +17,6 @@ Samples are mono, any numeric dtype, in PCM16 units (full scale 32768). No I/O, 
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 # find_speech: a 10 ms window is speech when its RMS is within 35 dB of the loudest window
@@ -51,22 +49,6 @@ def levels_dbfs(windows: np.ndarray) -> np.ndarray:
     return np.maximum(levels, _DBFS_FLOOR)
 
 
-def _percentile(values: np.ndarray, percent: float) -> float:
-    """``np.percentile(values, percent)`` (its default, linear method), the same float: the same
-    virtual index, neighbours and interpolation. ``np.percentile`` calls ``np.unique``, whose first
-    use imports ``numpy.ma`` (1.4 MB of RSS), which nothing else in a load generator needs."""
-    ordered = np.sort(values)
-    last = ordered.size - 1
-    position = last * (percent / 100)
-    below = math.floor(position)
-    if below >= last:
-        return float(ordered[last])
-    low, high = float(ordered[below]), float(ordered[below + 1])
-    gamma = position - below
-    difference = high - low
-    return high - difference * (1 - gamma) if gamma >= 0.5 else low + difference * gamma
-
-
 def find_speech(samples: np.ndarray, sample_rate_hz: int) -> tuple[int, int]:
     """Start and end sample of the speech in ``samples``.
 
@@ -88,7 +70,7 @@ def find_speech(samples: np.ndarray, sample_rate_hz: int) -> tuple[int, int]:
     peak = rms.max()
     if peak <= 0:
         return 0, 0
-    floor = _percentile(rms, NOISE_FLOOR_PERCENTILE)
+    floor = float(np.percentile(rms, NOISE_FLOOR_PERCENTILE))
     threshold = max(peak * 10 ** (SPEECH_THRESHOLD_DB / 20), floor * 10 ** (NOISE_MARGIN_DB / 20))
     active = np.flatnonzero(rms > threshold)
     if active.size == 0:
