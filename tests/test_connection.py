@@ -202,3 +202,22 @@ def test_nothing_listening_is_connection_refused_and_a_bad_url_is_named():
     assert failed.value.diagnosis == "connection_refused" and failed.value.retryable
     with pytest.raises(ConnectionFailed, match="not a WebSocket URL"):
         Connection("http://127.0.0.1:9/", protocol.ClientSession()).open()
+
+
+def test_write_now_hands_a_frame_over_whole_or_writes_nothing_and_never_blocks(gateway_factory):
+    gateway = gateway_factory("--fast-sink")
+    connection = Connection(f"{gateway.url}/ws/audio", protocol.ClientSession())
+    connection.open()
+    ping = framing.client_frame(b"now", connection.mask_key, PING)
+    assert connection.write_now(ping) == len(ping)
+    assert not connection.send_lock.locked()  # a whole frame leaves the lock free
+    connection.send_lock.acquire()  # another frame half written: not now, and not a blocking wait either
+    try:
+        assert connection.write_now(ping) == 0
+    finally:
+        connection.send_lock.release()
+    connection.send_close(1000, "bye")
+    deadline = time.monotonic() + 5
+    while not connection.closed and time.monotonic() < deadline:
+        connection.receive()
+    assert connection.closed and connection.write_now(ping) == 0  # closed: the caller's blocking path says so

@@ -94,6 +94,42 @@ def test_two_environments_in_one_process_keep_their_own_runtime(tmp_path):
         b.shutdown()
 
 
+def test_a_runtime_stops_gevent_recording_who_spawned_each_greenlet_unless_told_to(tmp_path, monkeypatch):
+    # gevent keeps the spawner's last ten frames on every greenlet (~0.9 KB a user) by default.
+    import gevent
+    from locust.env import Environment
+
+    from voiceharness.locust import VoiceUser, attach
+    from voiceharness.locust.runtime import TRACK_GREENLET_TREE_ENV
+
+    class Quiet(VoiceUser):
+        abstract = False
+
+    before = gevent.config.track_greenlet_tree
+    runtimes = []
+    try:
+        for wanted in (None, "1"):
+            if wanted is None:
+                monkeypatch.delenv(TRACK_GREENLET_TREE_ENV, raising=False)
+            else:
+                monkeypatch.setenv(TRACK_GREENLET_TREE_ENV, wanted)
+            gevent.config.track_greenlet_tree = True
+            environment = Environment(user_classes=[Quiet])
+            environment.create_local_runner()
+            runtimes.append(attach(environment, host="ws://127.0.0.1:9", turns_file=str(tmp_path / f"{wanted}.csv"),
+                                   utterances="GREETING"))
+            spawned = gevent.spawn(lambda: None)
+            spawned.join()
+            if wanted is None:
+                assert gevent.config.track_greenlet_tree is False and spawned.spawning_stack is None
+            else:  # the variable set: gevent's setting is the user's
+                assert gevent.config.track_greenlet_tree is True and spawned.spawning_stack is not None
+    finally:
+        for runtime in runtimes:
+            runtime.shutdown()
+        gevent.config.track_greenlet_tree = before
+
+
 def test_corpus_users_share_one_order_each_from_its_own_place_and_say_every_utterance_alike(tmp_path):
     """No copy of the corpus per user (issue 27's memory): every CorpusUser walks the process's one
     shuffled order from a place of its own, so over a whole round each says each utterance once,

@@ -394,6 +394,30 @@ class Connection:
             raise ConnectionError("connection closed")
         return (-1 if isinstance(sock, ssl.SSLSocket) else sock.fileno()), self.send_lock
 
+    def write_now(self, frame: bytes) -> int:
+        """Hand a whole ready-made ``frame`` to the socket now if that cannot block; the bytes
+        written. All of them: done. A first part: the send lock is left held, for the caller to
+        finish the frame from a greenlet (:meth:`send_frame` with ``already_written`` and
+        ``lock_held``). 0: nothing now (the socket full, another frame holding the lock, TLS, a
+        shaped link, closed): send it the blocking way. Raises OSError when the socket is broken.
+        For writers that must not block: the pacer's end marker, the watcher's ping."""
+        try:
+            fd, lock = self.direct_write_target()
+        except ConnectionError:
+            return 0
+        if fd < 0 or not lock.acquire(False):
+            return 0
+        try:
+            written = os.write(fd, frame)
+        except BlockingIOError:
+            written = 0
+        except OSError:
+            lock.release()
+            raise
+        if written == len(frame) or not written:
+            lock.release()
+        return written
+
     def ping(self, payload: bytes) -> None:
         self.send_frame(framing.client_frame(payload, self.mask_key, OPCODE_PING), control=True)
 

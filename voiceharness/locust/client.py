@@ -205,11 +205,13 @@ class VoiceClient:
         ``name``: the Locust request name (default: the utterance id, or its intent with
         ``--stats-by intent``). ``voice``/``rate_wpm``: espeak-ng's voice and speed for plain text.
         """
-        options = {"expect": expect, "pace": pace, "name": name, "scenario": scenario, "voice": voice,
-                   "rate_wpm": rate_wpm}
         if catch_response:
-            return self._say_caught(what, **options)
-        turn = self._run(what, **options)
+            return self._say_caught(what, expect=expect, pace=pace, name=name, scenario=scenario, voice=voice,
+                                    rate_wpm=rate_wpm)
+        # Keywords spelled out, not ``**options``: a call with ``**`` runs in a C-level interpreter frame
+        # of its own, which stays on this user's stack (and in its greenlet's saved copy) for the turn.
+        turn = self._run(what, expect=expect, pace=pace, name=name, scenario=scenario, voice=voice,
+                         rate_wpm=rate_wpm)
         self._report(turn.record)
         return turn
 

@@ -11,7 +11,8 @@ alone set the p99 send lateness above 5 ms.
 
 So while users run, the collector runs when the harness says, not on allocation churn:
 
-* once the users are spawned (``spawning_complete``), everything alive — Locust, the corpus
+* once the users are spawned (``spawning_complete``), after one full collection of what the
+  ramp left in cycles, everything alive — Locust, the corpus
   and its pre-framed audio, the users, their connections and greenlets — is frozen out of
   the collector (``gc.freeze``) and automatic collection is switched off;
 * every :data:`COLLECT_EVERY_S` one full collection reclaims what cycles there are (a
@@ -89,6 +90,10 @@ class Collector:
         """Freeze what is alive now, stop automatic collection, collect every ``every_s`` from now on."""
         if self.cpython_schedule:
             return
+        # Garbage first: what the ramp left in cycles (a connection's handshake objects: websockets'
+        # protocol and its parser generator refer to each other) would otherwise be frozen with the
+        # living, out of reach of the periodic passes, until the run stops.
+        gc.collect()
         gc.freeze()
         gc.disable()
         self.holding = True

@@ -47,6 +47,7 @@ from __future__ import annotations
 import gc
 import itertools
 import logging
+import os
 import random
 from typing import Any
 
@@ -65,6 +66,8 @@ from voiceharness.logbook import Logbook
 
 __all__ = ["RunCorpus", "VoiceRuntime", "attach", "runtime_of"]
 
+# gevent's own variable for tracking the greenlet tree: if set, the harness leaves the setting alone.
+TRACK_GREENLET_TREE_ENV = "GEVENT_TRACK_GREENLET_TREE"
 log = logging.getLogger("voice")
 
 BASIC_UTTERANCE_TEXT = "hello jarvis"
@@ -187,6 +190,11 @@ class VoiceRuntime:
         environment.voice = self
         hooks = environment.events
         runner = environment.runner
+        if TRACK_GREENLET_TREE_ENV not in os.environ:
+            # gevent records, for every greenlet spawned, who spawned it and the spawner's last ten
+            # Python frames (``spawning_stack``: ~0.9 KB a user greenlet, kept as long as the user
+            # lives). Nothing in a run reads them; a run that wants them sets the variable.
+            gevent.config.track_greenlet_tree = False
         if not self.is_master:
             # Load and validate the corpus before any user starts: a bad file fails the run now.
             self.corpus = RunCorpus(self.config)

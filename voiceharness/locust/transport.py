@@ -734,12 +734,11 @@ class Pacer:
                 frame = self.preframer.text(marker)
                 handed_at = time.monotonic()  # stamped as handed over, as Connection.send_frame does
                 try:
-                    written = os.write(fd, frame)
-                except OSError:  # full (or broken): the user's greenlet sends it, and sees the error
+                    written = conn.write_now(frame)
+                except OSError:  # broken: the user's greenlet sends it, and sees the error
                     written = 0
                 if written != len(frame):
-                    if written:  # cut short: finish it under the send lock, then close, from a greenlet
-                        stream.lock.acquire(False)
+                    if written:  # cut short (the send lock held): finish it, then close, from a greenlet
                         gevent.spawn(self._end_slowly, stream, frame, written, backlog_ms)
                     else:
                         stream.done.set(None)

@@ -175,23 +175,12 @@ class ConnectionWatch:
         connection = self.connection
         frame = framing.client_frame(payload, connection.mask_key, framing.OPCODE_PING)
         try:
-            fd, lock = connection.direct_write_target()
-        except ConnectionError:  # a shaped link: its own sender writes (send_frame does not block there)
-            fd, lock = -1, None
-        written = 0
-        if fd >= 0 and lock.acquire(False):
-            try:
-                written = os.write(fd, frame)
-            except BlockingIOError:
-                written = 0
-            except OSError:
-                lock.release()
-                return  # the reader sees the broken socket and reports it
-            if written == len(frame):
-                lock.release()
-                return
-            if not written:
-                lock.release()
+            written = connection.write_now(frame)
+        except OSError:
+            return  # the reader sees the broken socket and reports it
+        if written == len(frame):
+            return
+        # (On a shaped link write_now writes nothing: its own sender writes, send_frame does not block there.)
         self._sender = gevent.spawn(_write_rest, connection, frame, written)
 
 
