@@ -37,7 +37,7 @@ from bench import common
 from voiceharness.listener import HYBRID_LM_NOTHING_SCORE, HYBRID_MODEL_AGREES, HYBRID_TRUST_SCORE
 
 HELD_OUT_FILES = tuple(common.RESULTS / f"judge-{name}.json"
-                       for name in ("heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout6"))
+                       for name in ("heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout6", "heldout7"))
 FLOORS = (0.0, 0.2, 0.25, 0.31, 0.35)
 MODEL_FLOORS = (0.0, 0.3, 0.4, HYBRID_MODEL_AGREES, 0.6, 0.8)
 NOT_JUDGED = (None, "", "(none)")

@@ -12,6 +12,7 @@ import pytest
 from voiceharness.expectations import (
     MIN_MARGIN,
     MIN_SCORE,
+    QUANTITY,
     clock_span,
     clock_strength,
     load_expectations,
@@ -300,3 +301,27 @@ def test_a_number_above_twelve_without_minutes_is_no_clock_time(words):
     # An hour of a 24-hour clock is a time only with minutes or "hundred" after it: a number
     # above twelve alone is said of anything.
     assert clock_strength(normalize_words(words)) < 0.5
+
+
+@pytest.mark.parametrize(("transcript", "request_text", "intent"), [
+    ("it's twenty three degrees outside at the moment", "is it warm outside", "WEATHER_SIMPLE"),
+    ("right now it's overcast and eleven degrees celsius", "what's the weather like", "WEATHER_SIMPLE"),
+    ("humidity is at eighty five percent right now", "how humid is it", None),  # no weather word the rules know
+])
+def test_a_number_with_a_unit_is_a_quantity_not_a_clock_time(smartjarvis, transcript, request_text, intent):
+    """"it's twenty three degrees ... at the moment" is no "it's {time} at the moment" (before a
+    unit made a quantity, the rules left the first two unjudged and judged the third TIME_NOW)."""
+    heard = smartjarvis.words_heard(transcript, request_text)
+    assert QUANTITY in heard.words and clock_strength(heard.words) == 0.0
+    assert smartjarvis.judge(transcript, request_text).intent == intent
+
+
+def test_a_sign_makes_a_quantity_and_a_clock_time_or_an_echoed_quantity_stays(smartjarvis):
+    assert smartjarvis.words_heard("it is minus four right now", "is it cold").words == [
+        "it", "is", "minus", QUANTITY, "right", "now"]
+    assert smartjarvis.judge("it is minus four right now", "is it cold").intent != "TIME_NOW"
+    assert smartjarvis.judge("it is four thirty right now", "what time is it").intent == "TIME_NOW"
+    echo = smartjarvis.words_heard("you said twenty five degrees and rising", "repeat twenty five degrees and rising")
+    assert QUANTITY not in echo.words  # the request's own words, said back, are the echo's evidence
+    assert smartjarvis.judge("you said twenty five degrees and rising",
+                             "repeat twenty five degrees and rising").intent == "ECHO"

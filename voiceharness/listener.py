@@ -33,10 +33,10 @@ judge`` reproduces them on a held-out set of replies and voices the judge was ne
 * ``"kws"`` — keyword spotting of each phrase's literal parts and the keywords (not offered by
   the harness's options: far behind the others).
 
-The default, :data:`DEFAULT_METHOD`, is ``"hybrid"``: as right as ``lm`` on the held-out sets'
-natural voices, with a few more wrong (heldout7: 68.5 % right, 11.2 % wrong, the rest unjudged;
-``lm`` 68.5 % / 9.5 %, ``grammar`` 23.0 % / 44.8 %; heldout5: 89.1 % / 2.7 %, ``lm`` 88.8 % /
-2.1 %), and right on every published SmartJARVIS template in the reference gateway's espeak-ng voice, at
+The default, :data:`DEFAULT_METHOD`, is ``"hybrid"``: about as right as ``lm`` on the held-out
+sets' natural voices, with a few more wrong (heldout8: 75.0 % right, 12.2 % wrong, the rest
+unjudged; ``lm`` 73.5 % / 11.0 %, ``grammar`` 25.5 % / 46.5 %; heldout5: 89.1 % / 2.7 %, ``lm``
+88.8 % / 2.1 %), and right on every published SmartJARVIS template in the reference gateway's espeak-ng voice, at
 about 0.8-1.2 s of CPU per reply. Silence (digital or below -60 dBFS) is not decoded: intent None.
 
 A pocketsphinx decoder is not thread-safe and a decode is CPU work (tens of ms per reply),

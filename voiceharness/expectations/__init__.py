@@ -97,6 +97,7 @@ __all__ = [
     "INSERTION_COST",
     "MIN_MARGIN",
     "MIN_SCORE",
+    "QUANTITY",
     "Expectations",
     "HeardWords",
     "IntentExpectation",
@@ -172,6 +173,20 @@ _MINUTES = frozenset(_ONES + _TEENS + _TENS)
 # The hour of a 24-hour clock time said as words (13-23, "oh nine", "zero nine"): a time only with
 # minutes or "hundred" after it ("eighteen thirty", "twenty two fifteen", "zero nine hundred").
 _HOURS_24 = frozenset(_TEENS)
+# A number said with a unit after it ("twenty three degrees", "eighty five percent", "twenty five
+# kilometers per hour") or a sign before it ("minus four") is a quantity, never a clock time: the
+# scorer reads it as QUANTITY, which neither fills a {time} slot nor counts as a time heard
+# ("it's twenty three degrees outside at the moment" is no "it's {time} at the moment").
+QUANTITY = "<quantity>"
+_QUANTITY_UNITS = frozenset([
+    "degree", "degrees", "percent", "celsius", "fahrenheit", "centigrade", "kelvin", "kilometer", "kilometers",
+    "kilometre", "kilometres", "mile", "miles", "mph", "knot", "knots", "meter", "meters", "metre", "metres",
+    "centimeter", "centimeters", "centimetre", "centimetres", "millimeter", "millimeters", "millimetre",
+    "millimetres", "inch", "inches", "foot", "feet", "per",
+])
+_QUANTITY_SIGNS = frozenset(["minus", "negative", "plus"])
+_NUMBER_WORDS = CLOCK_NUMBER_WORDS - {"noon", "midnight"} | {
+    "zero", "sixty", "seventy", "eighty", "ninety", "hundred", "thousand"}
 _NUMBER_HOMOPHONES = {"for": "four", "to": "two", "too": "two", "won": "one", "ate": "eight"}
 _DAY_PARTS = frozenset(["morning", "afternoon", "evening", "night"])
 
@@ -248,10 +263,31 @@ def normalize_words(text: str) -> list[str]:
 _HOMOPHONE_CACHE: dict[frozenset[str], dict[str, str]] = {}
 
 
+def _quantities(words: list[str], keep: frozenset[int]) -> list[str]:
+    """``words`` with each run of number words that has a unit after it or a sign before it
+    written as :data:`QUANTITY` (positions in ``keep``, the request said back, as they are)."""
+    found = list(words)
+    n = len(words)
+    i = 0
+    while i < n:
+        if words[i] not in _NUMBER_WORDS:
+            i += 1
+            continue
+        end = i
+        while end < n and words[end] in _NUMBER_WORDS:
+            end += 1
+        if (i and words[i - 1] in _QUANTITY_SIGNS) or (end < n and words[end] in _QUANTITY_UNITS):
+            for k in range(i, end):
+                if k not in keep:
+                    found[k] = QUANTITY
+        i = end
+    return found
+
+
 class HeardWords(NamedTuple):
     """A transcript as the scorer reads it (:meth:`Expectations.words_heard`)."""
 
-    words: list[str]  # normalized, homophones of the expectations' words written as those
+    words: list[str]  # normalized, homophones of the expectations' words written as those, quantities as QUANTITY
     request: list[str]  # the request's words, its command words left out
     echoed: frozenset[int]  # positions in ``words`` where the request is said back
     echo_share: float  # how much of the request is heard there, 0 to 1
@@ -519,7 +555,8 @@ class Expectations:
             return HeardWords([], request, frozenset(), 0.0)
         sounds_like = _homophones(self._distinctive_words())
         heard = [sounds_like.get(word, word) for word in heard]
-        return HeardWords(heard, request, *_echoed_span(heard, request))
+        echoed, echo_share = _echoed_span(heard, request)
+        return HeardWords(_quantities(heard, echoed), request, echoed, echo_share)
 
     def score(self, transcript: str, request_text: str = "") -> dict[str, float]:
         """Each intent's evidence in ``transcript``, 0 (none) to 1 (see the module docstring)."""
