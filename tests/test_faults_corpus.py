@@ -100,7 +100,7 @@ def test_a_bad_corpus_file_stops_the_run_with_exit_2_before_any_user_starts(runs
     assert REFUSED[name] in run.output
     assert "Traceback" not in run.output
     assert "Ramping to" not in run.output and "users spawned" not in run.output
-    assert not run.file("_turns.csv", missing_ok=True).exists()
+    assert not run.file("_turns.csv").exists()
 
 
 @pytest.mark.parametrize("name", sorted(CONVERTED))
