@@ -59,7 +59,7 @@ from scipy.signal import resample_poly
 
 from voiceharness.errors import UsageError
 from voiceharness.expectations import Expectations, Verdict, load_expectations
-from voiceharness.expectations.learned import IntentModel, judge_unjudged, model_disagrees
+from voiceharness.expectations.learned import intent_probabilities, judge_unjudged, model_disagrees
 from voiceharness.guide import SAMPLE_RATE_HZ
 from voiceharness.vad import find_speech
 
@@ -506,10 +506,7 @@ class ReplyListener:
         when the model is off or does not know these expectations' intents."""
         if not self.learned_model:
             return None
-        model = IntentModel.builtin()
-        if not model.applies_to(self.expectations):
-            return None
-        return model.probabilities(self.expectations, transcript, request_text, verdict.scores or None)
+        return intent_probabilities(self.expectations, transcript, request_text, verdict.scores)
 
     def warm_up(self) -> None:
         """Build the decoder(s) and decode once, so the first reply is not slow."""

@@ -52,8 +52,8 @@ from voiceharness.expectations import (
     clock_strength,
 )
 
-__all__ = ["MIN_AGREEMENT", "MIN_PROBABILITY", "MODEL_FILE", "IntentModel", "features", "judge_unjudged",
-           "model_disagrees", "train"]
+__all__ = ["MIN_AGREEMENT", "MIN_PROBABILITY", "MODEL_FILE", "IntentModel", "features", "intent_probabilities",
+           "judge_unjudged", "model_disagrees", "train"]
 
 MODEL_FILE = "reply_intents_model.json"
 # The model's verdict counts when its probability for one intent is at least this (the rules
@@ -164,10 +164,9 @@ def judge_unjudged(expectations: Expectations, verdict: Verdict, transcript: str
     verdict's score is that probability and its runner-up the model's second intent."""
     if verdict.intent is not None or not transcript.strip():
         return verdict
-    model = model or IntentModel.builtin()
-    if not model.applies_to(expectations):
+    probabilities = intent_probabilities(expectations, transcript, request_text, verdict.scores, model)
+    if probabilities is None:
         return verdict
-    probabilities = model.probabilities(expectations, transcript, request_text, verdict.scores or None)
     ranked = sorted(probabilities.items(), key=lambda item: item[1], reverse=True)
     (best, p_best), (second, p_second) = ranked[0], ranked[1]
     if p_best < min_probability:
@@ -182,11 +181,20 @@ def model_disagrees(expectations: Expectations, verdict: Verdict, transcript: st
     these expectations."""
     if verdict.intent is None:
         return False
+    probabilities = intent_probabilities(expectations, transcript, request_text, verdict.scores, model)
+    return probabilities is not None and probabilities.get(verdict.intent, 0.0) < min_agreement
+
+
+def intent_probabilities(expectations: Expectations, transcript: str, request_text: str = "",
+                         scores: Mapping[str, float] | None = None,
+                         model: IntentModel | None = None) -> dict[str, float] | None:
+    """The model's (the shipped one unless given) probability of each intent for ``transcript``,
+    ``scores`` being the rules' (computed when empty); None when the model does not apply to these
+    expectations (other intents)."""
     model = model or IntentModel.builtin()
     if not model.applies_to(expectations):
-        return False
-    probabilities = model.probabilities(expectations, transcript, request_text, verdict.scores or None)
-    return probabilities.get(verdict.intent, 0.0) < min_agreement
+        return None
+    return model.probabilities(expectations, transcript, request_text, scores or None)
 
 
 def train(examples: Iterable[tuple[str, str, str, str]], expectations: Expectations, *,
