@@ -560,25 +560,18 @@ class Expectations:
 
     def score(self, transcript: str, request_text: str = "") -> dict[str, float]:
         """Each intent's evidence in ``transcript``, 0 (none) to 1 (see the module docstring)."""
-        heard, request, echoed, echo_share = self.words_heard(transcript, request_text)
+        heard_words = self.words_heard(transcript, request_text)
+        heard, request, echoed, echo_share = heard_words
         if not heard:
             return {intent: 0.0 for intent in self.intents}
         time_heard = clock_strength(heard, echoed)
         stems = [_stem(w) for w in heard]
         heard_set = set(heard)
         weights = self._word_weights()
-        # What another intent is about, heard: its keyword, the clock time it says, the request said back.
         echo_telling = self._echo_is_telling(request, echo_share)
-        echo_heard = echo_share >= ECHO_HEARD_SHARE and echo_telling
         # The transcript with the echoed request blanked: its words are evidence of the echo only.
         not_echoed = [w if i not in echoed else "" for i, w in enumerate(heard)]
-        not_echoed_stems = {_stem(w) for w in not_echoed if w}
-        subject_heard = {
-            intent: ((self._keyword_heard(spec, not_echoed, not_echoed_stems) if not spec.says("{request}")
-                      else self._keyword_heard(spec, heard, set(stems)))
-                     or (spec.says("{time}") and time_heard >= 0.5) or (spec.says("{request}") and echo_heard))
-            for intent, spec in self.intents.items()
-        }
+        subject_heard = self.subjects_heard(heard_words)
         scores = {}
         for intent, spec in self.intents.items():
             says_request = spec.says("{request}")
@@ -606,10 +599,32 @@ class Expectations:
                 total *= MISSING_SLOT_FACTOR
             if request and spec.says_in_every_phrase("{request}") and echo_share < ECHO_HEARD_SHARE:
                 total *= MISSING_SLOT_FACTOR
-            if spec.fallback and any(subject_heard[other] for other in self.intents if other != intent):
+            if spec.fallback and subject_heard - {intent}:
                 total *= 1.0 - FALLBACK_YIELD
             scores[intent] = round(total, 3)
         return scores
+
+    def subjects_heard(self, heard_words: HeardWords) -> frozenset[str]:
+        """The intents whose subject the transcript (:meth:`words_heard`) names: one of the intent's
+        keywords (outside the request said back, unless the intent is the echo), the clock time
+        for an intent whose phrases say ``{time}``, the request said back for one whose phrases
+        say ``{request}``."""
+        heard, request, echoed, echo_share = heard_words
+        if not heard:
+            return frozenset()
+        time_heard = clock_strength(heard, echoed) >= 0.5
+        echo_heard = echo_share >= ECHO_HEARD_SHARE and self._echo_is_telling(request, echo_share)
+        not_echoed = [w if i not in echoed else "" for i, w in enumerate(heard)]
+        stems = {_stem(w) for w in heard}
+        not_echoed_stems = {_stem(w) for w in not_echoed if w}
+        named = set()
+        for intent, spec in self.intents.items():
+            says_request = spec.says("{request}")
+            if ((self._keyword_heard(spec, heard, stems) if says_request
+                 else self._keyword_heard(spec, not_echoed, not_echoed_stems))
+                    or (spec.says("{time}") and time_heard) or (says_request and echo_heard)):
+                named.add(intent)
+        return frozenset(named)
 
     def _echo_is_telling(self, request: list[str], echo_share: float) -> bool:
         """Whether the request said back tells an echo: it has two words that are not common ones
