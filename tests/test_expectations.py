@@ -325,3 +325,32 @@ def test_a_sign_makes_a_quantity_and_a_clock_time_or_an_echoed_quantity_stays(sm
     assert QUANTITY not in echo.words  # the request's own words, said back, are the echo's evidence
     assert smartjarvis.judge("you said twenty five degrees and rising",
                              "repeat twenty five degrees and rising").intent == "ECHO"
+
+
+@pytest.mark.parametrize(("transcript", "request_text"), [
+    ("i can't access your bank account information", "what is my bank balance"),
+    ("i'm not able to translate yet is there something else i can help with", "translate hello into french"),
+    ("apologies i don't have access to stock prices", "how is the stock market"),
+])
+def test_a_weather_template_heard_without_weather_is_no_weather_reply(smartjarvis, transcript, request_text):
+    """The published weather replies are refusals; the same refusal without "weather" in it is no
+    weather reply (before the discount, all three were judged WEATHER_SIMPLE)."""
+    heard = smartjarvis.words_heard(transcript, request_text)
+    assert "WEATHER_SIMPLE" not in smartjarvis.subjects_heard(heard)
+    assert smartjarvis.judge(transcript, request_text).intent != "WEATHER_SIMPLE"
+
+
+def test_a_weather_refusal_that_says_weather_stays_a_weather_reply(smartjarvis):
+    for transcript in ("weather information is not available at the moment is there something else i can help with",
+                       "i don't have access to whether data right now"):  # "whether" sounds like "weather"
+        assert smartjarvis.judge(transcript, "what is the weather").intent == "WEATHER_SIMPLE"
+
+
+def test_the_subjectless_discount_never_hands_a_reply_to_the_fallback(smartjarvis):
+    """espeak-ng's "I can't check the weather right now, but I'd be happy to help with other
+    tasks", as the language model hears it: a garbled weather reply, unjudged (for the hybrid's
+    next stages), not a refusal."""
+    transcript = "i can't do it with the right oh look but don't be tempted to help with other tests"
+    verdict = smartjarvis.judge(transcript, "what is the weather")
+    assert verdict.scores["UNKNOWN"] - verdict.scores["WEATHER_SIMPLE"] >= MIN_MARGIN  # the discount alone...
+    assert verdict.intent is None  # ... does not make it a refusal
