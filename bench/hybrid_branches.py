@@ -34,10 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import common
+from bench.judge_model import RETIRED_SETS
 from voiceharness.listener import HYBRID_LM_NOTHING_SCORE, HYBRID_MODEL_AGREES, HYBRID_TRUST_SCORE
 
-HELD_OUT_FILES = tuple(common.RESULTS / f"judge-{name}.json"
-                       for name in ("heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout6", "heldout7"))
+HELD_OUT_FILES = tuple(common.RESULTS / f"judge-{name}.json" for name in RETIRED_SETS)
 FLOORS = (0.0, 0.2, 0.25, 0.31, 0.35)
 MODEL_FLOORS = (0.0, 0.3, 0.4, HYBRID_MODEL_AGREES, 0.6, 0.8)
 NOT_JUDGED = (None, "", "(none)")
@@ -77,7 +77,7 @@ def sound_alike(first: str, second: str) -> float:
 def _model_without(set_name: str):
     """The learned model trained on the tuning set and every retired held-out set but ``set_name``
     (all of them when it is none of them), and the smartjarvis expectations."""
-    from bench.judge_model import RETIRED_SETS, TUNING_SET, build
+    from bench.judge_model import TUNING_SET, build
 
     return build(tuple(name for name in (TUNING_SET, *RETIRED_SETS) if name != set_name))
 
@@ -106,8 +106,10 @@ def grammar_only_replies(path: Path) -> list[GrammarReply] | None:
         heard = grammar.get((row["voice"], row["reply"]))
         if heard is None or row["heard"] not in NOT_JUDGED or heard["heard"] in NOT_JUDGED:
             continue
-        if (heard["score"] or 0) >= HYBRID_TRUST_SCORE and (row["score"] or 0) < HYBRID_LM_NOTHING_SCORE:
-            scores = expectations.judge(row["transcript"], row["request"]).scores
+        # The language model's verdict by today's rules (the stored score is the rules' of the run).
+        lm_verdict = expectations.judge(row["transcript"], row["request"])
+        if (heard["score"] or 0) >= HYBRID_TRUST_SCORE and lm_verdict.heard_score < HYBRID_LM_NOTHING_SCORE:
+            scores = lm_verdict.scores
             agrees = model.probabilities(expectations, row["transcript"], row["request"], scores or None)
             replies.append(GrammarReply(heard["heard"] == heard["intent"], agrees.get(heard["heard"], 0.0),
                                         sound_alike(heard["transcript"], row["transcript"]),

@@ -306,7 +306,7 @@ def test_a_number_above_twelve_without_minutes_is_no_clock_time(words):
 @pytest.mark.parametrize(("transcript", "request_text", "intent"), [
     ("it's twenty three degrees outside at the moment", "is it warm outside", "WEATHER_SIMPLE"),
     ("right now it's overcast and eleven degrees celsius", "what's the weather like", "WEATHER_SIMPLE"),
-    ("humidity is at eighty five percent right now", "how humid is it", None),  # no weather word the rules know
+    ("humidity is at eighty five percent right now", "how humid is it", "WEATHER_SIMPLE"),  # a weather word since round 9
 ])
 def test_a_number_with_a_unit_is_a_quantity_not_a_clock_time(smartjarvis, transcript, request_text, intent):
     """"it's twenty three degrees ... at the moment" is no "it's {time} at the moment" (before a

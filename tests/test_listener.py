@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import tempfile
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -304,3 +305,16 @@ def test_the_hybrid_takes_the_grammar_where_the_language_model_heard_nothing_onl
     assert (probabilities["TIME_NOW"] >= HYBRID_MODEL_AGREES) is takes
     assert hybrid_takes_grammar(lm, grammar, probabilities) is takes
     assert hybrid_takes_grammar(lm, grammar, None)  # without a model: the grammar's, as before round 6
+
+
+def test_the_subjectless_discount_does_not_make_the_language_model_have_heard_nothing():
+    """"Yes, I'm here." heard word for word (heldout9): the greeting's words without a greeting
+    keyword score less for the greeting (which intent), but the language model heard them (how
+    much): the grammar's forced clock time does not get its "heard next to nothing" branch."""
+    expectations = load_expectations("smartjarvis")
+    lm = expectations.judge("yes i'm here", "hey jarvis")
+    grammar = expectations.judge("it's ten a m at the moment", "hey jarvis")
+    assert lm.intent is None and lm.score < 0.3 <= lm.heard_score
+    assert grammar.intent == "TIME_NOW" and grammar.score >= 0.9
+    assert not hybrid_takes_grammar(lm, grammar, None)
+    assert hybrid_takes_grammar(replace(lm, heard_score=lm.score), grammar, None)  # as round 8 read it

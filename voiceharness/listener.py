@@ -51,7 +51,7 @@ import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -196,8 +196,8 @@ def hybrid_takes_grammar(lm: Verdict, grammar: Verdict, model_probabilities: Map
     """The hybrid method: the language model's verdict stands; when it is unjudged, the grammar's
     counts if it names an intent with a score of at least :data:`HYBRID_TRUST_SCORE` (an expected
     phrase heard nearly whole) and either agrees with what the language model leaned to, or the
-    language model heard next to nothing of any intent (best score under
-    :data:`HYBRID_LM_NOTHING_SCORE`: a voice it cannot hear, such as espeak-ng's) and the learned
+    language model heard next to nothing of any intent (best score, before the subjectless
+    discount, under :data:`HYBRID_LM_NOTHING_SCORE`: a voice it cannot hear, such as espeak-ng's) and the learned
     model, reading the language model's transcript (``model_probabilities``; None: no model),
     gives the grammar's intent at least :data:`HYBRID_MODEL_AGREES`."""
     if grammar.intent is None or grammar.score < HYBRID_TRUST_SCORE:
@@ -205,7 +205,7 @@ def hybrid_takes_grammar(lm: Verdict, grammar: Verdict, model_probabilities: Map
     leaning = max(lm.scores, key=lm.scores.get) if lm.scores else None
     if leaning is not None and lm.scores[leaning] > 0 and grammar.intent == leaning:
         return True
-    if lm.score >= HYBRID_LM_NOTHING_SCORE:
+    if lm.heard_score >= HYBRID_LM_NOTHING_SCORE:
         return False
     return model_probabilities is None or model_probabilities.get(grammar.intent, 0.0) >= HYBRID_MODEL_AGREES
 
@@ -488,8 +488,7 @@ class ReplyListener:
         verdict = self.expectations.judge(transcript, request_text)
         if verdict.intent is not None:
             if self.learned_model and model_disagrees(self.expectations, verdict, transcript, request_text):
-                return transcript, Verdict(None, verdict.score, verdict.runner_up, verdict.runner_up_score,
-                                           verdict.scores), MODEL_DISAGREED
+                return transcript, replace(verdict, intent=None), MODEL_DISAGREED
             return transcript, verdict, "lm"
         agreed = judge_alternatives(self.expectations, lm.alternatives(), request_text)
         if agreed is not None:

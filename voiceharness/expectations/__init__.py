@@ -84,7 +84,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
@@ -477,13 +477,20 @@ class IntentExpectation:
 @dataclass(frozen=True)
 class Verdict:
     """What a transcript says: ``intent`` (None: unjudged), its score, the runner-up and its
-    score (so a reader sees why), and every intent's score."""
+    score (so a reader sees why), and every intent's score. ``heard_score`` is how much of any
+    intent was heard: the best score before :data:`SUBJECTLESS_DISCOUNT` (which says which intent,
+    not how much); the best score when not given."""
 
     intent: str | None
     score: float
     runner_up: str
     runner_up_score: float
     scores: dict[str, float]
+    heard_score: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.heard_score is None:
+            object.__setattr__(self, "heard_score", max(self.scores.values(), default=0.0))
 
 
 @dataclass(frozen=True)
@@ -689,13 +696,15 @@ class Expectations:
         """Score ``transcript`` and decide: :class:`Verdict`."""
         scores, undiscounted = self._scores(transcript, request_text)
         verdict = self.verdict(scores)
+        if scores is not undiscounted:
+            verdict = replace(verdict, heard_score=max(undiscounted.values()))
         # The discount of an intent whose subject is not heard may take a verdict away, or let
         # another named intent win; it never hands the reply to the fallback, which a garbled
         # reply of that intent ("i can't do it with the right oh look", espeak-ng's "i can't
         # check the weather right now") would resemble.
         if (verdict.intent is not None and scores is not undiscounted and self.intents[verdict.intent].fallback
                 and self.verdict(undiscounted).intent != verdict.intent):
-            return Verdict(None, verdict.score, verdict.runner_up, verdict.runner_up_score, verdict.scores)
+            return replace(verdict, intent=None)
         return verdict
 
 
