@@ -70,7 +70,10 @@ misheard or missing, fillers) is still judged:
   ECHO only ("you said what is the weather" is no weather reply).
 
 The three are combined per intent (each a probability-like 0..1, joined as independent
-evidence: 1 - (1 - a)(1 - b)...) into a score from 0 to 1. The best intent is the verdict when
+evidence: 1 - (1 - a)(1 - b)...) into a score from 0 to 1. An intent named by keywords alone
+(no slot in its phrases) whose keywords are not heard scores :data:`SUBJECTLESS_DISCOUNT` less:
+its phrases without its subject may be any reply's ("... is not available at the moment, is
+there something else i can help with"). The best intent is the verdict when
 it scores at least :data:`MIN_SCORE` and leads the runner-up by :data:`MIN_MARGIN`; otherwise
 the reply is unjudged (None) — a reply that names two intents, or too little of any, is not
 guessed. Thresholds and weights were tuned on the tuning set of ``bench/judge_sets/`` and are
