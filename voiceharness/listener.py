@@ -34,8 +34,8 @@ judge`` reproduces them on a held-out set of replies and voices the judge was ne
   the harness's options: far behind the others).
 
 The default, :data:`DEFAULT_METHOD`, is ``"hybrid"``: about as right as ``lm`` on the held-out
-sets' natural voices, with a few more wrong (heldout8: 75.0 % right, 12.2 % wrong, the rest
-unjudged; ``lm`` 73.5 % / 11.0 %, ``grammar`` 25.5 % / 46.5 %; heldout5: 89.1 % / 2.7 %, ``lm``
+sets' natural voices, with a few more wrong (heldout10: 71.2 % right, 11.2 % wrong, the rest
+unjudged; ``lm`` 71.0 % / 8.0 %, ``grammar`` 19.2 % / 53.8 %; heldout5: 89.1 % / 2.7 %, ``lm``
 88.8 % / 2.1 %), and right on every published SmartJARVIS template in the reference gateway's espeak-ng voice, at
 about 0.8-1.2 s of CPU per reply. Silence (digital or below -60 dBFS) is not decoded: intent None.
 
