@@ -591,7 +591,7 @@ class Expectations:
         stems = [_stem(w) for w in heard]
         heard_set = set(heard)
         weights = self._word_weights()
-        echo_telling = self._echo_is_telling(request, echo_share)
+        echo_telling = self.echo_is_telling(request, echo_share)
         # The transcript with the echoed request blanked: its words are evidence of the echo only.
         not_echoed = [w if i not in echoed else "" for i, w in enumerate(heard)]
         subject_heard = self.subjects_heard(heard_words)
@@ -643,7 +643,7 @@ class Expectations:
         if not heard:
             return frozenset()
         time_heard = clock_strength(heard, echoed) >= 0.5
-        echo_heard = echo_share >= ECHO_HEARD_SHARE and self._echo_is_telling(request, echo_share)
+        echo_heard = echo_share >= ECHO_HEARD_SHARE and self.echo_is_telling(request, echo_share)
         not_echoed = [w if i not in echoed else "" for i, w in enumerate(heard)]
         stems = {_stem(w) for w in heard}
         not_echoed_stems = {_stem(w) for w in not_echoed if w}
@@ -656,7 +656,7 @@ class Expectations:
                 named.add(intent)
         return frozenset(named)
 
-    def _echo_is_telling(self, request: list[str], echo_share: float) -> bool:
+    def echo_is_telling(self, request: list[str], echo_share: float) -> bool:
         """Whether the request said back tells an echo: it has two words that are not common ones
         ("the sky is blue"), or it is a short request ("well done", "good luck") heard whole and
         in order, two words or more that are neither function words nor another intent's
