@@ -2,27 +2,35 @@
 
 ::
 
-    python -m bench.hybrid_branches                                   # the held-out sets' stored results
+    python -m bench.hybrid_branches                                   # the retired held-out sets' stored results
     python -m bench.hybrid_branches --files bench/results/judge-tuning.json
 
 Reads the ``grammar`` and ``lm`` rows that ``python -m bench judge`` stored for each reply (each
-sentence in each voice) and replays :func:`voiceharness.listener.hybrid_takes_grammar`'s second
-branch: the language model left the reply unjudged and heard next to nothing of any intent (best
-score under ``HYBRID_LM_NOTHING_SCORE``), the grammar heard an expected phrase nearly whole (score
-at least ``HYBRID_TRUST_SCORE``). For each such reply it prints whether the grammar's intent was
-right and two measures of whether the grammar heard the reply or forced it into a template:
+sentence in each voice) and replays :func:`voiceharness.listener.hybrid_takes_grammar` with
+today's rules and a learned model that never read the set: the replies whose language-model
+transcript today's rules and model leave unjudged (a reply the language model's alternatives
+decided in the run is left out: they are not stored), and whose grammar transcript names an
+intent with a score of at least ``HYBRID_TRUST_SCORE``. Each is shown with the way the grammar
+would come in:
+
+* ``lean``: the grammar's intent is the one the language model's transcript leaned to (its best
+  rule score, however small);
+* ``nothing``: the language model heard next to nothing of any intent (best score before the
+  subjectless discount under ``HYBRID_LM_NOTHING_SCORE``);
+
+and two measures of whether the grammar heard the reply or forced it into a template:
 
 * ``model``: the learned model's probability (:mod:`voiceharness.expectations.learned`) of the
   grammar's intent, reading the language model's transcript. The model judging a held-out set's
   replies is trained *without* that set (the tuning set and the other retired sets), so the figure
   is what a model that never read those replies says; a file that is not a retired held-out set
-  is judged by a model trained on all of them. The branch takes the grammar when it is at least
-  ``HYBRID_MODEL_AGREES`` (round 6).
+  is judged by a model trained on all of them. The grammar counts when it is at least
+  ``HYBRID_MODEL_AGREES`` (round 6 for ``nothing``, round 10 for ``lean`` too).
 * ``alike``: how alike the two transcripts *sound*: 1 minus the edit distance between their phone
   strings (pocketsphinx's own en-us dictionary) over the longer one (round 5's trial, not adopted).
 
-The tables then count right and wrong at a few floors of each. A result file that lacks either
-method's rows is named and skipped.
+The tables then count right and wrong per way in, at a few floors of each. A result file that
+lacks either method's rows is named and skipped.
 """
 
 from __future__ import annotations
@@ -84,8 +92,9 @@ def _model_without(set_name: str):
 
 @dataclass(frozen=True)
 class GrammarReply:
-    """One reply the branch decides: was the grammar right, and the two measures."""
+    """One reply the grammar may decide: the way in, was the grammar right, and the two measures."""
 
+    way: str  # "lean", "nothing"
     right: bool
     model: float
     alike: float
@@ -94,7 +103,9 @@ class GrammarReply:
 
 
 def grammar_only_replies(path: Path) -> list[GrammarReply] | None:
-    """The replies the branch decides in one result file (None: it lacks grammar or lm rows)."""
+    """The replies the grammar may decide in one result file (None: it lacks grammar or lm rows)."""
+    from voiceharness.expectations.learned import judge_unjudged
+
     result = common.read_json(path)
     methods = result.get("methods", {})
     if "lm" not in methods or "grammar" not in methods:
@@ -104,16 +115,28 @@ def grammar_only_replies(path: Path) -> list[GrammarReply] | None:
     replies = []
     for row in methods["lm"]["rows"]:
         heard = grammar.get((row["voice"], row["reply"]))
-        if heard is None or row["heard"] not in NOT_JUDGED or heard["heard"] in NOT_JUDGED:
+        if heard is None or (row.get("decided_by") == "lm alternatives" and row["heard"] not in NOT_JUDGED):
             continue
-        # The language model's verdict by today's rules (the stored score is the rules' of the run).
+        # Today's rules and model on both transcripts (the stored verdicts are the run's).
         lm_verdict = expectations.judge(row["transcript"], row["request"])
-        if (heard["score"] or 0) >= HYBRID_TRUST_SCORE and lm_verdict.heard_score < HYBRID_LM_NOTHING_SCORE:
-            scores = lm_verdict.scores
-            agrees = model.probabilities(expectations, row["transcript"], row["request"], scores or None)
-            replies.append(GrammarReply(heard["heard"] == heard["intent"], agrees.get(heard["heard"], 0.0),
-                                        sound_alike(heard["transcript"], row["transcript"]),
-                                        heard["transcript"], row["transcript"]))
+        if judge_unjudged(expectations, lm_verdict, row["transcript"], row["request"], model).intent is not None:
+            continue
+        grammar_verdict = expectations.judge(heard["transcript"], row["request"])
+        if grammar_verdict.intent is None or grammar_verdict.score < HYBRID_TRUST_SCORE:
+            continue
+        scores = lm_verdict.scores
+        leaning = max(scores, key=scores.get) if scores else None
+        if leaning is not None and scores[leaning] > 0 and leaning == grammar_verdict.intent:
+            way = "lean"
+        elif lm_verdict.heard_score < HYBRID_LM_NOTHING_SCORE:
+            way = "nothing"
+        else:
+            continue
+        agrees = model.probabilities(expectations, row["transcript"], row["request"], scores or None)
+        replies.append(GrammarReply(way, grammar_verdict.intent == row["intent"],
+                                    agrees.get(grammar_verdict.intent, 0.0),
+                                    sound_alike(heard["transcript"], row["transcript"]),
+                                    heard["transcript"], row["transcript"]))
     return replies
 
 
@@ -136,12 +159,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path}: skipped (no such file, or no grammar and lm rows: run python -m bench.judge "
                   f"--set SET --methods grammar,lm)", file=sys.stderr)
             continue
-        for reply in sorted(replies, key=lambda reply: reply.model):
-            print(f"{path.stem:16} {'right' if reply.right else 'WRONG'} model {reply.model:.2f} alike {reply.alike:.2f}"
-                  f"  grammar: {reply.grammar[:40]:40}  lm: {reply.lm[:40]}")
+        for reply in sorted(replies, key=lambda reply: (reply.way, reply.model)):
+            print(f"{path.stem:16} {reply.way:7} {'right' if reply.right else 'WRONG'} model {reply.model:.2f} "
+                  f"alike {reply.alike:.2f}  grammar: {reply.grammar[:40]:40}  lm: {reply.lm[:40]}")
         everything += replies
-    _count("learned model agrees", MODEL_FLOORS, everything, lambda reply: reply.model)
-    _count("sound-alike", FLOORS, everything, lambda reply: reply.alike)
+    for way in ("lean", "nothing"):
+        replies = [reply for reply in everything if reply.way == way]
+        print(f"\n== the grammar comes in by '{way}': {len(replies)} replies")
+        _count("learned model agrees", MODEL_FLOORS, replies, lambda reply: reply.model)
+        _count("sound-alike", FLOORS, replies, lambda reply: reply.alike)
     return 0
 
 

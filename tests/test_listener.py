@@ -183,6 +183,51 @@ def test_every_published_smartjarvis_reply_is_heard_as_its_intent(smartjarvis):
     assert all(h.decode_ms > 0 and h.expectations == "smartjarvis (built in)" for h in heard)
 
 
+def _clean_requests() -> list[str]:
+    """The request of every clean utterance of the bundled corpus, each once."""
+    from audio_corpus import load_corpus
+
+    return sorted({u.text for u in load_corpus(select="kind:clean")})
+
+
+@pytest.fixture(scope="module")
+def smartjarvis_gateway_at_7_pm():
+    from gateway.pipeline import VoicePipeline
+
+    return VoicePipeline(style="smartjarvis", reply_sample_rate_hz=22050, fixed_clock="19:00")
+
+
+@pytest.mark.parametrize("request_text", _clean_requests())
+def test_every_reply_the_smartjarvis_gateway_gives_a_clean_utterance_at_7_pm_is_heard_right(
+        smartjarvis, smartjarvis_gateway_at_7_pm, request_text):
+    """tests/test_locust_dialects.py streams the corpus's clean utterances to the smartjarvis dialect
+    with its clock at 7 PM and expects every turn judged right. Which utterance a user draws and
+    which template the gateway picks are chance: here every utterance with this request goes
+    through the gateway's recognizer and NLU, and every template of the intent it understood is
+    spoken in the gateway's voice and heard, so that the live test does not depend on what it
+    draws. ("tell me the time" is an echo's command and a clock request at once: two of its
+    replies were unjudged after round 9, and the live test failed one run in a few dozen.)"""
+    import datetime as dt
+
+    from audio_corpus import load_corpus
+    from gateway.nlg import reply_text, sentences
+    from gateway.nlu import understand
+
+    gateway, seven_pm = smartjarvis_gateway_at_7_pm, dt.datetime(2026, 1, 1, 19, 0)
+    utterances = [u for u in load_corpus(select="kind:clean") if u.text == request_text]
+    replies = set()
+    for utterance in utterances:
+        samples, rate_hz = soundfile.read(utterance.path, dtype="int16")
+        meaning = understand(gateway.recognizer.recognize(samples.tobytes(), rate_hz).transcript)
+        assert meaning.intent == utterance.expected_intent, (utterance.id, meaning)
+        replies |= {reply_text(meaning.intent, meaning.slots, seven_pm, style="smartjarvis", variant=v)
+                    for v in range(len(sentences(meaning.intent, "smartjarvis")))}
+    intent = utterances[0].expected_intent
+    heard = {text: smartjarvis.hear(gateway.synthesizer.speak(text), 22050, request_text=request_text)
+             for text in sorted(replies)}
+    assert not [(text, h.intent, h.decided_by, h.transcript) for text, h in heard.items() if h.intent != intent]
+
+
 @pytest.mark.parametrize(("intent", "text", "request_text"), REFERENCE_REPLIES)
 def test_reference_replies_are_heard_as_their_intent(reference, intent, text, request_text):
     heard = reference.hear(*espeak(text), request_text=request_text)
@@ -305,6 +350,22 @@ def test_the_hybrid_takes_the_grammar_where_the_language_model_heard_nothing_onl
     assert (probabilities["TIME_NOW"] >= HYBRID_MODEL_AGREES) is takes
     assert hybrid_takes_grammar(lm, grammar, probabilities) is takes
     assert hybrid_takes_grammar(lm, grammar, None)  # without a model: the grammar's, as before round 6
+
+
+def test_a_faint_lean_of_the_language_model_does_not_let_the_grammar_decide_without_the_learned_model():
+    """A refusal (heldout10, three voices) the language model heard almost word for word: its rules
+    lean to TIME_NOW at 0.02, and the grammar forced it into a clock-time template. Before round 10
+    agreeing with any lean let the grammar decide; now the learned model must agree too."""
+    expectations = load_expectations("smartjarvis")
+    request = "turn off the kitchen lights"
+    lm = expectations.judge("switching lights on or off is beyond my reach", request)
+    grammar = expectations.judge("it's two eighteen right now", request)
+    assert lm.intent is None and max(lm.scores, key=lm.scores.get) == "TIME_NOW" and grammar.intent == "TIME_NOW"
+    assert hybrid_takes_grammar(lm, grammar, None)  # the lean alone, as before round 10
+    probabilities = IntentModel.builtin().probabilities(expectations, "switching lights on or off is beyond my reach",
+                                                        request, lm.scores)
+    assert probabilities["TIME_NOW"] < HYBRID_MODEL_AGREES
+    assert not hybrid_takes_grammar(lm, grammar, probabilities)
 
 
 def test_the_subjectless_discount_does_not_make_the_language_model_have_heard_nothing():

@@ -27,9 +27,9 @@ judge`` reproduces them on a held-out set of replies and voices the judge was ne
   clock time, and a garbage path of phones. Exact on replies the expectations hold word for
   word, a third of the CPU; it cannot hear other wordings and forces them into a phrase.
 * ``"hybrid"`` — the language model decides (its alternatives and the learned model too); when it cannot, the grammar's verdict
-  counts if it heard a phrase nearly whole and agrees with what the language model leaned to
-  (or the language model heard next to nothing, as on espeak-ng, and the learned model, reading
-  what it did hear, does not say otherwise): :func:`hybrid_takes_grammar`.
+  counts if it heard a phrase nearly whole, the learned model, reading what the language model
+  did hear, agrees, and the grammar agrees with what the language model leaned to (or the
+  language model heard next to nothing, as on espeak-ng): :func:`hybrid_takes_grammar`.
 * ``"kws"`` — keyword spotting of each phrase's literal parts and the keywords (not offered by
   the harness's options: far behind the others).
 
@@ -90,13 +90,17 @@ KWS_THRESHOLD_PER_PHONE = 1e-4
 # Hybrid method (see hybrid_takes_grammar; tuned on the tuning set, bench/judge_sets/tuning.tsv).
 HYBRID_TRUST_SCORE = 0.9
 HYBRID_LM_NOTHING_SCORE = 0.3
-# ... and when the language model heard next to nothing, the grammar's intent must have at least
-# this probability by the learned model reading the language model's transcript. A refusal the
+# ... and the grammar's intent must have at least this probability by the learned model reading
+# the language model's transcript (round 6: when the language model heard next to nothing; round
+# 10: whenever the grammar decides). A refusal the
 # language model heard word for word scores next to nothing by the rules, and the grammar forces
 # it into a template ("it's ten a m at the moment"); the model, which has read refusals, says
 # UNKNOWN. espeak-ng's voice, which the language model turns into other words, the model has read
 # too, and it agrees with the grammar. Chosen on the retired held-out sets, each judged by a model
 # trained without it (round 6, ``python -m bench.hybrid_branches``): 14 right / 18 wrong -> 13 / 1.
+# The other way in, the grammar agreeing with what the language model leaned to, took a lean of
+# 0.02 ("switching lights on or off is beyond my reach" leans to TIME_NOW) as agreement; over ten
+# retired sets it decided 9 right / 32 wrong, and 8 / 6 with the model's agreement (round 10).
 HYBRID_MODEL_AGREES = 0.5
 # The language model's runner-up transcriptions (lm and hybrid methods): when its best
 # transcript is unjudged, the next LM_ALTERNATIVES of its n-best list are judged, and an intent
@@ -195,19 +199,20 @@ _CONTRACTIONS = {
 def hybrid_takes_grammar(lm: Verdict, grammar: Verdict, model_probabilities: Mapping[str, float] | None = None) -> bool:
     """The hybrid method: the language model's verdict stands; when it is unjudged, the grammar's
     counts if it names an intent with a score of at least :data:`HYBRID_TRUST_SCORE` (an expected
-    phrase heard nearly whole) and either agrees with what the language model leaned to, or the
-    language model heard next to nothing of any intent (best score, before the subjectless
-    discount, under :data:`HYBRID_LM_NOTHING_SCORE`: a voice it cannot hear, such as espeak-ng's) and the learned
-    model, reading the language model's transcript (``model_probabilities``; None: no model),
-    gives the grammar's intent at least :data:`HYBRID_MODEL_AGREES`."""
+    phrase heard nearly whole), the learned model, reading the language model's transcript
+    (``model_probabilities``; None: no model), gives that intent at least
+    :data:`HYBRID_MODEL_AGREES`, and either the grammar agrees with what the language model
+    leaned to, or the language model heard next to nothing of any intent (best score, before the
+    subjectless discount, under :data:`HYBRID_LM_NOTHING_SCORE`: a voice it cannot hear, such as
+    espeak-ng's)."""
     if grammar.intent is None or grammar.score < HYBRID_TRUST_SCORE:
+        return False
+    if model_probabilities is not None and model_probabilities.get(grammar.intent, 0.0) < HYBRID_MODEL_AGREES:
         return False
     leaning = max(lm.scores, key=lm.scores.get) if lm.scores else None
     if leaning is not None and lm.scores[leaning] > 0 and grammar.intent == leaning:
         return True
-    if lm.heard_score >= HYBRID_LM_NOTHING_SCORE:
-        return False
-    return model_probabilities is None or model_probabilities.get(grammar.intent, 0.0) >= HYBRID_MODEL_AGREES
+    return lm.heard_score < HYBRID_LM_NOTHING_SCORE
 
 
 def _words_said(words: list[str]) -> str:
