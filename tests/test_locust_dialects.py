@@ -87,9 +87,10 @@ def test_the_smartjarvis_gateway_is_judged_by_what_its_replies_say(tmp_path, gat
 
     # The gateway tells a fixed time: which minute the suite runs in must not decide the test.
     # The language model mishears some of espeak-ng's clock times ("five fifty six p m", "nine
-    # oh five", "ten thirty": docs/reply-judge.md); 7:00 PM is heard right in all five templates
-    # (tests/test_listener.py says one of them). This test is about judging live and after the
-    # run, not about which minutes the recogniser hears.
+    # oh five", "ten thirty": docs/reply-judge.md). Which utterance each user draws and which
+    # template the gateway picks are chance: tests/test_listener.py hears every reply the gateway
+    # gives every clean utterance at 7 PM, so every draw here is one heard right there. This test
+    # is about judging live and after the run, not about which minutes the recogniser hears.
     gateway = gateway_factory("--dialect", "smartjarvis", "--clock", "19:00")
     replies = tmp_path / "replies"
     # The run ends once the live judge has heard 3 replies (the first ones may come before its
