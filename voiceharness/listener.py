@@ -33,11 +33,11 @@ judge`` reproduces them on a held-out set of replies and voices the judge was ne
 * ``"kws"`` — keyword spotting of each phrase's literal parts and the keywords (not offered by
   the harness's options: far behind the others).
 
-The default, :data:`DEFAULT_METHOD`, is ``"hybrid"``: about as right as ``lm`` on the held-out
-sets' natural voices, with a few more wrong (heldout10: 71.2 % right, 11.2 % wrong, the rest
-unjudged; ``lm`` 71.0 % / 8.0 %, ``grammar`` 19.2 % / 53.8 %; heldout5: 89.1 % / 2.7 %, ``lm``
-88.8 % / 2.1 %), and right on every published SmartJARVIS template in the reference gateway's espeak-ng voice, at
-about 0.8-1.2 s of CPU per reply. Silence (digital or below -60 dBFS) is not decoded: intent None.
+The default, :data:`DEFAULT_METHOD`, is ``"hybrid"``: as right as ``lm`` on the held-out
+sets' natural voices and, since round 10, no more wrong (heldout11: 74.8 % right, 9.5 % wrong,
+the rest unjudged; ``lm`` 74.5 % / 9.5 %, ``grammar`` 21.2 % / 52.5 %), and right on every
+published SmartJARVIS template in the reference gateway's espeak-ng voice, at about 0.5-1.2 s of
+CPU per reply. Silence (digital or below -60 dBFS) is not decoded: intent None.
 
 A pocketsphinx decoder is not thread-safe and a decode is CPU work (tens of ms per reply),
 so one listener belongs to one thread; :mod:`voiceharness.listener_pool` runs listeners in
