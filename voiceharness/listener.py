@@ -100,7 +100,7 @@ HYBRID_LM_NOTHING_SCORE = 0.3
 # trained without it (round 6, ``python -m bench.hybrid_branches``): 14 right / 18 wrong -> 13 / 1.
 # The other way in, the grammar agreeing with what the language model leaned to, took a lean of
 # 0.02 ("switching lights on or off is beyond my reach" leans to TIME_NOW) as agreement; over ten
-# retired sets it decided 9 right / 32 wrong, and 8 / 6 with the model's agreement (round 10).
+# retired sets it decided 8 right / 31 wrong, and 7 / 4 with the model's agreement (round 10).
 HYBRID_MODEL_AGREES = 0.5
 # The language model's runner-up transcriptions (lm and hybrid methods): when its best
 # transcript is unjudged, the next LM_ALTERNATIVES of its n-best list are judged, and an intent
