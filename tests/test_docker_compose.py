@@ -360,3 +360,61 @@ def test_compose_worker_command_line_reaches_the_gateway_the_master_names(gatewa
     counted = sum(sample.value for family in text_string_to_metric_families(last_scrape)
                   for sample in family.samples if sample.name == "voiceharness_turns_total")
     assert counted == len(rows), "the master's metrics endpoint counts every turn the worker shipped"
+
+
+# A locustfile whose own init listener, registered before the harness's, waits for the master's
+# first spawn message: the order in which a loaded machine can run them (the worker registers
+# with its master before Locust fires init, and a master that has its workers spawns at once).
+_LATE_INIT_LOCUSTFILE = """
+import sys
+import time
+import gevent
+from locust import events
+from locust.runners import WorkerRunner
+
+@events.init.add_listener
+def _wait_for_the_first_spawn(environment, runner, **_kwargs):
+    # Yield one turn at a time: the spawn message's handler fires test_start and schedules the
+    # spawning after this greenlet, so users start only once init is over, as Locust's order has it.
+    if isinstance(runner, WorkerRunner):
+        deadline = time.monotonic() + 60
+        while runner.worker_state not in ("spawning", "running"):
+            if time.monotonic() > deadline:
+                raise SystemExit("the master never sent a spawn message")
+            gevent.sleep(0)
+
+sys.path.insert(0, {root!r})
+from locustfiles.voice import *  # noqa: E402,F403  (the harness's init listener comes after ours)
+"""
+
+
+@pytest.mark.slow
+def test_a_worker_whose_first_spawn_comes_before_the_harness_init_still_uses_the_masters_host(
+        gateway_factory, tmp_path):
+    """The worker has no --host: the master's comes with its spawn message. When that message's
+    test_start fired before the harness listened (a failure seen in CI: every turn
+    ``connection_refused`` to the preset's localhost:7090), the harness now takes it when it installs."""
+    gateway = gateway_factory("--fast-sink")
+    master_port = free_port()
+    locustfile = tmp_path / "late_init.py"
+    locustfile.write_text(_LATE_INIT_LOCUSTFILE.format(root=str(ROOT)))
+    prefix = tmp_path / "run"
+    with open(tmp_path / "worker.log", "w", encoding="utf-8") as worker_log:  # why it failed, if it did
+        worker = subprocess.Popen([LOCUST, "-f", str(locustfile), "--worker", "--master-host", "127.0.0.1",
+                                   "--master-port", str(master_port)],
+                                  cwd=ROOT, stdout=subprocess.DEVNULL, stderr=worker_log)
+    master = subprocess.run(
+        [LOCUST, "-f", "locustfiles/voice.py", "--master", "--host", gateway.url, "--master-bind-host", "127.0.0.1",
+         "--master-bind-port", str(master_port), "--headless", "-u", "2", "-r", "2", "-t", "6s",
+         "--expect-workers", "1", "--only-summary", "--tags", "basic", "--csv", str(prefix)],
+        cwd=ROOT, capture_output=True, text=True, timeout=180, check=False)
+    try:
+        worker.wait(60)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait(5)
+    with open(f"{prefix}_turns.csv", newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    assert rows, master.stderr[-3000:]
+    assert {row["failure"] for row in rows} <= {"", "run_stopped"}, {row["failure_detail"] for row in rows}
+    assert any(row["success"] == "1" for row in rows)

@@ -225,6 +225,11 @@ class VoiceRuntime:
         hooks.test_stop.add_listener(self._on_test_stop)
         hooks.reset_stats.add_listener(self._on_reset_stats)
         hooks.quitting.add_listener(self._on_quitting)
+        if self.is_worker and runner.worker_state in (STATE_SPAWNING, STATE_RUNNING):
+            # A worker registers with its master before Locust fires init; a master that has its
+            # workers already sends the first spawn, whose test_start (with the master's --host)
+            # can fire while init's listeners run, before this one listened. Take it now.
+            self._on_test_start(environment)
         self.logbook.info(f"Voice harness: {self.config.describe()}", echo=True)
         # gevent timers count from the loop's cached clock, last read before the imports and the
         # corpus load above: without a refresh, Locust's --run-time timer (armed next) fires early
