@@ -11,7 +11,7 @@ today's rules and a learned model that never read the set: the replies whose lan
 transcript today's rules and model leave unjudged (a reply the language model's alternatives
 decided in the run is left out: they are not stored), and whose grammar transcript names an
 intent with a score of at least ``HYBRID_TRUST_SCORE``. Each is shown with the way the grammar
-would come in:
+would come in (:func:`voiceharness.listener.grammar_way_in`):
 
 * ``lean``: the grammar's intent is the one the language model's transcript leaned to (its best
   rule score, however small);
@@ -43,7 +43,7 @@ from pathlib import Path
 
 from bench import common
 from bench.judge_model import RETIRED_SETS
-from voiceharness.listener import HYBRID_LM_NOTHING_SCORE, HYBRID_MODEL_AGREES, HYBRID_TRUST_SCORE
+from voiceharness.listener import HYBRID_MODEL_AGREES, grammar_way_in
 
 HELD_OUT_FILES = tuple(common.RESULTS / f"judge-{name}.json" for name in RETIRED_SETS)
 FLOORS = (0.0, 0.2, 0.25, 0.31, 0.35)
@@ -122,17 +122,10 @@ def grammar_only_replies(path: Path) -> list[GrammarReply] | None:
         if judge_unjudged(expectations, lm_verdict, row["transcript"], row["request"], model).intent is not None:
             continue
         grammar_verdict = expectations.judge(heard["transcript"], row["request"])
-        if grammar_verdict.intent is None or grammar_verdict.score < HYBRID_TRUST_SCORE:
+        way = grammar_way_in(lm_verdict, grammar_verdict)
+        if way is None:
             continue
-        scores = lm_verdict.scores
-        leaning = max(scores, key=scores.get) if scores else None
-        if leaning is not None and scores[leaning] > 0 and leaning == grammar_verdict.intent:
-            way = "lean"
-        elif lm_verdict.heard_score < HYBRID_LM_NOTHING_SCORE:
-            way = "nothing"
-        else:
-            continue
-        agrees = model.probabilities(expectations, row["transcript"], row["request"], scores or None)
+        agrees = model.probabilities(expectations, row["transcript"], row["request"], lm_verdict.scores or None)
         replies.append(GrammarReply(way, grammar_verdict.intent == row["intent"],
                                     agrees.get(grammar_verdict.intent, 0.0),
                                     sound_alike(heard["transcript"], row["transcript"]),

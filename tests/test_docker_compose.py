@@ -34,6 +34,15 @@ PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 IMAGE_WORKDIR = "/app"
 
 
+def _wait_or_kill(process: subprocess.Popen, timeout_s: float) -> None:
+    """Let a Locust process end its run; kill it if it has not within ``timeout_s``."""
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
 @functools.cache
 def services() -> dict:
     """The ``services`` of docker-compose.yml (read on first use, after the pyyaml check)."""
@@ -349,11 +358,7 @@ def test_compose_worker_command_line_reaches_the_gateway_the_master_names(gatewa
             time.sleep(0.3)
     finally:
         for process in (master, worker):
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+            _wait_or_kill(process, 30)
     with open(f"{prefix}_turns.csv", newline="", encoding="utf-8") as file:
         rows = list(csv.DictReader(file))
     assert rows and any(row["success"] == "1" for row in rows), {row["failure"] for row in rows}
@@ -408,11 +413,7 @@ def test_a_worker_whose_first_spawn_comes_before_the_harness_init_still_uses_the
          "--master-bind-port", str(master_port), "--headless", "-u", "2", "-r", "2", "-t", "6s",
          "--expect-workers", "1", "--only-summary", "--tags", "basic", "--csv", str(prefix)],
         cwd=ROOT, capture_output=True, text=True, timeout=180, check=False)
-    try:
-        worker.wait(60)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait(5)
+    _wait_or_kill(worker, 60)
     with open(f"{prefix}_turns.csv", newline="", encoding="utf-8") as file:
         rows = list(csv.DictReader(file))
     assert rows, master.stderr[-3000:]

@@ -16,7 +16,7 @@ from scipy.signal import resample_poly
 from voiceharness.errors import UsageError
 from voiceharness.expectations import load_expectations, normalize_words, request_words
 from voiceharness.expectations.learned import IntentModel
-from voiceharness.listener import HYBRID_MODEL_AGREES, ReplyListener, hybrid_takes_grammar
+from voiceharness.listener import HYBRID_MODEL_AGREES, ReplyListener, grammar_way_in, hybrid_takes_grammar
 
 
 # The published SmartJARVIS gateway's replies: every template of its NLG (as the reference
@@ -348,6 +348,7 @@ def test_the_hybrid_takes_the_grammar_where_the_language_model_heard_nothing_onl
     assert lm.intent is None and lm.score < 0.3 and grammar.intent == "TIME_NOW" and grammar.score >= 0.9
     probabilities = IntentModel.builtin().probabilities(expectations, lm_heard, request_text, lm.scores)
     assert (probabilities["TIME_NOW"] >= HYBRID_MODEL_AGREES) is takes
+    assert grammar_way_in(lm, grammar) == "nothing"
     assert hybrid_takes_grammar(lm, grammar, probabilities) is takes
     assert hybrid_takes_grammar(lm, grammar, None)  # without a model: the grammar's, as before round 6
 
@@ -361,6 +362,7 @@ def test_a_faint_lean_of_the_language_model_does_not_let_the_grammar_decide_with
     lm = expectations.judge("switching lights on or off is beyond my reach", request)
     grammar = expectations.judge("it's two eighteen right now", request)
     assert lm.intent is None and max(lm.scores, key=lm.scores.get) == "TIME_NOW" and grammar.intent == "TIME_NOW"
+    assert grammar_way_in(lm, grammar) == "lean"
     assert hybrid_takes_grammar(lm, grammar, None)  # the lean alone, as before round 10
     probabilities = IntentModel.builtin().probabilities(expectations, "switching lights on or off is beyond my reach",
                                                         request, lm.scores)
@@ -377,5 +379,5 @@ def test_the_subjectless_discount_does_not_make_the_language_model_have_heard_no
     grammar = expectations.judge("it's ten a m at the moment", "hey jarvis")
     assert lm.intent is None and lm.score < 0.3 <= lm.heard_score
     assert grammar.intent == "TIME_NOW" and grammar.score >= 0.9
-    assert not hybrid_takes_grammar(lm, grammar, None)
-    assert hybrid_takes_grammar(replace(lm, heard_score=lm.score), grammar, None)  # as round 8 read it
+    assert grammar_way_in(lm, grammar) is None and not hybrid_takes_grammar(lm, grammar, None)
+    assert grammar_way_in(replace(lm, heard_score=lm.score), grammar) == "nothing"  # as round 8 read it

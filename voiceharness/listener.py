@@ -196,23 +196,30 @@ _CONTRACTIONS = {
 }
 
 
-def hybrid_takes_grammar(lm: Verdict, grammar: Verdict, model_probabilities: Mapping[str, float] | None = None) -> bool:
-    """The hybrid method: the language model's verdict stands; when it is unjudged, the grammar's
-    counts if it names an intent with a score of at least :data:`HYBRID_TRUST_SCORE` (an expected
-    phrase heard nearly whole), the learned model, reading the language model's transcript
-    (``model_probabilities``; None: no model), gives that intent at least
-    :data:`HYBRID_MODEL_AGREES`, and either the grammar agrees with what the language model
-    leaned to, or the language model heard next to nothing of any intent (best score, before the
+def grammar_way_in(lm: Verdict, grammar: Verdict) -> str | None:
+    """How the grammar's verdict may come into the hybrid when the language model's is unjudged:
+    ``"lean"``, the grammar names the intent the language model's transcript leaned to;
+    ``"nothing"``, the language model heard next to nothing of any intent (best score, before the
     subjectless discount, under :data:`HYBRID_LM_NOTHING_SCORE`: a voice it cannot hear, such as
-    espeak-ng's)."""
+    espeak-ng's); None, no way in (the grammar heard no intent with a score of at least
+    :data:`HYBRID_TRUST_SCORE`, an expected phrase heard nearly whole, or the language model
+    leaned elsewhere)."""
     if grammar.intent is None or grammar.score < HYBRID_TRUST_SCORE:
-        return False
-    if model_probabilities is not None and model_probabilities.get(grammar.intent, 0.0) < HYBRID_MODEL_AGREES:
-        return False
+        return None
     leaning = max(lm.scores, key=lm.scores.get) if lm.scores else None
     if leaning is not None and lm.scores[leaning] > 0 and grammar.intent == leaning:
-        return True
-    return lm.heard_score < HYBRID_LM_NOTHING_SCORE
+        return "lean"
+    return "nothing" if lm.heard_score < HYBRID_LM_NOTHING_SCORE else None
+
+
+def hybrid_takes_grammar(lm: Verdict, grammar: Verdict, model_probabilities: Mapping[str, float] | None = None) -> bool:
+    """The hybrid method: the language model's verdict stands; when it is unjudged, the grammar's
+    counts if it has a way in (:func:`grammar_way_in`) and the learned model, reading the language
+    model's transcript (``model_probabilities``; None: no model), gives that intent at least
+    :data:`HYBRID_MODEL_AGREES`."""
+    if grammar_way_in(lm, grammar) is None:
+        return False
+    return model_probabilities is None or model_probabilities.get(grammar.intent, 0.0) >= HYBRID_MODEL_AGREES
 
 
 def _words_said(words: list[str]) -> str:
