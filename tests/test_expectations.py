@@ -354,3 +354,35 @@ def test_the_subjectless_discount_never_hands_a_reply_to_the_fallback(smartjarvi
     verdict = smartjarvis.judge(transcript, "what is the weather")
     assert verdict.scores["UNKNOWN"] - verdict.scores["WEATHER_SIMPLE"] >= MIN_MARGIN  # the discount alone...
     assert verdict.intent is None  # ... does not make it a refusal
+
+
+@pytest.mark.parametrize(("transcript", "request_text"), [
+    # Refusals (heldout10, heldout11: the language model's transcripts) offering another subject.
+    ("i can't control smart lights want the weather instead", "turn on the living room lights"),
+    ("no jazz from me sadly music isn't my department want the time", "play some jazz"),
+    ("alarms aren't supported i could tell you what time it is though", "set an alarm for six"),
+    ("sorry i can't set reminders yet but i can tell you the time", "remind me to call mom"),
+    ("flights are beyond me i'm afraid happy to share the time or today's forecast though", "book a flight"),
+])
+def test_a_refusal_that_offers_another_subject_is_a_refusal(smartjarvis, transcript, request_text):
+    """The subject a refusal offers ("want the weather instead?") is not what the reply is about:
+    it names no intent and counts for none (before round 11 the rules judged each of these the
+    offered intent)."""
+    heard = smartjarvis.words_heard(transcript, request_text)
+    assert heard.offered
+    assert smartjarvis.subjects_heard(heard) <= {"UNKNOWN"}
+    assert smartjarvis.judge(transcript, request_text).intent == "UNKNOWN"
+
+
+@pytest.mark.parametrize(("transcript", "request_text"), [
+    ("i can not check the weather right now but i would be happy to help with other tasks", "what's the weather"),
+    ("i'm unable to get weather info at the moment what other tasks can i help with", "is it going to rain"),
+    ("the weather service is not responding so i can't give you a forecast", "what is the forecast"),
+    ("it won't rain today but i'd take an umbrella tonight", "will it rain"),  # "rain" said, not offered
+])
+def test_a_weather_reply_that_says_no_offers_nothing(smartjarvis, transcript, request_text):
+    """The published gateway's weather replies are refusals *of the weather*: the keyword inside
+    the refused clause (or said once outside an offer) still names the weather."""
+    heard = smartjarvis.words_heard(transcript, request_text)
+    assert "WEATHER_SIMPLE" in smartjarvis.subjects_heard(heard)
+    assert smartjarvis.judge(transcript, request_text).intent == "WEATHER_SIMPLE"

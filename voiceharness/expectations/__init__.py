@@ -165,6 +165,20 @@ MINUTES_WITHOUT_HOUR_STRENGTH = 0.8
 LONE_NUMBER_STRENGTH = 0.3
 # The request's words count as said back when this share of them is heard in order.
 ECHO_HEARD_SHARE = 0.6
+# A subject offered after a refusal is not what the reply is about ("I can't control the lights.
+# Want the weather instead?" refuses; "I can't check the weather right now" is a weather reply):
+# an intent's keyword after a negation with an offer between them ("but", "want", "I can"...), or
+# with "instead" / "if you like" within OFFER_AFTER_WORDS after it, is *offered*. An offered
+# keyword neither names its intent nor counts for it, and a refusal that offers something is
+# evidence of the fallback, OFFER_WEIGHT (round 11; docs/reply-judge.md).
+OFFER_WEIGHT = 0.5
+OFFER_AFTER_WORDS = 4
+_NEGATIONS = frozenset(["not", "unable", "beyond", "never", "nope", "no"])
+_OFFERS_BEFORE = (("want",), ("wanna",), ("instead",), ("how", "about"), ("would", "you", "like"),
+                  ("could",), ("happy", "to"), ("glad", "to"), ("maybe",), ("though",), ("however",),
+                  ("shall", "i"), ("should", "i"), ("perhaps",), ("fancy",), ("try", "asking"), ("ask", "me"),
+                  ("i", "can"), ("i", "know"))
+_OFFERS_AFTER = (("instead",), ("if", "you", "like"), ("if", "you", "want"), ("though",), ("if", "that", "helps"))
 
 _ONES = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"]
 _TEENS = ["thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
@@ -301,6 +315,7 @@ class HeardWords(NamedTuple):
     request: list[str]  # the request's words, its command words left out
     echoed: frozenset[int]  # positions in ``words`` where the request is said back
     echo_share: float  # how much of the request is heard there, 0 to 1
+    offered: frozenset[int] = frozenset()  # positions of keywords offered after a refusal (OFFER_WEIGHT)
 
 
 def _homophones(vocabulary: frozenset[str]) -> dict[str, str]:
@@ -573,7 +588,40 @@ class Expectations:
         sounds_like = _homophones(self._distinctive_words())
         heard = [sounds_like.get(word, word) for word in heard]
         echoed, echo_share = _echoed_span(heard, request)
-        return HeardWords(_quantities(heard, echoed), request, echoed, echo_share)
+        heard = _quantities(heard, echoed)
+        return HeardWords(heard, request, echoed, echo_share, self._offered(heard, echoed))
+
+    def _offered(self, heard: list[str], echoed: frozenset[int]) -> frozenset[int]:
+        """Positions of the keywords of ``heard`` (outside the request said back) that are offered
+        after a refusal (:data:`OFFER_WEIGHT`)."""
+        negations = [i for i, w in enumerate(heard) if w in _NEGATIONS and i not in echoed]
+        if not negations:
+            return frozenset()
+        stems = [_stem(w) for w in heard]
+        offered: set[int] = set()
+        for keyword in self._subject_keywords():
+            n = len(keyword)
+            for start in range(len(heard) - n + 1):
+                said = stems[start] == _stem(keyword[0]) if n == 1 else tuple(heard[start : start + n]) == keyword
+                if not said or start in echoed:
+                    continue
+                before = [i for i in negations if i < start]
+                if not before:
+                    continue
+                after = heard[start + n : start + n + OFFER_AFTER_WORDS]
+                if _says_any(heard[before[-1] + 1 : start], _OFFERS_BEFORE) or _says_any(after, _OFFERS_AFTER):
+                    offered.update(range(start, start + n))
+        return frozenset(offered)
+
+    def _subject_keywords(self) -> frozenset[tuple[str, ...]]:
+        """The keywords that name a subject a refusal may offer: every intent's but the fallback's
+        and the echo's (cached on the instance)."""
+        cached = self.__dict__.get("_offerable")
+        if cached is None:
+            cached = frozenset(k for spec in self.intents.values() if not spec.fallback and not spec.says("{request}")
+                               for k in spec.keywords)
+            object.__setattr__(self, "_offerable", cached)  # frozen dataclass: a private cache
+        return cached
 
     def score(self, transcript: str, request_text: str = "") -> dict[str, float]:
         """Each intent's evidence in ``transcript``, 0 (none) to 1 (see the module docstring)."""
@@ -583,7 +631,7 @@ class Expectations:
         """Each intent's score, and the same before :data:`SUBJECTLESS_DISCOUNT` (the same dict
         when no intent was discounted)."""
         heard_words = self.words_heard(transcript, request_text)
-        heard, request, echoed, echo_share = heard_words
+        heard, request, echoed, echo_share, offered = heard_words
         if not heard:
             nothing = {intent: 0.0 for intent in self.intents}
             return nothing, nothing
@@ -592,8 +640,9 @@ class Expectations:
         heard_set = set(heard)
         weights = self._word_weights()
         echo_telling = self.echo_is_telling(request, echo_share)
-        # The transcript with the echoed request blanked: its words are evidence of the echo only.
-        not_echoed = [w if i not in echoed else "" for i, w in enumerate(heard)]
+        # The transcript with the echoed request blanked: its words are evidence of the echo only;
+        # and with the subjects a refusal offers blanked: they are no evidence of their intent.
+        not_echoed = [w if i not in echoed and i not in offered else "" for i, w in enumerate(heard)]
         subject_heard = self.subjects_heard(heard_words)
         scores = {}
         for intent, spec in self.intents.items():
@@ -603,7 +652,8 @@ class Expectations:
             # Words anywhere: each distinct distinctive word once; an echoed request's words
             # are evidence of the echo only.
             mine = weights[intent]
-            seen = {stem for position, stem in enumerate(stems) if says_request or position not in echoed}
+            seen = {stem for position, stem in enumerate(stems)
+                    if says_request or (position not in echoed and position not in offered)}
             words = sum(mine.get(stem, 0.0) for stem in seen)
             own_words = heard if says_request else not_echoed
             words += sum(KEYWORD_FACTOR for k in spec.keywords if len(k) > 1 and _contains(own_words, k))
@@ -613,6 +663,8 @@ class Expectations:
             # The request said back without a lead-in counts when it is more than a word or two.
             if says_request and echo_telling:
                 evidence.append(ECHO_SLOT_WEIGHT * echo_share)
+            if spec.fallback and offered:
+                evidence.append(OFFER_WEIGHT)
             missing = 1.0
             total = 1.0
             for value in evidence:
@@ -639,12 +691,12 @@ class Expectations:
         keywords (outside the request said back, unless the intent is the echo), the clock time
         for an intent whose phrases say ``{time}``, the request said back for one whose phrases
         say ``{request}``."""
-        heard, request, echoed, echo_share = heard_words
+        heard, request, echoed, echo_share, offered = heard_words
         if not heard:
             return frozenset()
         time_heard = clock_strength(heard, echoed) >= 0.5
         echo_heard = echo_share >= ECHO_HEARD_SHARE and self.echo_is_telling(request, echo_share)
-        not_echoed = [w if i not in echoed else "" for i, w in enumerate(heard)]
+        not_echoed = [w if i not in echoed and i not in offered else "" for i, w in enumerate(heard)]
         stems = {_stem(w) for w in heard}
         not_echoed_stems = {_stem(w) for w in not_echoed if w}
         named = set()
@@ -752,6 +804,16 @@ def _aligned_span(phrase: list[str], heard: list[str]) -> tuple[float, int, int]
                 best = (start, end)
                 break
     return (share, *best) if best else (share, 0, len(heard))
+
+
+def _says_any(words: list[str], phrases: tuple[tuple[str, ...], ...]) -> bool:
+    """Whether ``words`` hold one of ``phrases``, not followed by "not" ("i can", not "i can not")."""
+    for phrase in phrases:
+        n = len(phrase)
+        for i in range(len(words) - n + 1):
+            if tuple(words[i : i + n]) == phrase and (i + n == len(words) or words[i + n] != "not"):
+                return True
+    return False
 
 
 def _contains(words: list[str], phrase: tuple[str, ...]) -> bool:

@@ -80,7 +80,7 @@ MIN_SENTENCES = 1
 def _tokens(expectations: Expectations, transcript: str, request_text: str) -> tuple[list[str], float, float]:
     """The transcript's words with the request said back, a clock time and other numbers as
     placeholders; the clock time's strength and the share of the request heard."""
-    heard, request, echoed, echo_share = expectations.words_heard(transcript, request_text)
+    heard, request, echoed, echo_share, offered = expectations.words_heard(transcript, request_text)
     if not expectations.echo_is_telling(request, echo_share):
         # A request another intent's reply says anyway ("tell me the time": "the time is..."), or
         # one word, is not evidence of an echo when heard: the rules' own test (round 10).
@@ -91,7 +91,7 @@ def _tokens(expectations: Expectations, transcript: str, request_text: str) -> t
     in_time = set(range(*span)) if span else set()
     tokens: list[str] = []
     for i, word in enumerate(heard):
-        token = ("<request>" if i in echoed else "<time>" if i in in_time
+        token = ("<request>" if i in echoed else "<offered>" if i in offered else "<time>" if i in in_time
                  else "<number>" if word in CLOCK_NUMBER_WORDS else word)
         if not (tokens and token == tokens[-1] and token.startswith("<")):
             tokens.append(token)
