@@ -369,7 +369,7 @@ def test_a_refusal_that_offers_another_subject_is_a_refusal(smartjarvis, transcr
     it names no intent and counts for none (before round 11 the rules judged each of these the
     offered intent)."""
     heard = smartjarvis.words_heard(transcript, request_text)
-    assert heard.offered
+    assert heard.offered and heard.aside
     assert smartjarvis.subjects_heard(heard) <= {"UNKNOWN"}
     assert smartjarvis.judge(transcript, request_text).intent == "UNKNOWN"
 
@@ -386,3 +386,17 @@ def test_a_weather_reply_that_says_no_offers_nothing(smartjarvis, transcript, re
     heard = smartjarvis.words_heard(transcript, request_text)
     assert "WEATHER_SIMPLE" in smartjarvis.subjects_heard(heard)
     assert smartjarvis.judge(transcript, request_text).intent == "WEATHER_SIMPLE"
+
+
+@pytest.mark.parametrize(("transcript", "request_text"), [
+    ("okay i missed that one more time please", "sing a song"),  # heldout5, judged TIME_NOW before round 11
+    ("sorry maybe next time", "order a pizza"),
+    ("take your time and say it another way", "blorp"),
+])
+def test_time_in_an_idiom_names_no_clock(smartjarvis, transcript, request_text):
+    heard = smartjarvis.words_heard(transcript, request_text)
+    assert heard.aside and not heard.offered
+    assert "TIME_NOW" not in smartjarvis.subjects_heard(heard)
+    assert smartjarvis.judge(transcript, request_text).intent != "TIME_NOW"
+    # The same word naming the clock still does.
+    assert "TIME_NOW" in smartjarvis.subjects_heard(smartjarvis.words_heard("the time is not known", request_text))

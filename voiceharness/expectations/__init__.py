@@ -69,7 +69,15 @@ misheard or missing, fillers) is still judged:
   with no clock time in it is hardly the time. Words said back from the request count for
   ECHO only ("you said what is the weather" is no weather reply).
 
-The three are combined per intent (each a probability-like 0..1, joined as independent
+* **what is said aside** — a keyword a refusal *offers* ("I can't control the lights. Want the
+  weather instead?", "... but I can tell you the time") is not the reply's subject: after a
+  negation, with an offer between them or "instead" / "if you like" after it, it names no intent
+  and counts for none, and the offer is evidence of the fallback (:data:`OFFER_WEIGHT`). The
+  published weather replies refuse the weather itself ("I can't check the weather right now"),
+  with the keyword inside the refusal: they stay weather replies. "time" in an idiom ("one more
+  time", "next time") names no clock.
+
+These are combined per intent (each a probability-like 0..1, joined as independent
 evidence: 1 - (1 - a)(1 - b)...) into a score from 0 to 1. An intent named by keywords alone
 (no slot in its phrases) whose keywords are not heard scores :data:`SUBJECTLESS_DISCOUNT` less:
 its phrases without its subject may be any reply's ("... is not available at the moment, is
@@ -179,6 +187,11 @@ _OFFERS_BEFORE = (("want",), ("wanna",), ("instead",), ("how", "about"), ("would
                   ("shall", "i"), ("should", "i"), ("perhaps",), ("fancy",), ("try", "asking"), ("ask", "me"),
                   ("i", "can"), ("i", "know"))
 _OFFERS_AFTER = (("instead",), ("if", "you", "like"), ("if", "you", "want"), ("though",), ("if", "that", "helps"))
+# "time" after one of these names no clock ("one more time", "any other time", "next time", "take
+# your time"): it is no TIME_NOW keyword there (round 11).
+_NOT_A_CLOCK_BEFORE_TIME = frozenset(["more", "other", "another", "next", "this", "some", "any", "every", "each",
+                                      "first", "last", "same", "spare", "free", "your", "good", "nice",
+                                      "great", "fun", "no", "in", "on"])
 
 _ONES = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"]
 _TEENS = ["thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
@@ -315,7 +328,10 @@ class HeardWords(NamedTuple):
     request: list[str]  # the request's words, its command words left out
     echoed: frozenset[int]  # positions in ``words`` where the request is said back
     echo_share: float  # how much of the request is heard there, 0 to 1
-    offered: frozenset[int] = frozenset()  # positions of keywords offered after a refusal (OFFER_WEIGHT)
+    # Positions of keywords said aside from the reply's subject: offered after a refusal
+    # (:data:`OFFER_WEIGHT`), or "time" in an idiom that names no clock ("one more time").
+    aside: frozenset[int] = frozenset()
+    offered: frozenset[int] = frozenset()  # those of them offered after a refusal
 
 
 def _homophones(vocabulary: frozenset[str]) -> dict[str, str]:
@@ -589,7 +605,10 @@ class Expectations:
         heard = [sounds_like.get(word, word) for word in heard]
         echoed, echo_share = _echoed_span(heard, request)
         heard = _quantities(heard, echoed)
-        return HeardWords(heard, request, echoed, echo_share, self._offered(heard, echoed))
+        offered = self._offered(heard, echoed)
+        idioms = frozenset(i for i, word in enumerate(heard)
+                           if word == "time" and i and heard[i - 1] in _NOT_A_CLOCK_BEFORE_TIME and i not in echoed)
+        return HeardWords(heard, request, echoed, echo_share, offered | idioms, offered)
 
     def _offered(self, heard: list[str], echoed: frozenset[int]) -> frozenset[int]:
         """Positions of the keywords of ``heard`` (outside the request said back) that are offered
@@ -631,7 +650,7 @@ class Expectations:
         """Each intent's score, and the same before :data:`SUBJECTLESS_DISCOUNT` (the same dict
         when no intent was discounted)."""
         heard_words = self.words_heard(transcript, request_text)
-        heard, request, echoed, echo_share, offered = heard_words
+        heard, request, echoed, echo_share, aside, offered = heard_words
         if not heard:
             nothing = {intent: 0.0 for intent in self.intents}
             return nothing, nothing
@@ -641,8 +660,9 @@ class Expectations:
         weights = self._word_weights()
         echo_telling = self.echo_is_telling(request, echo_share)
         # The transcript with the echoed request blanked: its words are evidence of the echo only;
-        # and with the subjects a refusal offers blanked: they are no evidence of their intent.
-        not_echoed = [w if i not in echoed and i not in offered else "" for i, w in enumerate(heard)]
+        # and with the keywords said aside blanked (a subject a refusal offers, "one more time"):
+        # they are no evidence of their intent.
+        not_echoed = [w if i not in echoed and i not in aside else "" for i, w in enumerate(heard)]
         subject_heard = self.subjects_heard(heard_words)
         scores = {}
         for intent, spec in self.intents.items():
@@ -653,7 +673,7 @@ class Expectations:
             # are evidence of the echo only.
             mine = weights[intent]
             seen = {stem for position, stem in enumerate(stems)
-                    if says_request or (position not in echoed and position not in offered)}
+                    if says_request or (position not in echoed and position not in aside)}
             words = sum(mine.get(stem, 0.0) for stem in seen)
             own_words = heard if says_request else not_echoed
             words += sum(KEYWORD_FACTOR for k in spec.keywords if len(k) > 1 and _contains(own_words, k))
@@ -691,12 +711,12 @@ class Expectations:
         keywords (outside the request said back, unless the intent is the echo), the clock time
         for an intent whose phrases say ``{time}``, the request said back for one whose phrases
         say ``{request}``."""
-        heard, request, echoed, echo_share, offered = heard_words
+        heard, request, echoed, echo_share, aside, _offered = heard_words
         if not heard:
             return frozenset()
         time_heard = clock_strength(heard, echoed) >= 0.5
         echo_heard = echo_share >= ECHO_HEARD_SHARE and self.echo_is_telling(request, echo_share)
-        not_echoed = [w if i not in echoed and i not in offered else "" for i, w in enumerate(heard)]
+        not_echoed = [w if i not in echoed and i not in aside else "" for i, w in enumerate(heard)]
         stems = {_stem(w) for w in heard}
         not_echoed_stems = {_stem(w) for w in not_echoed if w}
         named = set()

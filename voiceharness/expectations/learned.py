@@ -16,9 +16,10 @@ in the transcripts of the tuning and retired held-out replies (``bench/judge_set
 language-model transcripts in ``bench/results/judge-*.json``): a multinomial logistic
 regression over
 
-* the words and word pairs heard, with the request said back replaced by ``<request>``, a clock
-  time by ``<time>`` and a number elsewhere by ``<number>`` (so that an echo's own words, or the
-  minute of a time, teach nothing about the intent);
+* the words and word pairs heard, with the request said back replaced by ``<request>``, a
+  subject a refusal offers by ``<offered>``, a clock time by ``<time>`` and a number elsewhere by
+  ``<number>`` (so that an echo's own words, the weather a refusal offers, or the minute of a
+  time, teach nothing about the intent);
 * each intent's rule score, the clock time's strength and the share of the request said back.
 
 It decides only a reply the rules leave unjudged, and only when its probability for one intent
@@ -80,7 +81,7 @@ MIN_SENTENCES = 1
 def _tokens(expectations: Expectations, transcript: str, request_text: str) -> tuple[list[str], float, float]:
     """The transcript's words with the request said back, a clock time and other numbers as
     placeholders; the clock time's strength and the share of the request heard."""
-    heard, request, echoed, echo_share, offered = expectations.words_heard(transcript, request_text)
+    heard, request, echoed, echo_share, _aside, offered = expectations.words_heard(transcript, request_text)
     if not expectations.echo_is_telling(request, echo_share):
         # A request another intent's reply says anyway ("tell me the time": "the time is..."), or
         # one word, is not evidence of an echo when heard: the rules' own test (round 10).
