@@ -104,7 +104,7 @@ class GrammarReply:
 
 def grammar_only_replies(path: Path) -> list[GrammarReply] | None:
     """The replies the grammar may decide in one result file (None: it lacks grammar or lm rows)."""
-    from voiceharness.expectations.learned import judge_unjudged
+    from voiceharness.expectations.learned import judge_unjudged, names_two_subjects
 
     result = common.read_json(path)
     methods = result.get("methods", {})
@@ -122,7 +122,8 @@ def grammar_only_replies(path: Path) -> list[GrammarReply] | None:
         if judge_unjudged(expectations, lm_verdict, row["transcript"], row["request"], model).intent is not None:
             continue
         grammar_verdict = expectations.judge(heard["transcript"], row["request"])
-        way = grammar_way_in(lm_verdict, grammar_verdict)
+        way = grammar_way_in(lm_verdict, grammar_verdict,
+                             lm_names_two_subjects=names_two_subjects(expectations, row["transcript"], row["request"]))
         if way is None:
             continue
         agrees = model.probabilities(expectations, row["transcript"], row["request"], lm_verdict.scores or None)

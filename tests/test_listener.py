@@ -370,6 +370,23 @@ def test_a_faint_lean_of_the_language_model_does_not_let_the_grammar_decide_with
     assert not hybrid_takes_grammar(lm, grammar, probabilities)
 
 
+def test_the_grammar_does_not_decide_a_reply_whose_language_model_transcript_names_two_subjects():
+    """A weather report (heldout9) the language model heard nearly whole names the rain and a clock
+    time: the rules leave it unjudged, as a reply naming two intents must be. The grammar forced it
+    into a clock-time template, agreeing with the lean, and before round 11 it decided TIME_NOW."""
+    from voiceharness.expectations.learned import names_two_subjects
+
+    expectations = load_expectations("smartjarvis")
+    request, heard = "will it rain today", "expect like rain after three pm so grab an umbrella"
+    lm, grammar = expectations.judge(heard, request), expectations.judge("it's ten o'clock right now", request)
+    assert lm.intent is None and grammar.intent == "TIME_NOW"
+    assert grammar_way_in(lm, grammar) == "lean"  # as before round 11
+    two_subjects = names_two_subjects(expectations, heard, request)
+    assert two_subjects
+    assert grammar_way_in(lm, grammar, lm_names_two_subjects=two_subjects) is None
+    assert not hybrid_takes_grammar(lm, grammar, None, lm_names_two_subjects=two_subjects)
+
+
 def test_the_subjectless_discount_does_not_make_the_language_model_have_heard_nothing():
     """"Yes, I'm here." heard word for word (heldout9): the greeting's words without a greeting
     keyword score less for the greeting (which intent), but the language model heard them (how

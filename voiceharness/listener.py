@@ -59,7 +59,12 @@ from scipy.signal import resample_poly
 
 from voiceharness.errors import UsageError
 from voiceharness.expectations import Expectations, Verdict, load_expectations
-from voiceharness.expectations.learned import intent_probabilities, judge_unjudged, model_disagrees
+from voiceharness.expectations.learned import (
+    intent_probabilities,
+    judge_unjudged,
+    model_disagrees,
+    names_two_subjects,
+)
 from voiceharness.guide import SAMPLE_RATE_HZ
 from voiceharness.vad import find_speech
 
@@ -196,15 +201,17 @@ _CONTRACTIONS = {
 }
 
 
-def grammar_way_in(lm: Verdict, grammar: Verdict) -> str | None:
+def grammar_way_in(lm: Verdict, grammar: Verdict, *, lm_names_two_subjects: bool = False) -> str | None:
     """How the grammar's verdict may come into the hybrid when the language model's is unjudged:
     ``"lean"``, the grammar names the intent the language model's transcript leaned to;
     ``"nothing"``, the language model heard next to nothing of any intent (best score, before the
     subjectless discount, under :data:`HYBRID_LM_NOTHING_SCORE`: a voice it cannot hear, such as
-    espeak-ng's); None, no way in (the grammar heard no intent with a score of at least
-    :data:`HYBRID_TRUST_SCORE`, an expected phrase heard nearly whole, or the language model
-    leaned elsewhere)."""
-    if grammar.intent is None or grammar.score < HYBRID_TRUST_SCORE:
+    espeak-ng's); None, no way in: the grammar heard no intent with a score of at least
+    :data:`HYBRID_TRUST_SCORE` (an expected phrase heard nearly whole), the language model leaned
+    elsewhere, or its transcript names two intents' subjects (``lm_names_two_subjects``,
+    :func:`voiceharness.expectations.learned.names_two_subjects`: "expect light rain after three
+    pm" is not guessed, by the grammar's clock-time template either; round 11)."""
+    if grammar.intent is None or grammar.score < HYBRID_TRUST_SCORE or lm_names_two_subjects:
         return None
     leaning = max(lm.scores, key=lm.scores.get) if lm.scores else None
     if leaning is not None and lm.scores[leaning] > 0 and grammar.intent == leaning:
@@ -212,12 +219,13 @@ def grammar_way_in(lm: Verdict, grammar: Verdict) -> str | None:
     return "nothing" if lm.heard_score < HYBRID_LM_NOTHING_SCORE else None
 
 
-def hybrid_takes_grammar(lm: Verdict, grammar: Verdict, model_probabilities: Mapping[str, float] | None = None) -> bool:
+def hybrid_takes_grammar(lm: Verdict, grammar: Verdict, model_probabilities: Mapping[str, float] | None = None, *,
+                         lm_names_two_subjects: bool = False) -> bool:
     """The hybrid method: the language model's verdict stands; when it is unjudged, the grammar's
     counts if it has a way in (:func:`grammar_way_in`) and the learned model, reading the language
     model's transcript (``model_probabilities``; None: no model), gives that intent at least
     :data:`HYBRID_MODEL_AGREES`."""
-    if grammar_way_in(lm, grammar) is None:
+    if grammar_way_in(lm, grammar, lm_names_two_subjects=lm_names_two_subjects) is None:
         return False
     return model_probabilities is None or model_probabilities.get(grammar.intent, 0.0) >= HYBRID_MODEL_AGREES
 
@@ -482,7 +490,8 @@ class ReplyListener:
         if verdict.intent is None and decided_by != MODEL_DISAGREED:
             heard_by_grammar = grammar.transcribe(samples, request_text)
             grammar_verdict = self.expectations.judge(heard_by_grammar, request_text)
-            if hybrid_takes_grammar(verdict, grammar_verdict, self._model_probabilities(transcript, request_text, verdict)):
+            if hybrid_takes_grammar(verdict, grammar_verdict, self._model_probabilities(transcript, request_text, verdict),
+                                    lm_names_two_subjects=names_two_subjects(self.expectations, transcript, request_text)):
                 transcript, verdict, decided_by = heard_by_grammar, grammar_verdict, "grammar"
         return Heard.from_verdict(verdict, transcript, (time.process_time() - started) * 1000, decided_by,
                                   self.expectations.source)

@@ -205,6 +205,7 @@ _CLOCK_MARKERS = frozenset(["o'clock", "oclock", "am", "pm", "noon", "midnight"]
 _CLOCK_RELATIONS = frozenset(["past", "to", "half", "quarter", "after", "before"])
 _HOUR_RELATIONS = frozenset(["past", "after", "before"])
 _DIGITS = frozenset(_ONES[:9])
+_ZERO_MINUTES = (["zero", "zero"], ["oh", "oh"], ["oh", "zero"], ["zero", "oh"])  # ":00" said
 _HOURS = frozenset(_ONES)
 _MINUTES = frozenset(_ONES + _TEENS + _TENS)
 # The hour of a 24-hour clock time said as words (13-23, "oh nine", "zero nine"): a time only with
@@ -429,6 +430,13 @@ def _times(words: list[str]) -> list[tuple[int, int, float]]:
             if (after > i + 1 or word in ("quarter", "half")) and after < n and words[after] in _CLOCK_RELATIONS | {"passed"}:
                 found.append((i, after + 1, MINUTES_WITHOUT_HOUR_STRENGTH))
                 continue
+        # "... zero zero pm", "... oh five a m": minutes that can only be minutes, and the half
+        # of the day, with the hour misheard (espeak-ng's "7:00 PM" heard as "instantly zero
+        # zero pm"; "fifteen am" may be "15 km/h" misheard).
+        minutes = _minute_length(words, i) if word in ("oh", "zero") else 0
+        if minutes and words[i + minutes : i + minutes + 1] in (["am"], ["pm"]):
+            found.append((i, i + minutes + 1, MINUTES_WITHOUT_HOUR_STRENGTH))
+            continue
         # "just after nine", "a little past ten", "shortly before six": the hour said, the minutes
         # not (the relation before an hour: "to" is left out, "to one" is said about anything).
         if word in _HOUR_RELATIONS and i + 1 < n and words[i + 1] in _HOURS:
@@ -460,6 +468,8 @@ def _minute_length(words: list[str], i: int) -> int:
     if i >= len(words):
         return 0
     if words[i] == "oh" and words[i + 1 : i + 2] and words[i + 1] in _DIGITS:
+        return 2
+    if words[i : i + 2] in _ZERO_MINUTES:
         return 2
     if words[i] in _TENS:
         return 2 if words[i + 1 : i + 2] and words[i + 1] in _DIGITS else 1
