@@ -29,13 +29,14 @@ judge`` reproduces them on a held-out set of replies and voices the judge was ne
 * ``"hybrid"`` — the language model decides (its alternatives and the learned model too); when it cannot, the grammar's verdict
   counts if it heard a phrase nearly whole, the learned model, reading what the language model
   did hear, agrees, and the grammar agrees with what the language model leaned to (or the
-  language model heard next to nothing, as on espeak-ng): :func:`hybrid_takes_grammar`.
+  language model heard next to nothing, as on espeak-ng), unless what the language model heard
+  names two intents' subjects: :func:`hybrid_takes_grammar`.
 * ``"kws"`` — keyword spotting of each phrase's literal parts and the keywords (not offered by
   the harness's options: far behind the others).
 
 The default, :data:`DEFAULT_METHOD`, is ``"hybrid"``: as right as ``lm`` on the held-out
-sets' natural voices and, since round 10, no more wrong (heldout11: 74.8 % right, 9.5 % wrong,
-the rest unjudged; ``lm`` 74.5 % / 9.5 %, ``grammar`` 21.2 % / 52.5 %), and right on every
+sets' natural voices and about as wrong (heldout12, after round 11: 73.2 % right, 8.2 % wrong,
+the rest unjudged; ``lm`` 72.0 % / 8.0 %, ``grammar`` 24.0 % / 60.2 %), and right on every
 published SmartJARVIS template in the reference gateway's espeak-ng voice, at about 0.5-1.2 s of
 CPU per reply. Silence (digital or below -60 dBFS) is not decoded: intent None.
 
