@@ -16,7 +16,9 @@ left-out set's transcripts with the rules and then, where they leave a reply unj
 at each threshold, and prints what the model added (right, wrong) per set and in total:
 the threshold shipped (:data:`voiceharness.expectations.learned.MIN_PROBABILITY`) is read from it.
 It also prints which of the rules' verdicts the model would take away (right, wrong) at each floor
-of its agreement: :data:`voiceharness.expectations.learned.MIN_AGREEMENT` is read from that.
+of its agreement: :data:`voiceharness.expectations.learned.MIN_AGREEMENT` is read from that; and
+which verdicts of the language model's alternatives (the rows they decided in the stored runs) it
+would keep at each floor: :data:`voiceharness.listener.ALTERNATIVES_MODEL_AGREES`.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ from bench.judge import CURRENT_HELDOUT
 
 TUNING_SET = "tuning"
 RETIRED_SETS = ("heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout6", "heldout7", "heldout8", "heldout9",
-                "heldout10", "heldout11")
+                "heldout10", "heldout11", "heldout12")
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
 AGREEMENTS = (0.1, 0.2, 0.3, 0.4, 0.5)  # model_disagrees: below this, a rules' verdict goes
+ALTERNATIVES_FLOORS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9)  # ... and a verdict of the language model's alternatives
 MODEL_PATH = common.REPO / "voiceharness" / "expectations" / "reply_intents_model.json"
 
 
@@ -42,6 +45,19 @@ def examples(set_name: str) -> list[tuple[str, str, str, str]]:
     result = common.read_json(common.RESULTS / f"judge-{set_name}.json")
     return [(row["transcript"], row["request"], row["intent"], f"{set_name}|{row['reply']}")
             for row in result["methods"]["lm"]["rows"]]
+
+
+def alternatives_verdicts(set_name: str, expectations) -> list[tuple[str, str, str, str]]:
+    """(transcript, request, intent, verdict) of the lm rows of ``judge-SET.json`` that the language
+    model's alternatives decided: the transcript is the alternative that said the verdict, judged
+    by today's rules (the stored verdict when they now leave it unjudged)."""
+    result = common.read_json(common.RESULTS / f"judge-{set_name}.json")
+    decided = []
+    for row in result["methods"]["lm"]["rows"]:
+        if row.get("decided_by") == "lm alternatives":
+            verdict = expectations.judge(row["transcript"], row["request"]).intent or row["heard"]
+            decided.append((row["transcript"], row["request"], row["intent"], verdict))
+    return decided
 
 
 def build(sets: tuple[str, ...]):
@@ -70,6 +86,7 @@ def cross_validate() -> dict:
     totals = {t: [0, 0] for t in THRESHOLDS}
     taken = {a: [0, 0] for a in AGREEMENTS}  # rules' verdicts the model would take away: right, wrong
     rules_total = [0, 0, 0, 0]  # replies, right, wrong, unjudged
+    alternatives_kept = {a: [0, 0] for a in ALTERNATIVES_FLOORS}  # the alternatives' verdicts kept: right, wrong
     for left_out in RETIRED_SETS:
         training = [(f, i, s) for name, rows in judged.items() if name != left_out for f, i, s, *_ in rows]
         model = fit(training, intents)
@@ -100,13 +117,23 @@ def cross_validate() -> dict:
             away = (sum(right and p < floor for right, p in agreement), sum(not right and p < floor for right, p in agreement))
             taken[floor] = [taken[floor][0] + away[0], taken[floor][1] + away[1]]
             line.append(f"<{floor}: {away[0]}/{away[1]}")
+        line.append("; the alternatives' verdicts kept (right/wrong)")
+        decided = [(verdict == intent, model.probabilities(expectations, transcript, request).get(verdict, 0.0))
+                   for transcript, request, intent, verdict in alternatives_verdicts(left_out, expectations)]
+        for floor in ALTERNATIVES_FLOORS:
+            kept = (sum(right and p >= floor for right, p in decided), sum(not right and p >= floor for right, p in decided))
+            alternatives_kept[floor] = [alternatives_kept[floor][0] + kept[0], alternatives_kept[floor][1] + kept[1]]
+            line.append(f">={floor}: {kept[0]}/{kept[1]}")
         print(" ".join(line), flush=True)
     n, right, wrong, unjudged = rules_total
     print(f"all       rules {right}/{n} right, {wrong} wrong, {unjudged} unjudged; model adds "
           + " ".join(f"{t}: +{g}/-{w}" for t, (g, w) in totals.items())
-          + "; model takes away (right/wrong) " + " ".join(f"<{a}: {r}/{w}" for a, (r, w) in taken.items()))
+          + "; model takes away (right/wrong) " + " ".join(f"<{a}: {r}/{w}" for a, (r, w) in taken.items())
+          + "; the alternatives' verdicts kept (right/wrong) "
+          + " ".join(f">={a}: {r}/{w}" for a, (r, w) in alternatives_kept.items()))
     return {"rules": rules_total, "model_adds": {str(t): v for t, v in totals.items()},
-            "model_takes_away": {str(a): v for a, v in taken.items()}}
+            "model_takes_away": {str(a): v for a, v in taken.items()},
+            "alternatives_kept": {str(a): v for a, v in alternatives_kept.items()}}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -316,6 +316,34 @@ def test_alternatives_that_disagree_or_are_too_few_decide_nothing():
                               agree=3) is None
 
 
+@pytest.mark.parametrize(("request_text", "alternative", "intent", "stands"), [
+    # Alternatives the language model agreed on in stored runs (heldout11, heldout12): refusals
+    # offering the forecast or the time, heard as a report of them.
+    ("set the thermostat to seventy", ("h m and thermostats and other gadgets around your house are off limits for me "
+                                       "i i i can fortunately stealth happy to share today's forecast spread out"),
+     "WEATHER_SIMPLE", False),
+    ("call the office", "sorry i i i i can place calls it would be like to hear the time instead", "TIME_NOW", False),
+    ("what's the weather like", "weather information is not available at the moment is there something else",
+     "WEATHER_SIMPLE", True),
+    ("call a plumber", "sorry i can't do that", "UNKNOWN", True),
+])
+def test_the_alternatives_verdict_stands_only_when_the_learned_model_agrees(request_text, alternative, intent, stands):
+    """Round 12: as the rules and the model decided more, what was left to the alternatives was more
+    often wrong (heldout12: 8 right / 14 wrong); the learned model must agree with their verdict."""
+    from voiceharness.listener import (
+        ALTERNATIVES_MODEL_AGREES,
+        alternatives_verdict_stands,
+        judge_alternatives,
+    )
+
+    expectations = load_expectations("smartjarvis")
+    agreed = judge_alternatives(expectations, [alternative] * 3, request_text)
+    assert agreed is not None and agreed[0].intent == intent
+    probability = IntentModel.builtin().probabilities(expectations, alternative, request_text)[intent]
+    assert (probability >= ALTERNATIVES_MODEL_AGREES) is stands
+    assert alternatives_verdict_stands(expectations, *agreed, request_text) is stands
+
+
 def test_the_learned_model_decides_when_the_rules_and_the_alternatives_cannot():
     """flite's slt says "No idea about the weather, I'm afraid."; the language model hears it word
     for word, but "no idea" (a request not understood) and "weather" leave the rules unjudged,

@@ -116,6 +116,12 @@ HYBRID_MODEL_AGREES = 0.5
 # from deciding. Chosen on the retired held-out sets' audio (docs/reply-judge.md, round 3).
 LM_ALTERNATIVES = 20
 LM_ALTERNATIVES_AGREE = 3
+# ... and the alternatives' verdict stands only when the learned model, reading the alternative
+# that says it, gives its intent at least this (round 12). As the rules and the model decided more,
+# what was left to the alternatives was more often wrong (heldout12: 8 right / 14 wrong). Over the
+# twelve retired sets' stored verdicts of the alternatives, each judged by a model trained without
+# its set (``python -m bench.judge_model --cross-validate``): see docs/reply-judge.md, round 12.
+ALTERNATIVES_MODEL_AGREES = 0.7
 # Hybrid method: the cost of its grammar's garbage phones. Cheaper garbage sends speech the
 # phrases do not fit to the language model instead of forcing it into a phrase: on the tuning set
 # (bench/judge.py --set tuning, 355 replies) 1e-5 gave 259 right / 5 wrong against 271 / 12 at
@@ -251,6 +257,14 @@ def judge_alternatives(expectations: Expectations, texts: list[str], request_tex
         return None
     (agreeing,) = said.values()
     return agreeing[0] if len(agreeing) >= agree else None
+
+
+def alternatives_verdict_stands(expectations: Expectations, verdict: Verdict, transcript: str,
+                                request_text: str = "") -> bool:
+    """Whether the verdict the language model's alternatives agree on (:func:`judge_alternatives`)
+    stands: the learned model, reading the alternative that says it, gives its intent at least
+    :data:`ALTERNATIVES_MODEL_AGREES` (or does not know these expectations' intents)."""
+    return not model_disagrees(expectations, verdict, transcript, request_text, min_agreement=ALTERNATIVES_MODEL_AGREES)
 
 
 class ReplyListener:
@@ -503,7 +517,8 @@ class ReplyListener:
         listener's own, or the hybrid's lm stage): the best transcript, unless the learned model
         disagrees with the rules' verdict on it (:func:`voiceharness.expectations.learned.model_disagrees`:
         unjudged, ``decided_by`` :data:`MODEL_DISAGREED`); when the rules leave it unjudged, the
-        alternatives (:func:`judge_alternatives`); when they agree on nothing, the learned model
+        alternatives (:func:`judge_alternatives`), if the learned model gives their intent at least
+        :data:`ALTERNATIVES_MODEL_AGREES`; when they agree on nothing, the learned model
         (:func:`voiceharness.expectations.learned.judge_unjudged`; ``decided_by`` "model"). The
         learned model takes part if ``learned_model`` is on and it knows these expectations' intents."""
         transcript = lm.transcribe(samples, request_text)
@@ -513,7 +528,8 @@ class ReplyListener:
                 return transcript, replace(verdict, intent=None), MODEL_DISAGREED
             return transcript, verdict, "lm"
         agreed = judge_alternatives(self.expectations, lm.alternatives(), request_text)
-        if agreed is not None:
+        if agreed is not None and (not self.learned_model
+                                   or alternatives_verdict_stands(self.expectations, *agreed, request_text)):
             verdict, transcript = agreed
             return transcript, verdict, "lm alternatives"
         if self.learned_model:
