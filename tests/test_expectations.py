@@ -169,6 +169,14 @@ def test_the_fallback_intent_yields_to_a_subject_heard_in_the_same_reply(tmp_pat
     ("my friend what should we do first", "hello jarvis", "GREETING"),
     ("you can ask me anything", "hey jarvis", "GREETING"),
     ("sorry i do not know what you want", "play some jazz", "UNKNOWN"),
+    # round 13's related words, from the retired sets' transcripts that no rule judged
+    ("things are splendid over here thanks and with you", "how are things", "GREETING"),
+    ("and a very good day to you how might i assist", "good day jarvis", "GREETING"),
+    ("tree pollen is moderate grass pollen is low", "how is the pollen", "WEATHER_SIMPLE"),
+    ("careful the roads are slick with black ice and it's minus two", "is it icy", "WEATHER_SIMPLE"),
+    ("i do nine hundred hours monday morning right on schedule", "do you have the time", "TIME_NOW"),
+    ("hotel stays are outside my abilities i'm sorry", "book a hotel", "UNKNOWN"),
+    ("setting reminders isn't supported here", "remind me to call mom", "UNKNOWN"),
 ])
 def test_the_shipped_related_words_judge_other_wordings(smartjarvis, transcript, request_text, intent):
     assert judged(smartjarvis, transcript, request_text) == intent
@@ -409,3 +417,58 @@ def test_time_in_an_idiom_names_no_clock(smartjarvis, transcript, request_text):
     assert smartjarvis.judge(transcript, request_text).intent != "TIME_NOW"
     # The same word naming the clock still does.
     assert "TIME_NOW" in smartjarvis.subjects_heard(smartjarvis.words_heard("the time is not known", request_text))
+
+
+@pytest.mark.parametrize(("transcript", "request_text"), [
+    # Refusals said without a negation word (heldout9, heldout13: the language model's transcripts).
+    ("sports results are outside my reach if you want i'll read out tonight's forecast instead",
+     "whats the score in the match"),
+    ("ride booking is off the table for me shall i look at the temperature so you can dress for it",
+     "order a taxi to the station"),
+    ("h m m directions are out of my league should i check the outside temperature instead", "navigate home"),
+    # What the assistant can do, listed after a refusal (heldout8, heldout12, heldout13).
+    (("i'm sorry i can't book flights or make travel arrangements i can't tell you the time check the weather or "
+      "repeat something back to you"), "book me a flight to denver next friday"),
+    ("i don't have access to spotify but i can't help with the time or the weather", "play some jazz on spotify"),
+    (("appointments are beyond me my skills are limited to greetings repeating phrases telling the hour and "
+      "checking conditions outside"), "book a haircut for friday"),
+    # "but I can" heard as "but I can't" after a refusal (heldout8).
+    ("sorry i can't set reminders yet but i can't tell you the time", "remind me to stretch at noon"),
+])
+def test_a_refusal_without_a_negation_word_or_listing_what_it_can_do_is_no_reply_of_what_it_offers(
+        smartjarvis, transcript, request_text):
+    """Round 13: refusal phrases without "not" ("outside my reach", "off the table"), a list of two
+    subjects or more after a refusal, and "but I can" misheard as "but I can't" after one all say
+    the subjects aside (before round 13 the rules judged each of these the weather or the time)."""
+    heard = smartjarvis.words_heard(transcript, request_text)
+    assert heard.offered
+    assert smartjarvis.subjects_heard(heard) <= {"UNKNOWN"}
+    assert judged(smartjarvis, transcript, request_text) in ("UNKNOWN", None)
+
+
+@pytest.mark.parametrize(("transcript", "request_text"), [
+    ("thunderstorms are likely tonight and it won't be cold", "whats the weather tonight"),
+    ("it's not raining yet but the forecast says showers after lunch", "will it rain"),
+    (("hello and welcome back i can't tell you the time check the weather or repeat something back so just let me "
+      "know what you'd like"), "hello jarvis"),
+])
+def test_a_subject_said_after_a_no_that_is_no_list_of_offers_still_counts(smartjarvis, transcript, request_text):
+    """The list rule needs two subjects after a refusal; one subject after a "no" is still named,
+    and a greeting that lists what the assistant can do stays a greeting."""
+    verdict = smartjarvis.judge(transcript, request_text)
+    expected = "GREETING" if request_text.startswith("hello") else "WEATHER_SIMPLE"
+    assert verdict.intent == expected, verdict
+
+
+@pytest.mark.parametrize(("transcript", "request_text"), [
+    ("of course what's the weather in oslo", "can you say whats the weather in oslo"),
+    ("sleep tight little one", "parrot this sleep tight little one"),
+    ("good morning sleeping neighbors", "repeat after me good morning sleepy neighbors"),
+])
+def test_the_request_after_a_longer_command_is_what_an_echo_says_back(smartjarvis, transcript, request_text):
+    """"can you say", "parrot this", "repeat after me" are command words of the shipped SmartJARVIS
+    expectations (round 13): the words after them are the ones said back, so the weather or a
+    greeting said back is the echo's (before, "can you say ..." was no echo request at all)."""
+    heard = smartjarvis.words_heard(transcript, request_text)
+    assert heard.echo_share >= 0.6
+    assert judged(smartjarvis, transcript, request_text) == "ECHO"

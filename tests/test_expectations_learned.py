@@ -52,10 +52,13 @@ def test_a_verdict_of_the_rules_is_never_changed(smartjarvis):
 
 
 # Language-model transcripts of retired held-out replies that the rules judged as another intent:
-# a greeting ("Oh, hi! Just say the word.", festival's voices) heard as a refusal.
+# refusals opening with "Ha," heard as "hi" ("Ha, singing isn't one of my talents", "Ha, I wish!
+# That's not something I can do"), judged greetings. (Until round 13 the examples were a greeting,
+# "Oh, hi! Just say the word.", heard as a refusal: the rules judge it right since "say the word"
+# is a greeting's related phrase.)
 WRONG_BY_THE_RULES = [
-    ("oh i just say the word", "hi jarvis", "UNKNOWN"),
-    ("but i just say the word", "hi jarvis", "UNKNOWN"),
+    ("hi singing isn't one of my talents sorry about that", "sing me a song", "GREETING"),
+    ("hi wage that's not something i can do", "can you dance", "GREETING"),
 ]
 
 

@@ -319,9 +319,7 @@ def test_alternatives_that_disagree_or_are_too_few_decide_nothing():
 @pytest.mark.parametrize(("request_text", "alternative", "intent", "stands"), [
     # Alternatives the language model agreed on in stored runs (heldout11, heldout12): refusals
     # offering the forecast or the time, heard as a report of them.
-    ("set the thermostat to seventy", ("h m and thermostats and other gadgets around your house are off limits for me "
-                                       "i i i can fortunately stealth happy to share today's forecast spread out"),
-     "WEATHER_SIMPLE", False),
+    ("call the office", "sorry i can't place calls what you like to have the time and stuff", "TIME_NOW", False),
     ("call the office", "sorry i i i i can place calls it would be like to hear the time instead", "TIME_NOW", False),
     ("what's the weather like", "weather information is not available at the moment is there something else",
      "WEATHER_SIMPLE", True),
@@ -382,18 +380,19 @@ def test_the_hybrid_takes_the_grammar_where_the_language_model_heard_nothing_onl
 
 
 def test_a_faint_lean_of_the_language_model_does_not_let_the_grammar_decide_without_the_learned_model():
-    """A refusal (heldout10, three voices) the language model heard almost word for word: its rules
-    lean to TIME_NOW at 0.02, and the grammar forced it into a clock-time template. Before round 10
-    agreeing with any lean let the grammar decide; now the learned model must agree too."""
+    """A refusal (heldout7) the language model heard almost word for word: its rules lean to
+    TIME_NOW ("that one" is a lone number), and the grammar forced it into a clock-time template.
+    Before round 10 agreeing with any lean let the grammar decide; now the learned model must agree
+    too. (Until round 13 the example was "switching lights on or off is beyond my reach", which the
+    rules now judge a refusal themselves.)"""
     expectations = load_expectations("smartjarvis")
-    request = "turn off the kitchen lights"
-    lm = expectations.judge("switching lights on or off is beyond my reach", request)
+    request, heard = "what's the capital of peru", "i'm sorry i don't know that one"
+    lm = expectations.judge(heard, request)
     grammar = expectations.judge("it's two eighteen right now", request)
     assert lm.intent is None and max(lm.scores, key=lm.scores.get) == "TIME_NOW" and grammar.intent == "TIME_NOW"
     assert grammar_way_in(lm, grammar) == "lean"
     assert hybrid_takes_grammar(lm, grammar, None)  # the lean alone, as before round 10
-    probabilities = IntentModel.builtin().probabilities(expectations, "switching lights on or off is beyond my reach",
-                                                        request, lm.scores)
+    probabilities = IntentModel.builtin().probabilities(expectations, heard, request, lm.scores)
     assert probabilities["TIME_NOW"] < HYBRID_MODEL_AGREES
     assert not hybrid_takes_grammar(lm, grammar, probabilities)
 

@@ -74,8 +74,10 @@ misheard or missing, fillers) is still judged:
   negation, with an offer between them or "instead" / "if you like" after it, it names no intent
   and counts for none, and the offer is evidence of the fallback (:data:`OFFER_WEIGHT`). The
   published weather replies refuse the weather itself ("I can't check the weather right now"),
-  with the keyword inside the refusal: they stay weather replies. "time" in an idiom ("one more
-  time", "next time") names no clock.
+  with the keyword inside the refusal: they stay weather replies. The subjects listed after a
+  refusal, two or more, are offered too ("I can't book flights. I can tell you the time, check the
+  weather..."), and a refusal may be said without a negation ("outside my reach", "off the
+  table"). "time" in an idiom ("one more time", "next time") names no clock.
 
 These are combined per intent (each a probability-like 0..1, joined as independent
 evidence: 1 - (1 - a)(1 - b)...) into a score from 0 to 1. An intent named by keywords alone
@@ -178,15 +180,26 @@ ECHO_HEARD_SHARE = 0.6
 # an intent's keyword after a negation with an offer between them ("but", "want", "I can"...), or
 # with "instead" / "if you like" within OFFER_AFTER_WORDS after it, is *offered*. An offered
 # keyword neither names its intent nor counts for it, and a refusal that offers something is
-# evidence of the fallback, OFFER_WEIGHT (round 11; docs/reply-judge.md).
+# evidence of the fallback, OFFER_WEIGHT (round 11; docs/reply-judge.md). Since round 13 also the
+# keywords of two subjects or more listed after a refusal ("I can't book flights. I can tell you
+# the time, check the weather or repeat something back").
 OFFER_WEIGHT = 0.5
 OFFER_AFTER_WORDS = 4
 _NEGATIONS = frozenset(["not", "unable", "beyond", "never", "nope", "no"])
+# A refusal said without a negation word ("out of my league", "off the table", "outside my reach").
+_REFUSALS = (("outside", "my"), ("outside", "what", "i"), ("out", "of", "my"), ("off", "the", "table"),
+             ("off", "limits"), ("above", "my"))
+# "... but I can't tell you the time" after a refusal is "but I can" misheard: an offer, no refusal.
+_OFFERS_MISHEARD = (("but", "i", "can"), ("but", "i", "could"))
 _OFFERS_BEFORE = (("want",), ("wanna",), ("instead",), ("how", "about"), ("would", "you", "like"),
                   ("could",), ("happy", "to"), ("glad", "to"), ("maybe",), ("though",), ("however",),
                   ("shall", "i"), ("should", "i"), ("perhaps",), ("fancy",), ("try", "asking"), ("ask", "me"),
-                  ("i", "can"), ("i", "know"))
-_OFFERS_AFTER = (("instead",), ("if", "you", "like"), ("if", "you", "want"), ("though",), ("if", "that", "helps"))
+                  ("i", "can"), ("i", "know"), ("good", "for"), ("stick", "to"), ("i", "handle"),
+                  ("limited", "to"),
+                  ("if", "you", "want"), ("if", "you", "like"), ("if", "that", "helps"),
+                  *((*offer, "not") for offer in _OFFERS_MISHEARD))
+_OFFERS_AFTER = (("instead",), ("if", "you", "like"), ("if", "you", "want"), ("though",), ("if", "that", "helps"),
+                 ("are", "all", "i"), ("is", "all", "i"), ("if", "it", "helps"))
 # "time" after one of these names no clock ("one more time", "any other time", "next time", "take
 # your time"): it is no TIME_NOW keyword there (round 11).
 _NOT_A_CLOCK_BEFORE_TIME = frozenset(["more", "other", "another", "next", "this", "some", "any", "every", "each",
@@ -622,33 +635,45 @@ class Expectations:
 
     def _offered(self, heard: list[str], echoed: frozenset[int]) -> frozenset[int]:
         """Positions of the keywords of ``heard`` (outside the request said back) that are offered
-        after a refusal (:data:`OFFER_WEIGHT`)."""
-        negations = [i for i, w in enumerate(heard) if w in _NEGATIONS and i not in echoed]
+        after a refusal (:data:`OFFER_WEIGHT`): with an offer word between the refusal and the
+        keyword or just after the keyword, or in a list of what the assistant can do (keywords of
+        two subjects or more after the refusal: "I can't book flights. I can tell you the time,
+        check the weather or repeat something back")."""
+        negations = sorted({i for i, w in enumerate(heard) if w in _NEGATIONS and i not in echoed}
+                           | {i + len(phrase) - 1 for phrase in _REFUSALS for i in range(len(heard) - len(phrase) + 1)
+                              if tuple(heard[i : i + len(phrase)]) == phrase and i not in echoed})
         if not negations:
             return frozenset()
+        negations = [i for k, i in enumerate(negations) if not (k and tuple(heard[i - 3 : i]) in _OFFERS_MISHEARD)]
         stems = [_stem(w) for w in heard]
-        offered: set[int] = set()
-        for keyword in self._subject_keywords():
+        said_after = []  # (start, length, intent) of each subject keyword after the first refusal
+        for keyword, intent in self._subject_keywords().items():
             n = len(keyword)
-            for start in range(len(heard) - n + 1):
+            for start in range(negations[0] + 1, len(heard) - n + 1):
                 said = stems[start] == _stem(keyword[0]) if n == 1 else tuple(heard[start : start + n]) == keyword
-                if not said or start in echoed:
-                    continue
-                before = [i for i in negations if i < start]
-                if not before:
-                    continue
-                after = heard[start + n : start + n + OFFER_AFTER_WORDS]
-                if _says_any(heard[before[-1] + 1 : start], _OFFERS_BEFORE) or _says_any(after, _OFFERS_AFTER):
+                if said and start not in echoed:
+                    said_after.append((start, n, intent))
+        offered: set[int] = set()
+        for start, n, _intent in said_after:
+            before = [i for i in negations if i < start]
+            after = heard[start + n : start + n + OFFER_AFTER_WORDS]
+            if _says_any(heard[before[-1] + 1 : start], _OFFERS_BEFORE) or _says_any(after, _OFFERS_AFTER):
+                offered.update(range(start, start + n))
+        for negation in negations:
+            listed = [(start, n, intent) for start, n, intent in said_after if start > negation]
+            if len({intent for _, _, intent in listed}) >= 2:
+                for start, n, _intent in listed:
                     offered.update(range(start, start + n))
+                break
         return frozenset(offered)
 
-    def _subject_keywords(self) -> frozenset[tuple[str, ...]]:
-        """The keywords that name a subject a refusal may offer: every intent's but the fallback's
-        and the echo's (cached on the instance)."""
+    def _subject_keywords(self) -> dict[tuple[str, ...], str]:
+        """The keywords that name a subject a refusal may offer, and their intents: every intent's
+        but the fallback's and the echo's (cached on the instance)."""
         cached = self.__dict__.get("_offerable")
         if cached is None:
-            cached = frozenset(k for spec in self.intents.values() if not spec.fallback and not spec.says("{request}")
-                               for k in spec.keywords)
+            cached = {k: intent for intent, spec in self.intents.items()
+                      if not spec.fallback and not spec.says("{request}") for k in spec.keywords}
             object.__setattr__(self, "_offerable", cached)  # frozen dataclass: a private cache
         return cached
 
