@@ -17,6 +17,7 @@ from voiceharness.expectations import (
     clock_strength,
     load_expectations,
     normalize_words,
+    scheduled_times,
 )
 
 
@@ -407,7 +408,7 @@ def test_a_weather_reply_that_says_no_offers_nothing(smartjarvis, transcript, re
 
 @pytest.mark.parametrize(("transcript", "request_text"), [
     ("okay i missed that one more time please", "sing a song"),  # heldout5, judged TIME_NOW before round 11
-    ("sorry maybe next time", "order a pizza"),
+    ("okay maybe next time", "order a pizza"),  # (after "sorry", since round 14 a refusal, "time" is offered too)
     ("take your time and say it another way", "blorp"),
 ])
 def test_time_in_an_idiom_names_no_clock(smartjarvis, transcript, request_text):
@@ -471,4 +472,64 @@ def test_the_request_after_a_longer_command_is_what_an_echo_says_back(smartjarvi
     greeting said back is the echo's (before, "can you say ..." was no echo request at all)."""
     heard = smartjarvis.words_heard(transcript, request_text)
     assert heard.echo_share >= 0.6
+    assert judged(smartjarvis, transcript, request_text) == "ECHO"
+
+
+@pytest.mark.parametrize(("transcript", "request_text"), [
+    # Weather reports the language model heard nearly whole (heldout9, heldout12, heldout14): the
+    # clock time says when the weather comes, not what time it is.
+    ("thunderstorms are likely after five pm and some could bring hail", "any storms coming"),
+    ("expect light rain after three pm so grab an umbrella", "will it rain today"),
+    ("thunder storms will come after nine tonight with gusts up to forty mph", "weather tonight"),
+])
+def test_a_clock_time_that_says_when_the_weather_comes_is_no_time_of_day(smartjarvis, transcript, request_text):
+    """Round 14 (before it, each of these was unjudged: the weather and a clock time both named)."""
+    heard = smartjarvis.words_heard(transcript, request_text)
+    assert scheduled_times(heard.words)
+    assert "TIME_NOW" not in smartjarvis.subjects_heard(heard)
+    assert judged(smartjarvis, transcript, request_text) == "WEATHER_SIMPLE"
+
+
+@pytest.mark.parametrize("transcript", [
+    "it's just after nine", "it's five after one", "it's twenty after nine", "it's two minutes after six",
+    "a little before ten", "it's ten past four",
+])
+def test_a_clock_time_said_as_the_time_now_is_not_scheduled(smartjarvis, transcript):
+    assert not scheduled_times(normalize_words(transcript))
+    assert judged(smartjarvis, transcript, "what time is it") == "TIME_NOW"
+
+
+def test_what_do_you_need_heard_as_whether_you_need_is_no_weather_word(smartjarvis):
+    """A greeting's "Hi there, what do you need?" (heldout14, flite's slt; heldout7 and others):
+    round 14."""
+    heard = smartjarvis.words_heard("hi there whether you need", "hi")
+    assert "WEATHER_SIMPLE" not in smartjarvis.subjects_heard(heard)
+    assert judged(smartjarvis, "hi there whether you need", "hi") == "GREETING"
+    # "whether" elsewhere is still the weather's homophone
+    assert "WEATHER_SIMPLE" in smartjarvis.subjects_heard(smartjarvis.words_heard("whether it will rain", "hi"))
+
+
+@pytest.mark.parametrize(("transcript", "request_text"), [
+    # heldout14: "Translation isn't one of my skills, sorry. But I can tell you what time it is."
+    ("translation isn't one of my skills sorry but i can tell you what time it is", "translate thank you into german"),
+    ("translation is one of my skills sorry but i can't tell you what time it is", "translate thank you into german"),
+    # heldout14: "I can't call a ride. Right now I can tell the time, give the forecast, say hello..."
+    ("i can call a ride right now i can tell the time in the forecast say hello or repeat what you say",
+     "call me an uber"),
+])
+def test_a_refusal_after_sorry_or_a_list_of_three_subjects_offers_them(smartjarvis, transcript, request_text):
+    """Round 14: "sorry", "afraid", "unfortunately" refuse too; a list of three subjects after "I
+    can" is what the assistant can do even when its refusal was misheard; and a phrase heard
+    around an offered subject ("I can tell you what time it is") is the offer's, not the time's."""
+    heard = smartjarvis.words_heard(transcript, request_text)
+    assert heard.offered
+    assert judged(smartjarvis, transcript, request_text) == "UNKNOWN"
+
+
+@pytest.mark.parametrize(("transcript", "request_text"), [
+    ("peter piper picked a peck of pickled peppers", "can you repeat peter piper picked a peck of pickled peppers"),
+    ("the fourteenth of february", "read back the date the fourteenth of february"),
+    ("the fourteenth of february", "could you please say the fourteenth of february"),
+])
+def test_a_command_word_after_a_polite_opening_starts_the_request(smartjarvis, transcript, request_text):
     assert judged(smartjarvis, transcript, request_text) == "ECHO"

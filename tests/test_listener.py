@@ -320,7 +320,7 @@ def test_alternatives_that_disagree_or_are_too_few_decide_nothing():
     # Alternatives the language model agreed on in stored runs (heldout11, heldout12): refusals
     # offering the forecast or the time, heard as a report of them.
     ("call the office", "sorry i can't place calls what you like to have the time and stuff", "TIME_NOW", False),
-    ("call the office", "sorry i i i i can place calls it would be like to hear the time instead", "TIME_NOW", False),
+    ("set an alarm for six thirty", "sorry i can't set alarms at six thirty or any other time", "TIME_NOW", False),
     ("what's the weather like", "weather information is not available at the moment is there something else",
      "WEATHER_SIMPLE", True),
     ("call a plumber", "sorry i can't do that", "UNKNOWN", True),
@@ -398,13 +398,17 @@ def test_a_faint_lean_of_the_language_model_does_not_let_the_grammar_decide_with
 
 
 def test_the_grammar_does_not_decide_a_reply_whose_language_model_transcript_names_two_subjects():
-    """A weather report (heldout9) the language model heard nearly whole names the rain and a clock
+    """A weather report (heldout8) the language model heard nearly whole names the rain and a clock
     time: the rules leave it unjudged, as a reply naming two intents must be. The grammar forced it
-    into a clock-time template, agreeing with the lean, and before round 11 it decided TIME_NOW."""
+    into a clock-time template, agreeing with the lean, and before round 11 it would have decided
+    TIME_NOW. (Until round 14 the example was heldout9's "expect like rain after three pm", whose
+    clock time the rules now read as when the rain comes.)"""
     from voiceharness.expectations.learned import names_two_subjects
 
     expectations = load_expectations("smartjarvis")
-    request, heard = "will it rain today", "expect like rain after three pm so grab an umbrella"
+    request = "what's the weather like today"
+    heard = ("all right right now it's fifteen degrees celsius and cloudy but the sun should break through around noon "
+             "pushing the high apt to twenty one and there's only a ten percent chance of rain it for the evening")
     lm, grammar = expectations.judge(heard, request), expectations.judge("it's ten o'clock right now", request)
     assert lm.intent is None and grammar.intent == "TIME_NOW"
     assert grammar_way_in(lm, grammar) == "lean"  # as before round 11

@@ -77,7 +77,8 @@ misheard or missing, fillers) is still judged:
   with the keyword inside the refusal: they stay weather replies. The subjects listed after a
   refusal, two or more, are offered too ("I can't book flights. I can tell you the time, check the
   weather..."), and a refusal may be said without a negation ("outside my reach", "off the
-  table"). "time" in an idiom ("one more time", "next time") names no clock.
+  table"). "time" in an idiom ("one more time", "next time") names no clock, nor does a clock time
+  that says when something happens ("thunderstorms after five pm": :func:`scheduled_times`).
 
 These are combined per intent (each a probability-like 0..1, joined as independent
 evidence: 1 - (1 - a)(1 - b)...) into a score from 0 to 1. An intent named by keywords alone
@@ -185,7 +186,7 @@ ECHO_HEARD_SHARE = 0.6
 # the time, check the weather or repeat something back").
 OFFER_WEIGHT = 0.5
 OFFER_AFTER_WORDS = 4
-_NEGATIONS = frozenset(["not", "unable", "beyond", "never", "nope", "no"])
+_NEGATIONS = frozenset(["not", "unable", "beyond", "never", "nope", "no", "sorry", "afraid", "unfortunately"])
 # A refusal said without a negation word ("out of my league", "off the table", "outside my reach").
 _REFUSALS = (("outside", "my"), ("outside", "what", "i"), ("out", "of", "my"), ("off", "the", "table"),
              ("off", "limits"), ("above", "my"))
@@ -206,6 +207,10 @@ _NOT_A_CLOCK_BEFORE_TIME = frozenset(["more", "other", "another", "next", "this"
                                       "first", "last", "same", "spare", "free", "your", "good", "nice",
                                       "great", "fun", "no", "in", "on"])
 
+# Said before a command word ("can you repeat ...", "please say ...").
+_POLITE_OPENINGS = (("can", "you", "please"), ("could", "you", "please"), ("would", "you", "please"), ("can", "you"),
+                    ("could", "you"), ("would", "you"), ("will", "you"), ("please",))
+
 _ONES = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"]
 _TEENS = ["thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
 _TENS = ["twenty", "thirty", "forty", "fifty"]
@@ -217,6 +222,13 @@ _CLOCK_WORDS = CLOCK_NUMBER_WORDS | {"oh", "o'clock", "oclock", "a", "p", "m", "
 _CLOCK_MARKERS = frozenset(["o'clock", "oclock", "am", "pm", "noon", "midnight"])
 _CLOCK_RELATIONS = frozenset(["past", "to", "half", "quarter", "after", "before"])
 _HOUR_RELATIONS = frozenset(["past", "after", "before"])
+# A clock time after one of these says when something happens (scheduled_times), unless the word
+# before it says it is now ("it's just after nine", "a little before ten").
+_SCHEDULE_RELATIONS = frozenset(["after", "by", "until", "till", "before", "from"])
+_NOW_BEFORE_RELATION = frozenset(["is", "just", "little", "shortly", "right", "bit", "it", "now", "somewhat"])
+_SCHEDULE_AFTER = frozenset(["tonight", "tomorrow", "overnight"])
+# A greeting's "what do you need" as the language model hears it, after "whether" (round 14).
+_WHAT_YOU_NEED_HEARD = frozenset([("you", "need"), ("do", "you", "need"), ("you", "need", "from", "me")])
 _DIGITS = frozenset(_ONES[:9])
 _ZERO_MINUTES = (["zero", "zero"], ["oh", "oh"], ["oh", "zero"], ["zero", "oh"])  # ":00" said
 _HOURS = frozenset(_ONES)
@@ -396,6 +408,26 @@ def clock_span(words: list[str]) -> tuple[int, int] | None:
     return next(((start, end) for start, end, strength in _times(_mended(words)) if strength >= 1.0), None)
 
 
+def scheduled_times(words: list[str]) -> frozenset[int]:
+    """Positions of the clock times in ``words`` (normalized) that say when something happens,
+    not what time it is: after "after", "by", "until", "before" or "from" with no "it's" or "just"
+    before it ("thunderstorms after five pm", "clearing by noon"; not "it's just after nine"), or
+    followed by "tonight", "tomorrow", "overnight" ("after nine tonight")."""
+    words = _mended(words)
+    n = len(words)
+    found: set[int] = set()
+    for start, end, strength in _times(words):
+        if strength < 0.5:
+            continue
+        relation = start if words[start] in _HOUR_RELATIONS else start - 1
+        before = words[relation - 1] if relation > 0 else ""
+        said_when = relation >= 0 and words[relation] in _SCHEDULE_RELATIONS and before not in _NOW_BEFORE_RELATION \
+            and before not in CLOCK_NUMBER_WORDS and before not in ("minutes", "minute", "quarter", "half")
+        if said_when or (end < n and words[end] in _SCHEDULE_AFTER):
+            found.update(range(start, end))
+    return frozenset(found)
+
+
 def _mended(words: list[str]) -> list[str]:
     """``words`` with the numbers a recogniser wrote as homophones put back."""
     words = list(words)
@@ -506,6 +538,10 @@ def request_words(request_text: str, command_words: tuple[tuple[str, ...], ...])
     words = normalize_words(request_text)
     if len(words) > 1 and words[0] == _WAKE_WORD:
         words = words[1:]
+    # "can you repeat ...", "could you please say ...": the command word after a polite opening.
+    polite = next((len(p) for p in _POLITE_OPENINGS if tuple(words[: len(p)]) == p and len(words) > len(p) + 1), 0)
+    if polite and any(tuple(words[polite : polite + len(c)]) == c for c in command_words):
+        words = words[polite:]
     for command in command_words:
         if tuple(words[: len(command)]) == command and len(words) > len(command):
             return words[len(command) :]
@@ -625,13 +661,17 @@ class Expectations:
         if not heard:
             return HeardWords([], request, frozenset(), 0.0)
         sounds_like = _homophones(self._distinctive_words())
+        # "what do you need" heard as "whether you need" at the end of a reply: no weather word.
+        misheard_what = frozenset(i for i, word in enumerate(heard) if word == "whether"
+                                  and tuple(heard[i + 1 :]) in _WHAT_YOU_NEED_HEARD)
         heard = [sounds_like.get(word, word) for word in heard]
         echoed, echo_share = _echoed_span(heard, request)
         heard = _quantities(heard, echoed)
         offered = self._offered(heard, echoed)
         idioms = frozenset(i for i, word in enumerate(heard)
                            if word == "time" and i and heard[i - 1] in _NOT_A_CLOCK_BEFORE_TIME and i not in echoed)
-        return HeardWords(heard, request, echoed, echo_share, offered | idioms, offered)
+        scheduled = scheduled_times([w if i not in echoed else "" for i, w in enumerate(heard)])
+        return HeardWords(heard, request, echoed, echo_share, offered | idioms | scheduled | misheard_what, offered)
 
     def _offered(self, heard: list[str], echoed: frozenset[int]) -> frozenset[int]:
         """Positions of the keywords of ``heard`` (outside the request said back) that are offered
@@ -642,17 +682,16 @@ class Expectations:
         negations = sorted({i for i, w in enumerate(heard) if w in _NEGATIONS and i not in echoed}
                            | {i + len(phrase) - 1 for phrase in _REFUSALS for i in range(len(heard) - len(phrase) + 1)
                               if tuple(heard[i : i + len(phrase)]) == phrase and i not in echoed})
-        if not negations:
-            return frozenset()
-        negations = [i for k, i in enumerate(negations) if not (k and tuple(heard[i - 3 : i]) in _OFFERS_MISHEARD)]
         stems = [_stem(w) for w in heard]
-        said_after = []  # (start, length, intent) of each subject keyword after the first refusal
-        for keyword, intent in self._subject_keywords().items():
-            n = len(keyword)
-            for start in range(negations[0] + 1, len(heard) - n + 1):
-                said = stems[start] == _stem(keyword[0]) if n == 1 else tuple(heard[start : start + n]) == keyword
-                if said and start not in echoed:
-                    said_after.append((start, n, intent))
+        if not negations:
+            # No refusal heard ("I can't" heard as "I can"), but "I can" and three subjects or more
+            # after it: a list of what the assistant can do, as a refusal gives it.
+            lead = next((i + 1 for i in range(len(heard) - 1) if heard[i : i + 2] == ["i", "can"]), None)
+            if lead is None or len({intent for _, _, intent in self._subjects_said(heard, stems, echoed, lead)}) < 3:
+                return frozenset()
+            negations = [lead]
+        negations = [i for k, i in enumerate(negations) if not (k and tuple(heard[i - 3 : i]) in _OFFERS_MISHEARD)]
+        said_after = self._subjects_said(heard, stems, echoed, negations[0])
         offered: set[int] = set()
         for start, n, _intent in said_after:
             before = [i for i in negations if i < start]
@@ -666,6 +705,19 @@ class Expectations:
                     offered.update(range(start, start + n))
                 break
         return frozenset(offered)
+
+    def _subjects_said(self, heard: list[str], stems: list[str], echoed: frozenset[int],
+                       after: int) -> list[tuple[int, int, str]]:
+        """(start, length, intent) of each subject keyword of ``heard`` after position ``after``,
+        outside the request said back."""
+        said = []
+        for keyword, intent in self._subject_keywords().items():
+            n = len(keyword)
+            for start in range(after + 1, len(heard) - n + 1):
+                if (stems[start] == _stem(keyword[0]) if n == 1 else tuple(heard[start : start + n]) == keyword) \
+                        and start not in echoed:
+                    said.append((start, n, intent))
+        return said
 
     def _subject_keywords(self) -> dict[tuple[str, ...], str]:
         """The keywords that name a subject a refusal may offer, and their intents: every intent's
@@ -689,7 +741,7 @@ class Expectations:
         if not heard:
             nothing = {intent: 0.0 for intent in self.intents}
             return nothing, nothing
-        time_heard = clock_strength(heard, echoed)
+        time_heard = clock_strength(heard, echoed | aside)
         stems = [_stem(w) for w in heard]
         heard_set = set(heard)
         weights = self._word_weights()
@@ -699,11 +751,15 @@ class Expectations:
         # they are no evidence of their intent.
         not_echoed = [w if i not in echoed and i not in aside else "" for i, w in enumerate(heard)]
         subject_heard = self.subjects_heard(heard_words)
+        unoffered = [w if i not in offered else "" for i, w in enumerate(heard)]
+        unoffered_set = set(unoffered)
         scores = {}
         for intent, spec in self.intents.items():
             says_request = spec.says("{request}")
-            phrase = max((_phrase_evidence(p, heard, heard_set) for p in self.phrases_for(intent, request_text, open_request=False)),
-                         default=0.0)
+            # A phrase heard around an offered subject ("... give you the current time") is the offer's.
+            phrase_words, phrase_set = (heard, heard_set) if says_request or not offered else (unoffered, unoffered_set)
+            phrase = max((_phrase_evidence(p, phrase_words, phrase_set)
+                          for p in self.phrases_for(intent, request_text, open_request=False)), default=0.0)
             # Words anywhere: each distinct distinctive word once; an echoed request's words
             # are evidence of the echo only.
             mine = weights[intent]
@@ -749,7 +805,7 @@ class Expectations:
         heard, request, echoed, echo_share, aside, _offered = heard_words
         if not heard:
             return frozenset()
-        time_heard = clock_strength(heard, echoed) >= 0.5
+        time_heard = clock_strength(heard, echoed | aside) >= 0.5
         echo_heard = echo_share >= ECHO_HEARD_SHARE and self.echo_is_telling(request, echo_share)
         not_echoed = [w if i not in echoed and i not in aside else "" for i, w in enumerate(heard)]
         stems = {_stem(w) for w in heard}
