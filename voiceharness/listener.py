@@ -35,8 +35,8 @@ judge`` reproduces them on a held-out set of replies and voices the judge was ne
   the harness's options: far behind the others).
 
 The default, :data:`DEFAULT_METHOD`, is ``"hybrid"``: as right as ``lm`` on the held-out
-sets' natural voices and about as wrong (heldout14, after round 13: 90.0 % right, 1.8 % wrong,
-the rest unjudged; ``lm`` 89.8 % / 1.2 %, ``grammar`` 23.5 % / 53.2 %), and right on every
+sets' natural voices and about as wrong (heldout15, after round 14: 84.8 % right, 3.0 % wrong,
+the rest unjudged; ``lm`` 84.8 % / 2.5 %, ``grammar`` 23.8 % / 43.5 %), and right on every
 published SmartJARVIS template in the reference gateway's espeak-ng voice, at about 0.5-1.2 s of
 CPU per reply. Silence (digital or below -60 dBFS) is not decoded: intent None.
 
