@@ -186,6 +186,7 @@ ECHO_HEARD_SHARE = 0.6
 # the time, check the weather or repeat something back").
 OFFER_WEIGHT = 0.5
 OFFER_AFTER_WORDS = 4
+# Words of a refusal ("sorry", "afraid", "unfortunately" since round 14).
 _NEGATIONS = frozenset(["not", "unable", "beyond", "never", "nope", "no", "sorry", "afraid", "unfortunately"])
 # A refusal said without a negation word ("out of my league", "off the table", "outside my reach").
 _REFUSALS = (("outside", "my"), ("outside", "what", "i"), ("out", "of", "my"), ("off", "the", "table"),
@@ -354,8 +355,10 @@ class HeardWords(NamedTuple):
     request: list[str]  # the request's words, its command words left out
     echoed: frozenset[int]  # positions in ``words`` where the request is said back
     echo_share: float  # how much of the request is heard there, 0 to 1
-    # Positions of keywords said aside from the reply's subject: offered after a refusal
-    # (:data:`OFFER_WEIGHT`), or "time" in an idiom that names no clock ("one more time").
+    # Positions of words said aside from the reply's subject: keywords offered after a refusal
+    # (:data:`OFFER_WEIGHT`), "time" in an idiom that names no clock ("one more time"), a clock
+    # time that says when something happens (:func:`scheduled_times`), and "whether" in a
+    # greeting's "what do you need" heard as "whether you need".
     aside: frozenset[int] = frozenset()
     offered: frozenset[int] = frozenset()  # those of them offered after a refusal
 
