@@ -85,9 +85,9 @@ def sound_alike(first: str, second: str) -> float:
 def _model_without(set_name: str):
     """The learned model trained on the tuning set and every retired held-out set but ``set_name``
     (all of them when it is none of them), and the smartjarvis expectations."""
-    from bench.judge_model import TUNING_SET, build
+    from bench.judge_model import TUNING_SETS, build
 
-    return build(tuple(name for name in (TUNING_SET, *RETIRED_SETS) if name != set_name))
+    return build(tuple(name for name in (*TUNING_SETS, *RETIRED_SETS) if name != set_name))
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,9 @@ and flite: Debian packages, installed by scripts/bootstrap.sh), caches the WAVs 
 and reports per method and voice: intent right, wrong intent, unjudged, CPU per reply (process
 time, resampling included: p10/p50/p90) and a confusion matrix. It writes
 ``bench/results/judge-heldout15.json`` (``judge-tuning.json``...), from which ``python -m bench
-report`` puts the table in BENCHMARKS.md.
+report`` puts the table in BENCHMARKS.md. ``clock.tsv`` is tuning material of another kind: the
+published time-of-day templates at clock times all day, in the reference gateway's voice (``python
+-m bench judge --set clock --methods lm,grammar``), which the learned model reads too.
 
 The voices: the judge's thresholds were tuned on espeak-ng (the reference gateway's voice) and
 flite's ``rms``; the held-out voices are other speakers and other synthesizers (festival's
@@ -63,7 +65,10 @@ VOICES = {"tuning": TUNING_VOICES, "heldout": HELDOUT_VOICES, "heldout2": (*HELD
           "heldout9": (*HELDOUT_VOICES, "flite:slt"), "heldout10": (*HELDOUT_VOICES, "flite:slt"),
           "heldout11": (*HELDOUT_VOICES, "flite:slt"), "heldout12": (*HELDOUT_VOICES, "flite:slt"),
           "heldout13": (*HELDOUT_VOICES, "flite:slt"), "heldout14": (*HELDOUT_VOICES, "flite:slt"),
-          "heldout15": (*HELDOUT_VOICES, "flite:slt")}
+          "heldout15": (*HELDOUT_VOICES, "flite:slt"),
+          # Tuning material: the published TIME_NOW templates at clock times all day, in the reference
+          # gateway's voice only (gateway/synthesizer.py: espeak-ng en-us at 170 words per minute).
+          "clock": ("espeak-ng:en-us/170",)}
 # The set the judge is scored on: each earlier held-out set was read after it was scored, and the
 # judge changed after that, so it is tuning material now; the current one was written (and
 # committed) before those changes.

@@ -154,11 +154,11 @@ def test_the_shipped_model_is_what_the_build_command_builds(smartjarvis):
     """``python -m bench.judge_model --write`` rebuilds the shipped weights from the stored
     transcripts of the tuning and retired sets (never the current held-out set)."""
     from bench.judge import CURRENT_HELDOUT
-    from bench.judge_model import RETIRED_SETS, TUNING_SET, build
+    from bench.judge_model import RETIRED_SETS, TUNING_SETS, build
 
     shipped = IntentModel.builtin()
     assert CURRENT_HELDOUT not in shipped.trained_on.split(", ")
-    rebuilt, _ = build((TUNING_SET, *RETIRED_SETS))
+    rebuilt, _ = build((*TUNING_SETS, *RETIRED_SETS))
     assert rebuilt.trained_on == shipped.trained_on
     assert rebuilt.vocabulary.keys() == shipped.vocabulary.keys()
     for transcript, request_text, _ in UNJUDGED_BY_THE_RULES:

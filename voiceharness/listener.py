@@ -410,8 +410,9 @@ class ReplyListener:
                 ),
                 f"<phrase> = {' | '.join(sorted(set(phrases)))};",
                 # A clock time as TTS front ends read one: "nine oh five a m", "eleven forty five",
-                # "seven o'clock", "four thirty p m".
-                "<clock> = <hour> [oh <digit> | <minute>] [o'clock | a m | p m];",
+                # "seven o'clock", "four thirty p m"; espeak-ng reads "6:07" "six zero seven" and
+                # "9:00" "nine zero zero".
+                "<clock> = <hour> [(oh | zero) (<digit> | oh | zero) | <minute>] [o'clock | a m | p m];",
                 "<hour> = <digit> | ten | eleven | twelve;",
                 "<digit> = one | two | three | four | five | six | seven | eight | nine;",
                 ("<minute> = ten | eleven | twelve | thirteen | fourteen | fifteen | sixteen | seventeen | eighteen"

@@ -512,10 +512,11 @@ def _hour_24_length(words: list[str], i: int) -> int:
 
 
 def _minute_length(words: list[str], i: int) -> int:
-    """How many words at ``i`` say the minutes of a clock time ("oh nine", "thirty", "forty five"), or 0."""
+    """How many words at ``i`` say the minutes of a clock time ("oh nine", "zero nine" as espeak-ng reads
+    ":09", "thirty", "forty five"), or 0."""
     if i >= len(words):
         return 0
-    if words[i] == "oh" and words[i + 1 : i + 2] and words[i + 1] in _DIGITS:
+    if words[i] in ("oh", "zero") and words[i + 1 : i + 2] and words[i + 1] in _DIGITS:
         return 2
     if words[i : i + 2] in _ZERO_MINUTES:
         return 2
