@@ -32,7 +32,7 @@ from bench.judge import CURRENT_HELDOUT
 # The tuning sets: the replies the rules were tuned on, and the published time-of-day templates at
 # clock times all day in the reference gateway's voice (bench/judge_sets/clock.tsv: the language
 # model hears espeak-ng's clock times as other words, and a model that had read the tuning set's
-# sixteen left 15 % of them unjudged at other times of day). Never left out in the cross-validation.
+# sixteen left 14 % of them unjudged at other times of day). Never left out in the cross-validation.
 TUNING_SETS = ("tuning", "clock")
 RETIRED_SETS = ("heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout6", "heldout7", "heldout8", "heldout9",
                 "heldout10", "heldout11", "heldout12", "heldout13", "heldout14")

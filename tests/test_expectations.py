@@ -117,7 +117,9 @@ def test_numbers_and_clock_times_are_normalized_as_a_voice_says_them():
     ("words", "strength"),
     [("nine oh nine am", 1.0), ("twenty past nine", 1.0), ("a quarter to six", 1.0), ("ten in the morning", 1.0),
      ("it is for thirty pm", 1.0), ("nine or nine am", 1.0), ("one two three", 0.3), ("it is nine", 0.3),
-     ("good to see you", 0.0), ("i am not sure", 0.0)],
+     ("good to see you", 0.0), ("i am not sure", 0.0),
+     # espeak-ng reads "6:07" "six zero seven" (the reference gateway's voice)
+     ("the current time is six zero seven", 1.0), ("right now it is one zero four", 1.0)],
 )
 def test_clock_strength(words, strength):
     assert clock_strength(words.split()) == strength

@@ -35,9 +35,11 @@ judge`` reproduces them on a held-out set of replies and voices the judge was ne
   the harness's options: far behind the others).
 
 The default, :data:`DEFAULT_METHOD`, is ``"hybrid"``: as right as ``lm`` on the held-out
-sets' natural voices and about as wrong (heldout15, after round 14: 84.8 % right, 3.0 % wrong,
-the rest unjudged; ``lm`` 84.8 % / 2.5 %, ``grammar`` 23.8 % / 43.5 %), and right on every
-published SmartJARVIS template in the reference gateway's espeak-ng voice, at about 0.5-1.2 s of
+sets' natural voices and about as wrong (heldout15, after round 14 and the clock set: 84.8 % right,
+3.2 % wrong, the rest unjudged; ``lm`` 84.5 % / 2.8 %, ``grammar`` 23.5 % / 43.5 %), and right on every
+published SmartJARVIS template in the reference gateway's espeak-ng voice at 7 PM, and on 422 of
+425 of its time-of-day replies at clock times all day (docs/reply-judge.md, "The reference
+gateway telling the time"), at about 0.5-1.2 s of
 CPU per reply. Silence (digital or below -60 dBFS) is not decoded: intent None.
 
 A pocketsphinx decoder is not thread-safe and a decode is CPU work (tens of ms per reply),
