@@ -22,7 +22,7 @@ and two measures of whether the grammar heard the reply or forced it into a temp
 
 * ``model``: the learned model's probability (:mod:`voiceharness.expectations.learned`) of the
   grammar's intent, reading the language model's transcript. The model judging a held-out set's
-  replies is trained *without* that set (the tuning set and the other retired sets), so the figure
+  replies is trained *without* that set (the tuning sets and the other retired sets), so the figure
   is what a model that never read those replies says; a file that is not a retired held-out set
   is judged by a model trained on all of them. The grammar counts when it is at least
   ``HYBRID_MODEL_AGREES`` (round 6 for ``nothing``, round 10 for ``lean`` too).
@@ -83,7 +83,7 @@ def sound_alike(first: str, second: str) -> float:
 
 @functools.cache
 def _model_without(set_name: str):
-    """The learned model trained on the tuning set and every retired held-out set but ``set_name``
+    """The learned model trained on the tuning sets and every retired held-out set but ``set_name``
     (all of them when it is none of them), and the smartjarvis expectations."""
     from bench.judge_model import TUNING_SETS, build
 

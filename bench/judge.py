@@ -19,7 +19,7 @@ time, resampling included: p10/p50/p90) and a confusion matrix. It writes
 ``bench/results/judge-heldout15.json`` (``judge-tuning.json``...), from which ``python -m bench
 report`` puts the table in BENCHMARKS.md. ``clock.tsv`` is tuning material of another kind: the
 published time-of-day templates at clock times all day, in the reference gateway's voice (``python
--m bench judge --set clock --methods lm,grammar``), which the learned model reads too.
+-m bench.judge --set clock --methods lm,grammar``), which the learned model reads too.
 
 The voices: the judge's thresholds were tuned on espeak-ng (the reference gateway's voice) and
 flite's ``rms``; the held-out voices are other speakers and other synthesizers (festival's

@@ -11,7 +11,7 @@ judge`` in ``bench/results/judge-SET.json`` (the ``lm`` method's rows: each repl
 each voice, its request and its intent). Never from the current held-out set
 (:data:`bench.judge.CURRENT_HELDOUT`), which measures it.
 
-``--cross-validate`` trains on the tuning set and all retired held-out sets but one, judges the
+``--cross-validate`` trains on the tuning sets and all retired held-out sets but one, judges the
 left-out set's transcripts with the rules and then, where they leave a reply unjudged, the model
 at each threshold, and prints what the model added (right, wrong) per set and in total:
 the threshold shipped (:data:`voiceharness.expectations.learned.MIN_PROBABILITY`) is read from it.
