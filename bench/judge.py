@@ -6,9 +6,9 @@
     python -m bench judge --set tuning             # the tuning set (what the thresholds were tuned on)
     python -m bench judge --methods lm --voices festival:kal_diphone
 
-The sets are text in ``bench/judge_sets/`` (``heldout15.tsv``, the held-out set scored now
+The sets are text in ``bench/judge_sets/`` (``heldout16.tsv``, the held-out set scored now
 (:data:`CURRENT_HELDOUT`): reply sentences written apart from the expectations files and from
-the other sets; ``heldout.tsv`` to ``heldout14.tsv``, earlier held-out sets,
+the other sets; ``heldout.tsv`` to ``heldout15.tsv``, earlier held-out sets,
 read after they were scored and so tuning material since; ``tuning.tsv``; each row an intent, the request the
 user said, and the reply). This module speaks each sentence with each voice of the set (espeak-ng, festival
 and flite: Debian packages, installed by scripts/bootstrap.sh), caches the WAVs in
@@ -16,7 +16,7 @@ and flite: Debian packages, installed by scripts/bootstrap.sh), caches the WAVs 
 :class:`voiceharness.listener.ReplyListener` against the smartjarvis expectations in each method,
 and reports per method and voice: intent right, wrong intent, unjudged, CPU per reply (process
 time, resampling included: p10/p50/p90) and a confusion matrix. It writes
-``bench/results/judge-heldout15.json`` (``judge-tuning.json``...), from which ``python -m bench
+``bench/results/judge-heldout16.json`` (``judge-tuning.json``...), from which ``python -m bench
 report`` puts the table in BENCHMARKS.md. ``clock.tsv`` is tuning material of another kind: the
 published time-of-day templates at clock times all day, in the reference gateway's voice (``python
 -m bench.judge --set clock --methods lm,grammar``), which the learned model reads too.
@@ -24,7 +24,7 @@ published time-of-day templates at clock times all day, in the reference gateway
 The voices: the judge's thresholds were tuned on espeak-ng (the reference gateway's voice) and
 flite's ``rms``; the held-out voices are other speakers and other synthesizers (festival's
 ``kal_diphone``, ``cmu_us_slt_arctic_hts`` and ``ked_diphone``, flite's ``awb``; ``heldout2``,
-``heldout3`` to ``heldout15`` add flite's ``slt``).
+``heldout3`` to ``heldout16`` add flite's ``slt``).
 """
 
 from __future__ import annotations
@@ -65,14 +65,14 @@ VOICES = {"tuning": TUNING_VOICES, "heldout": HELDOUT_VOICES, "heldout2": (*HELD
           "heldout9": (*HELDOUT_VOICES, "flite:slt"), "heldout10": (*HELDOUT_VOICES, "flite:slt"),
           "heldout11": (*HELDOUT_VOICES, "flite:slt"), "heldout12": (*HELDOUT_VOICES, "flite:slt"),
           "heldout13": (*HELDOUT_VOICES, "flite:slt"), "heldout14": (*HELDOUT_VOICES, "flite:slt"),
-          "heldout15": (*HELDOUT_VOICES, "flite:slt"),
+          "heldout15": (*HELDOUT_VOICES, "flite:slt"), "heldout16": (*HELDOUT_VOICES, "flite:slt"),
           # Tuning material: the published TIME_NOW templates at clock times all day, in the reference
           # gateway's voice only (gateway/synthesizer.py: espeak-ng en-us at 170 words per minute).
           "clock": ("espeak-ng:en-us/170",)}
 # The set the judge is scored on: each earlier held-out set was read after it was scored, and the
 # judge changed after that, so it is tuning material now; the current one was written (and
 # committed) before those changes.
-CURRENT_HELDOUT = "heldout15"
+CURRENT_HELDOUT = "heldout16"
 _TOOLS = {"espeak-ng": "espeak-ng", "festival": "text2wave", "flite": "flite"}
 _INSTALL = "apt-get install espeak-ng festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts flite"
 
