@@ -35,7 +35,7 @@ from bench.judge import CURRENT_HELDOUT
 # sixteen left 14 % of them unjudged at other times of day). Never left out in the cross-validation.
 TUNING_SETS = ("tuning", "clock")
 RETIRED_SETS = ("heldout", "heldout2", "heldout3", "heldout4", "heldout5", "heldout6", "heldout7", "heldout8", "heldout9",
-                "heldout10", "heldout11", "heldout12", "heldout13", "heldout14")
+                "heldout10", "heldout11", "heldout12", "heldout13", "heldout14", "heldout15")
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
 AGREEMENTS = (0.1, 0.2, 0.3, 0.4, 0.5)  # model_disagrees: below this, a rules' verdict goes
 ALTERNATIVES_FLOORS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9)  # ... and a verdict of the language model's alternatives
