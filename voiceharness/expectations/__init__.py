@@ -228,6 +228,8 @@ _HOUR_RELATIONS = frozenset(["past", "after", "before"])
 _SCHEDULE_RELATIONS = frozenset(["after", "by", "until", "till", "before", "from"])
 _NOW_BEFORE_RELATION = frozenset(["is", "just", "little", "shortly", "right", "bit", "it", "now", "somewhat"])
 _SCHEDULE_AFTER = frozenset(["tonight", "tomorrow", "overnight"])
+# A hedge between the relation and the time leaves it a schedule ("clearing by about ten").
+_SCHEDULE_HEDGES = frozenset(["about", "around", "roughly", "approximately"])
 # A greeting's "what do you need" as the language model hears it, after "whether" (round 14).
 _WHAT_YOU_NEED_HEARD = frozenset([("you", "need"), ("do", "you", "need"), ("you", "need", "from", "me")])
 _DIGITS = frozenset(_ONES[:9])
@@ -413,8 +415,9 @@ def clock_span(words: list[str]) -> tuple[int, int] | None:
 
 def scheduled_times(words: list[str]) -> frozenset[int]:
     """Positions of the clock times in ``words`` (normalized) that say when something happens,
-    not what time it is: after "after", "by", "until", "before" or "from" with no "it's" or "just"
-    before it ("thunderstorms after five pm", "clearing by noon"; not "it's just after nine"), or
+    not what time it is: after "after", "by", "until", "before" or "from" (a hedge between them
+    too: "by about ten") with no "it's" or "just" before it ("thunderstorms after five pm",
+    "clearing by noon"; not "it's just after nine"), or
     followed by "tonight", "tomorrow", "overnight" ("after nine tonight")."""
     words = _mended(words)
     n = len(words)
@@ -423,6 +426,8 @@ def scheduled_times(words: list[str]) -> frozenset[int]:
         if strength < 0.5:
             continue
         relation = start if words[start] in _HOUR_RELATIONS else start - 1
+        if relation > 0 and words[relation] in _SCHEDULE_HEDGES:
+            relation -= 1
         before = words[relation - 1] if relation > 0 else ""
         said_when = relation >= 0 and words[relation] in _SCHEDULE_RELATIONS and before not in _NOW_BEFORE_RELATION \
             and before not in CLOCK_NUMBER_WORDS and before not in ("minutes", "minute", "quarter", "half")
