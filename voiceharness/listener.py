@@ -35,8 +35,8 @@ judge`` reproduces them on a held-out set of replies and voices the judge was ne
   the harness's options: far behind the others).
 
 The default, :data:`DEFAULT_METHOD`, is ``"hybrid"``: as right as ``lm`` on the held-out
-sets' natural voices and about as wrong (heldout15, after round 14 and the clock set: 84.8 % right,
-3.2 % wrong, the rest unjudged; ``lm`` 84.5 % / 2.8 %, ``grammar`` 23.5 % / 43.5 %), and right on every
+sets' natural voices and about as wrong (heldout16, after round 15: 91.5 % right, 1.8 % wrong,
+the rest unjudged, the same verdicts as ``lm``; ``grammar`` 23.8 % / 47.2 %), and right on every
 published SmartJARVIS template in the reference gateway's espeak-ng voice at 7 PM, and on 422 of
 425 of its time-of-day replies at clock times all day (docs/reply-judge.md, "The reference
 gateway telling the time"), at about 0.5-1.2 s of
