@@ -233,7 +233,9 @@ _SCHEDULE_HEDGES = frozenset(["about", "around", "roughly", "approximately"])
 # A greeting's "what do you need" as the language model hears it, after "whether" (round 14).
 _WHAT_YOU_NEED_HEARD = frozenset([("you", "need"), ("do", "you", "need"), ("you", "need", "from", "me")])
 _DIGITS = frozenset(_ONES[:9])
-_ZERO_MINUTES = (["zero", "zero"], ["oh", "oh"], ["oh", "zero"], ["zero", "oh"])  # ":00" said
+# A zero digit as a voice says it: "nine oh five", espeak-ng's "six zero seven".
+_ZERO_WORDS = frozenset(["oh", "zero"])
+_ZERO_MINUTES = [[first, second] for first in _ZERO_WORDS for second in _ZERO_WORDS]  # ":00" said
 _HOURS = frozenset(_ONES)
 _MINUTES = frozenset(_ONES + _TEENS + _TENS)
 # The hour of a 24-hour clock time said as words (13-23, "oh nine", "zero nine"): a time only with
@@ -486,7 +488,7 @@ def _times(words: list[str]) -> list[tuple[int, int, float]]:
         # "... zero zero pm", "... oh five a m": minutes that can only be minutes, and the half
         # of the day, with the hour misheard (espeak-ng's "7:00 PM" heard as "instantly zero
         # zero pm"; "fifteen am" may be "15 km/h" misheard).
-        minutes = _minute_length(words, i) if word in ("oh", "zero") else 0
+        minutes = _minute_length(words, i) if word in _ZERO_WORDS else 0
         if minutes and words[i + minutes : i + minutes + 1] in (["am"], ["pm"]):
             found.append((i, i + minutes + 1, MINUTES_WITHOUT_HOUR_STRENGTH))
             continue
@@ -511,7 +513,7 @@ def _hour_24_length(words: list[str], i: int) -> int:
         return 1
     if word == "twenty":
         return 2 if following and following[0] in ("one", "two", "three") else 1
-    if word in ("oh", "zero") and following and following[0] in _DIGITS:
+    if word in _ZERO_WORDS and following and following[0] in _DIGITS:
         return 2
     return 0
 
@@ -521,7 +523,7 @@ def _minute_length(words: list[str], i: int) -> int:
     ":09", "thirty", "forty five"), or 0."""
     if i >= len(words):
         return 0
-    if words[i] in ("oh", "zero") and words[i + 1 : i + 2] and words[i + 1] in _DIGITS:
+    if words[i] in _ZERO_WORDS and words[i + 1 : i + 2] and words[i + 1] in _DIGITS:
         return 2
     if words[i : i + 2] in _ZERO_MINUTES:
         return 2
